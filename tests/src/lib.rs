@@ -1,0 +1,1 @@
+//! Harness for integration tests that boot didvisor under QEMU.
