@@ -1,1 +1,14 @@
+//! didvisor's policy and encoding logic that needs no hardware: configuration parsing, the CPUID policy,
+//! exit statistics, the ELF loader, the physical frame allocator, the guest boot layout and the guest
+//! debug console. The bare-metal binary (`main.rs`) is thin glue around these; `cargo test -p kernel`
+//! runs them on the host.
 #![cfg_attr(not(test), no_std)]
+
+pub mod config;
+pub mod console;
+pub mod cpuid;
+pub mod cpuset;
+pub mod elf;
+pub mod frames;
+pub mod guest_layout;
+pub mod stats;

@@ -1,3 +1,18 @@
+//! A purpose-built bare-metal guest that checks single hypervisor mechanisms exactly and reports on
+//! its debug console (port 0xE9). The hypervisor enters it in 64-bit mode with identity paging at
+//! `_start` with RDI = guest RAM size in bytes and RSI = its vCPU id.
+//!
+//! What it does, in order, so the test can count the exits it causes:
+//! 1. prints a greeting (one I/O exit per byte);
+//! 2. executes exactly four CPUID instructions and reports what it saw;
+//! 3. fills and checks a block of its own RAM (no exits: RAM is mapped);
+//! 4. touches memory outside its RAM: one read just past its end, one write and one read at 3 GiB —
+//!    three nested page faults the hypervisor reports and contains;
+//! 5. requests power-off through the ACPI PM1a control port (SLP_EN).
 #![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+mod guest;
+
 #[cfg(not(target_os = "none"))]
 fn main() {}

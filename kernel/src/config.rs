@@ -1,0 +1,633 @@
+//! The hypervisor command line: global options and one `guest=` description per guest.
+//!
+//! ```text
+//! debug-exit=0xf4 loglevel=debug guest=a,cores=1,mem=16M,kernel=testguest guest=b,cores=2-3,mem=1G,kernel=vmlinuz,initrd=initrd,cmdline="console=ttyS0 quiet"
+//! ```
+//! Words are separated by blanks; double quotes group a value that contains blanks or commas. Every
+//! error names the word it is about: bad configuration stops the hypervisor before any guest starts.
+
+use crate::cpuset::{CpuSet, MAX_CPUS};
+use core::fmt;
+
+pub const MAX_GUESTS: usize = 16;
+pub const MAX_NAME: usize = 16;
+pub const MAX_GUEST_CMDLINE: usize = 1024;
+
+type Name = boot_str::Str<MAX_NAME>;
+
+/// Text copied out of the command line (no allocator here).
+pub mod boot_str {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub struct Str<const N: usize> {
+        bytes: [u8; N],
+        len: usize,
+    }
+
+    impl<const N: usize> Str<N> {
+        pub const fn empty() -> Self {
+            Str {
+                bytes: [0; N],
+                len: 0,
+            }
+        }
+
+        pub fn new(s: &str) -> Option<Self> {
+            if s.len() > N {
+                return None;
+            }
+            let mut v = Self::empty();
+            v.bytes[..s.len()].copy_from_slice(s.as_bytes());
+            v.len = s.len();
+            Some(v)
+        }
+
+        pub fn as_str(&self) -> &str {
+            // Built from a &str, so valid UTF-8 up to len.
+            core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+        }
+    }
+
+    impl<const N: usize> core::fmt::Debug for Str<N> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            core::fmt::Debug::fmt(self.as_str(), f)
+        }
+    }
+
+    impl<const N: usize> core::fmt::Display for Str<N> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str(self.as_str())
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// One guest as described by a `guest=` word.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestConfig {
+    pub name: Name,
+    /// Physical CPUs (logical indices) given whole to this guest, one vCPU each, in order.
+    pub cores: CpuSet,
+    /// Guest RAM in bytes, a multiple of 2 MiB.
+    pub mem: u64,
+    /// Name of the boot module holding the guest's kernel.
+    pub kernel: Name,
+    pub initrd: Option<Name>,
+    pub cmdline: boot_str::Str<MAX_GUEST_CMDLINE>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// I/O port of QEMU's `isa-debug-exit` device: when set, the hypervisor ends the machine through
+    /// it (status 0x10 clean, 0x11 error) instead of halting.
+    pub debug_exit: Option<u16>,
+    pub log_level: LogLevel,
+    guests: [Option<GuestConfig>; MAX_GUESTS],
+}
+
+impl Config {
+    pub fn guests(&self) -> impl Iterator<Item = &GuestConfig> {
+        self.guests.iter().flatten()
+    }
+
+    pub fn guest_count(&self) -> usize {
+        self.guests().count()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError<'a> {
+    UnknownWord(&'a str),
+    UnknownGuestKey {
+        guest: &'a str,
+        key: &'a str,
+    },
+    MissingGuestKey {
+        guest: &'a str,
+        key: &'static str,
+    },
+    DuplicateGuestKey {
+        guest: &'a str,
+        key: &'a str,
+    },
+    BadValue {
+        key: &'a str,
+        value: &'a str,
+        why: &'static str,
+    },
+    UnterminatedQuote,
+    TooManyGuests,
+    DuplicateGuestName(&'a str),
+    // Checks against the machine and the boot modules:
+    NoSuchCpu {
+        guest: &'a str,
+        cpu: usize,
+        cpus: usize,
+    },
+    ServiceCore {
+        guest: &'a str,
+    },
+    SharedCore {
+        guest: &'a str,
+        other: &'a str,
+    },
+    NoSuchModule {
+        guest: &'a str,
+        module: &'a str,
+    },
+}
+
+impl fmt::Display for ConfigError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ConfigError::*;
+        match self {
+            UnknownWord(w) => write!(
+                f,
+                "unknown word `{w}` (expected guest=..., debug-exit=PORT or loglevel=LEVEL)"
+            ),
+            UnknownGuestKey { guest, key } => {
+                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline)")
+            }
+            MissingGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` is required"),
+            DuplicateGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` given twice"),
+            BadValue { key, value, why } => write!(f, "`{key}={value}`: {why}"),
+            UnterminatedQuote => f.write_str("unterminated double quote"),
+            TooManyGuests => write!(f, "more than {MAX_GUESTS} guests"),
+            DuplicateGuestName(n) => write!(f, "two guests are named `{n}`"),
+            NoSuchCpu { guest, cpu, cpus } => {
+                write!(
+                    f,
+                    "guest {guest}: cores: cpu {cpu} does not exist (this machine has cpus 0-{})",
+                    cpus - 1
+                )
+            }
+            ServiceCore { guest } => write!(
+                f,
+                "guest {guest}: cores: cpu 0 is the service core and runs no guest"
+            ),
+            SharedCore { guest, other } => {
+                write!(f, "guest {guest}: cores overlap with guest {other}'s")
+            }
+            NoSuchModule { guest, module } => {
+                write!(f, "guest {guest}: no boot module named `{module}`")
+            }
+        }
+    }
+}
+
+/// Splits on blanks, keeping double-quoted parts together (quotes removed from values by the caller).
+fn words(line: &str) -> impl Iterator<Item = Result<&str, ConfigError<'_>>> {
+    let mut rest = line;
+    core::iter::from_fn(move || {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return None;
+        }
+        let mut in_quote = false;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '"' => in_quote = !in_quote,
+                c if c.is_whitespace() && !in_quote => {
+                    let (w, r) = rest.split_at(i);
+                    rest = r;
+                    return Some(Ok(w));
+                }
+                _ => {}
+            }
+        }
+        let w = rest;
+        rest = "";
+        Some(if in_quote {
+            Err(ConfigError::UnterminatedQuote)
+        } else {
+            Ok(w)
+        })
+    })
+}
+
+/// Splits a guest description on commas outside double quotes.
+fn fields(desc: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(desc);
+    core::iter::from_fn(move || {
+        let s = rest?;
+        let mut in_quote = false;
+        for (i, c) in s.char_indices() {
+            match c {
+                '"' => in_quote = !in_quote,
+                ',' if !in_quote => {
+                    rest = Some(&s[i + 1..]);
+                    return Some(&s[..i]);
+                }
+                _ => {}
+            }
+        }
+        rest = None;
+        Some(s)
+    })
+}
+
+fn unquote(v: &str) -> &str {
+    v.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v)
+}
+
+pub fn parse_size(v: &str) -> Option<u64> {
+    let (digits, shift) = match v.as_bytes().last()? {
+        b'K' | b'k' => (&v[..v.len() - 1], 10),
+        b'M' | b'm' => (&v[..v.len() - 1], 20),
+        b'G' | b'g' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    let n = parse_number(digits)?;
+    n.checked_mul(1 << shift)
+}
+
+pub fn parse_number(v: &str) -> Option<u64> {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// `1`, `1-3`, `1-3+6`.
+pub fn parse_cpus(v: &str) -> Option<CpuSet> {
+    let mut set = CpuSet::new();
+    for part in v.split('+') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
+            None => {
+                let c = part.parse::<usize>().ok()?;
+                (c, c)
+            }
+        };
+        if a > b || b >= MAX_CPUS {
+            return None;
+        }
+        for c in a..=b {
+            set.insert(c);
+        }
+    }
+    Some(set)
+}
+
+/// The `debug-exit=` port alone, found even when the rest of the line is bad, so that a configuration
+/// error can still end a test machine instead of leaving it halted until a timeout.
+pub fn debug_exit_port(line: &str) -> Option<u16> {
+    line.split_whitespace()
+        .filter_map(|w| w.strip_prefix("debug-exit="))
+        .filter_map(parse_number)
+        .filter_map(|p| u16::try_from(p).ok())
+        .last()
+}
+
+pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
+    let mut cfg = Config {
+        debug_exit: None,
+        log_level: LogLevel::Info,
+        guests: [None; MAX_GUESTS],
+    };
+    let mut count = 0;
+    for (i, word) in words(line).enumerate() {
+        let word = word?;
+        // Some loaders pass the image path as the first word.
+        if i == 0 && word.starts_with('/') {
+            continue;
+        }
+        let (key, value) = word.split_once('=').unwrap_or((word, ""));
+        match key {
+            "guest" => {
+                if count == MAX_GUESTS {
+                    return Err(ConfigError::TooManyGuests);
+                }
+                let g = parse_guest(value)?;
+                if cfg.guests().any(|o| o.name == g.name) {
+                    return Err(ConfigError::DuplicateGuestName(
+                        value.split(',').next().unwrap_or(value),
+                    ));
+                }
+                cfg.guests[count] = Some(g);
+                count += 1;
+            }
+            "debug-exit" => {
+                let port = parse_number(value).filter(|&p| p <= 0xffff);
+                let port = port.ok_or(ConfigError::BadValue {
+                    key,
+                    value,
+                    why: "expected an I/O port number",
+                })?;
+                cfg.debug_exit = Some(port as u16);
+            }
+            "loglevel" => {
+                cfg.log_level = match value {
+                    "error" => LogLevel::Error,
+                    "warn" => LogLevel::Warn,
+                    "info" => LogLevel::Info,
+                    "debug" => LogLevel::Debug,
+                    "trace" => LogLevel::Trace,
+                    _ => {
+                        return Err(ConfigError::BadValue {
+                            key,
+                            value,
+                            why: "expected error|warn|info|debug|trace",
+                        })
+                    }
+                }
+            }
+            _ => return Err(ConfigError::UnknownWord(word)),
+        }
+    }
+    Ok(cfg)
+}
+
+fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
+    let mut it = fields(desc);
+    let name_str = it.next().unwrap_or("");
+    let name_ok = !name_str.is_empty()
+        && name_str
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !name_str.contains('=');
+    let name = Name::new(name_str)
+        .filter(|_| name_ok)
+        .ok_or(ConfigError::BadValue {
+            key: "guest",
+            value: name_str,
+            why: "a guest description starts with its name: letters, digits, - and _, at most 16",
+        })?;
+    let guest = name_str;
+    let (mut cores, mut mem, mut kernel, mut initrd, mut cmdline) = (None, None, None, None, None);
+    for field in it {
+        let (key, raw) = field.split_once('=').unwrap_or((field, ""));
+        let value = unquote(raw);
+        let slot_taken = match key {
+            "cores" => cores.replace(parse_cpus(value).filter(|s| !s.is_empty()).ok_or(
+                ConfigError::BadValue {
+                    key,
+                    value,
+                    why: "expected cpu numbers like 1, 1-3 or 1-2+5",
+                },
+            )?),
+            "mem" => mem
+                .replace(
+                    parse_size(value)
+                        .filter(|&m| m >= 2 << 20 && m % (2 << 20) == 0)
+                        .ok_or(ConfigError::BadValue {
+                            key,
+                            value,
+                            why: "expected a size of at least 2M in 2M steps, like 64M or 1G",
+                        })?,
+                )
+                .map(|_| CpuSet::new()),
+            "kernel" => kernel
+                .replace(module_name(key, value)?)
+                .map(|_| CpuSet::new()),
+            "initrd" => initrd
+                .replace(module_name(key, value)?)
+                .map(|_| CpuSet::new()),
+            "cmdline" => cmdline
+                .replace(boot_str::Str::new(value).ok_or(ConfigError::BadValue {
+                    key,
+                    value,
+                    why: "guest command line too long",
+                })?)
+                .map(|_| CpuSet::new()),
+            _ => return Err(ConfigError::UnknownGuestKey { guest, key }),
+        };
+        if slot_taken.is_some() {
+            return Err(ConfigError::DuplicateGuestKey { guest, key });
+        }
+    }
+    Ok(GuestConfig {
+        name,
+        cores: cores.ok_or(ConfigError::MissingGuestKey {
+            guest,
+            key: "cores",
+        })?,
+        mem: mem.ok_or(ConfigError::MissingGuestKey { guest, key: "mem" })?,
+        kernel: kernel.ok_or(ConfigError::MissingGuestKey {
+            guest,
+            key: "kernel",
+        })?,
+        initrd,
+        cmdline: cmdline.unwrap_or(boot_str::Str::empty()),
+    })
+}
+
+fn module_name<'a>(key: &'a str, value: &'a str) -> Result<Name, ConfigError<'a>> {
+    Name::new(value)
+        .filter(|_| !value.is_empty())
+        .ok_or(ConfigError::BadValue {
+            key,
+            value,
+            why: "expected a boot module name of at most 16 characters",
+        })
+}
+
+/// Checks the guests against the machine: cores exist, are not the service core, are not shared, and
+/// the modules they name were loaded.
+pub fn validate<'a>(
+    cfg: &'a Config,
+    cpus: usize,
+    has_module: impl Fn(&str) -> bool,
+) -> Result<(), ConfigError<'a>> {
+    for (i, g) in cfg.guests().enumerate() {
+        let guest = g.name.as_str();
+        if let Some(cpu) = g.cores.iter().find(|&c| c >= cpus) {
+            return Err(ConfigError::NoSuchCpu { guest, cpu, cpus });
+        }
+        if g.cores.contains(0) {
+            return Err(ConfigError::ServiceCore { guest });
+        }
+        if let Some(other) = cfg.guests().take(i).find(|o| o.cores.intersects(&g.cores)) {
+            return Err(ConfigError::SharedCore {
+                guest,
+                other: other.name.as_str(),
+            });
+        }
+        for module in core::iter::once(&g.kernel).chain(g.initrd.iter()) {
+            if !has_module(module.as_str()) {
+                return Err(ConfigError::NoSuchModule {
+                    guest,
+                    module: module.as_str(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_globals_and_guests() {
+        let line = r#"/boot/didvisor.elf debug-exit=0xf4 loglevel=debug guest=a,cores=1,mem=16M,kernel=testguest guest=b,cores=2-3+5,mem=1G,kernel=vmlinuz,initrd=initrd,cmdline="console=ttyS0 quiet, x""#;
+        let cfg = parse(line).unwrap();
+        assert_eq!(cfg.debug_exit, Some(0xf4));
+        assert_eq!(cfg.log_level, LogLevel::Debug);
+        let g: Vec<_> = cfg.guests().collect();
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].name.as_str(), "a");
+        assert_eq!(g[0].cores.to_string(), "1");
+        assert_eq!(g[0].mem, 16 << 20);
+        assert_eq!(g[0].kernel.as_str(), "testguest");
+        assert!(g[0].initrd.is_none());
+        assert_eq!(g[1].cores.to_string(), "2-3+5");
+        assert_eq!(g[1].mem, 1 << 30);
+        assert_eq!(g[1].initrd.unwrap().as_str(), "initrd");
+        assert_eq!(g[1].cmdline.as_str(), "console=ttyS0 quiet, x");
+    }
+
+    #[test]
+    fn empty_line_is_no_guests() {
+        let cfg = parse("  ").unwrap();
+        assert_eq!(cfg.guest_count(), 0);
+        assert_eq!(cfg.debug_exit, None);
+    }
+
+    #[test]
+    fn errors_name_the_offending_word() {
+        use ConfigError::*;
+        assert_eq!(parse("frobnicate").unwrap_err(), UnknownWord("frobnicate"));
+        assert_eq!(
+            parse("guest=a,cores=1,mem=16M,kernel=k,colour=red").unwrap_err(),
+            UnknownGuestKey {
+                guest: "a",
+                key: "colour"
+            }
+        );
+        assert_eq!(
+            parse("guest=a,cores=1,kernel=k").unwrap_err(),
+            MissingGuestKey {
+                guest: "a",
+                key: "mem"
+            }
+        );
+        assert_eq!(
+            parse("guest=a,cores=1,cores=2,mem=2M,kernel=k").unwrap_err(),
+            DuplicateGuestKey {
+                guest: "a",
+                key: "cores"
+            }
+        );
+        assert!(matches!(
+            parse("guest=a,cores=1,mem=3M,kernel=k").unwrap_err(),
+            BadValue {
+                key: "mem",
+                value: "3M",
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse("guest=a,cores=3-1,mem=2M,kernel=k").unwrap_err(),
+            BadValue { key: "cores", .. }
+        ));
+        assert!(matches!(
+            parse("guest=a,cores=x,mem=2M,kernel=k").unwrap_err(),
+            BadValue { key: "cores", .. }
+        ));
+        assert!(matches!(
+            parse("guest=,cores=1").unwrap_err(),
+            BadValue { key: "guest", .. }
+        ));
+        assert!(matches!(
+            parse("debug-exit=0x10000").unwrap_err(),
+            BadValue {
+                key: "debug-exit",
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse("loglevel=loud").unwrap_err(),
+            BadValue {
+                key: "loglevel",
+                ..
+            }
+        ));
+        assert_eq!(
+            parse("guest=a,cmdline=\"x y").unwrap_err(),
+            UnterminatedQuote
+        );
+        assert_eq!(
+            parse("guest=a,cores=1,mem=2M,kernel=k guest=a,cores=2,mem=2M,kernel=k").unwrap_err(),
+            DuplicateGuestName("a")
+        );
+    }
+
+    #[test]
+    fn validation_against_the_machine() {
+        let cfg =
+            parse("guest=a,cores=1,mem=2M,kernel=k guest=b,cores=2-3,mem=2M,kernel=k,initrd=i")
+                .unwrap();
+        let modules = |m: &str| m == "k" || m == "i";
+        assert_eq!(validate(&cfg, 4, modules), Ok(()));
+        assert_eq!(
+            validate(&cfg, 3, modules),
+            Err(ConfigError::NoSuchCpu {
+                guest: "b",
+                cpu: 3,
+                cpus: 3
+            })
+        );
+        assert_eq!(
+            validate(&cfg, 4, |m| m == "k"),
+            Err(ConfigError::NoSuchModule {
+                guest: "b",
+                module: "i"
+            })
+        );
+        let shared =
+            parse("guest=a,cores=1-2,mem=2M,kernel=k guest=b,cores=2,mem=2M,kernel=k").unwrap();
+        assert_eq!(
+            validate(&shared, 4, modules),
+            Err(ConfigError::SharedCore {
+                guest: "b",
+                other: "a"
+            })
+        );
+        let service = parse("guest=a,cores=0-1,mem=2M,kernel=k").unwrap();
+        assert_eq!(
+            validate(&service, 4, modules),
+            Err(ConfigError::ServiceCore { guest: "a" })
+        );
+    }
+
+    #[test]
+    fn error_messages_are_readable() {
+        let e = ConfigError::NoSuchCpu {
+            guest: "b",
+            cpu: 5,
+            cpus: 3,
+        };
+        assert_eq!(
+            e.to_string(),
+            "guest b: cores: cpu 5 does not exist (this machine has cpus 0-2)"
+        );
+    }
+
+    #[test]
+    fn debug_exit_port_survives_other_errors() {
+        assert_eq!(debug_exit_port("bogus debug-exit=0xf4 guest=?"), Some(0xf4));
+        assert_eq!(debug_exit_port("debug-exit=0x1ffff"), None);
+        assert_eq!(debug_exit_port(""), None);
+    }
+
+    #[test]
+    fn sizes_and_numbers() {
+        assert_eq!(parse_size("4096K"), Some(4 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("M"), None);
+        assert_eq!(parse_size("99999999999999G"), None);
+        assert_eq!(parse_number("0x3f8"), Some(0x3f8));
+    }
+}

@@ -1,0 +1,200 @@
+//! What a guest sees when it executes CPUID (every CPUID exits: the intercept is always set).
+//!
+//! The answer starts from the host's and is edited: the guest learns it runs on a hypervisor, sees its
+//! own APIC id, and does not see features the hypervisor does not virtualise (SVM, VMX, MONITOR/MWAIT,
+//! the TSC-deadline timer). Leaves in the hypervisor range 0x4000_0000.. carry didvisor's signature.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuidResult {
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
+}
+
+/// The facts about the calling vCPU the answer depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct VcpuView {
+    /// The guest's (x2)APIC id of this vCPU.
+    pub apic_id: u32,
+    pub vcpu_count: u32,
+    /// Guest CR4, for the OSXSAVE bit.
+    pub guest_cr4: u64,
+}
+
+/// Hypervisor signature in leaf 0x4000_0000 (EBX, ECX, EDX).
+pub const SIGNATURE: &[u8; 12] = b"didvisor\0\0\0\0";
+pub const HYPERVISOR_BASE: u32 = 0x4000_0000;
+pub const HYPERVISOR_MAX: u32 = 0x4000_0001;
+
+mod bit {
+    // Leaf 1 ECX (AMD APM vol. 3, appendix E.3.2).
+    pub const MONITOR: u32 = 1 << 3;
+    pub const VMX: u32 = 1 << 5;
+    pub const TSC_DEADLINE: u32 = 1 << 24;
+    pub const OSXSAVE: u32 = 1 << 27;
+    pub const HYPERVISOR: u32 = 1 << 31;
+    // Leaf 8000_0001 ECX.
+    pub const SVM: u32 = 1 << 2;
+    pub const MONITORX: u32 = 1 << 13;
+    // CR4.
+    pub const CR4_OSXSAVE: u64 = 1 << 18;
+}
+
+/// The guest's answer for `leaf`/`subleaf`, given the host's answer `host` for the same leaf and the
+/// host's highest basic and extended leaves.
+pub fn guest_cpuid(
+    leaf: u32,
+    host: CpuidResult,
+    host_max_basic: u32,
+    host_max_ext: u32,
+    vcpu: &VcpuView,
+) -> CpuidResult {
+    let mut r = host;
+    match leaf {
+        0 => {}
+        1 => {
+            r.ebx = (r.ebx & 0x0000_ffff)
+                | ((vcpu.apic_id & 0xff) << 24)
+                | ((vcpu.vcpu_count.min(255) & 0xff) << 16);
+            r.ecx &= !(bit::MONITOR | bit::VMX | bit::TSC_DEADLINE | bit::OSXSAVE);
+            r.ecx |= bit::HYPERVISOR;
+            if vcpu.guest_cr4 & bit::CR4_OSXSAVE != 0 {
+                r.ecx |= bit::OSXSAVE;
+            }
+        }
+        // MONITOR/MWAIT parameters: the feature is hidden.
+        5 => r = CpuidResult::default(),
+        // Extended topology: the x2APIC id of this vCPU.
+        0xB | 0x1F => r.edx = vcpu.apic_id,
+        HYPERVISOR_BASE => {
+            let word = |i: usize| {
+                u32::from_le_bytes([
+                    SIGNATURE[i],
+                    SIGNATURE[i + 1],
+                    SIGNATURE[i + 2],
+                    SIGNATURE[i + 3],
+                ])
+            };
+            r = CpuidResult {
+                eax: HYPERVISOR_MAX,
+                ebx: word(0),
+                ecx: word(4),
+                edx: word(8),
+            };
+        }
+        // No paravirtual features yet.
+        0x4000_0001..=0x4000_00ff => r = CpuidResult::default(),
+        0x8000_0001 => r.ecx &= !(bit::SVM | bit::MONITORX),
+        // SVM revision and features: nested virtualisation is not offered.
+        0x8000_000a => r = CpuidResult::default(),
+        0x8000_001e => r.eax = vcpu.apic_id,
+        // AMD returns zeros for leaves above the maximum (APM vol. 3, CPUID).
+        l if l < HYPERVISOR_BASE && l > host_max_basic => r = CpuidResult::default(),
+        l if l >= 0x8000_0000 && l > host_max_ext => r = CpuidResult::default(),
+        _ => {}
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VCPU: VcpuView = VcpuView {
+        apic_id: 3,
+        vcpu_count: 2,
+        guest_cr4: 0,
+    };
+
+    fn host(eax: u32, ebx: u32, ecx: u32, edx: u32) -> CpuidResult {
+        CpuidResult { eax, ebx, ecx, edx }
+    }
+
+    #[test]
+    fn leaf1_sets_hypervisor_and_apic_id_and_hides_features() {
+        let h = host(
+            0x00a00f11,
+            0x0a080800,
+            0xfef8_320b | bit::VMX | bit::OSXSAVE,
+            0x178bfbff,
+        );
+        let r = guest_cpuid(1, h, 0x10, 0x8000_0021, &VCPU);
+        assert_eq!(r.ebx, 0x0302_0800);
+        assert_eq!(r.ecx & bit::HYPERVISOR, bit::HYPERVISOR);
+        assert_eq!(
+            r.ecx & (bit::MONITOR | bit::VMX | bit::TSC_DEADLINE | bit::OSXSAVE),
+            0
+        );
+        assert_eq!(r.eax, h.eax);
+        assert_eq!(r.edx, h.edx);
+        let with_xsave = VcpuView {
+            guest_cr4: bit::CR4_OSXSAVE,
+            ..VCPU
+        };
+        assert_eq!(
+            guest_cpuid(1, h, 0x10, 0x8000_0021, &with_xsave).ecx & bit::OSXSAVE,
+            bit::OSXSAVE
+        );
+    }
+
+    #[test]
+    fn hypervisor_leaf_has_the_signature() {
+        let r = guest_cpuid(HYPERVISOR_BASE, host(7, 7, 7, 7), 0x10, 0x8000_0021, &VCPU);
+        assert_eq!(r.eax, HYPERVISOR_MAX);
+        let mut sig = [0u8; 12];
+        sig[..4].copy_from_slice(&r.ebx.to_le_bytes());
+        sig[4..8].copy_from_slice(&r.ecx.to_le_bytes());
+        sig[8..].copy_from_slice(&r.edx.to_le_bytes());
+        assert_eq!(&sig, SIGNATURE);
+        assert_eq!(
+            guest_cpuid(0x4000_0001, host(7, 7, 7, 7), 0x10, 0x8000_0021, &VCPU),
+            CpuidResult::default()
+        );
+    }
+
+    #[test]
+    fn svm_is_hidden() {
+        let r = guest_cpuid(
+            0x8000_0001,
+            host(0, 0, 0x0000_37ff, 0),
+            0x10,
+            0x8000_0021,
+            &VCPU,
+        );
+        assert_eq!(r.ecx & bit::SVM, 0);
+        assert_eq!(r.ecx, 0x37ff & !bit::SVM & !bit::MONITORX);
+        assert_eq!(
+            guest_cpuid(0x8000_000a, host(1, 16, 0, 0x1bf), 0x10, 0x8000_0021, &VCPU),
+            CpuidResult::default()
+        );
+    }
+
+    #[test]
+    fn leaves_beyond_the_maximum_are_zero() {
+        assert_eq!(
+            guest_cpuid(0x11, host(1, 2, 3, 4), 0x10, 0x8000_0021, &VCPU),
+            CpuidResult::default()
+        );
+        assert_eq!(
+            guest_cpuid(0x8000_0022, host(1, 2, 3, 4), 0x10, 0x8000_0021, &VCPU),
+            CpuidResult::default()
+        );
+        assert_eq!(
+            guest_cpuid(0x10, host(1, 2, 3, 4), 0x10, 0x8000_0021, &VCPU),
+            host(1, 2, 3, 4)
+        );
+    }
+
+    #[test]
+    fn topology_leaves_carry_the_vcpu_apic_id() {
+        assert_eq!(
+            guest_cpuid(0xB, host(1, 1, 0x100, 9), 0x10, 0x8000_0021, &VCPU).edx,
+            3
+        );
+        assert_eq!(
+            guest_cpuid(0x8000_001e, host(9, 0, 0, 0), 0x10, 0x8000_0021, &VCPU).eax,
+            3
+        );
+    }
+}

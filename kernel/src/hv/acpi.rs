@@ -1,0 +1,98 @@
+//! Platform discovery from ACPI: CPUs and their APIC ids (MADT), PCIe ECAM windows (MCFG) and AMD-Vi
+//! IOMMUs (IVRS). Parsing is the `firmware` and `iommu` crates'; this is where it meets memory.
+
+use super::{fatal, memory};
+use crate::println;
+use boot::{BootInfo, RsdpSource};
+use firmware::{madt::Cpu, Acpi, Rsdp, Signature};
+
+/// Firmware tables through the identity map.
+struct FirmwareMemory;
+
+impl firmware::PhysMem for FirmwareMemory {
+    fn bytes(&self, phys: u64, len: usize) -> Option<&[u8]> {
+        let end = phys.checked_add(len as u64)?;
+        if phys == 0 || end > memory::MAPPED_LIMIT {
+            return None;
+        }
+        // SAFETY: inside the identity map; firmware tables and the BIOS areas are never written
+        // after boot, and the hypervisor only reads them.
+        Some(unsafe { memory::phys_slice(phys, len as u64) })
+    }
+}
+
+/// What the hypervisor learned about the machine.
+pub struct Platform {
+    madt: firmware::Madt,
+}
+
+impl Platform {
+    /// Enabled processors in MADT order.
+    pub fn cpus(&self) -> impl Iterator<Item = &Cpu> {
+        self.madt.cpus().iter().filter(|c| c.enabled)
+    }
+}
+
+pub fn discover(boot: &BootInfo) -> Platform {
+    let mem = FirmwareMemory;
+    let rsdp = match boot.rsdp {
+        RsdpSource::Copy { bytes, len } => Rsdp::from_bytes(&bytes[..len]).map(|r| (None, r)),
+        RsdpSource::SearchBiosAreas => firmware::find_rsdp(&mem).map(|(at, r)| (Some(at), r)),
+    };
+    let (at, rsdp) = rsdp.unwrap_or_else(|e| fatal(format_args!("acpi: no usable RSDP: {e}")));
+    match at {
+        Some(at) => println!("acpi: rsdp at {at:#x} (BIOS area)"),
+        None => println!("acpi: rsdp from the boot loader"),
+    }
+    let acpi = Acpi::new(&mem, &rsdp).unwrap_or_else(|e| fatal(format_args!("acpi: {e}")));
+
+    let madt = acpi
+        .madt()
+        .unwrap_or_else(|e| fatal(format_args!("acpi: MADT: {e} (cannot find the CPUs)")));
+    let enabled = madt.cpus().iter().filter(|c| c.enabled).count();
+    println!(
+        "acpi: madt: {enabled} cpus, local apic at {:#x}",
+        madt.local_apic_address()
+    );
+    for c in madt.cpus() {
+        println!(
+            "acpi: cpu uid {} apic {}{}",
+            c.uid,
+            c.apic_id,
+            if c.enabled { "" } else { " (disabled)" }
+        );
+    }
+    for io in madt.io_apics() {
+        println!(
+            "acpi: ioapic id {} at {:#x}, gsi base {}",
+            io.id, io.address, io.gsi_base
+        );
+    }
+
+    match acpi.mcfg() {
+        Ok(mcfg) => {
+            for r in mcfg.regions() {
+                println!(
+                    "acpi: mcfg: ecam {:#x} segment {} buses {}-{}",
+                    r.base, r.segment, r.start_bus, r.end_bus
+                );
+            }
+        }
+        Err(e) => println!("acpi: mcfg: {e}: no PCIe ECAM; PCI devices cannot be passed through"),
+    }
+
+    match acpi.find_table(Signature::IVRS) {
+        Ok(table) => match iommu::Ivrs::from_sdt(&table) {
+            Ok(ivrs) => {
+                for (i, unit) in ivrs.iommus().enumerate() {
+                    println!("iommu {i}: {}", unit.summary());
+                }
+            }
+            Err(e) => println!("acpi: ivrs: malformed ({e}); no DMA isolation"),
+        },
+        Err(e) => println!(
+            "acpi: ivrs: {e}: no AMD-Vi IOMMU, so no DMA isolation and no device passthrough"
+        ),
+    }
+    Platform { madt }
+}

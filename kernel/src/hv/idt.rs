@@ -1,0 +1,225 @@
+//! The host's interrupt descriptor table (AMD APM vol. 2, 8.2 and 4.8.4 for the gate format). Host
+//! code runs with interrupts disabled, so only exceptions and NMIs arrive here: an exception in the
+//! hypervisor is a bug and stops the machine with the faulting state printed; an NMI is counted.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Register state pushed by the stubs below, lowest address first.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ExceptionFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// One 16-byte long-mode interrupt gate.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<Gate>() == 16);
+
+impl Gate {
+    const EMPTY: Gate = Gate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        type_attr: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    };
+
+    fn interrupt(handler: u64, ist: u8) -> Gate {
+        Gate {
+            offset_low: handler as u16,
+            selector: super::cpu::KERNEL_CODE,
+            ist,
+            // Present, DPL 0, 64-bit interrupt gate (type 0xE).
+            type_attr: 0x8e,
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        }
+    }
+}
+
+#[repr(C, align(4096))]
+struct Idt([Gate; 256]);
+
+static mut IDT: Idt = Idt([Gate::EMPTY; 256]);
+
+pub static NMI_COUNT: AtomicU64 = AtomicU64::new(0);
+
+extern "C" {
+    static exception_stubs: [u64; 32];
+}
+
+/// Fills the shared IDT once (bootstrap processor, before other cores start).
+pub fn init() {
+    for vector in 0..32 {
+        // SAFETY: `exception_stubs` is a table of 32 stub addresses emitted by the assembly below.
+        let handler = unsafe { exception_stubs[vector] };
+        let ist = match vector {
+            2 => super::cpu::IST_NMI,
+            8 => super::cpu::IST_DOUBLE_FAULT,
+            18 => super::cpu::IST_MACHINE_CHECK,
+            _ => 0,
+        };
+        // SAFETY: only the bootstrap processor writes the IDT, before any core loads it.
+        unsafe { (*core::ptr::addr_of_mut!(IDT)).0[vector] = Gate::interrupt(handler, ist) };
+    }
+}
+
+/// Loads the shared IDT on this core.
+pub fn load() {
+    let ptr = x86_64::structures::DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: x86_64::VirtAddr::new(core::ptr::addr_of!(IDT) as u64),
+    };
+    // SAFETY: the table is fully built by `init` and never moves.
+    unsafe { x86_64::instructions::tables::lidt(&ptr) };
+}
+
+#[no_mangle]
+extern "C" fn exception_handler(frame: &ExceptionFrame) {
+    if frame.vector == 2 {
+        NMI_COUNT.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let cr2 = x86_64::registers::control::Cr2::read_raw();
+    super::serial::print_unlocked(format_args!(
+        "\nPANIC: exception {} (error {:#x}) on cpu apic {} at rip {:#x}, rsp {:#x}, cr2 {:#x}\n{:#x?}\n",
+        frame.vector,
+        frame.error_code,
+        super::x2apic::id_or_unknown(),
+        frame.rip,
+        frame.rsp,
+        cr2,
+        frame
+    ));
+    super::exit::fail();
+}
+
+// Vectors that push an error code (APM vol. 2, 8.2): 8, 10-14, 17, 21, 29, 30.
+core::arch::global_asm!(
+    r#"
+.macro STUB vector, has_error
+.balign 16
+exception_stub_\vector:
+.if \has_error == 0
+    push 0
+.endif
+    push \vector
+    jmp exception_common
+.endm
+
+.section .text
+STUB 0, 0
+STUB 1, 0
+STUB 2, 0
+STUB 3, 0
+STUB 4, 0
+STUB 5, 0
+STUB 6, 0
+STUB 7, 0
+STUB 8, 1
+STUB 9, 0
+STUB 10, 1
+STUB 11, 1
+STUB 12, 1
+STUB 13, 1
+STUB 14, 1
+STUB 15, 0
+STUB 16, 0
+STUB 17, 1
+STUB 18, 0
+STUB 19, 0
+STUB 20, 0
+STUB 21, 1
+STUB 22, 0
+STUB 23, 0
+STUB 24, 0
+STUB 25, 0
+STUB 26, 0
+STUB 27, 0
+STUB 28, 0
+STUB 29, 1
+STUB 30, 1
+STUB 31, 0
+
+exception_common:
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    mov rdi, rsp
+    mov rbp, rsp
+    and rsp, -16
+    call exception_handler
+    mov rsp, rbp
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+
+.section .rodata
+.balign 8
+.global exception_stubs
+exception_stubs:
+.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .quad exception_stub_\v
+.endr
+"#
+);

@@ -1,0 +1,250 @@
+//! Hardware glue of the hypervisor binary: boot flow on the bootstrap processor, per-core bring-up,
+//! and the loop each core runs.
+
+pub mod acpi;
+pub mod cpu;
+pub mod exit;
+pub mod guest;
+pub mod idt;
+pub mod memory;
+pub mod serial;
+pub mod smp;
+pub mod svm_hw;
+pub mod timer;
+pub mod vcpu;
+pub mod vmrun;
+pub mod x2apic;
+
+use crate::println;
+use boot::{BootInfo, MemoryKind};
+use core::sync::atomic::Ordering;
+use didvisor::config::{self, Config};
+use didvisor::cpuset::MAX_CPUS;
+use spin::Once;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+static BOOT_INFO: Once<BootInfo> = Once::new();
+static CONFIG: Once<Config> = Once::new();
+/// Logical CPU index -> x2APIC id; index 0 is the bootstrap processor (the service core).
+static CPUS: Once<heapless_ids::ApicIds> = Once::new();
+/// Per core: physical address of the page the host's VMSAVE state goes to.
+static HOST_VMCB: [core::sync::atomic::AtomicU64; MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
+
+mod heapless_ids {
+    use didvisor::cpuset::MAX_CPUS;
+    pub struct ApicIds {
+        pub ids: [u32; MAX_CPUS],
+        pub len: usize,
+    }
+    impl ApicIds {
+        pub fn as_slice(&self) -> &[u32] {
+            &self.ids[..self.len]
+        }
+    }
+}
+
+/// Reads boot-loader memory through the identity map.
+struct Identity;
+
+impl boot::Memory for Identity {
+    fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let end = addr.checked_add(len as u64)?;
+        if addr == 0 || end > memory::MAPPED_LIMIT {
+            return None;
+        }
+        // SAFETY: the range is inside the identity map; boot information is not written while we
+        // read it (nothing else runs yet).
+        Some(unsafe { memory::phys_slice(addr, len as u64) })
+    }
+}
+
+/// Reports a fatal condition and ends the machine.
+fn fatal(args: core::fmt::Arguments) -> ! {
+    println!("error: {args}");
+    println!("didvisor: halting");
+    exit::fail()
+}
+
+#[no_mangle]
+extern "C" fn boot_main(magic: u32, info: u32) -> ! {
+    serial::init();
+    serial::init_logging();
+    println!("didvisor {VERSION} booting");
+    let boot = match boot::parse(magic, u64::from(info), &Identity) {
+        Ok(b) => BOOT_INFO.call_once(|| b),
+        Err(e) => fatal(format_args!("boot: {e}")),
+    };
+    if let Some(port) = config::debug_exit_port(boot.cmdline.as_str()) {
+        exit::set_debug_exit_port(port);
+    }
+    print_boot_info(boot);
+    let cfg = match config::parse(boot.cmdline.as_str()) {
+        Ok(c) => CONFIG.call_once(|| c),
+        Err(e) => fatal(format_args!("command line: {e}")),
+    };
+    serial::set_level(cfg.log_level);
+    init_memory(boot);
+
+    let tsc_per_ms = timer::calibrate();
+    println!("timer: tsc {} MHz", tsc_per_ms / 1000);
+
+    let platform = acpi::discover(boot);
+    let mut ids = heapless_ids::ApicIds {
+        ids: [0; MAX_CPUS],
+        len: 0,
+    };
+
+    // SVM first: it is the one thing without which nothing else matters.
+    let features = match svm_hw::check() {
+        Ok(f) => f,
+        Err(e) => fatal(format_args!("{e}")),
+    };
+    println!("svm: {}", svm_hw::Summary(features));
+    if !features.has_npt() {
+        fatal(format_args!(
+            "this CPU's SVM has no nested paging (CPUID 8000_000A EDX bit 0); didvisor needs NPT"
+        ));
+    }
+    if !x2apic::supported() {
+        fatal(format_args!("this CPU has no x2APIC (CPUID 1 ECX bit 21); didvisor drives local APICs in x2APIC mode"));
+    }
+    idt::init();
+    init_core(0);
+    let bsp = x2apic::id();
+    ids.ids[0] = bsp;
+    ids.len = 1;
+    for cpu in platform.cpus() {
+        if cpu.apic_id != bsp && ids.len < MAX_CPUS {
+            ids.ids[ids.len] = cpu.apic_id;
+            ids.len += 1;
+        }
+    }
+    let cpus = CPUS.call_once(|| ids);
+    if let Err(e) = config::validate(cfg, cpus.len, |m| boot.module(m).is_some()) {
+        fatal(format_args!("command line: {e}"));
+    }
+    if let Err(e) = smp::start_all(cpus.as_slice()) {
+        fatal(format_args!("smp: {e}"));
+    }
+    for (i, id) in cpus.as_slice().iter().enumerate() {
+        println!(
+            "smp: cpu {i} apic {id} online{}",
+            if i == 0 { " (service core)" } else { "" }
+        );
+    }
+    let enabled = svm_hw::ENABLED_CORES.load(Ordering::SeqCst);
+    println!("svm: enabled on {enabled} of {} cpus", cpus.len);
+    if enabled as usize != cpus.len {
+        fatal(format_args!("svm: not every cpu enabled SVM"));
+    }
+    println!("memory: {} MiB free for guests", memory::free_bytes() >> 20);
+
+    if cfg.guest_count() == 0 {
+        println!("didvisor: no guests configured (add guest=NAME,cores=N,mem=SIZE,kernel=MODULE)");
+    }
+    for (index, g) in cfg.guests().enumerate() {
+        if g.cores.len() > 1 {
+            fatal(format_args!(
+                "guest {}: cores={}: guests with more than one vCPU are not supported yet (no virtual INIT/SIPI)",
+                g.name, g.cores
+            ));
+        }
+        let vm = guest::build(index, g, boot)
+            .unwrap_or_else(|e| fatal(format_args!("guest {}: {e}", g.name)));
+        for (vcpu, cpu) in g.cores.iter().enumerate() {
+            assign(cpu, vm.index, vcpu as u32);
+        }
+    }
+    // The service core: wait for every guest to end.
+    while guest::ended_count() < cfg.guest_count() {
+        core::hint::spin_loop();
+    }
+    // Let the guest cores finish printing their statistics.
+    while BUSY_CORES.load(Ordering::SeqCst) != 0 {
+        core::hint::spin_loop();
+    }
+    println!("didvisor: all guests ended");
+    exit::success()
+}
+
+/// Per core: the vCPU it should run, as (vm index + 1) << 32 | vcpu id; 0 = none.
+static ASSIGNMENT: [core::sync::atomic::AtomicU64; MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
+/// Cores that were given a vCPU and have not finished with it.
+static BUSY_CORES: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+fn assign(cpu: usize, vm: usize, vcpu: u32) {
+    BUSY_CORES.fetch_add(1, Ordering::SeqCst);
+    ASSIGNMENT[cpu].store(((vm as u64 + 1) << 32) | u64::from(vcpu), Ordering::SeqCst);
+}
+
+fn print_boot_info(boot: &BootInfo) {
+    let protocol = match boot.protocol {
+        boot::BootProtocol::Multiboot1 => "multiboot1",
+        boot::BootProtocol::Multiboot2 => "multiboot2",
+    };
+    println!("boot: {protocol}, loader \"{}\"", boot.loader_name);
+    println!("boot: command line \"{}\"", boot.cmdline);
+    for r in boot.memory() {
+        println!(
+            "boot: memory [{:#014x}-{:#014x}) {}",
+            r.start,
+            r.end,
+            r.kind.name()
+        );
+    }
+    for (i, m) in boot.modules().iter().enumerate() {
+        println!(
+            "boot: module {i} \"{}\" [{:#x}-{:#x}) {} KiB",
+            m.name,
+            m.start,
+            m.end,
+            m.len() >> 10
+        );
+    }
+}
+
+fn init_memory(boot: &BootInfo) {
+    for r in boot
+        .memory()
+        .iter()
+        .filter(|r| r.kind == MemoryKind::Usable)
+    {
+        memory::add_usable(r.start, r.end);
+    }
+    // The real-mode IVT and BIOS data area, the image, the modules and the boot information.
+    memory::reserve(0, 0x1000);
+    let (start, end) = memory::image_range();
+    memory::reserve(start, end);
+    for m in boot.modules() {
+        memory::reserve(m.start, m.end);
+    }
+    memory::reserve(boot.info_range.0, boot.info_range.1);
+}
+
+/// Per-core bring-up shared by the BSP and the APs: descriptor tables, x2APIC, SVM.
+pub fn init_core(cpu: usize) {
+    cpu::init_this_core(cpu);
+    x2apic::enable();
+    match svm_hw::enable_on_this_core() {
+        Ok(host_vmcb) => HOST_VMCB[cpu].store(host_vmcb, Ordering::SeqCst),
+        Err(e) => fatal(format_args!("cpu {cpu}: {e}")),
+    }
+}
+
+/// What an application processor does once it is up: wait for a vCPU, run it to its end.
+pub fn core_loop(cpu: usize) -> ! {
+    loop {
+        let work = ASSIGNMENT[cpu].swap(0, Ordering::SeqCst);
+        if work == 0 {
+            core::hint::spin_loop();
+            continue;
+        }
+        let vm = guest::vm((work >> 32) as usize - 1);
+        let host_state = HOST_VMCB[cpu].load(Ordering::SeqCst);
+        vcpu::Vcpu::new(vm, work as u32, cpu, host_state).run();
+        BUSY_CORES.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,57 @@
+//! Time: the TSC, calibrated once against PIT channel 2 (the speaker-gate channel, which raises no
+//! interrupt), so the hypervisor can wait for given durations and report cycles.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::instructions::port::Port;
+
+static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
+
+const PIT_HZ: u64 = 1_193_182;
+const CALIBRATION_MS: u64 = 10;
+
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Measures TSC ticks over 10 ms of PIT channel 2 in mode 0 (one-shot), polling its OUT2 bit.
+pub fn calibrate() -> u64 {
+    let count = PIT_HZ * CALIBRATION_MS / 1000;
+    // SAFETY: programming PIT channel 2 and the port-0x61 gate; channel 2 only drives the speaker
+    // gate, which we keep off, and raises no interrupt.
+    let ticks = unsafe {
+        let mut gate = Port::<u8>::new(0x61);
+        let g = gate.read();
+        gate.write((g & !0x02) | 0x01);
+        Port::<u8>::new(0x43).write(0b1011_0000);
+        Port::<u8>::new(0x42).write(count as u8);
+        Port::<u8>::new(0x42).write((count >> 8) as u8);
+        // Restart the count by toggling the gate.
+        let g = gate.read();
+        gate.write(g & !0x01);
+        gate.write(g | 0x01);
+        let start = rdtsc();
+        let mut spins: u64 = 0;
+        while gate.read() & 0x20 == 0 {
+            spins += 1;
+            if spins > 1 << 32 {
+                break;
+            }
+        }
+        rdtsc() - start
+    };
+    let per_ms = (ticks / CALIBRATION_MS).max(1);
+    TSC_PER_MS.store(per_ms, Ordering::Relaxed);
+    per_ms
+}
+
+pub fn tsc_per_ms() -> u64 {
+    TSC_PER_MS.load(Ordering::Relaxed).max(1)
+}
+
+pub fn delay_us(us: u64) {
+    let end = rdtsc() + tsc_per_ms() * us / 1000;
+    while rdtsc() < end {
+        core::hint::spin_loop();
+    }
+}

@@ -1,0 +1,101 @@
+//! Exit statistics: how often each exit reason occurred on a vCPU and the cycles the hypervisor spent
+//! handling it. Reasons are dense indices chosen by the caller (`svm::exit`'s `index()`).
+
+use core::fmt;
+
+pub struct ExitStats<const N: usize> {
+    count: [u64; N],
+    cycles: [u64; N],
+}
+
+impl<const N: usize> Default for ExitStats<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> ExitStats<N> {
+    pub const fn new() -> Self {
+        ExitStats {
+            count: [0; N],
+            cycles: [0; N],
+        }
+    }
+
+    /// Records one exit of reason `index` that took `cycles` to handle. Out-of-range indices go to the
+    /// last slot, which callers reserve for "other".
+    pub fn record(&mut self, index: usize, cycles: u64) {
+        let i = index.min(N - 1);
+        self.count[i] += 1;
+        self.cycles[i] += cycles;
+    }
+
+    pub fn count(&self, index: usize) -> u64 {
+        self.count.get(index).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.count.iter().sum()
+    }
+
+    /// A table of the non-zero reasons, one per line, with a total line.
+    pub fn table<'a>(&'a self, names: &'a dyn Fn(usize) -> &'static str) -> Table<'a, N> {
+        Table { stats: self, names }
+    }
+}
+
+pub struct Table<'a, const N: usize> {
+    stats: &'a ExitStats<N>,
+    names: &'a dyn Fn(usize) -> &'static str,
+}
+
+impl<const N: usize> fmt::Display for Table<'_, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "  {:<22} {:>12} {:>16}",
+            "exit reason", "count", "cycles/exit"
+        )?;
+        for i in 0..N {
+            let n = self.stats.count[i];
+            if n > 0 {
+                writeln!(
+                    f,
+                    "  {:<22} {:>12} {:>16}",
+                    (self.names)(i),
+                    n,
+                    self.stats.cycles[i] / n
+                )?;
+            }
+        }
+        write!(f, "  {:<22} {:>12}", "total", self.stats.total())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_table() {
+        let mut s = ExitStats::<4>::new();
+        s.record(1, 100);
+        s.record(1, 300);
+        s.record(2, 50);
+        s.record(99, 7);
+        assert_eq!(s.count(1), 2);
+        assert_eq!(s.count(3), 1);
+        assert_eq!(s.total(), 4);
+        let names = |i: usize| ["zero", "cpuid", "ioio", "other"][i];
+        let t = s.table(&names).to_string();
+        let lines: Vec<_> = t.lines().collect();
+        assert_eq!(lines.len(), 5);
+        assert!(
+            lines[1].starts_with("  cpuid")
+                && lines[1].contains(" 2 ")
+                && lines[1].ends_with(" 200")
+        );
+        assert!(lines[4].starts_with("  total") && lines[4].ends_with(" 4"));
+        assert!(!t.contains("zero"));
+    }
+}
