@@ -2,10 +2,10 @@
 //! nested page tables), the image from its boot module, the permission maps, and the bookkeeping the
 //! service core uses to see guests end.
 
-use super::memory;
+use super::{memory, timer};
 use crate::println;
 use boot::BootInfo;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use didvisor::config::{GuestConfig, MAX_GUESTS};
 use didvisor::console::LineBuffer;
 use didvisor::{elf, guest_layout};
@@ -16,7 +16,6 @@ use svm::permission_map::{IoPermissionMap, MsrPermissionMap, IOPM_SIZE, MSRPM_SI
 use svm::{Gpa, Hpa};
 
 pub struct Vm {
-    pub index: usize,
     pub config: GuestConfig,
     /// Host-physical base of guest RAM (guest-physical 0).
     pub ram_hpa: u64,
@@ -28,6 +27,8 @@ pub struct Vm {
     pub console: Mutex<LineBuffer>,
     /// Accesses to guest-physical addresses that are neither RAM nor a device.
     pub stray_accesses: AtomicUsize,
+    /// TSC when its first vCPU entered it (0 = not yet), for the run interval printed at its end.
+    started_tsc: AtomicU64,
     ended: AtomicBool,
 }
 
@@ -50,15 +51,29 @@ impl Vm {
         unsafe { memory::phys_slice_mut(self.ram_hpa, self.ram_size) }
     }
 
-    /// Marks the guest ended (the first reason wins) and prints the line the tests look for.
+    /// Called by each vCPU before its first VMRUN.
+    pub fn mark_started(&self) {
+        let _ = self.started_tsc.compare_exchange(0, timer::rdtsc(), Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Marks the guest ended (the first reason wins) and prints the line the tests look for, with
+    /// the interval it ran in (microseconds since the hypervisor calibrated its clock).
     pub fn end(&self, reason: core::fmt::Arguments) {
         if self.ended.swap(true, Ordering::SeqCst) {
             return;
         }
+        let end = timer::rdtsc();
         if let Some(rest) = self.console.lock().flush() {
             println!("[{}] {}", self.config.name, rest);
         }
-        println!("guest {}: ended: {}", self.config.name, reason);
+        let start = self.started_tsc.load(Ordering::SeqCst);
+        println!(
+            "guest {}: ended: {} (ran from {} us to {} us)",
+            self.config.name,
+            reason,
+            timer::micros_since_boot(start),
+            timer::micros_since_boot(end)
+        );
         ENDED.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -163,7 +178,6 @@ pub fn build(
     MsrPermissionMap::new(msrpm).intercept_all();
 
     let vm = VMS[index].call_once(|| Vm {
-        index,
         config: *config,
         ram_hpa,
         ram_size,
@@ -173,6 +187,7 @@ pub fn build(
         entry: loaded.entry,
         console: Mutex::new(LineBuffer::new()),
         stray_accesses: AtomicUsize::new(0),
+        started_tsc: AtomicU64::new(0),
         ended: AtomicBool::new(false),
     });
     println!(

@@ -144,6 +144,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     if cfg.guest_count() == 0 {
         println!("didvisor: no guests configured (add guest=NAME,cores=N,mem=SIZE,kernel=MODULE)");
     }
+    // Build every guest first, then start them all: guests run side by side, not one after another.
     for (index, g) in cfg.guests().enumerate() {
         if g.cores.len() > 1 {
             fatal(format_args!(
@@ -151,10 +152,11 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
                 g.name, g.cores
             ));
         }
-        let vm = guest::build(index, g, boot)
-            .unwrap_or_else(|e| fatal(format_args!("guest {}: {e}", g.name)));
+        guest::build(index, g, boot).unwrap_or_else(|e| fatal(format_args!("guest {}: {e}", g.name)));
+    }
+    for (index, g) in cfg.guests().enumerate() {
         for (vcpu, cpu) in g.cores.iter().enumerate() {
-            assign(cpu, vm.index, vcpu as u32);
+            assign(cpu, index, vcpu as u32);
         }
     }
     // The service core: wait for every guest to end.

@@ -5,6 +5,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::instructions::port::Port;
 
 static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
+/// TSC at calibration: the zero of "microseconds since boot".
+static TSC_ORIGIN: AtomicU64 = AtomicU64::new(0);
 
 const PIT_HZ: u64 = 1_193_182;
 const CALIBRATION_MS: u64 = 10;
@@ -41,6 +43,7 @@ pub fn calibrate() -> u64 {
         rdtsc() - start
     };
     let per_ms = (ticks / CALIBRATION_MS).max(1);
+    TSC_ORIGIN.store(rdtsc(), Ordering::Relaxed);
     TSC_PER_MS.store(per_ms, Ordering::Relaxed);
     per_ms
 }
@@ -54,4 +57,9 @@ pub fn delay_us(us: u64) {
     while rdtsc() < end {
         core::hint::spin_loop();
     }
+}
+
+/// Microseconds from calibration to TSC value `tsc` (the TSC runs in step on all cores).
+pub fn micros_since_boot(tsc: u64) -> u64 {
+    tsc.saturating_sub(TSC_ORIGIN.load(Ordering::Relaxed)) * 1000 / tsc_per_ms()
 }

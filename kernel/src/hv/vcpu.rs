@@ -112,6 +112,7 @@ impl Vcpu {
             "guest {}: vcpu {} starts on cpu {}",
             self.vm.config.name, self.id, self.cpu
         );
+        self.vm.mark_started();
         loop {
             // SAFETY: our VMCB is initialised, SVM is on for this core (init_core), and host
             // interrupts are off on guest cores.
