@@ -41,6 +41,26 @@ pub mod boot_str {
             Some(v)
         }
 
+        /// Copies `s` with backslash escapes removed (`\\x` becomes `x`), as GRUB adds them.
+        pub fn unescaped(s: &str) -> Option<Self> {
+            let mut v = Self::empty();
+            let mut escaped = false;
+            for c in s.chars() {
+                if c == '\\' && !escaped {
+                    escaped = true;
+                    continue;
+                }
+                escaped = false;
+                let mut buf = [0u8; 4];
+                let bytes = c.encode_utf8(&mut buf).as_bytes();
+                v.bytes
+                    .get_mut(v.len..v.len + bytes.len())?
+                    .copy_from_slice(bytes);
+                v.len += bytes.len();
+            }
+            Some(v)
+        }
+
         pub fn as_str(&self) -> &str {
             // Built from a &str, so valid UTF-8 up to len.
             core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
@@ -183,6 +203,7 @@ impl fmt::Display for ConfigError<'_> {
 }
 
 /// Splits on blanks, keeping double-quoted parts together (quotes removed from values by the caller).
+/// GRUB hands quotes over backslash-escaped (`\"`); an escaped quote groups like a plain one.
 fn words(line: &str) -> impl Iterator<Item = Result<&str, ConfigError<'_>>> {
     let mut rest = line;
     core::iter::from_fn(move || {
@@ -233,9 +254,11 @@ fn fields(desc: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Removes one pair of enclosing quotes, plain (`"..."`) or GRUB-escaped (`\"...\"`).
 fn unquote(v: &str) -> &str {
-    v.strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
+    ["\\\"", "\""]
+        .iter()
+        .find_map(|q| v.strip_prefix(q).and_then(|v| v.strip_suffix(q)))
         .unwrap_or(v)
 }
 
@@ -282,10 +305,10 @@ pub fn parse_cpus(v: &str) -> Option<CpuSet> {
 /// error can still end a test machine instead of leaving it halted until a timeout.
 pub fn debug_exit_port(line: &str) -> Option<u16> {
     line.split_whitespace()
+        .rev()
         .filter_map(|w| w.strip_prefix("debug-exit="))
         .filter_map(parse_number)
-        .filter_map(|p| u16::try_from(p).ok())
-        .last()
+        .find_map(|p| u16::try_from(p).ok())
 }
 
 pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
@@ -297,8 +320,8 @@ pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
     let mut count = 0;
     for (i, word) in words(line).enumerate() {
         let word = word?;
-        // Some loaders pass the image path as the first word.
-        if i == 0 && word.starts_with('/') {
+        // Multiboot1 loaders (QEMU, GRUB) put the image's path first; every option has a '='.
+        if i == 0 && !word.contains('=') {
             continue;
         }
         let (key, value) = word.split_once('=').unwrap_or((word, ""));
@@ -393,11 +416,13 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
                 .replace(module_name(key, value)?)
                 .map(|_| CpuSet::new()),
             "cmdline" => cmdline
-                .replace(boot_str::Str::new(value).ok_or(ConfigError::BadValue {
-                    key,
-                    value,
-                    why: "guest command line too long",
-                })?)
+                .replace(
+                    boot_str::Str::unescaped(value).ok_or(ConfigError::BadValue {
+                        key,
+                        value,
+                        why: "guest command line too long",
+                    })?,
+                )
                 .map(|_| CpuSet::new()),
             _ => return Err(ConfigError::UnknownGuestKey { guest, key }),
         };
@@ -488,6 +513,30 @@ mod tests {
     }
 
     #[test]
+    fn grub_escaped_quotes_group_like_plain_ones() {
+        let cfg =
+            parse(r#"guest=a,cores=1,mem=2M,kernel=k,cmdline=\"console=ttyS0 a\\b\""#).unwrap();
+        assert_eq!(
+            cfg.guests().next().unwrap().cmdline.as_str(),
+            "console=ttyS0 a\\b"
+        );
+    }
+
+    #[test]
+    fn a_first_word_without_equals_is_the_image_path() {
+        assert_eq!(
+            parse("build/didvisor-mb1.elf loglevel=warn")
+                .unwrap()
+                .log_level,
+            LogLevel::Warn
+        );
+        assert_eq!(
+            parse("loglevel=warn stray").unwrap_err(),
+            ConfigError::UnknownWord("stray")
+        );
+    }
+
+    #[test]
     fn empty_line_is_no_guests() {
         let cfg = parse("  ").unwrap();
         assert_eq!(cfg.guest_count(), 0);
@@ -497,7 +546,10 @@ mod tests {
     #[test]
     fn errors_name_the_offending_word() {
         use ConfigError::*;
-        assert_eq!(parse("frobnicate").unwrap_err(), UnknownWord("frobnicate"));
+        assert_eq!(
+            parse("loglevel=info frobnicate").unwrap_err(),
+            UnknownWord("frobnicate")
+        );
         assert_eq!(
             parse("guest=a,cores=1,mem=16M,kernel=k,colour=red").unwrap_err(),
             UnknownGuestKey {

@@ -53,7 +53,12 @@ impl Vm {
 
     /// Called by each vCPU before its first VMRUN.
     pub fn mark_started(&self) {
-        let _ = self.started_tsc.compare_exchange(0, timer::rdtsc(), Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self.started_tsc.compare_exchange(
+            0,
+            timer::rdtsc(),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
     }
 
     /// Marks the guest ended (the first reason wins) and prints the line the tests look for, with

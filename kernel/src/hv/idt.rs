@@ -84,9 +84,9 @@ extern "C" {
 
 /// Fills the shared IDT once (bootstrap processor, before other cores start).
 pub fn init() {
-    for vector in 0..32 {
-        // SAFETY: `exception_stubs` is a table of 32 stub addresses emitted by the assembly below.
-        let handler = unsafe { exception_stubs[vector] };
+    // SAFETY: `exception_stubs` is a table of 32 stub addresses emitted by the assembly below.
+    let stubs = unsafe { &exception_stubs };
+    for (vector, &handler) in stubs.iter().enumerate() {
         let ist = match vector {
             2 => super::cpu::IST_NMI,
             8 => super::cpu::IST_DOUBLE_FAULT,

@@ -152,7 +152,8 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
                 g.name, g.cores
             ));
         }
-        guest::build(index, g, boot).unwrap_or_else(|e| fatal(format_args!("guest {}: {e}", g.name)));
+        guest::build(index, g, boot)
+            .unwrap_or_else(|e| fatal(format_args!("guest {}: {e}", g.name)));
     }
     for (index, g) in cfg.guests().enumerate() {
         for (vcpu, cpu) in g.cores.iter().enumerate() {
