@@ -4,7 +4,7 @@
 //!
 //! Layout in guest-physical memory (below the first loadable segment, which starts at 1 MiB):
 //! `0x1000` PML4, `0x2000` PDPT, `0x3000..0x7000` four page directories identity-mapping 0..4 GiB with
-//! 2 MiB pages, `0x7000` GDT. The map covers more than guest RAM on purpose: an access past RAM goes
+//! 2 MiB pages, `0x7000` GDT. `0x8000..0x10_0000` is left to the boot protocol (Linux's boot_params, command line, ACPI tables). The map covers more than guest RAM on purpose: an access past RAM goes
 //! through the guest's tables and faults in the nested page tables, where the hypervisor sees it.
 
 pub const PML4: u64 = 0x1000;
@@ -15,10 +15,12 @@ pub const GDT: u64 = 0x7000;
 /// Lowest guest-physical address a guest image may use.
 pub const IMAGE_MIN: u64 = 0x10_0000;
 
-pub const CODE64_SELECTOR: u16 = 0x08;
-pub const DATA_SELECTOR: u16 = 0x10;
-/// GDT entries (Intel/AMD descriptor format): null, 64-bit code, flat data.
-pub const GDT_ENTRIES: [u64; 3] = [0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
+/// Selectors as Linux's 64-bit boot protocol requires them (`__BOOT_CS` = 0x10, `__BOOT_DS` = 0x18;
+/// Documentation/arch/x86/boot.rst, "64-bit Boot Protocol").
+pub const CODE64_SELECTOR: u16 = 0x10;
+pub const DATA_SELECTOR: u16 = 0x18;
+/// GDT entries (Intel/AMD descriptor format): null, unused, 64-bit code, flat data.
+pub const GDT_ENTRIES: [u64; 4] = [0, 0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayoutError {
@@ -95,7 +97,8 @@ mod tests {
         }
         assert_eq!(translate(&m, cr3, 0x1_0000_0000), None);
         assert_eq!(translate(&m, cr3, 0x80_0000_0000), None);
-        assert_eq!(entry(&m, GDT + 8), 0x00af_9b00_0000_ffff);
+        assert_eq!(entry(&m, GDT + u64::from(CODE64_SELECTOR)), 0x00af_9b00_0000_ffff);
+        assert_eq!(entry(&m, GDT + u64::from(DATA_SELECTOR)), 0x00cf_9300_0000_ffff);
     }
 
     #[test]

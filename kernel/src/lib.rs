@@ -12,3 +12,7 @@ pub mod elf;
 pub mod frames;
 pub mod guest_layout;
 pub mod stats;
+pub mod acpi_tables;
+pub mod devices;
+pub mod irqchip;
+pub mod linux;
