@@ -2,7 +2,6 @@
 //! IOMMUs (IVRS). Parsing is the `firmware` and `iommu` crates'; this is where it meets memory.
 
 use super::{fatal, memory};
-use crate::println;
 use boot::{BootInfo, RsdpSource};
 use firmware::{madt::Cpu, Acpi, Rsdp, Signature};
 
@@ -41,8 +40,8 @@ pub fn discover(boot: &BootInfo) -> Platform {
     };
     let (at, rsdp) = rsdp.unwrap_or_else(|e| fatal(format_args!("acpi: no usable RSDP: {e}")));
     match at {
-        Some(at) => println!("acpi: rsdp at {at:#x} (BIOS area)"),
-        None => println!("acpi: rsdp from the boot loader"),
+        Some(at) => log::info!("acpi: rsdp at {at:#x} (BIOS area)"),
+        None => log::info!("acpi: rsdp from the boot loader"),
     }
     let acpi = Acpi::new(&mem, &rsdp).unwrap_or_else(|e| fatal(format_args!("acpi: {e}")));
 
@@ -50,12 +49,12 @@ pub fn discover(boot: &BootInfo) -> Platform {
         .madt()
         .unwrap_or_else(|e| fatal(format_args!("acpi: MADT: {e} (cannot find the CPUs)")));
     let enabled = madt.cpus().iter().filter(|c| c.enabled).count();
-    println!(
+    log::info!(
         "acpi: madt: {enabled} cpus, local apic at {:#x}",
         madt.local_apic_address()
     );
     for c in madt.cpus() {
-        println!(
+        log::info!(
             "acpi: cpu uid {} apic {}{}",
             c.uid,
             c.apic_id,
@@ -63,7 +62,7 @@ pub fn discover(boot: &BootInfo) -> Platform {
         );
     }
     for io in madt.io_apics() {
-        println!(
+        log::info!(
             "acpi: ioapic id {} at {:#x}, gsi base {}",
             io.id, io.address, io.gsi_base
         );
@@ -72,25 +71,25 @@ pub fn discover(boot: &BootInfo) -> Platform {
     match acpi.mcfg() {
         Ok(mcfg) => {
             for r in mcfg.regions() {
-                println!(
+                log::info!(
                     "acpi: mcfg: ecam {:#x} segment {} buses {}-{}",
                     r.base, r.segment, r.start_bus, r.end_bus
                 );
             }
         }
-        Err(e) => println!("acpi: mcfg: {e}: no PCIe ECAM; PCI devices cannot be passed through"),
+        Err(e) => log::info!("acpi: mcfg: {e}: no PCIe ECAM; PCI devices cannot be passed through"),
     }
 
     match acpi.find_table(Signature::IVRS) {
         Ok(table) => match iommu::Ivrs::from_sdt(&table) {
             Ok(ivrs) => {
                 for (i, unit) in ivrs.iommus().enumerate() {
-                    println!("iommu {i}: {}", unit.summary());
+                    log::info!("iommu {i}: {}", unit.summary());
                 }
             }
-            Err(e) => println!("acpi: ivrs: malformed ({e}); no DMA isolation"),
+            Err(e) => log::info!("acpi: ivrs: malformed ({e}); no DMA isolation"),
         },
-        Err(e) => println!(
+        Err(e) => log::info!(
             "acpi: ivrs: {e}: no AMD-Vi IOMMU, so no DMA isolation and no device passthrough"
         ),
     }

@@ -15,7 +15,6 @@ pub mod vcpu;
 pub mod vmrun;
 pub mod x2apic;
 
-use crate::println;
 use boot::{BootInfo, MemoryKind};
 use core::sync::atomic::Ordering;
 use didvisor::config::{self, Config};
@@ -62,8 +61,8 @@ impl boot::Memory for Identity {
 
 /// Reports a fatal condition and ends the machine.
 fn fatal(args: core::fmt::Arguments) -> ! {
-    println!("error: {args}");
-    println!("didvisor: halting");
+    log::error!("{args}");
+    log::info!("didvisor: halting");
     exit::fail()
 }
 
@@ -71,7 +70,7 @@ fn fatal(args: core::fmt::Arguments) -> ! {
 extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     serial::init();
     serial::init_logging();
-    println!("didvisor {VERSION} booting");
+    log::info!("didvisor {VERSION} booting");
     let boot = match boot::parse(magic, u64::from(info), &Identity) {
         Ok(b) => BOOT_INFO.call_once(|| b),
         Err(e) => fatal(format_args!("boot: {e}")),
@@ -88,7 +87,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     init_memory(boot);
 
     let tsc_per_ms = timer::calibrate();
-    println!("timer: tsc {} MHz", tsc_per_ms / 1000);
+    log::info!("timer: tsc {} MHz", tsc_per_ms / 1000);
 
     let platform = acpi::discover(boot);
     let mut ids = heapless_ids::ApicIds {
@@ -101,7 +100,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         Ok(f) => f,
         Err(e) => fatal(format_args!("{e}")),
     };
-    println!("svm: {}", svm_hw::Summary(features));
+    log::info!("svm: {}", svm_hw::Summary(features));
     if !features.has_npt() {
         fatal(format_args!(
             "this CPU's SVM has no nested paging (CPUID 8000_000A EDX bit 0); didvisor needs NPT"
@@ -129,20 +128,20 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         fatal(format_args!("smp: {e}"));
     }
     for (i, id) in cpus.as_slice().iter().enumerate() {
-        println!(
+        log::info!(
             "smp: cpu {i} apic {id} online{}",
             if i == 0 { " (service core)" } else { "" }
         );
     }
     let enabled = svm_hw::ENABLED_CORES.load(Ordering::SeqCst);
-    println!("svm: enabled on {enabled} of {} cpus", cpus.len);
+    log::info!("svm: enabled on {enabled} of {} cpus", cpus.len);
     if enabled as usize != cpus.len {
         fatal(format_args!("svm: not every cpu enabled SVM"));
     }
-    println!("memory: {} MiB free for guests", memory::free_bytes() >> 20);
+    log::info!("memory: {} MiB free for guests", memory::free_bytes() >> 20);
 
     if cfg.guest_count() == 0 {
-        println!("didvisor: no guests configured (add guest=NAME,cores=N,mem=SIZE,kernel=MODULE)");
+        log::info!("didvisor: no guests configured (add guest=NAME,cores=N,mem=SIZE,kernel=MODULE)");
     }
     // Build every guest first, then start them all: guests run side by side, not one after another.
     for (index, g) in cfg.guests().enumerate() {
@@ -168,7 +167,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     while BUSY_CORES.load(Ordering::SeqCst) != 0 {
         core::hint::spin_loop();
     }
-    println!("didvisor: all guests ended");
+    log::info!("didvisor: all guests ended");
     exit::success()
 }
 
@@ -188,10 +187,10 @@ fn print_boot_info(boot: &BootInfo) {
         boot::BootProtocol::Multiboot1 => "multiboot1",
         boot::BootProtocol::Multiboot2 => "multiboot2",
     };
-    println!("boot: {protocol}, loader \"{}\"", boot.loader_name);
-    println!("boot: command line \"{}\"", boot.cmdline);
+    log::info!("boot: {protocol}, loader \"{}\"", boot.loader_name);
+    log::info!("boot: command line \"{}\"", boot.cmdline);
     for r in boot.memory() {
-        println!(
+        log::info!(
             "boot: memory [{:#014x}-{:#014x}) {}",
             r.start,
             r.end,
@@ -199,7 +198,7 @@ fn print_boot_info(boot: &BootInfo) {
         );
     }
     for (i, m) in boot.modules().iter().enumerate() {
-        println!(
+        log::info!(
             "boot: module {i} \"{}\" [{:#x}-{:#x}) {} KiB",
             m.name,
             m.start,
