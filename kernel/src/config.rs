@@ -101,6 +101,38 @@ pub struct GuestConfig {
     pub kernel: Name,
     pub initrd: Option<Name>,
     pub cmdline: boot_str::Str<MAX_GUEST_CMDLINE>,
+    pub irq: IrqMode,
+}
+
+/// How interrupts reach the guest (see README and design.md "Interrupt modes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IrqMode {
+    /// The guest owns its core's physical x2APIC (timer, TPR, EOI); device interrupts arrive as
+    /// physical IPIs with the guest's vector. No exits for interrupts. The default.
+    Direct,
+    /// SVM AVIC / x2AVIC with IOMMU guest-virtual-APIC posting.
+    Avic,
+    /// A virtual local APIC; every interrupt is injected at an exit (the baseline).
+    Emulated,
+}
+
+impl IrqMode {
+    pub fn parse(v: &str) -> Option<Self> {
+        match v {
+            "direct" => Some(IrqMode::Direct),
+            "avic" => Some(IrqMode::Avic),
+            "emulated" => Some(IrqMode::Emulated),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IrqMode::Direct => "direct",
+            IrqMode::Avic => "avic",
+            IrqMode::Emulated => "emulated",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -173,7 +205,7 @@ impl fmt::Display for ConfigError<'_> {
                 "unknown word `{w}` (expected guest=..., debug-exit=PORT or loglevel=LEVEL)"
             ),
             UnknownGuestKey { guest, key } => {
-                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline)")
+                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline, irq)")
             }
             MissingGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` is required"),
             DuplicateGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` given twice"),
@@ -386,65 +418,62 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
             why: "a guest description starts with its name: letters, digits, - and _, at most 16",
         })?;
     let guest = name_str;
-    let (mut cores, mut mem, mut kernel, mut initrd, mut cmdline) = (None, None, None, None, None);
+    let mut g = GuestConfig {
+        name,
+        cores: CpuSet::new(),
+        mem: 0,
+        kernel: Name::empty(),
+        initrd: None,
+        cmdline: boot_str::Str::empty(),
+        irq: IrqMode::Direct,
+    };
+    let mut seen = [false; GUEST_KEYS.len()];
     for field in it {
         let (key, raw) = field.split_once('=').unwrap_or((field, ""));
         let value = unquote(raw);
-        let slot_taken = match key {
-            "cores" => cores.replace(parse_cpus(value).filter(|s| !s.is_empty()).ok_or(
-                ConfigError::BadValue {
-                    key,
-                    value,
-                    why: "expected cpu numbers like 1, 1-3 or 1-2+5",
-                },
-            )?),
-            "mem" => mem
-                .replace(
-                    parse_size(value)
-                        .filter(|&m| m >= 2 << 20 && m % (2 << 20) == 0)
-                        .ok_or(ConfigError::BadValue {
-                            key,
-                            value,
-                            why: "expected a size of at least 2M in 2M steps, like 64M or 1G",
-                        })?,
-                )
-                .map(|_| CpuSet::new()),
-            "kernel" => kernel
-                .replace(module_name(key, value)?)
-                .map(|_| CpuSet::new()),
-            "initrd" => initrd
-                .replace(module_name(key, value)?)
-                .map(|_| CpuSet::new()),
-            "cmdline" => cmdline
-                .replace(
-                    boot_str::Str::unescaped(value).ok_or(ConfigError::BadValue {
-                        key,
-                        value,
-                        why: "guest command line too long",
-                    })?,
-                )
-                .map(|_| CpuSet::new()),
-            _ => return Err(ConfigError::UnknownGuestKey { guest, key }),
-        };
-        if slot_taken.is_some() {
+        let slot = GUEST_KEYS
+            .iter()
+            .position(|k| *k == key)
+            .ok_or(ConfigError::UnknownGuestKey { guest, key })?;
+        if core::mem::replace(&mut seen[slot], true) {
             return Err(ConfigError::DuplicateGuestKey { guest, key });
         }
+        let bad = |why| ConfigError::BadValue { key, value, why };
+        match key {
+            "cores" => {
+                g.cores = parse_cpus(value)
+                    .filter(|s| !s.is_empty())
+                    .ok_or(bad("expected cpu numbers like 1, 1-3 or 1-2+5"))?
+            }
+            "mem" => {
+                g.mem = parse_size(value)
+                    .filter(|&m| m >= 2 << 20 && m % (2 << 20) == 0)
+                    .ok_or(bad(
+                        "expected a size of at least 2M in 2M steps, like 64M or 1G",
+                    ))?
+            }
+            "kernel" => g.kernel = module_name(key, value)?,
+            "initrd" => g.initrd = Some(module_name(key, value)?),
+            "cmdline" => {
+                g.cmdline =
+                    boot_str::Str::unescaped(value).ok_or(bad("guest command line too long"))?
+            }
+            _ => g.irq = IrqMode::parse(value).ok_or(bad("expected direct, avic or emulated"))?,
+        }
     }
-    Ok(GuestConfig {
-        name,
-        cores: cores.ok_or(ConfigError::MissingGuestKey {
-            guest,
-            key: "cores",
-        })?,
-        mem: mem.ok_or(ConfigError::MissingGuestKey { guest, key: "mem" })?,
-        kernel: kernel.ok_or(ConfigError::MissingGuestKey {
-            guest,
-            key: "kernel",
-        })?,
-        initrd,
-        cmdline: cmdline.unwrap_or(boot_str::Str::empty()),
-    })
+    for (i, required) in GUEST_KEYS.iter().enumerate().take(3) {
+        if !seen[i] {
+            return Err(ConfigError::MissingGuestKey {
+                guest,
+                key: required,
+            });
+        }
+    }
+    Ok(g)
 }
+
+/// Keys of a guest description; the first three are required.
+const GUEST_KEYS: [&str; 6] = ["cores", "mem", "kernel", "initrd", "cmdline", "irq"];
 
 fn module_name<'a>(key: &'a str, value: &'a str) -> Result<Name, ConfigError<'a>> {
     Name::new(value)
@@ -510,6 +539,7 @@ mod tests {
         assert_eq!(g[1].mem, 1 << 30);
         assert_eq!(g[1].initrd.unwrap().as_str(), "initrd");
         assert_eq!(g[1].cmdline.as_str(), "console=ttyS0 quiet, x");
+        assert_eq!(g[0].irq, IrqMode::Direct);
     }
 
     #[test]
@@ -534,6 +564,20 @@ mod tests {
             parse("loglevel=warn stray").unwrap_err(),
             ConfigError::UnknownWord("stray")
         );
+    }
+
+    #[test]
+    fn irq_mode() {
+        let cfg = parse("guest=a,cores=1,mem=2M,kernel=k,irq=emulated").unwrap();
+        assert_eq!(cfg.guests().next().unwrap().irq, IrqMode::Emulated);
+        assert!(matches!(
+            parse("guest=a,cores=1,mem=2M,kernel=k,irq=posted").unwrap_err(),
+            ConfigError::BadValue {
+                key: "irq",
+                value: "posted",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -26,9 +26,19 @@ pub struct VcpuView {
 pub const SIGNATURE: &[u8; 12] = b"didvisor\0\0\0\0";
 pub const HYPERVISOR_BASE: u32 = 0x4000_0000;
 pub const HYPERVISOR_MAX: u32 = 0x4000_0001;
+/// A second hypervisor range carrying KVM's signature with no KVM features. Linux scans
+/// 0x4000_0000..0x4001_0000 in 0x100 steps for it (`kvm_cpuid_base`) and then trusts the hypervisor to
+/// let it keep x2APIC mode without interrupt remapping (`kvm_para_available` as
+/// `x86_init.hyper.x2apic_available`). We implement no KVM paravirtual feature: leaf 0x4000_0101 is 0.
+pub const KVM_COMPAT_BASE: u32 = 0x4000_0100;
+pub const KVM_SIGNATURE: &[u8; 12] = b"KVMKVMKVM\0\0\0";
 
 mod bit {
-    // Leaf 1 ECX (AMD APM vol. 3, appendix E.3.2).
+    // Leaf 1 EDX (AMD APM vol. 3, appendix E.3.2): machine check, MTRRs and MCA are not virtualised.
+    pub const MCE: u32 = 1 << 7;
+    pub const MTRR: u32 = 1 << 12;
+    pub const MCA: u32 = 1 << 14;
+    // Leaf 1 ECX.
     pub const MONITOR: u32 = 1 << 3;
     pub const VMX: u32 = 1 << 5;
     pub const TSC_DEADLINE: u32 = 1 << 24;
@@ -36,7 +46,11 @@ mod bit {
     pub const HYPERVISOR: u32 = 1 << 31;
     // Leaf 8000_0001 ECX.
     pub const SVM: u32 = 1 << 2;
+    /// OS-visible workarounds (OSVW MSRs), not emulated.
+    pub const OSVW: u32 = 1 << 9;
     pub const MONITORX: u32 = 1 << 13;
+    /// Core performance-counter extensions: the PMU is not virtualised.
+    pub const PERFCTR_CORE: u32 = 1 << 23;
     // CR4.
     pub const CR4_OSXSAVE: u64 = 1 << 18;
 }
@@ -59,6 +73,7 @@ pub fn guest_cpuid(
                 | ((vcpu.vcpu_count.min(255) & 0xff) << 16);
             r.ecx &= !(bit::MONITOR | bit::VMX | bit::TSC_DEADLINE | bit::OSXSAVE);
             r.ecx |= bit::HYPERVISOR;
+            r.edx &= !(bit::MCE | bit::MTRR | bit::MCA);
             if vcpu.guest_cr4 & bit::CR4_OSXSAVE != 0 {
                 r.ecx |= bit::OSXSAVE;
             }
@@ -67,25 +82,13 @@ pub fn guest_cpuid(
         5 => r = CpuidResult::default(),
         // Extended topology: the x2APIC id of this vCPU.
         0xB | 0x1F => r.edx = vcpu.apic_id,
-        HYPERVISOR_BASE => {
-            let word = |i: usize| {
-                u32::from_le_bytes([
-                    SIGNATURE[i],
-                    SIGNATURE[i + 1],
-                    SIGNATURE[i + 2],
-                    SIGNATURE[i + 3],
-                ])
-            };
-            r = CpuidResult {
-                eax: HYPERVISOR_MAX,
-                ebx: word(0),
-                ecx: word(4),
-                edx: word(8),
-            };
-        }
-        // No paravirtual features yet.
-        0x4000_0001..=0x4000_00ff => r = CpuidResult::default(),
-        0x8000_0001 => r.ecx &= !(bit::SVM | bit::MONITORX),
+        HYPERVISOR_BASE => r = signature_leaf(SIGNATURE, HYPERVISOR_MAX),
+        KVM_COMPAT_BASE => r = signature_leaf(KVM_SIGNATURE, KVM_COMPAT_BASE + 1),
+        // No paravirtual features in either range, and nothing else in the hypervisor range.
+        0x4000_0000..=0x4fff_ffff => r = CpuidResult::default(),
+        0x8000_0001 => r.ecx &= !(bit::SVM | bit::MONITORX | bit::OSVW | bit::PERFCTR_CORE),
+        // Memory encryption (SME/SEV) capabilities: not offered.
+        0x8000_001f => r = CpuidResult::default(),
         // SVM revision and features: nested virtualisation is not offered.
         0x8000_000a => r = CpuidResult::default(),
         0x8000_001e => r.eax = vcpu.apic_id,
@@ -95,6 +98,16 @@ pub fn guest_cpuid(
         _ => {}
     }
     r
+}
+
+fn signature_leaf(sig: &[u8; 12], max: u32) -> CpuidResult {
+    let word = |i: usize| u32::from_le_bytes([sig[i], sig[i + 1], sig[i + 2], sig[i + 3]]);
+    CpuidResult {
+        eax: max,
+        ebx: word(0),
+        ecx: word(4),
+        edx: word(8),
+    }
 }
 
 #[cfg(test)]
@@ -127,7 +140,7 @@ mod tests {
             0
         );
         assert_eq!(r.eax, h.eax);
-        assert_eq!(r.edx, h.edx);
+        assert_eq!(r.edx, h.edx & !(bit::MCE | bit::MTRR | bit::MCA));
         let with_xsave = VcpuView {
             guest_cr4: bit::CR4_OSXSAVE,
             ..VCPU
@@ -154,6 +167,25 @@ mod tests {
     }
 
     #[test]
+    fn kvm_compatible_range_has_kvm_signature_and_no_features() {
+        let r = guest_cpuid(KVM_COMPAT_BASE, host(7, 7, 7, 7), 0x10, 0x8000_0021, &VCPU);
+        assert_eq!((r.ebx, r.ecx, r.edx), (0x4b4d_564b, 0x564b_4d56, 0x4d));
+        for leaf in [KVM_COMPAT_BASE + 1, 0x4000_0200, 0x4000_ff00] {
+            assert_eq!(
+                guest_cpuid(leaf, host(7, 7, 7, 7), 0x10, 0x8000_0021, &VCPU),
+                CpuidResult::default()
+            );
+        }
+    }
+
+    #[test]
+    fn machine_check_and_mtrr_are_hidden() {
+        let r = guest_cpuid(1, host(0, 0, 0, 0x178b_fbff), 0x10, 0x8000_0021, &VCPU);
+        assert_eq!(r.edx & (bit::MCE | bit::MTRR | bit::MCA), 0);
+        assert_eq!(r.edx, 0x178b_fbff & !(1 << 7 | 1 << 12 | 1 << 14));
+    }
+
+    #[test]
     fn svm_is_hidden() {
         let r = guest_cpuid(
             0x8000_0001,
@@ -163,7 +195,7 @@ mod tests {
             &VCPU,
         );
         assert_eq!(r.ecx & bit::SVM, 0);
-        assert_eq!(r.ecx, 0x37ff & !bit::SVM & !bit::MONITORX);
+        assert_eq!(r.ecx, 0x37ff & !bit::SVM & !bit::MONITORX & !bit::OSVW);
         assert_eq!(
             guest_cpuid(0x8000_000a, host(1, 16, 0, 0x1bf), 0x10, 0x8000_0021, &VCPU),
             CpuidResult::default()
