@@ -4,15 +4,16 @@
 //! runs them on the host.
 #![cfg_attr(not(test), no_std)]
 
+pub mod acpi_tables;
 pub mod config;
 pub mod console;
 pub mod cpuid;
 pub mod cpuset;
+pub mod devices;
 pub mod elf;
 pub mod frames;
 pub mod guest_layout;
-pub mod stats;
-pub mod acpi_tables;
-pub mod devices;
 pub mod irqchip;
 pub mod linux;
+pub mod msr;
+pub mod stats;
