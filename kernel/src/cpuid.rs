@@ -85,7 +85,7 @@ pub fn guest_cpuid(
         HYPERVISOR_BASE => r = signature_leaf(SIGNATURE, HYPERVISOR_MAX),
         KVM_COMPAT_BASE => r = signature_leaf(KVM_SIGNATURE, KVM_COMPAT_BASE + 1),
         // No paravirtual features in either range, and nothing else in the hypervisor range.
-        0x4000_0000..=0x4fff_ffff => r = CpuidResult::default(),
+        0x4000_0001..=0x4fff_ffff => r = CpuidResult::default(),
         0x8000_0001 => r.ecx &= !(bit::SVM | bit::MONITORX | bit::OSVW | bit::PERFCTR_CORE),
         // Memory encryption (SME/SEV) capabilities: not offered.
         0x8000_001f => r = CpuidResult::default(),

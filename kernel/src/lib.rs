@@ -13,6 +13,7 @@ pub mod devices;
 pub mod elf;
 pub mod frames;
 pub mod guest_layout;
+pub mod inject;
 pub mod irqchip;
 pub mod linux;
 pub mod msr;

@@ -78,8 +78,16 @@ static mut IDT: Idt = Idt([Gate::EMPTY; 256]);
 
 pub static NMI_COUNT: AtomicU64 = AtomicU64::new(0);
 
+/// Host interrupt vectors. Guest cores run with interrupts off; these are taken only in the short
+/// windows where an emulated-mode core opens them to drain a pending host interrupt after an exit.
+/// Direct-mode cores never use them: every vector on such a core belongs to the guest.
+pub const VECTOR_HOST_TIMER: u8 = 0xf0;
+pub const VECTOR_KICK: u8 = 0xf1;
+pub const VECTOR_SPURIOUS: u8 = 0xff;
+
 extern "C" {
     static exception_stubs: [u64; 32];
+    static host_interrupt_stubs: [u64; 3];
 }
 
 /// Fills the shared IDT once (bootstrap processor, before other cores start).
@@ -96,6 +104,12 @@ pub fn init() {
         // SAFETY: only the bootstrap processor writes the IDT, before any core loads it.
         unsafe { (*core::ptr::addr_of_mut!(IDT)).0[vector] = Gate::interrupt(handler, ist) };
     }
+    // SAFETY: as above, for the three host-interrupt stubs.
+    let host = unsafe { &host_interrupt_stubs };
+    for (vector, &handler) in [VECTOR_HOST_TIMER, VECTOR_KICK, VECTOR_SPURIOUS].iter().zip(host) {
+        // SAFETY: only the bootstrap processor writes the IDT, before any core loads it.
+        unsafe { (*core::ptr::addr_of_mut!(IDT)).0[usize::from(*vector)] = Gate::interrupt(handler, 0) };
+    }
 }
 
 /// Loads the shared IDT on this core.
@@ -110,6 +124,14 @@ pub fn load() {
 
 #[no_mangle]
 extern "C" fn exception_handler(frame: &ExceptionFrame) {
+    if frame.vector >= 32 {
+        // A host interrupt: its work is done by whoever opened the window; just end it. Spurious
+        // interrupts take no EOI (APM vol. 2, 16.4.7).
+        if frame.vector != u64::from(VECTOR_SPURIOUS) {
+            super::x2apic::eoi();
+        }
+        return;
+    }
     if frame.vector == 2 {
         NMI_COUNT.fetch_add(1, Ordering::Relaxed);
         return;
@@ -214,8 +236,17 @@ exception_common:
     add rsp, 16
     iretq
 
+STUB 240, 0
+STUB 241, 0
+STUB 255, 0
+
 .section .rodata
 .balign 8
+.global host_interrupt_stubs
+host_interrupt_stubs:
+    .quad exception_stub_240
+    .quad exception_stub_241
+    .quad exception_stub_255
 .global exception_stubs
 exception_stubs:
 .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31

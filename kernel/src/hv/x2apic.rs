@@ -10,7 +10,16 @@ const APIC_BASE_ENABLE: u64 = 1 << 11;
 const APIC_BASE_X2APIC: u64 = 1 << 10;
 const X2APIC_ID: u32 = 0x802;
 const X2APIC_SVR: u32 = 0x80f;
+const X2APIC_EOI: u32 = 0x80b;
 const X2APIC_ICR: u32 = 0x830;
+const X2APIC_LVT_TIMER: u32 = 0x832;
+const X2APIC_TIMER_INITIAL: u32 = 0x838;
+const X2APIC_TIMER_CURRENT: u32 = 0x839;
+const X2APIC_TIMER_DIVIDE: u32 = 0x83e;
+/// LVT mask bit (APM vol. 2, 16.4.1).
+const LVT_MASKED: u64 = 1 << 16;
+/// TDCR value for "divide by 1" (APM vol. 2, 16.4.1, Figure 16-11).
+const TDCR_DIVIDE_BY_1: u64 = 0b1011;
 
 /// ICR delivery modes and flags (APM vol. 2, 16.5).
 const ICR_INIT: u64 = 0b101 << 8;
@@ -66,4 +75,50 @@ pub fn send_init(apic_id: u32) {
 
 pub fn send_startup(apic_id: u32, page: u8) {
     write_icr((u64::from(apic_id) << 32) | ICR_STARTUP | ICR_LEVEL_ASSERT | u64::from(page));
+}
+
+/// Sends a fixed IPI with `vector` to the core with x2APIC id `apic_id`.
+pub fn send_fixed(apic_id: u32, vector: u8) {
+    write_icr((u64::from(apic_id) << 32) | u64::from(vector));
+}
+
+/// Sends an NMI to the core with x2APIC id `apic_id`.
+pub fn send_nmi(apic_id: u32) {
+    write_icr((u64::from(apic_id) << 32) | (0b100 << 8));
+}
+
+/// Signals the end of the interrupt being handled on this core.
+pub fn eoi() {
+    // SAFETY: writing 0 to the x2APIC EOI register ends the in-service interrupt of this core.
+    unsafe { Msr::new(X2APIC_EOI).write(0) };
+}
+
+/// Measures this core's APIC timer against the TSC: timer ticks (divide by 1) per millisecond.
+pub fn calibrate_timer(tsc_per_ms: u64) -> u64 {
+    // SAFETY: programming this core's own APIC timer, masked, so it raises no interrupt.
+    unsafe {
+        Msr::new(X2APIC_LVT_TIMER).write(LVT_MASKED);
+        Msr::new(X2APIC_TIMER_DIVIDE).write(TDCR_DIVIDE_BY_1);
+        Msr::new(X2APIC_TIMER_INITIAL).write(u64::from(u32::MAX));
+    }
+    let start = super::timer::rdtsc();
+    while super::timer::rdtsc() - start < tsc_per_ms {
+        core::hint::spin_loop();
+    }
+    // SAFETY: reading and stopping this core's own APIC timer.
+    unsafe {
+        let left = Msr::new(X2APIC_TIMER_CURRENT).read();
+        Msr::new(X2APIC_TIMER_INITIAL).write(0);
+        u64::from(u32::MAX) - left
+    }
+}
+
+/// Arms this core's APIC timer to raise `vector` once after `ticks` timer ticks (divide by 1); 0 stops it.
+pub fn arm_timer(vector: u8, ticks: u32) {
+    // SAFETY: programming this core's own APIC timer; the vector has a handler in the host IDT.
+    unsafe {
+        Msr::new(X2APIC_TIMER_DIVIDE).write(TDCR_DIVIDE_BY_1);
+        Msr::new(X2APIC_LVT_TIMER).write(u64::from(vector));
+        Msr::new(X2APIC_TIMER_INITIAL).write(u64::from(ticks));
+    }
 }
