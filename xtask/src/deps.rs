@@ -1,4 +1,5 @@
-//! `cargo xtask deps`: install the host packages the build and the tests need.
+//! `cargo xtask deps`: install the host packages the build and the tests need, and fetch the
+//! Linux guest's kernel package (`linux::fetch_kernel`).
 
 use std::fs;
 use std::path::Path;
@@ -181,7 +182,7 @@ fn installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -192,13 +193,14 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn apt(args: &[&str]) -> Result {
+pub(crate) fn apt(args: &[&str]) -> Result {
     let mut c = Command::new("apt-get");
     c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
     run_cmd(&mut c)
 }
 
-/// Installs what is missing. Idempotent: does nothing when all is there.
+/// Installs what is missing, then fetches the guest kernel (see `linux::fetch_kernel`).
+/// Idempotent: does nothing (and needs no network) when all is there.
 pub fn deps() -> Result {
     let qemu = qemu_major();
     let qemu_ok = qemu.is_some_and(|v| v >= QEMU_MAJOR);
@@ -208,8 +210,18 @@ pub fn deps() -> Result {
             "xtask: deps: QEMU {} and all packages present",
             qemu.unwrap_or(0)
         );
-        return Ok(());
+    } else {
+        install(qemu, missing)?;
     }
+    // The Linux guest: the stock Debian 12 kernel package, cached outside the tree.
+    crate::linux::fetch_kernel()?;
+    println!("xtask: deps: done");
+    Ok(())
+}
+
+/// Installs QEMU from backports and the missing packages (as root), or explains how.
+fn install(qemu: Option<u32>, missing: Vec<&str>) -> Result {
+    let qemu_ok = qemu.is_some_and(|v| v >= QEMU_MAJOR);
     if !is_root() {
         let mut msg = String::from("xtask: deps: missing host packages and not root:\n");
         if !qemu_ok {
@@ -286,7 +298,6 @@ pub fn deps() -> Result {
     if !Path::new("/usr/bin/grub-mkrescue").exists() {
         return fail("grub-mkrescue missing although grub-common is installed");
     }
-    println!("xtask: deps: done");
     Ok(())
 }
 

@@ -1,11 +1,16 @@
 //! `cargo xtask <command>`: build, boot and test didvisor. See `cargo xtask help`.
 
+mod cpio;
 mod deps;
+mod linux;
+mod qemu_avic;
 
 use std::env;
 use std::fs;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use tests::image::{self, Module};
 use tests::{Boot, BootFiles, Qemu, SerialOut};
@@ -26,23 +31,49 @@ usage: cargo xtask <command>
 
 commands:
   deps                 install missing host packages (QEMU >= 10 from bookworm-backports,
-                       GRUB BIOS+EFI, xorriso, mtools, OVMF, cpio, busybox-static)
+                       GRUB BIOS+EFI, xorriso, mtools, OVMF, cpio, busybox-static), then fetch
+                       the Debian 12 guest kernel (linux-image-<ver>, the release
+                       `apt-cache depends linux-image-amd64` names) into the cache and stage
+                       build/linux/vmlinuz, build/linux/modules/ (nvme, nvme-core and their
+                       dependencies, with modules.dep) and build/linux/VERSION
   build [--prebuilt]   deps, then build didvisor and testguest for x86_64-unknown-none and
                        write build/didvisor.elf (Multiboot2, ELF64), build/didvisor-mb1.elf
                        (Multiboot1, ELF32) and build/testguest.elf; checks the Multiboot
-                       headers. --prebuilt: skip cargo, stage the existing artefacts.
+                       headers; then the guest initramfs build/linux/initrd.cpio.gz (busybox,
+                       guest/init.sh as /init, the modules). --prebuilt: skip deps and cargo,
+                       stage the existing artefacts (and rebuild the initramfs).
   iso [--cmdline S] [--module PATH[=NAME]]... [--out ISO] [--kernel ELF]
                        build, then a GRUB Multiboot2 ISO (BIOS and UEFI) booting
                        build/didvisor.elf (or ELF); NAME defaults to the file stem.
                        Without --cmdline and --module: the default guests and
                        build/testguest.elf. --out defaults to build/didvisor.iso.
-  run [--cmdline S] [--prebuilt] [-- QEMU ARGS...]
+  run [--cmdline S] [--smp N] [--prebuilt] [-- QEMU ARGS...]
                        build, then boot build/didvisor-mb1.elf in QEMU (serial on stdio)
                        with the default guests (or S) and build/testguest.elf as module
                        `testguest`; exit 0 when the hypervisor reports all guests ended
-                       cleanly (debug-exit 0x10), non-zero otherwise
+                       cleanly (debug-exit 0x10), non-zero otherwise. -smp 4 by default.
+  linux-run [--mode direct|avic|emulated] [--smp N] [--append S] [--prebuilt]
+            [-- QEMU ARGS...]
+                       build, then boot the hypervisor with the Debian kernel as guest `lin`
+                       (modules build/linux/vmlinuz `linux`, build/linux/initrd.cpio.gz
+                       `initrd`; irq=MODE, default direct; S is added to the guest's kernel
+                       command line, e.g. didvisor.test=nvme). -smp 2 by default. Exit 0
+                       when the guest printed `didvisor-guest: done` and the hypervisor
+                       ended cleanly (debug-exit 0x10).
+  linux-qemu [--smp N] [--append S] [--prebuilt] [-- QEMU ARGS...]
+                       the same kernel and initramfs directly in QEMU (-kernel, -initrd,
+                       -smp 1 -m 256M by default, like the guest), no hypervisor: the
+                       boot-time baseline. Exit 0 when the guest printed
+                       `didvisor-guest: done` and powered off. --prebuilt: skip deps.
   test                 deps, build, host unit tests, then the QEMU integration tests
   clippy               clippy for the host workspace and for the bare-metal crates
+
+Linux guest files (for tests): build/linux/vmlinuz (unmodified bzImage),
+build/linux/initrd.cpio.gz, build/linux/modules/ (laid out like /lib/modules/<ver>/),
+build/linux/VERSION (like 6.1.0-56-amd64). The guest's /init is guest/init.sh; it prints
+`didvisor-guest: kernel|nproc|checksum|interrupts-begin|interrupts-end|done` lines.
+The kernel package is cached in $DIDVISOR_CACHE_DIR, else $XDG_CACHE_HOME/didvisor, else
+~/.cache/didvisor.
 
 environment: DIDVISOR_BUILD_DIR overrides build/, CARGO_TARGET_DIR the target directory.";
 
@@ -103,8 +134,11 @@ fn main() -> ExitCode {
         Some("build") => build_cmd(&args[1..]),
         Some("iso") => iso_cmd(&args[1..]),
         Some("run") => run_cmd_qemu(&args[1..]),
+        Some("linux-run") => linux_run(&args[1..]),
+        Some("linux-qemu") => linux_qemu(&args[1..]),
         Some("test") => no_args(&args[1..]).and_then(|_| test()),
         Some("clippy") => no_args(&args[1..]).and_then(|_| clippy()),
+        Some("qemu-avic") => qemu_avic::qemu_avic(&args[1..]),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -131,9 +165,24 @@ fn no_args(rest: &[String]) -> Result {
 fn build_cmd(rest: &[String]) -> Result {
     match rest {
         [] => build(),
-        [p] if p == "--prebuilt" => stage_images(),
+        [p] if p == "--prebuilt" => stage_prebuilt(),
         [a, ..] => fail(format!("unexpected argument `{a}`\n\n{USAGE}")),
     }
+}
+
+/// `--prebuilt`: stage the existing images; rebuild the initramfs when the guest kernel has
+/// been fetched before.
+fn stage_prebuilt() -> Result {
+    stage_images()?;
+    if linux::version_file().is_file() {
+        linux::build_initrd()?;
+    } else {
+        println!(
+            "xtask: no {} (the Linux guest is fetched by `cargo xtask deps`): initramfs skipped",
+            linux::version_file().display()
+        );
+    }
+    Ok(())
 }
 
 /// deps, cargo build for the bare-metal target, then stage and check the images.
@@ -152,7 +201,38 @@ fn build() -> Result {
         "-p",
         "testguest",
     ]))?;
-    stage_images()
+    stage_images()?;
+    linux::build_initrd()?;
+    print_artefacts();
+    Ok(())
+}
+
+fn print_artefacts() {
+    let version = fs::read_to_string(linux::version_file()).unwrap_or_default();
+    println!("xtask: build: artefacts");
+    for (p, what) in [
+        (
+            tests::kernel_elf(),
+            "hypervisor, Multiboot2 ELF64 (GRUB)".to_string(),
+        ),
+        (
+            tests::kernel_mb1_elf(),
+            "hypervisor, Multiboot1 ELF32 (QEMU -kernel)".into(),
+        ),
+        (tests::testguest(), "bare-metal test guest".into()),
+        (
+            linux::vmlinuz(),
+            format!("Debian kernel {}", version.trim()),
+        ),
+        (linux::initrd(), "initramfs (busybox, guest/init.sh)".into()),
+        (
+            linux::modules_dir().join(""),
+            "nvme modules and modules.dep".into(),
+        ),
+        (linux::version_file(), "guest kernel release".into()),
+    ] {
+        println!("  {:<40} {what}", p.display());
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -287,47 +367,86 @@ fn run_cmdline(cmdline: &str) -> String {
     }
 }
 
-fn run_cmd_qemu(args: &[String]) -> Result {
-    let mut cmdline = DEFAULT_CMDLINE.to_string();
-    let mut extra: &[String] = &[];
-    let mut prebuilt = false;
+/// The options of `run`, `linux-run` and `linux-qemu`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RunOpts {
+    cmdline: Option<String>,
+    mode: Option<String>,
+    smp: Option<u32>,
+    append: Option<String>,
+    prebuilt: bool,
+    /// Arguments after `--`, passed to QEMU.
+    extra: Vec<String>,
+}
+
+/// Parses the options in `allowed` (`--cmdline`, `--mode`, `--smp`, `--append`,
+/// `--prebuilt`) and QEMU arguments after `--`.
+fn parse_run_opts(args: &[String], allowed: &[&str]) -> Result<RunOpts> {
+    let mut o = RunOpts::default();
     let mut i = 0;
     while i < args.len() {
-        if args[i] == "--" {
-            extra = &args[i + 1..];
+        let a = &args[i];
+        if a == "--" {
+            o.extra = args[i + 1..].to_vec();
             break;
         }
-        if args[i] == "--prebuilt" {
-            prebuilt = true;
+        if a == "--prebuilt" && allowed.contains(&"--prebuilt") {
+            o.prebuilt = true;
             i += 1;
             continue;
         }
-        match flag_value(args, &mut i, "--cmdline")? {
-            Some(v) => cmdline = v,
-            None => return fail(format!("unexpected argument `{}`\n\n{USAGE}", args[i])),
+        let mut matched = false;
+        for flag in ["--cmdline", "--mode", "--smp", "--append"] {
+            if !allowed.contains(&flag) {
+                continue;
+            }
+            let Some(v) = flag_value(args, &mut i, flag)? else {
+                continue;
+            };
+            matched = true;
+            match flag {
+                "--cmdline" => o.cmdline = Some(v),
+                "--mode" => {
+                    if !["direct", "avic", "emulated"].contains(&v.as_str()) {
+                        return fail(format!("--mode {v}: expected direct, avic or emulated"));
+                    }
+                    o.mode = Some(v)
+                }
+                "--smp" => {
+                    o.smp = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|&n| (1..=255).contains(&n))
+                            .ok_or_else(|| {
+                                format!("--smp {v}: expected a CPU count from 1 to 255")
+                            })?,
+                    )
+                }
+                _ => o.append = Some(v),
+            }
+            break;
+        }
+        if !matched {
+            return fail(format!("unexpected argument `{a}`\n\n{USAGE}"));
         }
         i += 1;
     }
-    if prebuilt {
-        stage_images()?;
-    } else {
-        build()?;
-    }
-    let cmdline = run_cmdline(&cmdline);
-    // Absolute paths: QEMU puts the -kernel path in front of the command line, and the
-    // hypervisor recognizes it by its leading `/`.
-    let mut q = Qemu::new()
-        .smp(4)
-        .memory_mb(1024)
-        .cpu("max")
-        .boot(Boot::Multiboot1)
-        .cmdline(&cmdline)
-        .module(tests::testguest(), "testguest");
-    for a in extra {
-        q = q.arg(a);
-    }
+    Ok(o)
+}
+
+/// How a QEMU run with the serial console on stdio ended.
+struct Console {
+    status: ExitStatus,
+    elapsed: Duration,
+    /// When the watched line was first seen.
+    seen_after: Option<Duration>,
+}
+
+/// Runs QEMU with `q`'s arguments (booting `kernel`) and the serial console on stdio, passing
+/// its output through while watching for a line containing `watch`.
+fn qemu_console(q: &Qemu, kernel: &Path, watch: Option<&str>) -> Result<Console> {
     let files = BootFiles {
-        mb1_kernel: tests::kernel_mb1_elf(),
+        mb1_kernel: kernel.to_path_buf(),
         iso: PathBuf::new(),
         ovmf_code: PathBuf::new(),
         ovmf_vars: PathBuf::new(),
@@ -345,26 +464,183 @@ fn run_cmd_qemu(args: &[String]) -> Result {
             .collect::<Vec<_>>()
             .join(" ")
     ));
-    let status = Command::new("qemu-system-x86_64")
+    let start = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
         .args(&qargs)
         .current_dir(repo_root())
-        .status()
+        .stdout(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot run qemu-system-x86_64: {e}"))?;
-    match status.code() {
-        Some(33) => {
-            println!("xtask: run: all guests ended cleanly (debug-exit 0x10)");
-            Ok(())
+    let mut out = child
+        .stdout
+        .take()
+        .ok_or("no QEMU stdout pipe".to_string())?;
+    let mut seen_after = None;
+    let mut line: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let stdout = std::io::stdout();
+    loop {
+        let n = match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return fail(format!("reading QEMU's output: {e}")),
+        };
+        let mut so = stdout.lock();
+        let _ = so.write_all(&buf[..n]);
+        let _ = so.flush();
+        for &b in &buf[..n] {
+            if b != b'\n' {
+                if line.len() < 4096 {
+                    line.push(b);
+                }
+                continue;
+            }
+            if let Some(w) = watch {
+                if seen_after.is_none() && String::from_utf8_lossy(&line).contains(w) {
+                    seen_after = Some(start.elapsed());
+                }
+            }
+            line.clear();
         }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for qemu-system-x86_64: {e}"))?;
+    Ok(Console {
+        status,
+        elapsed: start.elapsed(),
+        seen_after,
+    })
+}
+
+/// The hypervisor's verdict from QEMU's exit status (isa-debug-exit: 33 clean, 35 error).
+fn hypervisor_verdict(what: &str, status: ExitStatus) -> Result {
+    match status.code() {
+        Some(33) => Ok(()),
         Some(35) => Err(Error {
-            msg: "run: the hypervisor reported a panic or error (debug-exit 0x11, QEMU exit 35)"
-                .into(),
+            msg: format!(
+                "{what}: the hypervisor reported a panic or error (debug-exit 0x11, QEMU exit 35)"
+            ),
             code: 35,
         }),
         Some(c) => Err(Error {
-            msg: format!("run: QEMU exit status {}", tests::describe_exit(c)),
+            msg: format!("{what}: QEMU exit status {}", tests::describe_exit(c)),
             code: u8::try_from(c).ok().filter(|&c| c != 0).unwrap_or(1),
         }),
-        None => fail(format!("run: QEMU was killed: {status}")),
+        None => fail(format!("{what}: QEMU was killed: {status}")),
+    }
+}
+
+/// Builds (or with `--prebuilt` stages) the images the hypervisor runs need.
+fn build_or_stage(prebuilt: bool) -> Result {
+    if prebuilt {
+        stage_prebuilt()
+    } else {
+        build()
+    }
+}
+
+fn run_cmd_qemu(args: &[String]) -> Result {
+    let o = parse_run_opts(args, &["--cmdline", "--smp", "--prebuilt"])?;
+    build_or_stage(o.prebuilt)?;
+    let cmdline = run_cmdline(o.cmdline.as_deref().unwrap_or(DEFAULT_CMDLINE));
+    // Absolute paths: QEMU puts the -kernel path in front of the command line, and the
+    // hypervisor recognizes it by its leading `/`.
+    let mut q = Qemu::new()
+        .smp(o.smp.unwrap_or(4))
+        .memory_mb(1024)
+        .cpu("max")
+        .boot(Boot::Multiboot1)
+        .cmdline(&cmdline)
+        .module(tests::testguest(), "testguest");
+    for a in &o.extra {
+        q = q.arg(a);
+    }
+    let c = qemu_console(&q, &tests::kernel_mb1_elf(), None)?;
+    hypervisor_verdict("run", c.status)?;
+    println!("xtask: run: all guests ended cleanly (debug-exit 0x10)");
+    Ok(())
+}
+
+fn report_linux_boot(what: &str, c: &Console) {
+    match c.seen_after {
+        Some(t) => println!(
+            "xtask: {what}: `{}` after {:.1} s; QEMU exited ({}) after {:.1} s",
+            linux::DONE_LINE,
+            t.as_secs_f64(),
+            c.status,
+            c.elapsed.as_secs_f64()
+        ),
+        None => println!(
+            "xtask: {what}: QEMU exited ({}) after {:.1} s without `{}`",
+            c.status,
+            c.elapsed.as_secs_f64(),
+            linux::DONE_LINE
+        ),
+    }
+}
+
+/// `linux-run`: the Debian kernel as a guest of the hypervisor.
+fn linux_run(args: &[String]) -> Result {
+    let o = parse_run_opts(args, &["--mode", "--smp", "--append", "--prebuilt"])?;
+    build_or_stage(o.prebuilt)?;
+    let spec = linux::guest_spec(
+        o.mode.as_deref().unwrap_or("direct"),
+        o.append.as_deref().unwrap_or(""),
+    );
+    let mut q = Qemu::new()
+        .smp(o.smp.unwrap_or(2))
+        .memory_mb(1024)
+        .cpu("max")
+        .boot(Boot::Multiboot1)
+        .cmdline(&run_cmdline(&spec))
+        .module(linux::vmlinuz(), linux::KERNEL_MODULE_NAME)
+        .module(linux::initrd(), linux::INITRD_MODULE_NAME);
+    for a in &o.extra {
+        q = q.arg(a);
+    }
+    let c = qemu_console(&q, &tests::kernel_mb1_elf(), Some(linux::DONE_LINE))?;
+    report_linux_boot("linux-run", &c);
+    hypervisor_verdict("linux-run", c.status)?;
+    if c.seen_after.is_none() {
+        return fail(format!(
+            "linux-run: the hypervisor ended cleanly but the guest never printed `{}`",
+            linux::DONE_LINE
+        ));
+    }
+    Ok(())
+}
+
+/// `linux-qemu`: the same kernel and initramfs directly in QEMU, the boot-time baseline.
+fn linux_qemu(args: &[String]) -> Result {
+    let o = parse_run_opts(args, &["--smp", "--append", "--prebuilt"])?;
+    if !o.prebuilt {
+        deps::deps()?;
+    }
+    linux::build_initrd()?;
+    // The guest's shape under the hypervisor: one core, 256 MiB. QEMU's Multiboot1 path
+    // gives `-kernel` and `-append`; the initramfs is the one -initrd file.
+    let mut q = Qemu::new()
+        .smp(o.smp.unwrap_or(1))
+        .memory_mb(256)
+        .cpu("max")
+        .boot(Boot::Multiboot1)
+        .cmdline(&linux::guest_cmdline(o.append.as_deref().unwrap_or("")))
+        .arg("-initrd")
+        .arg(&linux::initrd().display().to_string());
+    for a in &o.extra {
+        q = q.arg(a);
+    }
+    let c = qemu_console(&q, &linux::vmlinuz(), Some(linux::DONE_LINE))?;
+    report_linux_boot("linux-qemu", &c);
+    match (c.status.code(), c.seen_after) {
+        (Some(0), Some(_)) => Ok(()),
+        (Some(0), None) => fail(format!(
+            "linux-qemu: QEMU ended (guest poweroff, or a panic with -no-reboot) without `{}`",
+            linux::DONE_LINE
+        )),
+        _ => fail(format!("linux-qemu: QEMU exit status {}", c.status)),
     }
 }
 
@@ -437,6 +713,51 @@ mod tests_ {
     #[test]
     fn default_cmdline_names_the_test_guest() {
         assert_eq!(DEFAULT_CMDLINE.matches("kernel=testguest").count(), 2);
+    }
+
+    #[test]
+    fn run_options() {
+        let all = ["--cmdline", "--mode", "--smp", "--append", "--prebuilt"];
+        let o = parse_run_opts(
+            &s(&[
+                "--mode=emulated",
+                "--smp",
+                "3",
+                "--append",
+                "didvisor.test=nvme",
+                "--prebuilt",
+                "--",
+                "-s",
+                "--smp",
+            ]),
+            &all,
+        )
+        .unwrap();
+        assert_eq!(
+            o,
+            RunOpts {
+                cmdline: None,
+                mode: Some("emulated".into()),
+                smp: Some(3),
+                append: Some("didvisor.test=nvme".into()),
+                prebuilt: true,
+                extra: s(&["-s", "--smp"]),
+            }
+        );
+        assert_eq!(parse_run_opts(&[], &all).unwrap(), RunOpts::default());
+        assert!(parse_run_opts(&s(&["--mode", "posted"]), &all).is_err());
+        assert!(parse_run_opts(&s(&["--smp", "0"]), &all).is_err());
+        assert!(parse_run_opts(&s(&["--smp"]), &all).is_err());
+        // Options a command does not take are refused.
+        assert!(parse_run_opts(&s(&["--mode", "direct"]), &["--smp"]).is_err());
+        assert!(parse_run_opts(&s(&["--prebuilt"]), &["--smp"]).is_err());
+        assert_eq!(
+            parse_run_opts(&s(&["--cmdline", "guest=x"]), &["--cmdline"])
+                .unwrap()
+                .cmdline
+                .as_deref(),
+            Some("guest=x")
+        );
     }
 
     #[test]

@@ -1,0 +1,98 @@
+#!/bin/sh
+# /init of the Linux guest's initramfs (busybox sh). `cargo xtask build` packs this file into
+# build/linux/initrd.cpio.gz together with a static busybox, its applet links and the nvme
+# modules (/lib/modules/<release>/, with modules.dep).
+#
+# Output (the integration tests assert on these lines; keep the format):
+#   didvisor-guest: kernel <uname -r>
+#   didvisor-guest: nproc <nproc>
+#   didvisor-guest: checksum <sha256 of the output of `seq 1 100000`>
+#   didvisor-guest: interrupts-begin
+#   <cat /proc/interrupts>
+#   didvisor-guest: interrupts-end
+#   [extra steps, see below]
+#   didvisor-guest: done
+# and then `poweroff -f`.
+#
+# Extra steps: `didvisor.test=STEP[,STEP...]` on the kernel command line (may be given more
+# than once; `cargo xtask linux-run --append didvisor.test=nvme`) runs each STEP between
+# interrupts-end and done:
+#   nvme   load nvme.ko and its dependencies, wait for /dev/nvme0n1, print its size and the
+#          sha256 of its first MiB (lines `didvisor-guest: nvme ...`)
+#   shell  an interactive shell on the console; `exit` continues
+# An unknown step prints `didvisor-guest: test STEP unknown`.
+
+export PATH=/bin
+
+say() { echo "didvisor-guest: $*"; }
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+# Only warnings and worse on the console from here on, so that late kernel messages
+# (clocksource switches, random: crng init) do not land inside the lines below.
+echo 4 >/proc/sys/kernel/printk
+
+steps=
+for word in $(cat /proc/cmdline); do
+	case "$word" in
+	didvisor.test=*) steps="$steps $(echo "${word#didvisor.test=}" | tr , ' ')" ;;
+	esac
+done
+
+# Loads module $1 after its dependencies (modules.dep lists them last-to-load first).
+load_module() {
+	dir=/lib/modules/$(uname -r)
+	modprobe "$1" 2>/dev/null && return 0
+	line=$(grep "/$1.ko:" "$dir/modules.dep") || return 1
+	order=
+	for m in ${line#*:}; do order="$m $order"; done
+	for m in $order ${line%%:*}; do
+		insmod "$dir/$m" 2>/dev/null || grep -q "^$(basename "$m" .ko | tr - _) " /proc/modules || return 1
+	done
+}
+
+step_nvme() {
+	if load_module nvme; then
+		say "nvme modules loaded: $(cut -d' ' -f1 /proc/modules | tr '\n' ' ')"
+	else
+		say "nvme modules failed to load"
+		return
+	fi
+	for i in $(seq 1 50); do
+		[ -b /dev/nvme0n1 ] && break
+		sleep 0.1
+	done
+	if [ ! -b /dev/nvme0n1 ]; then
+		say "nvme no namespace (/dev/nvme0n1 missing after 5 s)"
+		return
+	fi
+	say "nvme nvme0n1 sectors $(cat /sys/block/nvme0n1/size)"
+	set -- $(dd if=/dev/nvme0n1 bs=65536 count=16 2>/dev/null | sha256sum)
+	say "nvme nvme0n1 sha256-first-mib $1"
+}
+
+say "kernel $(uname -r)"
+say "nproc $(nproc)"
+set -- $(seq 1 100000 | sha256sum)
+say "checksum $(echo "$1" | head -c 64)"
+say "interrupts-begin"
+cat /proc/interrupts
+say "interrupts-end"
+
+for step in $steps; do
+	case "$step" in
+	nvme) step_nvme ;;
+	shell)
+		say "shell (exit continues)"
+		sh
+		;;
+	*) say "test $step unknown" ;;
+	esac
+done
+
+say "done"
+sync
+poweroff -f
+# Not reached; if it is, init exits and the kernel panics (panic=-1 reboots, -no-reboot ends QEMU).
+say "poweroff failed"

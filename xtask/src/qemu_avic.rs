@@ -1,0 +1,746 @@
+//! `cargo xtask qemu-avic`: build QEMU 10.0.2 (`qemu-system-x86_64`, TCG only) with the
+//! SVM AVIC / x2AVIC / AMD-Vi GA patch series kept in `tests/qemu-avic/`.
+//!
+//! Everything lives in a cache outside git (`$DIDVISOR_QEMU_CACHE`, else
+//! `$XDG_CACHE_HOME/didvisor/qemu`, else `~/.cache/didvisor/qemu`):
+//!
+//! - `qemu_10.0.2+ds.orig.tar.xz`: Debian's copy of the upstream release, fetched with
+//!   `apt-get source --download-only` from a `deb-src` entry for bookworm-backports and checked
+//!   against the sha256 in `tests/qemu-avic/SOURCE`. A tarball put there by hand is used as is
+//!   (after the same check).
+//! - `venv/`: meson from PyPI (Debian 12's is older than the 1.5 QEMU 10 needs).
+//! - `qemu-10.0.2/`: the unpacked, patched source tree. `build/`: the meson build directory.
+//!
+//! The result is keyed by a hash of the tarball, the configure arguments and the patches
+//! (names and contents). An unchanged series is not rebuilt. A changed series re-unpacks the
+//! source and re-applies the patches; every file that the old or the new series touches gets
+//! a fresh mtime, so ninja rebuilds exactly what the change affects.
+
+use std::collections::BTreeSet;
+use std::env;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime};
+
+use crate::{deps, fail, run_cmd, Result};
+
+/// Debian packages the QEMU build needs (besides a C toolchain the Rust build already needs).
+pub const BUILD_PACKAGES: &[&str] = &[
+    "ninja-build",
+    "libglib2.0-dev",
+    "libpixman-1-dev",
+    "libfdt-dev",
+    "libslirp-dev",
+    "flex",
+    "bison",
+    "python3-venv",
+    "pkg-config",
+    "gcc",
+    "make",
+    "patch",
+    "xz-utils",
+];
+
+/// The meson QEMU 10.0.2 pins in `pythondeps.toml` (`installed = "1.5.0"`).
+const MESON: &str = "meson==1.5.0";
+
+/// Configure arguments (only what `qemu-system-x86_64` with TCG needs).
+const CONFIGURE_ARGS: &[&str] = &[
+    "--target-list=x86_64-softmmu",
+    "--disable-docs",
+    "--disable-werror",
+    "--disable-install-blobs",
+    "--disable-download",
+    "--disable-user",
+    "--disable-tools",
+    "--disable-guest-agent",
+    "--disable-rust",
+    "--enable-tcg",
+    "--enable-slirp",
+    "--enable-fdt=system",
+];
+
+/// The `+ds` tarball lacks the edk2 firmware blobs (`pc-bios/edk2-*.fd.bz2`) that QEMU's
+/// meson.build unpacks whenever bzip2 is installed and an x86 target is built; configure has
+/// no switch for it (`--disable-install-blobs` only makes bzip2 optional). So the unpacked
+/// tree gets this one-line fixup before the patches (not part of the series: it is about the
+/// repack, not about AVIC). The file keeps its original mtime so ninja does not re-run meson.
+const EDK2_FIXUP: (&str, &str, &str) = (
+    "meson.build",
+    "    unpack_edk2_blobs = bzip2.found()\n",
+    "    unpack_edk2_blobs = false # didvisor: the +ds tarball has no edk2 blobs\n",
+);
+
+const SRC_SOURCES: &str = "/etc/apt/sources.list.d/didvisor-backports-src.sources";
+const DEB822_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
+const ONE_LINE_SOURCES: &str = "/etc/apt/sources.list";
+
+const STAMP: &str = ".didvisor-stamp";
+const TOUCHED: &str = ".didvisor-patched-files";
+const CONFIGURED: &str = ".didvisor-configured";
+
+/// `tests/qemu-avic/SOURCE`: `key: value` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub version: String,
+    pub tarball: String,
+    pub sha256: String,
+    pub top_dir: String,
+    pub apt_package: String,
+    pub apt_suite: String,
+}
+
+pub fn parse_source(text: &str) -> std::result::Result<Source, String> {
+    let get = |key: &str| -> std::result::Result<String, String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("SOURCE: no `{key}:` line"))
+    };
+    let s = Source {
+        version: get("version")?,
+        tarball: get("tarball")?,
+        sha256: get("sha256")?.to_ascii_lowercase(),
+        top_dir: get("top-dir")?,
+        apt_package: get("apt-source")?,
+        apt_suite: get("apt-suite")?,
+    };
+    if s.sha256.len() != 64 || !s.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "SOURCE: sha256 `{}` is not 64 hex digits",
+            s.sha256
+        ));
+    }
+    if s.top_dir.contains('/') || s.top_dir.starts_with('.') || s.tarball.contains('/') {
+        return Err("SOURCE: top-dir and tarball must be plain names".into());
+    }
+    Ok(s)
+}
+
+/// The deb822 stanza for the QEMU source package: the backports stanza `xtask deps` writes,
+/// as `deb-src`.
+pub fn render_src_sources(m: &deps::Mirror) -> String {
+    let bin = deps::render_backports_sources(m);
+    let mut out = String::from(
+        "# Added by `cargo xtask qemu-avic` (didvisor): the QEMU source tarball for the AVIC \
+         patch series.\n",
+    );
+    for line in bin.lines().filter(|l| !l.starts_with("# Added by")) {
+        if line == "Types: deb" {
+            out.push_str("Types: deb-src\n");
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The files a patch creates, changes or deletes (from its `---`/`+++` lines, `-p1`).
+pub fn patched_files(patch: &str) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    for line in patch.lines() {
+        let Some(rest) = line
+            .strip_prefix("+++ ")
+            .or_else(|| line.strip_prefix("--- "))
+        else {
+            continue;
+        };
+        let path = rest.split('\t').next().unwrap_or("").trim();
+        if path == "/dev/null" {
+            continue;
+        }
+        if let Some((_, p)) = path.split_once('/') {
+            if !p.is_empty() && !p.split('/').any(|c| c == "..") {
+                files.insert(p.to_string());
+            }
+        }
+    }
+    files
+}
+
+fn patch_dir() -> PathBuf {
+    crate::repo_root().join("tests").join("qemu-avic")
+}
+
+/// `tests/qemu-avic/*.patch`, in name order.
+fn patches() -> Result<Vec<PathBuf>> {
+    let dir = patch_dir();
+    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "patch") && p.is_file())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The cache directory (see the module docs).
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = env::var_os("DIDVISOR_QEMU_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let base = env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("didvisor").join("qemu")
+}
+
+/// Where the patched `qemu-system-x86_64` is once `cargo xtask qemu-avic` has run.
+pub fn binary() -> PathBuf {
+    cache_dir().join("build").join("qemu-system-x86_64")
+}
+
+fn sha256_of(data: &[u8]) -> Result<String> {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run sha256sum: {e}"))?;
+    // Write on another thread: sha256sum reads all input before it writes anything, but
+    // keep it deadlock-free regardless.
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("sha256sum: {e}"))?;
+    writer
+        .join()
+        .map_err(|_| "sha256sum writer panicked".to_string())?
+        .map_err(|e| format!("sha256sum: {e}"))?;
+    if !out.status.success() {
+        return fail(format!("sha256sum failed: {}", out.status));
+    }
+    let s = String::from_utf8_lossy(&out.stdout);
+    match s.split_whitespace().next() {
+        Some(h) if h.len() == 64 => Ok(h.to_string()),
+        _ => fail(format!("sha256sum: unexpected output `{s}`")),
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot run sha256sum: {e}"))?;
+    if !out.status.success() {
+        return fail(format!("sha256sum {} failed", path.display()));
+    }
+    let s = String::from_utf8_lossy(&out.stdout);
+    Ok(s.split_whitespace().next().unwrap_or("").to_string())
+}
+
+/// The build key: tarball, configure arguments, meson version, patch names and contents.
+fn series_hash(src: &Source, patches: &[PathBuf]) -> Result<String> {
+    let mut buf = Vec::new();
+    buf.extend_from_slice(b"didvisor qemu-avic v1\n");
+    buf.extend_from_slice(format!("{}\n{MESON}\n{EDK2_FIXUP:?}\n", src.sha256).as_bytes());
+    for a in CONFIGURE_ARGS {
+        buf.extend_from_slice(a.as_bytes());
+        buf.push(0);
+    }
+    for p in patches {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        buf.extend_from_slice(format!("\n{name}\0").as_bytes());
+        buf.extend_from_slice(&crate::read(p)?);
+    }
+    Ok(sha256_of(&buf)?[..16].to_string())
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).ends_with(" installed"))
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|u| u.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn apt(args: &[&str]) -> Command {
+    let mut c = Command::new("apt-get");
+    c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    c
+}
+
+fn install_build_packages() -> Result {
+    let missing: Vec<&str> = BUILD_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        return fail(format!(
+            "qemu-avic: missing build packages and not root; run as root:\n    \
+             apt-get install -y --no-install-recommends {}",
+            missing.join(" ")
+        ));
+    }
+    println!("xtask: qemu-avic: installing {}", missing.join(" "));
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(&missing);
+    run_cmd(&mut apt(&args)).or_else(|e| {
+        println!(
+            "xtask: qemu-avic: install failed ({}); apt-get update and retry",
+            e.msg
+        );
+        run_cmd(&mut apt(&["update"]))?;
+        run_cmd(&mut apt(&args))
+    })?;
+    let still: Vec<&str> = missing.iter().copied().filter(|p| !installed(p)).collect();
+    if !still.is_empty() {
+        return fail(format!("still not installed: {}", still.join(" ")));
+    }
+    Ok(())
+}
+
+fn find_mirror() -> Result<deps::Mirror> {
+    if let Some(m) = fs::read_to_string(DEB822_SOURCES)
+        .ok()
+        .and_then(|t| deps::parse_deb822(&t))
+    {
+        return Ok(m);
+    }
+    if let Some(m) = fs::read_to_string(ONE_LINE_SOURCES)
+        .ok()
+        .and_then(|t| deps::parse_one_line(&t))
+    {
+        return Ok(m);
+    }
+    fail(format!(
+        "qemu-avic: cannot find the Debian mirror in {DEB822_SOURCES} or {ONE_LINE_SOURCES}; \
+         add a deb-src entry for bookworm-backports by hand, or put the tarball into {} \
+         yourself",
+        cache_dir().display()
+    ))
+}
+
+/// Makes sure `cache/<tarball>` exists and has the recorded sha256.
+fn fetch_tarball(src: &Source, cache: &Path) -> Result<PathBuf> {
+    let tarball = cache.join(&src.tarball);
+    if tarball.is_file() {
+        let have = sha256_file(&tarball)?;
+        if have == src.sha256 {
+            return Ok(tarball);
+        }
+        println!(
+            "xtask: qemu-avic: {} has sha256 {have}, expected {}; fetching it again",
+            tarball.display(),
+            src.sha256
+        );
+        fs::remove_file(&tarball).map_err(|e| format!("removing {}: {e}", tarball.display()))?;
+    }
+    let m = find_mirror()?;
+    let text = render_src_sources(&m);
+    if fs::read_to_string(SRC_SOURCES).ok().as_deref() != Some(text.as_str()) {
+        if !is_root() {
+            return fail(format!(
+                "qemu-avic: need a deb-src entry for {} to fetch {}; run as root, or put the \
+                 tarball (sha256 {}) into {}",
+                src.apt_suite,
+                src.tarball,
+                src.sha256,
+                cache.display()
+            ));
+        }
+        println!(
+            "xtask: qemu-avic: writing {SRC_SOURCES} (deb-src, {}, mirror {})",
+            src.apt_suite, m.uris
+        );
+        fs::write(SRC_SOURCES, text).map_err(|e| format!("writing {SRC_SOURCES}: {e}"))?;
+        println!("xtask: qemu-avic: apt-get update");
+        run_cmd(&mut apt(&["update"]))?;
+    }
+    let dl = cache.join("download");
+    let _ = fs::remove_dir_all(&dl);
+    fs::create_dir_all(&dl).map_err(|e| format!("creating {}: {e}", dl.display()))?;
+    println!(
+        "xtask: qemu-avic: apt-get source --download-only -t {} {} (only the orig tarball is \
+         used; a failure on the .dsc/.debian.tar is expected)",
+        src.apt_suite, src.apt_package
+    );
+    let status = apt(&[
+        "source",
+        "--download-only",
+        "-t",
+        &src.apt_suite,
+        &src.apt_package,
+    ])
+    .current_dir(&dl)
+    .status()
+    .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    let got = dl.join(&src.tarball);
+    if !got.is_file() {
+        return fail(format!(
+            "qemu-avic: apt-get source ({status}) did not fetch {}: is QEMU {} still the \
+             version in {}? (`apt-cache showsrc {}`); the tarball can also be put into {} by hand",
+            src.tarball,
+            src.version,
+            src.apt_suite,
+            src.apt_package,
+            cache.display()
+        ));
+    }
+    let have = sha256_file(&got)?;
+    if have != src.sha256 {
+        return fail(format!(
+            "qemu-avic: {} has sha256 {have}, tests/qemu-avic/SOURCE expects {}",
+            got.display(),
+            src.sha256
+        ));
+    }
+    fs::rename(&got, &tarball).map_err(|e| format!("moving {}: {e}", got.display()))?;
+    let _ = fs::remove_dir_all(&dl);
+    println!(
+        "xtask: qemu-avic: {} verified (sha256 {have})",
+        tarball.display()
+    );
+    Ok(tarball)
+}
+
+/// A venv in the cache with the meson QEMU 10 needs; returns its python.
+fn meson_venv(cache: &Path) -> Result<PathBuf> {
+    let venv = cache.join("venv");
+    let python = venv.join("bin").join("python3");
+    let ok = Command::new(&python)
+        .args(["-c", "import mesonbuild.mesonmain"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        && fs::read_to_string(venv.join(".didvisor-meson"))
+            .ok()
+            .as_deref()
+            == Some(MESON);
+    if ok {
+        return Ok(python);
+    }
+    println!(
+        "xtask: qemu-avic: creating {} with {MESON} (pip, PyPI)",
+        venv.display()
+    );
+    let _ = fs::remove_dir_all(&venv);
+    run_cmd(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run_cmd(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        MESON,
+    ]))?;
+    fs::write(venv.join(".didvisor-meson"), MESON)
+        .map_err(|e| format!("writing venv marker: {e}"))?;
+    Ok(python)
+}
+
+fn touch(path: &Path) -> Result {
+    let f = fs::File::options()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    f.set_modified(SystemTime::now())
+        .map_err(|e| format!("touching {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Unpacks the tarball afresh into `cache/<top-dir>` and applies the series.
+fn prepare_source(
+    src: &Source,
+    cache: &Path,
+    tarball: &Path,
+    patches: &[PathBuf],
+    build: &Path,
+) -> Result<PathBuf> {
+    let tree = cache.join(&src.top_dir);
+    let tmp = cache.join("unpack.tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    println!("xtask: qemu-avic: unpacking {}", tarball.display());
+    run_cmd(
+        Command::new("tar")
+            .arg("-xJf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(&tmp)
+            // The edk2 firmware blobs are not in the +ds tarball; never unpack them.
+            .arg("--exclude=*/pc-bios/edk2-*.fd.bz2"),
+    )?;
+    let unpacked = tmp.join(&src.top_dir);
+    if !unpacked.is_dir() {
+        return fail(format!(
+            "qemu-avic: {} has no top directory {}",
+            tarball.display(),
+            src.top_dir
+        ));
+    }
+    if tree.exists() {
+        fs::remove_dir_all(&tree).map_err(|e| format!("removing {}: {e}", tree.display()))?;
+    }
+    fs::rename(&unpacked, &tree).map_err(|e| format!("moving the source tree: {e}"))?;
+    let _ = fs::remove_dir_all(&tmp);
+    edk2_fixup(&tree)?;
+
+    let mut touched: BTreeSet<String> = fs::read_to_string(build.join(TOUCHED))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    let mut now_touched = BTreeSet::new();
+    for p in patches {
+        println!(
+            "xtask: qemu-avic: patch -p1 < tests/qemu-avic/{}",
+            p.file_name().unwrap_or_default().to_string_lossy()
+        );
+        run_cmd(
+            Command::new("patch")
+                .args(["-p1", "--batch", "--forward", "--quiet", "-i"])
+                .arg(p)
+                .current_dir(&tree),
+        )
+        .map_err(|e| format!("{} does not apply: {}", p.display(), e.msg))?;
+        now_touched.extend(patched_files(&String::from_utf8_lossy(&crate::read(p)?)));
+    }
+    touched.extend(now_touched.iter().cloned());
+    // Files the previous series changed are back to the tarball's (older) mtime: touch them
+    // too, or ninja would keep objects built from the patched version.
+    for f in &touched {
+        let path = tree.join(f);
+        if path.is_file() {
+            touch(&path)?;
+        }
+    }
+    if build.is_dir() {
+        write_lines(&build.join(TOUCHED), &touched)?;
+    }
+    Ok(tree)
+}
+
+/// Applies [`EDK2_FIXUP`], keeping the file's mtime.
+fn edk2_fixup(tree: &Path) -> Result {
+    let (file, from, to) = EDK2_FIXUP;
+    let path = tree.join(file);
+    let text = fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if text.matches(from).count() != 1 {
+        return fail(format!(
+            "qemu-avic: {} no longer has the line `{}` the edk2 fixup expects",
+            path.display(),
+            from.trim()
+        ));
+    }
+    let mtime = fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    fs::write(&path, text.replacen(from, to, 1))
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(mtime))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+fn write_lines(path: &Path, lines: &BTreeSet<String>) -> Result {
+    let mut s = String::new();
+    for l in lines {
+        s.push_str(l);
+        s.push('\n');
+    }
+    fs::write(path, s).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(())
+}
+
+fn configure(tree: &Path, build: &Path, python: &Path) -> Result {
+    let want = CONFIGURE_ARGS.join(" ");
+    if build.join("build.ninja").is_file()
+        && fs::read_to_string(build.join(CONFIGURED)).ok().as_deref() == Some(want.as_str())
+    {
+        return Ok(());
+    }
+    let _ = fs::remove_dir_all(build);
+    fs::create_dir_all(build).map_err(|e| format!("creating {}: {e}", build.display()))?;
+    println!("xtask: qemu-avic: configure {want}");
+    let mut c = Command::new(tree.join("configure"));
+    c.current_dir(build)
+        .arg(format!("--python={}", python.display()))
+        .args(CONFIGURE_ARGS);
+    run_cmd(&mut c)?;
+    fs::write(build.join(CONFIGURED), want).map_err(|e| format!("writing stamp: {e}"))?;
+    Ok(())
+}
+
+fn jobs() -> String {
+    env::var("DIDVISOR_QEMU_JOBS")
+        .ok()
+        .filter(|j| j.parse::<u32>().is_ok_and(|n| n > 0))
+        .unwrap_or_else(|| "2".into())
+}
+
+/// `cargo xtask qemu-avic [--clean]`.
+pub fn qemu_avic(args: &[String]) -> Result {
+    let mut clean = false;
+    for a in args {
+        match a.as_str() {
+            "--clean" => clean = true,
+            _ => return fail(format!("qemu-avic: unexpected argument `{a}`")),
+        }
+    }
+    let started = Instant::now();
+    let src_path = patch_dir().join("SOURCE");
+    let src = parse_source(&String::from_utf8_lossy(&crate::read(&src_path)?))
+        .map_err(|e| format!("{}: {e}", src_path.display()))?;
+    let patches = patches()?;
+    let hash = series_hash(&src, &patches)?;
+    let cache = cache_dir();
+    let build = cache.join("build");
+    let bin = binary();
+    if clean {
+        println!("xtask: qemu-avic: --clean: removing the source tree and build directory");
+        let _ = fs::remove_dir_all(&build);
+        let _ = fs::remove_dir_all(cache.join(&src.top_dir));
+    }
+    if bin.is_file() && fs::read_to_string(build.join(STAMP)).ok().as_deref() == Some(&hash) {
+        println!(
+            "xtask: qemu-avic up to date (patch hash {hash}, {} patches)",
+            patches.len()
+        );
+        println!("{}", bin.display());
+        return Ok(());
+    }
+    println!(
+        "xtask: qemu-avic: building QEMU {} with {} patches (patch hash {hash}) in {}",
+        src.version,
+        patches.len(),
+        cache.display()
+    );
+    fs::create_dir_all(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
+    install_build_packages()?;
+    let tarball = fetch_tarball(&src, &cache)?;
+    let python = meson_venv(&cache)?;
+    let _ = fs::remove_file(build.join(STAMP));
+    let tree = prepare_source(&src, &cache, &tarball, &patches, &build)?;
+    configure(&tree, &build, &python)?;
+    // After a fresh configure, remember what this series touched for the next change.
+    let now: BTreeSet<String> = patches
+        .iter()
+        .map(|p| crate::read(p).map(|b| patched_files(&String::from_utf8_lossy(&b))))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut touched: BTreeSet<String> = fs::read_to_string(build.join(TOUCHED))
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect();
+    touched.extend(now.iter().cloned());
+    write_lines(&build.join(TOUCHED), &touched)?;
+    let jobs = jobs();
+    println!("xtask: qemu-avic: ninja -j{jobs} qemu-system-x86_64");
+    run_cmd(
+        Command::new("ninja")
+            .arg("-C")
+            .arg(&build)
+            .arg(format!("-j{jobs}"))
+            .arg("qemu-system-x86_64"),
+    )?;
+    if !bin.is_file() {
+        return fail(format!(
+            "qemu-avic: ninja succeeded but {} is missing",
+            bin.display()
+        ));
+    }
+    write_lines(&build.join(TOUCHED), &now)?;
+    fs::write(build.join(STAMP), &hash).map_err(|e| format!("writing stamp: {e}"))?;
+    println!(
+        "xtask: qemu-avic: built in {:.0} s (patch hash {hash})",
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", bin.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_file() {
+        let s = parse_source(
+            "# comment\nversion: 10.0.2\ntarball: qemu_10.0.2+ds.orig.tar.xz\n\
+             sha256: 0901DA33844A331BF8B3602B9C1FBD178E60B737C8E3ADE678255BD090C9B9F1\n\
+             top-dir: qemu-10.0.2\napt-source: qemu\napt-suite: bookworm-backports\n",
+        )
+        .unwrap();
+        assert_eq!(s.top_dir, "qemu-10.0.2");
+        assert_eq!(
+            s.sha256,
+            "0901da33844a331bf8b3602b9c1fbd178e60b737c8e3ade678255bd090c9b9f1"
+        );
+        assert!(parse_source("version: 1\n").is_err());
+        assert!(parse_source(
+            "version: 1\ntarball: t\nsha256: 12\ntop-dir: d\napt-source: q\napt-suite: s\n"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_projects_source_file_parses() {
+        let text = fs::read_to_string(patch_dir().join("SOURCE")).unwrap();
+        let s = parse_source(&text).unwrap();
+        assert_eq!(s.version, "10.0.2");
+        assert!(s.tarball.ends_with(".orig.tar.xz"));
+    }
+
+    #[test]
+    fn deb_src_stanza() {
+        let m = deps::Mirror {
+            uris: "http://mirror.example/debian".into(),
+            signed_by: Some("/usr/share/keyrings/k.gpg".into()),
+        };
+        assert_eq!(
+            render_src_sources(&m),
+            "# Added by `cargo xtask qemu-avic` (didvisor): the QEMU source tarball for the \
+             AVIC patch series.\n\
+             Types: deb-src\n\
+             URIs: http://mirror.example/debian\n\
+             Suites: bookworm-backports\n\
+             Components: main\n\
+             Signed-By: /usr/share/keyrings/k.gpg\n"
+        );
+    }
+
+    #[test]
+    fn files_of_a_patch() {
+        let p = "From x\nSubject: y\n---\n a | 1 +\n\
+                 diff --git a/target/i386/cpu.c b/target/i386/cpu.c\n\
+                 --- a/target/i386/cpu.c\n+++ b/target/i386/cpu.c\n@@ -1 +1 @@\n-x\n+y\n\
+                 diff --git a/new.c b/new.c\nnew file mode 100644\n--- /dev/null\n+++ b/new.c\n\
+                 --- a/old.c\t2020-01-01\n+++ /dev/null\n";
+        let f: Vec<String> = patched_files(p).into_iter().collect();
+        assert_eq!(f, ["new.c", "old.c", "target/i386/cpu.c"]);
+    }
+}
