@@ -97,8 +97,14 @@ mod tests {
         }
         assert_eq!(translate(&m, cr3, 0x1_0000_0000), None);
         assert_eq!(translate(&m, cr3, 0x80_0000_0000), None);
-        assert_eq!(entry(&m, GDT + u64::from(CODE64_SELECTOR)), 0x00af_9b00_0000_ffff);
-        assert_eq!(entry(&m, GDT + u64::from(DATA_SELECTOR)), 0x00cf_9300_0000_ffff);
+        assert_eq!(
+            entry(&m, GDT + u64::from(CODE64_SELECTOR)),
+            0x00af_9b00_0000_ffff
+        );
+        assert_eq!(
+            entry(&m, GDT + u64::from(DATA_SELECTOR)),
+            0x00cf_9300_0000_ffff
+        );
     }
 
     #[test]

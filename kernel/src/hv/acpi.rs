@@ -64,7 +64,9 @@ pub fn discover(boot: &BootInfo) -> Platform {
     for io in madt.io_apics() {
         log::info!(
             "acpi: ioapic id {} at {:#x}, gsi base {}",
-            io.id, io.address, io.gsi_base
+            io.id,
+            io.address,
+            io.gsi_base
         );
     }
 
@@ -73,7 +75,10 @@ pub fn discover(boot: &BootInfo) -> Platform {
             for r in mcfg.regions() {
                 log::info!(
                     "acpi: mcfg: ecam {:#x} segment {} buses {}-{}",
-                    r.base, r.segment, r.start_bus, r.end_bus
+                    r.base,
+                    r.segment,
+                    r.start_bus,
+                    r.end_bus
                 );
             }
         }

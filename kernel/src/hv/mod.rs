@@ -141,7 +141,9 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     log::info!("memory: {} MiB free for guests", memory::free_bytes() >> 20);
 
     if cfg.guest_count() == 0 {
-        log::info!("didvisor: no guests configured (add guest=NAME,cores=N,mem=SIZE,kernel=MODULE)");
+        log::info!(
+            "didvisor: no guests configured (add guest=NAME,cores=N,mem=SIZE,kernel=MODULE)"
+        );
     }
     // Build every guest first, then start them all: guests run side by side, not one after another.
     for (index, g) in cfg.guests().enumerate() {
