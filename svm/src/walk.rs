@@ -6,8 +6,9 @@
 //! reads guest memory through [`GuestMemory`] and never writes it: accessed/dirty bits are not
 //! updated (the guest's own access, when it is re-executed, sets them).
 //!
-//! Supported: CR0.PG = 0 (GVA = GPA) and 4-level long mode with 4 KiB, 2 MiB and 1 GiB pages.
-//! Legacy 32-bit and PAE paging and 5-level paging are reported as
+//! Supported: CR0.PG = 0 (GVA = GPA) and 4- and 5-level long mode with 4 KiB, 2 MiB and 1 GiB
+//! pages (Linux uses 5-level paging where the CPU has LA57). Legacy 32-bit and PAE paging are
+//! reported as
 //! [`WalkFault::UnsupportedMode`]. SMAP is not checked (it needs RFLAGS.AC).
 
 use crate::addr::{Gpa, Gva};
@@ -112,6 +113,12 @@ pub fn walk_guest_access<M: GuestMemory + ?Sized>(
     walk(cr3, cr0, cr4, efer, gva, Some(access), mem)
 }
 
+/// Whether `addr` is canonical for 57-bit virtual addresses (bits 63:56 all equal).
+pub const fn is_canonical_57(addr: u64) -> bool {
+    let top = addr >> 56;
+    top == 0 || top == 0xFF
+}
+
 /// Whether `addr` is canonical for 48-bit virtual addresses (bits 63:47 all equal).
 pub const fn is_canonical_48(addr: u64) -> bool {
     let top = addr >> 47;
@@ -130,10 +137,13 @@ fn walk<M: GuestMemory + ?Sized>(
     if cr0 & CR0_PG == 0 {
         return Ok((Gpa(gva.0), PageSize::Size4K));
     }
-    if efer & EFER_LMA == 0 || cr4 & CR4_PAE == 0 || cr4 & CR4_LA57 != 0 {
+    if efer & EFER_LMA == 0 || cr4 & CR4_PAE == 0 {
         return Err(WalkFault::UnsupportedMode);
     }
-    if !is_canonical_48(gva.0) {
+    // 5-level paging (CR4.LA57, APM vol. 2 5.3.1): one more table level and 57-bit addresses.
+    let five_level = cr4 & CR4_LA57 != 0;
+    let canonical = if five_level { is_canonical_57(gva.0) } else { is_canonical_48(gva.0) };
+    if !canonical {
         return Err(WalkFault::NonCanonical);
     }
     let nxe = efer & EFER_NXE != 0;
@@ -158,7 +168,8 @@ fn walk<M: GuestMemory + ?Sized>(
     let mut user = true;
     let mut no_exec = false;
     let mut table = cr3 & ADDR_MASK;
-    let mut level: u8 = 4;
+    let top_level: u8 = if five_level { 5 } else { 4 };
+    let mut level = top_level;
     loop {
         let entry_gpa = Gpa(table + table_index(gva.0, level) as u64 * 8);
         let e = PageTableEntry(
@@ -171,7 +182,7 @@ fn walk<M: GuestMemory + ?Sized>(
         let f = e.flags();
         let leaf_size = if e.is_huge() {
             match level {
-                4 => return Err(fault(pf_error::PRESENT | pf_error::RESERVED)),
+                4 | 5 => return Err(fault(pf_error::PRESENT | pf_error::RESERVED)),
                 other => PageSize::from_level(other),
             }
         } else if level == 1 {
@@ -271,6 +282,25 @@ mod tests {
     }
 
     #[test]
+    fn five_level_adds_a_pml5() {
+        // PML5 at 0x5000: entries 0 and 0x100 both point at the PML4 above, so the low address
+        // and 0xFF00_0000_0040_0123 (bits 56:48 = 0x100) translate alike.
+        let mut m = guest();
+        m.poke(0x5000, 0x1000 | P | W | U);
+        m.poke(0x5000 + 0x100 * 8, 0x1000 | P | W | U);
+        let cr4 = CR4 | CR4_LA57;
+        assert_eq!(walk_guest(0x5000, CR0, cr4, EFER, Gva(0x40_0123), &m), Ok(Gpa(0x9_9123)));
+        assert_eq!(
+            walk_guest(0x5000, CR0, cr4, EFER, Gva(0xFF00_0000_0040_0123), &m),
+            Ok(Gpa(0x9_9123))
+        );
+        // Not present in the PML5.
+        assert_eq!(walk_guest(0x5000, CR0, cr4, EFER, Gva(0x0001_0000_0000_0000), &m), pf(0));
+        // 48-bit canonical but 57-bit checks differ: 0x0000_8000_0000_0000 is fine with LA57.
+        assert_eq!(walk_guest(0x5000, CR0, cr4, EFER, Gva(0x0000_8000_0000_0000), &m), pf(0));
+    }
+
+    #[test]
     fn not_present_at_each_level() {
         let m = guest();
         assert_eq!(walk4(0xFFFF_8000_0000_0000, &m), pf(0)); // PML4E
@@ -364,8 +394,8 @@ mod tests {
             Err(WalkFault::UnsupportedMode)
         );
         assert_eq!(
-            walk_guest(0x1000, CR0, CR4 | CR4_LA57, EFER, Gva(0), &m),
-            Err(WalkFault::UnsupportedMode)
+            walk_guest(0x1000, CR0, CR4 | CR4_LA57, EFER, Gva(0x0100_0000_0000_0000), &m),
+            Err(WalkFault::NonCanonical)
         );
         // Page tables at an unbacked GPA.
         assert_eq!(

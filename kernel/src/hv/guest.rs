@@ -8,12 +8,30 @@ use boot::BootInfo;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use didvisor::config::{GuestConfig, MAX_GUESTS};
 use didvisor::console::LineBuffer;
-use didvisor::{elf, guest_layout};
+use didvisor::{acpi_tables, elf, guest_layout, linux};
 use spin::{Mutex, Once};
 use svm::npt::NptMapper;
 use svm::paging::{FrameSource, PhysAccess, PteFlags};
 use svm::permission_map::{IoPermissionMap, MsrPermissionMap, IOPM_SIZE, MSRPM_SIZE};
 use svm::{Gpa, Hpa};
+
+/// The two kinds of guest image the hypervisor loads.
+#[derive(Debug, Clone, Copy)]
+pub enum GuestBoot {
+    /// A bare-metal ELF test guest: entered at `entry` with RDI = RAM size, RSI = vCPU id.
+    TestGuest { entry: u64 },
+    /// An unmodified Linux bzImage through the 64-bit boot protocol (RSI = boot_params).
+    Linux(linux::LinuxEntry),
+}
+
+impl GuestBoot {
+    pub fn entry(&self) -> u64 {
+        match self {
+            GuestBoot::TestGuest { entry } => *entry,
+            GuestBoot::Linux(e) => e.rip,
+        }
+    }
+}
 
 pub struct Vm {
     pub config: GuestConfig,
@@ -23,7 +41,8 @@ pub struct Vm {
     pub npt_root: u64,
     pub iopm_pa: u64,
     pub msrpm_pa: u64,
-    pub entry: u64,
+    /// How the guest was loaded and where its vCPUs start.
+    pub boot: GuestBoot,
     pub console: Mutex<LineBuffer>,
     /// Accesses to guest-physical addresses that are neither RAM nor a device.
     pub stray_accesses: AtomicUsize,
@@ -121,6 +140,8 @@ impl FrameSource for NptMemory {
 pub enum BuildError {
     NoMemory { wanted: u64 },
     Image(elf::ElfError),
+    Linux(linux::LinuxError),
+    Acpi(acpi_tables::AcpiError),
     Layout(guest_layout::LayoutError),
     Npt(svm::npt::MapError),
 }
@@ -137,6 +158,8 @@ impl core::fmt::Display for BuildError {
                 )
             }
             BuildError::Image(e) => write!(f, "kernel image: {e}"),
+            BuildError::Linux(e) => write!(f, "linux kernel: {e}"),
+            BuildError::Acpi(e) => write!(f, "acpi tables: {e:?}"),
             BuildError::Layout(e) => write!(f, "boot layout: {e:?}"),
             BuildError::Npt(e) => write!(f, "nested page tables: {e:?}"),
         }
@@ -155,14 +178,14 @@ pub fn build(
     // SAFETY: just allocated for this guest; nothing else refers to it.
     let ram = unsafe { memory::phys_slice_mut(ram_hpa, ram_size) };
 
-    let module = boot
-        .module(config.kernel.as_str())
-        .expect("modules were validated with the configuration");
-    // SAFETY: boot modules are reserved in the frame allocator and only read.
-    let image = unsafe { memory::phys_slice(module.start, module.len()) };
-    let cr3 = guest_layout::write_long_mode_tables(ram).map_err(BuildError::Layout)?;
-    let loaded = elf::load(image, ram, guest_layout::IMAGE_MIN).map_err(BuildError::Image)?;
-    debug_assert_eq!(cr3, guest_layout::PML4);
+    let image = module_bytes(boot, config.kernel.as_str());
+    guest_layout::write_long_mode_tables(ram).map_err(BuildError::Layout)?;
+    let guest_boot = if image.starts_with(b"\x7fELF") {
+        let loaded = elf::load(image, ram, guest_layout::IMAGE_MIN).map_err(BuildError::Image)?;
+        GuestBoot::TestGuest { entry: loaded.entry }
+    } else {
+        GuestBoot::Linux(load_linux(config, boot, ram)?)
+    };
 
     let mut npt = NptMapper::new(NptMemory).map_err(BuildError::Npt)?;
     let flags = PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::USER;
@@ -178,9 +201,14 @@ pub fn build(
             &mut *(msrpm_pa as *mut [u8; MSRPM_SIZE]),
         )
     };
-    // Every port and every MSR exits: the virtual platform decides what each one does.
+    // Every port and every MSR exits — the virtual platform decides what each one does — except
+    // the MSRs whose state the VMCB switches or that only concern the guest's own core.
     IoPermissionMap::new(iopm).intercept_all();
-    MsrPermissionMap::new(msrpm).intercept_all();
+    let mut msr_map = MsrPermissionMap::new(msrpm);
+    msr_map.intercept_all();
+    for msr in didvisor::msr::PASS_THROUGH {
+        msr_map.pass_through(msr).expect("pass-through MSRs lie in the MSR permission map's ranges");
+    }
 
     let vm = VMS[index].call_once(|| Vm {
         config: *config,
@@ -189,20 +217,51 @@ pub fn build(
         npt_root: npt.root().as_u64(),
         iopm_pa,
         msrpm_pa,
-        entry: loaded.entry,
+        boot: guest_boot,
         console: Mutex::new(LineBuffer::new()),
         stray_accesses: AtomicUsize::new(0),
         started_tsc: AtomicU64::new(0),
         ended: AtomicBool::new(false),
     });
+    let kind = match guest_boot {
+        GuestBoot::TestGuest { .. } => "test guest",
+        GuestBoot::Linux(_) => "linux",
+    };
     println!(
-        "guest {}: {} MiB ram at host {:#x}, image \"{}\" entry {:#x}, cores {}",
+        "guest {}: {} MiB ram at host {:#x}, {kind} image \"{}\" entry {:#x}, cores {}, irq {}",
         config.name,
         ram_size >> 20,
         ram_hpa,
         config.kernel,
-        loaded.entry,
-        config.cores
+        guest_boot.entry(),
+        config.cores,
+        config.irq.name()
     );
     Ok(vm)
+}
+
+/// The bytes of boot module `name` (validated to exist with the configuration).
+fn module_bytes(boot: &BootInfo, name: &str) -> &'static [u8] {
+    let m = boot.module(name).expect("modules were validated with the configuration");
+    // SAFETY: boot modules are reserved in the frame allocator, identity-mapped and only read.
+    unsafe { memory::phys_slice(m.start, m.len()) }
+}
+
+/// Loads a bzImage with its initrd and command line, and the guest's ACPI tables (which describe
+/// exactly its vCPUs: x2APIC ids 0..n).
+fn load_linux(config: &GuestConfig, boot: &BootInfo, ram: &mut [u8]) -> Result<linux::LinuxEntry, BuildError> {
+    let image = module_bytes(boot, config.kernel.as_str());
+    let initrd = config.initrd.map(|n| module_bytes(boot, n.as_str()));
+    let mut apic_ids = [0u32; didvisor::cpuset::MAX_CPUS];
+    let vcpus = config.cores.len();
+    for (i, id) in apic_ids.iter_mut().enumerate().take(vcpus) {
+        *id = i as u32;
+    }
+    let platform = acpi_tables::GuestPlatform::standard(&apic_ids[..vcpus]);
+    let base = linux::ACPI_TABLES_GPA;
+    let window = &mut ram[base as usize..(base + linux::ACPI_TABLES_SIZE) as usize];
+    let tables = acpi_tables::write_acpi_tables(window, base, &platform).map_err(BuildError::Acpi)?;
+    let mut layout = linux::LinuxLayout::new(config.mem);
+    layout.acpi_rsdp = Some(tables.rsdp_gpa);
+    linux::load_linux(ram, image, initrd, config.cmdline.as_str(), &layout).map_err(BuildError::Linux)
 }

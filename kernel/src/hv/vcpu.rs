@@ -4,12 +4,13 @@
 //! worst outcome is the end of that guest with a message; the hypervisor never panics on guest
 //! input.
 
-use super::guest::Vm;
+use super::guest::{GuestBoot, Vm};
 use super::vmrun::{self, GuestRegs};
 use super::{memory, timer};
 use crate::println;
 use didvisor::cpuid::{self, CpuidResult, VcpuView};
 use didvisor::guest_layout;
+use didvisor::msr::{InjectGp, MsrFile, MsrWrite, VmcbMsrs};
 use didvisor::stats::ExitStats;
 use svm::event::EventInj;
 use svm::exit::{ExitCode, IoDirection, IoioExit, MsrAccess, NpfExit};
@@ -26,7 +27,6 @@ const SLP_EN: u32 = 1 << 13;
 
 const VECTOR_UD: u8 = 6;
 const VECTOR_GP: u8 = 13;
-const MSR_EFER: u32 = 0xc000_0080;
 
 pub type Stats = ExitStats<{ ExitCode::COUNT }>;
 
@@ -37,6 +37,7 @@ pub struct Vcpu {
     vmcb_pa: u64,
     host_state_pa: u64,
     regs: GuestRegs,
+    msrs: MsrFile,
     stats: Stats,
 }
 
@@ -56,6 +57,7 @@ impl Vcpu {
             vmcb_pa,
             host_state_pa,
             regs: GuestRegs::default(),
+            msrs: MsrFile::new(id == 0),
             stats: Stats::new(),
         };
         v.init_vmcb();
@@ -84,6 +86,12 @@ impl Vcpu {
                 | InterceptMisc1::SHUTDOWN,
         );
         v.set_misc2(InterceptMisc2::VMRUN | InterceptMisc2::VMMCALL);
+        if log::log_enabled!(log::Level::Trace) {
+            // Diagnostics: see every exception but page faults and debug traps, then re-inject it.
+            for vector in (0..32).filter(|v| ![1, 3, 14].contains(v)) {
+                v.intercept_exception(vector, true);
+            }
+        }
         v.iopm_base_pa = vm.iopm_pa;
         v.msrpm_base_pa = vm.msrpm_pa;
         // One vCPU per core, so every guest can use ASID 1 (ASIDs tag TLB entries per core).
@@ -94,16 +102,22 @@ impl Vcpu {
         let gdt_limit = (guest_layout::GDT_ENTRIES.len() * 8 - 1) as u32;
         v.set_long_mode_state(&LongModeEntry {
             cr3: guest_layout::PML4,
-            rip: vm.entry,
+            rip: vm.boot.entry(),
             rsp: 0,
             gdt_base: guest_layout::GDT,
             gdt_limit,
             cs: guest_layout::CODE64_SELECTOR,
             ds: guest_layout::DATA_SELECTOR,
         });
-        // The boot protocol of test guests: RDI = RAM size, RSI = vCPU id.
-        self.regs.rdi = vm.ram_size;
-        self.regs.rsi = u64::from(id);
+        match vm.boot {
+            // The boot protocol of test guests: RDI = RAM size, RSI = vCPU id.
+            GuestBoot::TestGuest { .. } => {
+                self.regs.rdi = vm.ram_size;
+                self.regs.rsi = u64::from(id);
+            }
+            // Linux's 64-bit boot protocol: RSI = boot_params, interrupts off (RFLAGS = 2).
+            GuestBoot::Linux(entry) => self.regs.rsi = entry.rsi,
+        }
     }
 
     /// Runs the guest until it ends, then prints this vCPU's exit statistics.
@@ -159,6 +173,12 @@ impl Vcpu {
                 Err(e) => self.end(format_args!("undecodable MSR exit {e:?}")),
             },
             ExitCode::Npf => self.nested_page_fault(NpfExit::decode(info1, info2)),
+            ExitCode::Exception(vector) => {
+                // Only intercepted for diagnostics (loglevel=trace): report and deliver unchanged.
+                let error = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30).then_some(info1 as u32);
+                log::trace!("guest {}: vcpu {}: exception {vector} at rip {rip:#x}, error {error:?}", self.vm.config.name, self.id);
+                self.inject(EventInj::exception(vector, error))
+            }
             // Host interrupts and NMIs: nothing is routed to guest cores yet; just resume.
             ExitCode::Intr | ExitCode::Nmi => Next::Resume,
             ExitCode::Hlt => {
@@ -242,23 +262,32 @@ impl Vcpu {
 
     fn msr(&mut self, access: MsrAccess) -> Next {
         let msr = self.regs.rcx as u32;
-        match (access, msr) {
-            (MsrAccess::Read, MSR_EFER) => {
-                let efer = self.vmcb().efer & !svm::features::EFER_SVME;
-                self.vmcb().rax = efer & 0xffff_ffff;
-                self.regs.rdx = efer >> 32;
-            }
-            (MsrAccess::Write, MSR_EFER) => {
+        let vmcb = VmcbMsrs { efer: self.vmcb().efer, g_pat: self.vmcb().g_pat };
+        let result = match access {
+            MsrAccess::Read => self.msrs.read(msr, vmcb).map(|value| {
+                self.vmcb().rax = value & 0xffff_ffff;
+                self.regs.rdx = value >> 32;
+            }),
+            MsrAccess::Write => {
                 let value = (self.regs.rdx << 32) | (self.vmcb().rax & 0xffff_ffff);
-                // SVME stays set: VMRUN requires it in the guest's EFER.
-                self.vmcb().efer = value | svm::features::EFER_SVME;
+                self.msrs.write(msr, value).map(|effect| match effect {
+                    MsrWrite::Efer(v) => self.vmcb().efer = v,
+                    MsrWrite::Pat(v) => self.vmcb().g_pat = v,
+                    MsrWrite::Done | MsrWrite::Ignored => {}
+                })
             }
-            // No other MSR is implemented yet: #GP, as hardware does for an unknown MSR.
-            _ => return self.inject(EventInj::exception(VECTOR_GP, Some(0))),
+        };
+        match result {
+            Ok(()) => {
+                // RDMSR and WRMSR are two bytes long.
+                self.vmcb().rip += 2;
+                Next::Resume
+            }
+            Err(InjectGp) => {
+                log::debug!("guest {}: vcpu {}: {access:?} of MSR {msr:#x}: #GP", self.vm.config.name, self.id);
+                self.inject(EventInj::exception(VECTOR_GP, Some(0)))
+            }
         }
-        // RDMSR and WRMSR are two bytes long.
-        self.vmcb().rip += 2;
-        Next::Resume
     }
 
     /// An access to guest-physical memory that is not mapped: not RAM, and (so far) no device. It
@@ -316,7 +345,10 @@ impl Vcpu {
             let gva = Gva(rip.wrapping_add(i as u64));
             match svm::walk::walk_guest(cr3, cr0, cr4, efer, gva, &mem) {
                 Ok(Gpa(gpa)) if gpa < ram.len() as u64 => *byte = ram[gpa as usize],
-                _ => return i,
+                other => {
+                    log::debug!("instruction fetch at {:#x}: {other:?} (cr3 {cr3:#x})", gva.as_u64());
+                    return i;
+                }
             }
         }
         out.len()
