@@ -63,3 +63,12 @@ pub fn init_this_core(cpu: usize) {
     }
     super::idt::load();
 }
+
+/// Lets the host interrupts pending on this core be taken (their handlers only EOI), with
+/// interrupts enabled for exactly one instruction.
+pub fn take_pending_interrupts() {
+    // SAFETY: STI takes effect after the following instruction, so interrupts are recognised at
+    // the NOP and nowhere else; the host IDT has handlers for every vector we send ourselves, and
+    // the kernel is built without a red zone, so an interrupt frame on this stack is harmless.
+    unsafe { core::arch::asm!("sti", "nop", "cli") };
+}

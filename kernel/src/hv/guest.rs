@@ -2,17 +2,18 @@
 //! nested page tables), the image from its boot module, the permission maps, and the bookkeeping the
 //! service core uses to see guests end.
 
+use super::platform::VirtualPlatform;
 use super::{memory, timer};
 use crate::println;
 use boot::BootInfo;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use didvisor::config::{GuestConfig, MAX_GUESTS};
+use didvisor::config::{GuestConfig, IrqMode, MAX_GUESTS};
 use didvisor::console::LineBuffer;
 use didvisor::{acpi_tables, elf, guest_layout, linux};
 use spin::{Mutex, Once};
 use svm::npt::NptMapper;
 use svm::paging::{FrameSource, PhysAccess, PteFlags};
-use svm::permission_map::{IoPermissionMap, MsrPermissionMap, IOPM_SIZE, MSRPM_SIZE};
+use svm::permission_map::{IoPermissionMap, MsrPermissionMap, MsrRw, IOPM_SIZE, MSRPM_SIZE};
 use svm::{Gpa, Hpa};
 
 /// The two kinds of guest image the hypervisor loads.
@@ -43,6 +44,8 @@ pub struct Vm {
     pub msrpm_pa: u64,
     /// How the guest was loaded and where its vCPUs start.
     pub boot: GuestBoot,
+    /// Its devices, interrupt controllers and per-vCPU interrupt state.
+    pub platform: VirtualPlatform,
     pub console: Mutex<LineBuffer>,
     /// Accesses to guest-physical addresses that are neither RAM nor a device.
     pub stray_accesses: AtomicUsize,
@@ -103,6 +106,20 @@ impl Vm {
 
     pub fn has_ended(&self) -> bool {
         self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Prints what the guest wrote to its serial port since the last call, line by line.
+    pub fn drain_console(&self) {
+        let mut buf = [0u8; 256];
+        loop {
+            let n = self.platform.legacy.lock().take_console_output(&mut buf);
+            if n == 0 {
+                return;
+            }
+            for &b in &buf[..n] {
+                self.console_byte(b);
+            }
+        }
     }
 
     /// One byte the guest wrote to its debug console.
@@ -209,6 +226,14 @@ pub fn build(
     for msr in didvisor::msr::PASS_THROUGH {
         msr_map.pass_through(msr).expect("pass-through MSRs lie in the MSR permission map's ranges");
     }
+    if config.irq == IrqMode::Direct {
+        // The guest owns its core's x2APIC but for what irqchip::direct keeps trapped.
+        for msr in didvisor::irqchip::x2apic::MSR_FIRST..=didvisor::irqchip::x2apic::MSR_LAST {
+            let access = didvisor::irqchip::direct::direct_mode_access(msr);
+            let _ = msr_map.set(msr, MsrRw::Read, !access.read);
+            let _ = msr_map.set(msr, MsrRw::Write, !access.write);
+        }
+    }
 
     let vm = VMS[index].call_once(|| Vm {
         config: *config,
@@ -218,6 +243,7 @@ pub fn build(
         iopm_pa,
         msrpm_pa,
         boot: guest_boot,
+        platform: VirtualPlatform::new(config.irq, config.cores.len()),
         console: Mutex::new(LineBuffer::new()),
         stray_accesses: AtomicUsize::new(0),
         started_tsc: AtomicU64::new(0),

@@ -2,11 +2,13 @@
 //! and the loop each core runs.
 
 pub mod acpi;
+pub mod apic;
 pub mod cpu;
 pub mod exit;
 pub mod guest;
 pub mod idt;
 pub mod memory;
+pub mod platform;
 pub mod serial;
 pub mod smp;
 pub mod svm_hw;
@@ -161,8 +163,15 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
             assign(cpu, index, vcpu as u32);
         }
     }
-    // The service core: wait for every guest to end.
+    // The service core: drive the guests' device timers until every guest has ended.
     while guest::ended_count() < cfg.guest_count() {
+        let now = timer::nanos();
+        for index in 0..cfg.guest_count() {
+            let vm = guest::vm(index);
+            if !vm.has_ended() {
+                vm.platform.service_tick(now);
+            }
+        }
         core::hint::spin_loop();
     }
     // Let the guest cores finish printing their statistics.

@@ -63,3 +63,10 @@ pub fn delay_us(us: u64) {
 pub fn micros_since_boot(tsc: u64) -> u64 {
     tsc.saturating_sub(TSC_ORIGIN.load(Ordering::Relaxed)) * 1000 / tsc_per_ms()
 }
+
+/// Nanoseconds since calibration: the clock of the guests' virtual devices.
+pub fn nanos() -> u64 {
+    let ticks = rdtsc().saturating_sub(TSC_ORIGIN.load(Ordering::Relaxed));
+    (u128::from(ticks) * 1_000_000 / u128::from(tsc_per_ms())) as u64
+}
+

@@ -4,9 +4,14 @@
 //! worst outcome is the end of that guest with a message; the hypervisor never panics on guest
 //! input.
 
+use super::apic::{self, ApicOutcome};
 use super::guest::{GuestBoot, Vm};
+use super::platform::VirtualPlatform;
 use super::vmrun::{self, GuestRegs};
-use super::{memory, timer};
+use super::{idt, memory, timer, x2apic};
+use core::sync::atomic::Ordering;
+use didvisor::config::IrqMode;
+use didvisor::inject::{self, Decision, GuestInterruptState};
 use crate::println;
 use didvisor::cpuid::{self, CpuidResult, VcpuView};
 use didvisor::guest_layout;
@@ -14,16 +19,18 @@ use didvisor::msr::{InjectGp, MsrFile, MsrWrite, VmcbMsrs};
 use didvisor::stats::ExitStats;
 use svm::event::EventInj;
 use svm::exit::{ExitCode, IoDirection, IoioExit, MsrAccess, NpfExit};
-use svm::intercept::{InterceptMisc1, InterceptMisc2, NestedControl, TlbControl};
+use svm::intercept::{IntCtl, IntState, InterceptMisc1, InterceptMisc2, NestedControl, TlbControl};
 use svm::paging::GuestMemory;
 use svm::segment::LongModeEntry;
 use svm::{Gpa, Gva, Vmcb};
 
 /// Debug console port (one byte per OUT), as in Bochs and QEMU.
 pub const DEBUG_CONSOLE_PORT: u16 = 0xe9;
-/// ACPI PM1a control register of the virtual platform; a write with SLP_EN powers the guest off.
-pub const PM1A_CNT_PORT: u16 = 0x604;
-const SLP_EN: u32 = 1 << 13;
+/// The IOAPIC's MMIO page (the MADT tells the guest).
+const IOAPIC_PAGE: core::ops::Range<u64> = 0xfec0_0000..0xfec0_1000;
+/// Stray accesses reported one by one per guest; the rest are only counted.
+const STRAY_REPORT_LIMIT: usize = 16;
+const RFLAGS_IF: u64 = 1 << 9;
 
 const VECTOR_UD: u8 = 6;
 const VECTOR_GP: u8 = 13;
@@ -39,6 +46,8 @@ pub struct Vcpu {
     regs: GuestRegs,
     msrs: MsrFile,
     stats: Stats,
+    /// Host APIC-timer ticks per millisecond on this core (emulated mode's wake-up timer).
+    apic_timer_per_ms: u64,
 }
 
 /// How the run loop continues after an exit.
@@ -59,7 +68,11 @@ impl Vcpu {
             regs: GuestRegs::default(),
             msrs: MsrFile::new(id == 0),
             stats: Stats::new(),
+            apic_timer_per_ms: 0,
         };
+        if vm.config.irq != IrqMode::Direct {
+            v.apic_timer_per_ms = x2apic::calibrate_timer(timer::tsc_per_ms()).max(1);
+        }
         v.init_vmcb();
         v
     }
@@ -70,21 +83,28 @@ impl Vcpu {
         unsafe { &mut *(self.vmcb_pa as *mut Vmcb) }
     }
 
+    fn platform(&self) -> &'static VirtualPlatform {
+        &self.vm.platform
+    }
+
     fn init_vmcb(&mut self) {
         let (vm, id) = (self.vm, self.id);
         let v = self.vmcb();
-        v.set_misc1(
-            InterceptMisc1::INTR
-                | InterceptMisc1::NMI
-                | InterceptMisc1::SMI
-                | InterceptMisc1::INIT
-                | InterceptMisc1::CPUID
-                | InterceptMisc1::HLT
-                | InterceptMisc1::INVD
-                | InterceptMisc1::IOIO_PROT
-                | InterceptMisc1::MSR_PROT
-                | InterceptMisc1::SHUTDOWN,
-        );
+        let mut misc1 = InterceptMisc1::NMI
+            | InterceptMisc1::SMI
+            | InterceptMisc1::INIT
+            | InterceptMisc1::CPUID
+            | InterceptMisc1::INVD
+            | InterceptMisc1::IOIO_PROT
+            | InterceptMisc1::MSR_PROT
+            | InterceptMisc1::SHUTDOWN;
+        if vm.config.irq != IrqMode::Direct {
+            // Emulated: host interrupts (wake-up timer, kicks) exit so the hypervisor can inject;
+            // HLT exits so it can wait for the next virtual interrupt. In direct mode neither
+            // exits: physical interrupts go through the guest's IDT and HLT halts the real core.
+            misc1 |= InterceptMisc1::INTR | InterceptMisc1::HLT;
+        }
+        v.set_misc1(misc1);
         v.set_misc2(InterceptMisc2::VMRUN | InterceptMisc2::VMMCALL);
         if log::log_enabled!(log::Level::Trace) {
             // Diagnostics: see every exception but page faults and debug traps, then re-inject it.
@@ -127,25 +147,91 @@ impl Vcpu {
             self.vm.config.name, self.id, self.cpu
         );
         self.vm.mark_started();
+        self.platform().vcpus[self.id as usize].core_apic_id.store(x2apic::id(), Ordering::Release);
         loop {
+            if self.vm.config.irq != IrqMode::Direct {
+                self.prepare_emulated_entry();
+            }
             // SAFETY: our VMCB is initialised, SVM is on for this core (init_core), and host
             // interrupts are off on guest cores.
             unsafe { vmrun::run(&mut self.regs, self.vmcb_pa, self.host_state_pa) };
             let start = timer::rdtsc();
             let exit = self.vmcb().exit();
             self.vmcb().set_tlb_control(TlbControl::DoNothing);
+            self.vmcb().event_inj = 0;
+            // An event whose delivery the exit interrupted is delivered again on the next entry.
+            if let Some(ev) = svm::event::reinjectable(self.vmcb().exit_int_info) {
+                self.vmcb().inject(ev);
+            }
             let next = self.handle(exit);
             self.stats.record(exit.index(), timer::rdtsc() - start);
             if let Next::End = next {
                 break;
             }
         }
+        if self.vm.config.irq != IrqMode::Direct {
+            x2apic::arm_timer(idt::VECTOR_HOST_TIMER, 0);
+        } else {
+            x2apic::quiesce();
+        }
+        let slot = &self.platform().vcpus[self.id as usize];
         println!(
-            "guest {}: vcpu {} exits:\n{}",
+            "guest {}: vcpu {} exits:\n{}\n  interrupts delivered by the hypervisor: {}",
             self.vm.config.name,
             self.id,
-            self.stats.table(&ExitCode::index_name)
+            self.stats.table(&ExitCode::index_name),
+            slot.delivered.load(Ordering::Relaxed)
         );
+    }
+
+    /// Emulated mode, before each VMRUN: inject the highest deliverable virtual interrupt or ask
+    /// for an exit when the guest can take it, and arm the host timer for the virtual APIC timer.
+    fn prepare_emulated_entry(&mut self) {
+        let now = timer::nanos();
+        let slot = &self.platform().vcpus[self.id as usize];
+        let mut lapic = slot.lapic.lock();
+        lapic.tick(now);
+        let state = {
+            let v = self.vmcb();
+            GuestInterruptState {
+                rflags_if: v.rflags & RFLAGS_IF != 0,
+                interrupt_shadow: v.int_state().contains(IntState::INTERRUPT_SHADOW),
+                event_pending: v.event_inj & (1 << 31) != 0,
+            }
+        };
+        match inject::decide(lapic.highest_deliverable(true), state) {
+            Decision::InjectNow(vector) => {
+                lapic.ack(vector);
+                self.vmcb().inject(EventInj::external_interrupt(vector));
+            }
+            Decision::RequestWindow => self.request_interrupt_window(true),
+            Decision::Nothing => {}
+        }
+        let deadline = lapic.next_timer_deadline();
+        drop(lapic);
+        let ticks = deadline.map_or(0, |d| {
+            let ns = d.saturating_sub(now).max(1000);
+            (u128::from(ns) * u128::from(self.apic_timer_per_ms) / 1_000_000).clamp(1, u128::from(u32::MAX)) as u32
+        });
+        x2apic::arm_timer(idt::VECTOR_HOST_TIMER, ticks);
+    }
+
+    /// Sets or clears a virtual interrupt request (V_IRQ, ignoring V_TPR) with the VINTR intercept,
+    /// so the guest exits as soon as it could take an interrupt (APM vol. 2, 15.21.4).
+    fn request_interrupt_window(&mut self, on: bool) {
+        let v = self.vmcb();
+        let mut ctl = v.int_ctl();
+        let mut misc1 = v.misc1();
+        ctl.set(IntCtl::V_IRQ | IntCtl::V_IGN_TPR, on);
+        misc1.set(InterceptMisc1::VINTR, on);
+        v.set_int_ctl(ctl.with_v_intr_prio(0xf));
+        v.set_misc1(misc1);
+    }
+
+    /// Takes a host interrupt left pending by an INTR exit (the host runs with interrupts off):
+    /// open the window one instruction wide so its handler can EOI it.
+    fn drain_host_interrupt(&self) {
+        super::cpu::take_pending_interrupts();
     }
 
     fn end(&self, reason: core::fmt::Arguments) -> Next {
@@ -179,15 +265,19 @@ impl Vcpu {
                 log::trace!("guest {}: vcpu {}: exception {vector} at rip {rip:#x}, error {error:?}", self.vm.config.name, self.id);
                 self.inject(EventInj::exception(vector, error))
             }
-            // Host interrupts and NMIs: nothing is routed to guest cores yet; just resume.
-            ExitCode::Intr | ExitCode::Nmi => Next::Resume,
-            ExitCode::Hlt => {
-                let interrupts = if self.vmcb().rflags & (1 << 9) != 0 { "enabled" } else { "disabled" };
-                // No virtual interrupt source exists yet, so nothing could ever wake it.
-                self.end(format_args!(
-                    "halted (HLT at rip {rip:#x}, interrupts {interrupts}) with no interrupt source to wake it"
-                ))
+            // A host interrupt (emulated mode: wake-up timer or kick): take it; the next entry
+            // injects whatever became pending.
+            ExitCode::Intr => {
+                self.drain_host_interrupt();
+                Next::Resume
             }
+            // The hypervisor's NMIs (regaining a core) carry no request yet.
+            ExitCode::Nmi => Next::Resume,
+            ExitCode::Vintr => {
+                self.request_interrupt_window(false);
+                Next::Resume
+            }
+            ExitCode::Hlt => self.halt(rip),
             ExitCode::Shutdown => self.end(format_args!("triple fault (shutdown) at rip {rip:#x}")),
             ExitCode::Vmrun | ExitCode::Vmmcall => self.inject(EventInj::exception(VECTOR_UD, None)),
             ExitCode::Invalid => {
@@ -238,30 +328,64 @@ impl Vcpu {
 
     fn ioio(&mut self, io: IoioExit) -> Next {
         if io.string {
-            return self.end(format_args!(
-                "string I/O (INS/OUTS) on port {:#x} is not emulated",
-                io.port
-            ));
+            return self.end(format_args!("string I/O (INS/OUTS) on port {:#x} is not emulated", io.port));
         }
         let mask = (1u64 << (u32::from(io.size) * 8)) - 1;
-        match (io.direction, io.port) {
-            (IoDirection::Out, DEBUG_CONSOLE_PORT) => self.vm.console_byte(self.vmcb().rax as u8),
-            (IoDirection::Out, PM1A_CNT_PORT) if self.vmcb().rax as u32 & SLP_EN != 0 => {
-                return self.end(format_args!("power-off request (ACPI PM1a SLP_EN)"));
+        let now = timer::nanos();
+        let platform = self.platform();
+        let effect = match (io.direction, io.port) {
+            (IoDirection::Out, DEBUG_CONSOLE_PORT) => {
+                self.vm.console_byte(self.vmcb().rax as u8);
+                didvisor::devices::PortEffect::None
             }
-            (IoDirection::Out, _) => {}
-            // Nothing decodes this port: the bus floats high, as on real hardware.
-            (IoDirection::In, _) => {
+            (IoDirection::Out, port) => {
+                let value = (self.vmcb().rax & mask) as u32;
+                platform.legacy.lock().port_write(port, io.size, value, now)
+            }
+            (IoDirection::In, port) => {
+                let (value, effect) = platform.legacy.lock().port_read(port, io.size, now);
                 let rax = self.vmcb().rax;
-                self.vmcb().rax = (rax & !mask) | mask;
+                self.vmcb().rax = (rax & !mask) | (u64::from(value) & mask);
+                effect
             }
+        };
+        self.vm.drain_console();
+        if let Some(reason) = platform.port_effect(effect) {
+            return self.end(format_args!("{reason}"));
         }
         self.vmcb().rip = io.next_rip;
         Next::Resume
     }
 
+    /// HLT. Emulated mode only (direct mode does not intercept it): wait on this dedicated core
+    /// until a virtual interrupt is deliverable. With interrupts disabled nothing can ever wake the
+    /// guest, so it ends.
+    fn halt(&mut self, rip: u64) -> Next {
+        if self.vmcb().rflags & RFLAGS_IF == 0 {
+            return self.end(format_args!("halted forever (HLT at rip {rip:#x} with interrupts disabled)"));
+        }
+        // HLT is one byte long.
+        self.vmcb().rip = rip + 1;
+        let slot = &self.platform().vcpus[self.id as usize];
+        loop {
+            let mut lapic = slot.lapic.lock();
+            lapic.tick(timer::nanos());
+            if lapic.highest_deliverable(true).is_some() {
+                return Next::Resume;
+            }
+            drop(lapic);
+            if self.vm.has_ended() {
+                return Next::End;
+            }
+            core::hint::spin_loop();
+        }
+    }
+
     fn msr(&mut self, access: MsrAccess) -> Next {
         let msr = self.regs.rcx as u32;
+        if apic::is_x2apic_msr(msr) {
+            return self.apic_msr(access, msr);
+        }
         let vmcb = VmcbMsrs { efer: self.vmcb().efer, g_pat: self.vmcb().g_pat };
         let result = match access {
             MsrAccess::Read => self.msrs.read(msr, vmcb).map(|value| {
@@ -290,6 +414,38 @@ impl Vcpu {
         }
     }
 
+    fn apic_msr(&mut self, access: MsrAccess, msr: u32) -> Next {
+        let vcpu = self.id as usize;
+        let outcome = match access {
+            MsrAccess::Read => match apic::read(self.platform(), vcpu, msr) {
+                Ok(value) => {
+                    self.vmcb().rax = value & 0xffff_ffff;
+                    self.regs.rdx = value >> 32;
+                    ApicOutcome::Done
+                }
+                Err(_) => ApicOutcome::Fault,
+            },
+            MsrAccess::Write => {
+                let value = (self.regs.rdx << 32) | (self.vmcb().rax & 0xffff_ffff);
+                apic::write(self.platform(), vcpu, msr, value)
+            }
+        };
+        match outcome {
+            ApicOutcome::Done => {
+                self.vmcb().rip += 2;
+                Next::Resume
+            }
+            ApicOutcome::Fault => {
+                log::debug!("guest {}: vcpu {}: {access:?} of x2APIC MSR {msr:#x}: #GP", self.vm.config.name, self.id);
+                self.inject(EventInj::exception(VECTOR_GP, Some(0)))
+            }
+            ApicOutcome::StartVcpu { target, ipi } => self.end(format_args!(
+                "vcpu {} sent {:?} to vcpu {target}: SMP guests are not supported yet",
+                self.id, ipi.delivery_mode
+            )),
+        }
+    }
+
     /// An access to guest-physical memory that is not mapped: not RAM, and (so far) no device. It
     /// is decoded and emulated as open bus — reads return all ones, writes are dropped — and
     /// reported, so a stray guest access never reaches anyone else's memory nor stops the machine.
@@ -313,17 +469,35 @@ impl Vcpu {
             }
         };
         let size = decoded.access.size();
-        self.vm
-            .stray_accesses
-            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         let gpr = self.gprs();
+        if IOAPIC_PAGE.contains(&gpa) {
+            let offset = gpa - IOAPIC_PAGE.start;
+            let platform = self.platform();
+            if let Some(value) = decoded.store_value(&gpr) {
+                let deliveries = platform.ioapic.lock().mmio_write(offset, u64::from(size), value as u32);
+                for d in deliveries.iter() {
+                    platform.deliver(d);
+                }
+            } else {
+                let value = platform.ioapic.lock().mmio_read(offset, u64::from(size));
+                if let Some((reg, v)) = decoded.load_result(&gpr, u64::from(value)) {
+                    self.set_gpr(reg, v);
+                }
+            }
+            self.vmcb().rip = rip + u64::from(decoded.len);
+            return Next::Resume;
+        }
+        let strays = self.vm.stray_accesses.fetch_add(1, Ordering::Relaxed);
+        let report = strays < STRAY_REPORT_LIMIT;
         if let Some((reg, value)) = decoded.load_result(&gpr, u64::MAX) {
             self.set_gpr(reg, value);
-            println!(
+            if report {
+                println!(
                 "guest {}: vcpu {}: read of {size} bytes at unbacked gpa {gpa:#x} (rip {rip:#x}): no device there, reads as all ones",
                 self.vm.config.name, self.id
             );
-        } else {
+            }
+        } else if report {
             println!(
                 "guest {}: vcpu {}: write of {size} bytes at unbacked gpa {gpa:#x} (rip {rip:#x}): no device there, dropped",
                 self.vm.config.name, self.id

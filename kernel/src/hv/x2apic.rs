@@ -82,11 +82,6 @@ pub fn send_fixed(apic_id: u32, vector: u8) {
     write_icr((u64::from(apic_id) << 32) | u64::from(vector));
 }
 
-/// Sends an NMI to the core with x2APIC id `apic_id`.
-pub fn send_nmi(apic_id: u32) {
-    write_icr((u64::from(apic_id) << 32) | (0b100 << 8));
-}
-
 /// Signals the end of the interrupt being handled on this core.
 pub fn eoi() {
     // SAFETY: writing 0 to the x2APIC EOI register ends the in-service interrupt of this core.
@@ -120,5 +115,16 @@ pub fn arm_timer(vector: u8, ticks: u32) {
         Msr::new(X2APIC_TIMER_DIVIDE).write(TDCR_DIVIDE_BY_1);
         Msr::new(X2APIC_LVT_TIMER).write(u64::from(vector));
         Msr::new(X2APIC_TIMER_INITIAL).write(u64::from(ticks));
+    }
+}
+
+/// Puts this core's APIC back the way the hypervisor keeps it after a direct-mode guest had it:
+/// timer stopped and masked, software-enabled with the spurious vector 0xff.
+pub fn quiesce() {
+    // SAFETY: only this core's own APIC is touched, and no guest runs on it any more.
+    unsafe {
+        Msr::new(X2APIC_TIMER_INITIAL).write(0);
+        Msr::new(X2APIC_LVT_TIMER).write(LVT_MASKED);
+        Msr::new(X2APIC_SVR).write(0x1ff);
     }
 }

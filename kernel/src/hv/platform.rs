@@ -1,0 +1,179 @@
+//! A guest's virtual platform as the hypervisor drives it: the legacy devices and the IOAPIC (one
+//! set per guest, shared by its vCPUs), the per-vCPU interrupt state, and the routing of device
+//! interrupts to vCPUs in each interrupt mode.
+//!
+//! The service core ticks every guest's timers (`service_tick`); a vCPU's core handles its own
+//! guest's port and MMIO accesses. Interrupts reach a vCPU
+//! - in `emulated` mode: set in its virtual local APIC, plus a kick IPI so its core exits and injects;
+//! - in `direct` mode: as a physical fixed IPI with the guest's vector to its core, taken through the
+//!   guest's IDT with no exit.
+//!
+//! Lock order: legacy devices, then IOAPIC, then a local APIC. No lock is held across VMRUN.
+
+use super::{idt, timer, x2apic};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use didvisor::config::IrqMode;
+use didvisor::devices::{IrqChange, LegacyPlatform, PortEffect};
+use didvisor::irqchip::{Delivery, DeliveryMode, Ioapic, Lapic, TriggerMode};
+use spin::Mutex;
+
+/// Most vCPUs per guest.
+pub const MAX_VCPUS: usize = 16;
+/// Console output bytes buffered between drains.
+pub const CONSOLE_RING: usize = 4096;
+/// The emulated local APIC's timer clock (the "bus clock"); the guest calibrates it like any other.
+pub const VIRTUAL_APIC_TIMER_HZ: u64 = 1_000_000_000;
+/// Wall-clock time the virtual RTC starts at (the hypervisor has no trusted clock of its own yet):
+/// 2026-01-01 00:00:00 UTC.
+pub const RTC_EPOCH: u64 = 1_767_225_600;
+
+/// ISA IRQ 0 (the PIT) arrives on GSI 2 (the MADT's interrupt source override); the others map 1:1.
+fn isa_irq_to_gsi(irq: u8) -> u32 {
+    if irq == 0 {
+        2
+    } else {
+        u32::from(irq)
+    }
+}
+
+/// What other cores need to know about one vCPU.
+pub struct VcpuSlot {
+    /// x2APIC id of the physical core running it (u32::MAX until it runs).
+    pub core_apic_id: AtomicU32,
+    /// The virtual local APIC (emulated mode).
+    pub lapic: Mutex<Lapic>,
+    /// Interrupts delivered to this vCPU, for the statistics.
+    pub delivered: AtomicU64,
+    /// The guest's last ICR write (direct mode, where reads of the trapped ICR must return it).
+    pub icr: AtomicU64,
+}
+
+pub struct VirtualPlatform {
+    pub mode: IrqMode,
+    pub legacy: Mutex<LegacyPlatform<CONSOLE_RING>>,
+    pub ioapic: Mutex<Ioapic>,
+    pub vcpus: [VcpuSlot; MAX_VCPUS],
+    pub vcpu_count: usize,
+    /// Device interrupts routed (all modes), and of those sent as physical IPIs (direct mode).
+    pub device_irqs: AtomicU64,
+    pub direct_ipis: AtomicU64,
+}
+
+impl VirtualPlatform {
+    pub fn new(mode: IrqMode, vcpu_count: usize) -> Self {
+        VirtualPlatform {
+            mode,
+            legacy: Mutex::new(LegacyPlatform::new(RTC_EPOCH, timer::nanos())),
+            ioapic: Mutex::new(Ioapic::new()),
+            vcpus: core::array::from_fn(|i| VcpuSlot {
+                core_apic_id: AtomicU32::new(u32::MAX),
+                lapic: Mutex::new(Lapic::new(i as u32, VIRTUAL_APIC_TIMER_HZ)),
+                delivered: AtomicU64::new(0),
+                icr: AtomicU64::new(0),
+            }),
+            vcpu_count,
+            device_irqs: AtomicU64::new(0),
+            direct_ipis: AtomicU64::new(0),
+        }
+    }
+
+    /// Feeds an interrupt-line change of a legacy device through the IOAPIC to the vCPUs.
+    pub fn irq_change(&self, change: IrqChange) {
+        let (gsi, edges) = match change {
+            IrqChange::Level { isa_irq, level } => {
+                let d = self.ioapic.lock().set_level(isa_irq_to_gsi(isa_irq), level);
+                if let Some(d) = d {
+                    self.deliver(d);
+                }
+                return;
+            }
+            IrqChange::Edges { isa_irq, count } => (isa_irq_to_gsi(isa_irq), count),
+        };
+        // An edge source that rose several times since the last look is one interrupt: the guest
+        // could not have told them apart either (the IRR bit is single).
+        if edges > 0 {
+            let d = {
+                let mut io = self.ioapic.lock();
+                io.set_level(gsi, false);
+                io.set_level(gsi, true)
+            };
+            if let Some(d) = d {
+                self.deliver(d);
+            }
+            self.ioapic.lock().set_level(gsi, false);
+        }
+    }
+
+    /// Routes one IOAPIC message to its destination vCPU(s).
+    pub fn deliver(&self, d: Delivery) {
+        self.device_irqs.fetch_add(1, Ordering::Relaxed);
+        match d.mode {
+            DeliveryMode::Fixed | DeliveryMode::LowestPriority => {}
+            other => {
+                log::debug!("ioapic delivery mode {other:?} (vector {:#x}) is not supported; dropped", d.vector);
+                return;
+            }
+        }
+        let trigger = if d.level_triggered { TriggerMode::Level } else { TriggerMode::Edge };
+        for vcpu in 0..self.vcpu_count {
+            let hit = if d.dest_logical {
+                didvisor::irqchip::x2apic::x2apic_dest_matches(
+                    vcpu as u32,
+                    u32::from(d.dest_apic_id),
+                    didvisor::irqchip::DestMode::Logical,
+                )
+            } else {
+                u32::from(d.dest_apic_id) == vcpu as u32 || d.dest_apic_id == 0xff
+            };
+            if hit {
+                self.interrupt_vcpu(vcpu, d.vector, trigger);
+                if d.mode == DeliveryMode::LowestPriority {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Raises `vector` in vCPU `vcpu` the way its interrupt mode does it.
+    pub fn interrupt_vcpu(&self, vcpu: usize, vector: u8, trigger: TriggerMode) {
+        let slot = &self.vcpus[vcpu];
+        slot.delivered.fetch_add(1, Ordering::Relaxed);
+        let core = slot.core_apic_id.load(Ordering::Acquire);
+        match self.mode {
+            IrqMode::Direct => {
+                if core != u32::MAX {
+                    self.direct_ipis.fetch_add(1, Ordering::Relaxed);
+                    x2apic::send_fixed(core, vector);
+                }
+            }
+            IrqMode::Emulated | IrqMode::Avic => {
+                slot.lapic.lock().accept(vector, trigger);
+                if core != u32::MAX && core != x2apic::id() {
+                    x2apic::send_fixed(core, idt::VECTOR_KICK);
+                }
+            }
+        }
+    }
+
+    /// Acts on what a port access caused; returns a request to end the guest.
+    pub fn port_effect(&self, effect: PortEffect) -> Option<&'static str> {
+        match effect {
+            PortEffect::None | PortEffect::TimerReprogrammed => None,
+            PortEffect::Irq(change) => {
+                self.irq_change(change);
+                None
+            }
+            PortEffect::PowerOff => Some("power-off request (ACPI PM1a SLP_EN)"),
+            PortEffect::Reset => Some("reset request (port 0xCF9); reboot is not supported, the guest ends"),
+            PortEffect::Sleep(_) => Some("sleep request for a state other than S5 (not supported)"),
+        }
+    }
+
+    /// The service core's periodic work for this guest: device timers.
+    pub fn service_tick(&self, now: u64) {
+        let change = self.legacy.lock().tick(now);
+        if let Some(change) = change {
+            self.irq_change(change);
+        }
+    }
+}
