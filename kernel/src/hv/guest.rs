@@ -10,6 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use didvisor::config::{GuestConfig, IrqMode, MAX_GUESTS};
 use didvisor::console::LineBuffer;
 use didvisor::{acpi_tables, elf, guest_layout, linux};
+use core::fmt::Write;
 use spin::{Mutex, Once};
 use svm::npt::NptMapper;
 use svm::paging::{FrameSource, PhysAccess, PteFlags};
@@ -289,5 +290,49 @@ fn load_linux(config: &GuestConfig, boot: &BootInfo, ram: &mut [u8]) -> Result<l
     let tables = acpi_tables::write_acpi_tables(window, base, &platform).map_err(BuildError::Acpi)?;
     let mut layout = linux::LinuxLayout::new(config.mem);
     layout.acpi_rsdp = Some(tables.rsdp_gpa);
-    linux::load_linux(ram, image, initrd, config.cmdline.as_str(), &layout).map_err(BuildError::Linux)
+    let mut cmdline = CmdlineBuf { bytes: [0; linux::CMDLINE_MAX], len: 0 };
+    let _ = write!(cmdline, "{}", config.cmdline);
+    // Linux measures the TSC against the PIT or the PM timer with a tight limit on how long one
+    // read may take; where every port read is an exit that takes longer than the limit (under
+    // emulation), it gives up, marks the TSC unstable and keeps time through the PM timer, one exit
+    // per clock read. The hypervisor has measured the TSC already: it tells the guest.
+    if !config.cmdline.as_str().split_whitespace().any(|w| w.starts_with("tsc_early_khz=")) {
+        let khz = timer::tsc_per_ms();
+        let _ = write!(cmdline, " tsc_early_khz={khz}");
+        println!("guest {}: kernel command line gets tsc_early_khz={khz} (the TSC rate didvisor measured)", config.name);
+    }
+    if cmdline.overflowed() {
+        return Err(BuildError::Linux(linux::LinuxError::CmdlineTooLong { len: cmdline.len, max: linux::CMDLINE_MAX }));
+    }
+    linux::load_linux(ram, image, initrd, cmdline.as_str(), &layout).map_err(BuildError::Linux)
+}
+
+/// The guest kernel's command line as it is handed over (configuration plus what we add).
+struct CmdlineBuf {
+    bytes: [u8; linux::CMDLINE_MAX],
+    len: usize,
+}
+
+impl CmdlineBuf {
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len.min(self.bytes.len())]).unwrap_or("")
+    }
+
+    fn overflowed(&self) -> bool {
+        self.len > self.bytes.len()
+    }
+}
+
+impl core::fmt::Write for CmdlineBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let start = self.len;
+        self.len += s.len();
+        match self.bytes.get_mut(start..self.len) {
+            Some(dst) => {
+                dst.copy_from_slice(s.as_bytes());
+                Ok(())
+            }
+            None => Err(core::fmt::Error),
+        }
+    }
 }
