@@ -99,3 +99,85 @@ mod tests {
         assert!(!t.contains("zero"));
     }
 }
+
+/// x2APIC MSR exits broken down by what the guest touched: the mechanism under study is whether
+/// timer programming, EOIs and IPIs exit (AMD APM vol. 2, 16.11.1 for the register numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApicMsrKind {
+    Eoi,
+    /// LVT timer, initial count, current count, divide configuration.
+    Timer,
+    Tpr,
+    Icr,
+    SelfIpi,
+    Other,
+}
+
+impl ApicMsrKind {
+    pub const ALL: [ApicMsrKind; 6] =
+        [ApicMsrKind::Eoi, ApicMsrKind::Timer, ApicMsrKind::Tpr, ApicMsrKind::Icr, ApicMsrKind::SelfIpi, ApicMsrKind::Other];
+
+    pub fn of(msr: u32) -> Self {
+        match msr {
+            0x80b => ApicMsrKind::Eoi,
+            0x832 | 0x838 | 0x839 | 0x83e => ApicMsrKind::Timer,
+            0x808 => ApicMsrKind::Tpr,
+            0x830 => ApicMsrKind::Icr,
+            0x83f => ApicMsrKind::SelfIpi,
+            _ => ApicMsrKind::Other,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ApicMsrKind::Eoi => "eoi",
+            ApicMsrKind::Timer => "timer",
+            ApicMsrKind::Tpr => "tpr",
+            ApicMsrKind::Icr => "icr",
+            ApicMsrKind::SelfIpi => "self-ipi",
+            ApicMsrKind::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ApicMsrExits([u64; 6]);
+
+impl ApicMsrExits {
+    pub fn record(&mut self, msr: u32) {
+        self.0[ApicMsrKind::of(msr) as usize] += 1;
+    }
+
+    pub fn count(&self, kind: ApicMsrKind) -> u64 {
+        self.0[kind as usize]
+    }
+}
+
+/// `x2apic msr exits: eoi 0, timer 0, tpr 0, icr 2, self-ipi 0, other 47`
+impl fmt::Display for ApicMsrExits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("x2apic msr exits:")?;
+        for (i, kind) in ApicMsrKind::ALL.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            write!(f, "{sep}{} {}", kind.name(), self.0[i])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod apic_tests {
+    use super::*;
+
+    #[test]
+    fn apic_msr_exits_by_kind() {
+        let mut e = ApicMsrExits::default();
+        for msr in [0x80b, 0x80b, 0x838, 0x832, 0x83e, 0x839, 0x830, 0x802, 0x80f, 0x83f, 0x808] {
+            e.record(msr);
+        }
+        assert_eq!(e.count(ApicMsrKind::Eoi), 2);
+        assert_eq!(e.count(ApicMsrKind::Timer), 4);
+        assert_eq!(e.count(ApicMsrKind::Other), 2);
+        assert_eq!(e.to_string(), "x2apic msr exits: eoi 2, timer 4, tpr 1, icr 1, self-ipi 1, other 2");
+    }
+}

@@ -95,6 +95,12 @@ impl Vm {
             println!("[{}] {}", self.config.name, rest);
         }
         let start = self.started_tsc.load(Ordering::SeqCst);
+        {
+            let legacy = self.platform.legacy.lock();
+            for port in legacy.unknown_ports().iter() {
+                println!("guest {}: {port}", self.config.name);
+            }
+        }
         println!(
             "guest {}: ended: {} (ran from {} us to {} us)",
             self.config.name,
@@ -103,6 +109,23 @@ impl Vm {
             timer::micros_since_boot(end)
         );
         ENDED.fetch_add(1, Ordering::SeqCst);
+        self.recall_vcpus();
+    }
+
+    /// Makes every core running one of this guest's vCPUs leave the guest: an NMI forces an exit
+    /// (a direct-mode guest may sit in HLT, which does not exit), and the exit sees the guest ended.
+    fn recall_vcpus(&self) {
+        let me = super::x2apic::id();
+        for slot in &self.platform.vcpus[..self.platform.vcpu_count] {
+            let core = slot.core_apic_id.load(Ordering::Acquire);
+            if core != u32::MAX && core != me {
+                super::x2apic::send_nmi(core);
+            }
+        }
+    }
+
+    pub fn ended_flag(&self) -> &AtomicBool {
+        &self.ended
     }
 
     pub fn has_ended(&self) -> bool {

@@ -46,6 +46,41 @@ pub struct VcpuSlot {
     pub delivered: AtomicU64,
     /// The guest's last ICR write (direct mode, where reads of the trapped ICR must return it).
     pub icr: AtomicU64,
+    /// Start-up of an application processor: [`WAIT_INIT`], [`WAIT_SIPI`], or
+    /// `STARTED | vector` once a startup IPI arrived after an INIT.
+    startup: AtomicU32,
+}
+
+const WAIT_INIT: u32 = 0;
+const WAIT_SIPI: u32 = 1;
+const STARTED: u32 = 0x100;
+
+impl VcpuSlot {
+    /// An INIT IPI: a vCPU not yet started now waits for its startup IPI. (Re-initialising a
+    /// running vCPU is not supported; Linux only does it for CPU hot-unplug.)
+    pub fn init(&self) {
+        let _ = self.startup.compare_exchange(WAIT_INIT, WAIT_SIPI, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// A startup IPI: honoured once, after an INIT (the second SIPI Linux sends is ignored, as a
+    /// processor that already started ignores it).
+    pub fn startup(&self, vector: u8) {
+        let _ = self.startup.compare_exchange(WAIT_SIPI, STARTED | u32::from(vector), Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Waits (on the vCPU's own core) for INIT + SIPI; `None` if the guest ended first.
+    pub fn wait_for_startup(&self, ended: &core::sync::atomic::AtomicBool) -> Option<u8> {
+        loop {
+            let s = self.startup.load(Ordering::SeqCst);
+            if s & STARTED != 0 {
+                return Some(s as u8);
+            }
+            if ended.load(Ordering::SeqCst) {
+                return None;
+            }
+            core::hint::spin_loop();
+        }
+    }
 }
 
 pub struct VirtualPlatform {
@@ -57,6 +92,8 @@ pub struct VirtualPlatform {
     /// Device interrupts routed (all modes), and of those sent as physical IPIs (direct mode).
     pub device_irqs: AtomicU64,
     pub direct_ipis: AtomicU64,
+    /// vCPUs halted with interrupts disabled for good.
+    parked: AtomicU32,
 }
 
 impl VirtualPlatform {
@@ -70,11 +107,18 @@ impl VirtualPlatform {
                 lapic: Mutex::new(Lapic::new(i as u32, VIRTUAL_APIC_TIMER_HZ)),
                 delivered: AtomicU64::new(0),
                 icr: AtomicU64::new(0),
+                startup: AtomicU32::new(WAIT_INIT),
             }),
             vcpu_count,
             device_irqs: AtomicU64::new(0),
             direct_ipis: AtomicU64::new(0),
+            parked: AtomicU32::new(0),
         }
+    }
+
+    /// Records that `vcpu` halted forever; true when that makes every vCPU of the guest halted.
+    pub fn park(&self) -> bool {
+        self.parked.fetch_add(1, Ordering::SeqCst) + 1 == self.vcpu_count as u32
     }
 
     /// Feeds an interrupt-line change of a legacy device through the IOAPIC to the vCPUs.

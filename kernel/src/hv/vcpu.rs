@@ -16,7 +16,7 @@ use crate::println;
 use didvisor::cpuid::{self, CpuidResult, VcpuView};
 use didvisor::guest_layout;
 use didvisor::msr::{InjectGp, MsrFile, MsrWrite, VmcbMsrs};
-use didvisor::stats::ExitStats;
+use didvisor::stats::{ApicMsrExits, ExitStats};
 use svm::event::EventInj;
 use svm::exit::{ExitCode, IoDirection, IoioExit, MsrAccess, NpfExit};
 use svm::intercept::{IntCtl, IntState, InterceptMisc1, InterceptMisc2, NestedControl, TlbControl};
@@ -46,6 +46,9 @@ pub struct Vcpu {
     regs: GuestRegs,
     msrs: MsrFile,
     stats: Stats,
+    apic_exits: ApicMsrExits,
+    /// Virtual interrupts injected at exits (emulated mode).
+    injected: u64,
     /// Host APIC-timer ticks per millisecond on this core (emulated mode's wake-up timer).
     apic_timer_per_ms: u64,
 }
@@ -68,6 +71,8 @@ impl Vcpu {
             regs: GuestRegs::default(),
             msrs: MsrFile::new(id == 0),
             stats: Stats::new(),
+            apic_exits: ApicMsrExits::default(),
+            injected: 0,
             apic_timer_per_ms: 0,
         };
         if vm.config.irq != IrqMode::Direct {
@@ -146,8 +151,18 @@ impl Vcpu {
             "guest {}: vcpu {} starts on cpu {}",
             self.vm.config.name, self.id, self.cpu
         );
-        self.vm.mark_started();
         self.platform().vcpus[self.id as usize].core_apic_id.store(x2apic::id(), Ordering::Release);
+        if self.id != 0 {
+            // Application processors wait, as real ones do, for INIT and a startup IPI.
+            match self.platform().vcpus[self.id as usize].wait_for_startup(&self.vm.ended_flag()) {
+                Some(vector) => self.enter_real_mode_at(vector),
+                None => {
+                    println!("guest {}: vcpu {} was never started", self.vm.config.name, self.id);
+                    return;
+                }
+            }
+        }
+        self.vm.mark_started();
         loop {
             if self.vm.config.irq != IrqMode::Direct {
                 self.prepare_emulated_entry();
@@ -176,12 +191,39 @@ impl Vcpu {
         }
         let slot = &self.platform().vcpus[self.id as usize];
         println!(
-            "guest {}: vcpu {} exits:\n{}\n  interrupts delivered by the hypervisor: {}",
+            "guest {}: vcpu {} exits:\n{}\n  {}\n  interrupts: {} sent to this vcpu by the hypervisor, {} injected at exits",
             self.vm.config.name,
             self.id,
             self.stats.table(&ExitCode::index_name),
-            slot.delivered.load(Ordering::Relaxed)
+            self.apic_exits,
+            slot.delivered.load(Ordering::Relaxed),
+            self.injected
         );
+    }
+
+    /// The state a startup IPI leaves an application processor in (AMD APM vol. 2, 14.1.5 and
+    /// 16.5 "Startup IPI"): real mode, CS = vector << 8, IP = 0, caches as after INIT.
+    fn enter_real_mode_at(&mut self, vector: u8) {
+        let v = self.vmcb();
+        let seg = |selector: u16, base: u64, attrib: u16| svm::VmcbSegment { selector, attrib, limit: 0xffff, base };
+        v.cs = seg(u16::from(vector) << 8, u64::from(vector) << 12, 0x9b);
+        for s in [&mut v.ds, &mut v.es, &mut v.ss, &mut v.fs, &mut v.gs] {
+            *s = seg(0, 0, 0x93);
+        }
+        v.gdtr = seg(0, 0, 0);
+        v.idtr = seg(0, 0, 0);
+        v.ldtr = seg(0, 0, 0x82);
+        v.tr = seg(0, 0, 0x8b);
+        v.cr0 = 0x6000_0010;
+        v.cr3 = 0;
+        v.cr4 = 0;
+        v.efer = svm::features::EFER_SVME;
+        v.rflags = 2;
+        v.rip = 0;
+        v.rsp = 0;
+        v.rax = 0;
+        v.cpl = 0;
+        self.regs = GuestRegs::default();
     }
 
     /// Emulated mode, before each VMRUN: inject the highest deliverable virtual interrupt or ask
@@ -202,6 +244,7 @@ impl Vcpu {
         match inject::decide(lapic.highest_deliverable(true), state) {
             Decision::InjectNow(vector) => {
                 lapic.ack(vector);
+                self.injected += 1;
                 self.vmcb().inject(EventInj::external_interrupt(vector));
             }
             Decision::RequestWindow => self.request_interrupt_window(true),
@@ -362,7 +405,15 @@ impl Vcpu {
     /// guest, so it ends.
     fn halt(&mut self, rip: u64) -> Next {
         if self.vmcb().rflags & RFLAGS_IF == 0 {
-            return self.end(format_args!("halted forever (HLT at rip {rip:#x} with interrupts disabled)"));
+            // Nothing but an NMI or INIT could wake it. A guest often parks its other processors
+            // like this while one of them shuts down; it is over only when every vCPU is parked.
+            if self.platform().park() {
+                return self.end(format_args!("halted forever (every vcpu in HLT with interrupts disabled; last at rip {rip:#x})"));
+            }
+            while !self.vm.has_ended() {
+                core::hint::spin_loop();
+            }
+            return Next::End;
         }
         // HLT is one byte long.
         self.vmcb().rip = rip + 1;
@@ -416,6 +467,7 @@ impl Vcpu {
 
     fn apic_msr(&mut self, access: MsrAccess, msr: u32) -> Next {
         let vcpu = self.id as usize;
+        self.apic_exits.record(msr);
         let outcome = match access {
             MsrAccess::Read => match apic::read(self.platform(), vcpu, msr) {
                 Ok(value) => {
@@ -439,10 +491,15 @@ impl Vcpu {
                 log::debug!("guest {}: vcpu {}: {access:?} of x2APIC MSR {msr:#x}: #GP", self.vm.config.name, self.id);
                 self.inject(EventInj::exception(VECTOR_GP, Some(0)))
             }
-            ApicOutcome::StartVcpu { target, ipi } => self.end(format_args!(
-                "vcpu {} sent {:?} to vcpu {target}: SMP guests are not supported yet",
-                self.id, ipi.delivery_mode
-            )),
+            ApicOutcome::StartVcpu { target, ipi } => {
+                let slot = &self.platform().vcpus[target];
+                match ipi.delivery_mode {
+                    didvisor::irqchip::DeliveryMode::Init => slot.init(),
+                    _ => slot.startup(ipi.vector),
+                }
+                self.vmcb().rip += 2;
+                Next::Resume
+            }
         }
     }
 
@@ -459,7 +516,7 @@ impl Vcpu {
         }
         let mut bytes = [0u8; insn::MAX_INSN_LEN];
         let fetched = self.fetch_instruction(rip, &mut bytes);
-        let mode = insn::Mode::Long64;
+        let mode = self.cpu_mode();
         let decoded = match insn::decode_mem_access(&bytes[..fetched], mode) {
             Ok(d) => d,
             Err(e) => {
@@ -507,16 +564,32 @@ impl Vcpu {
         Next::Resume
     }
 
-    /// Copies up to 15 instruction bytes at guest virtual `rip`; returns how many could be read.
+    /// The operating mode the guest's next instruction decodes in (from CR0.PE, EFER.LMA,
+    /// RFLAGS.VM and the CS attributes L and D/B).
+    fn cpu_mode(&mut self) -> insn::Mode {
+        let v = self.vmcb();
+        let attrib = v.cs.attrib;
+        insn::Mode::from_cpu_state(
+            v.cr0 & 1 != 0,
+            v.efer & (1 << 10) != 0,
+            v.rflags & (1 << 17) != 0,
+            attrib & (1 << 9) != 0,
+            attrib & (1 << 10) != 0,
+        )
+    }
+
+    /// Copies up to 15 instruction bytes at CS:`rip`; returns how many could be read.
     fn fetch_instruction(&mut self, rip: u64, out: &mut [u8; insn::MAX_INSN_LEN]) -> usize {
-        let (cr3, cr0, cr4, efer) = {
+        let (cr3, cr0, cr4, efer, cs_base) = {
             let v = self.vmcb();
-            (v.cr3, v.cr0, v.cr4, v.efer)
+            (v.cr3, v.cr0, v.cr4, v.efer, v.cs.base)
         };
+        // Outside 64-bit mode the code segment's base counts (real-mode AP trampolines).
+        let linear = if self.cpu_mode() == insn::Mode::Long64 { rip } else { cs_base.wrapping_add(rip) };
         let ram = self.vm.ram();
         let mem = RamView(ram);
         for (i, byte) in out.iter_mut().enumerate() {
-            let gva = Gva(rip.wrapping_add(i as u64));
+            let gva = Gva(linear.wrapping_add(i as u64));
             match svm::walk::walk_guest(cr3, cr0, cr4, efer, gva, &mem) {
                 Ok(Gpa(gpa)) if gpa < ram.len() as u64 => *byte = ram[gpa as usize],
                 other => {

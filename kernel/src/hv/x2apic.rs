@@ -82,6 +82,12 @@ pub fn send_fixed(apic_id: u32, vector: u8) {
     write_icr((u64::from(apic_id) << 32) | u64::from(vector));
 }
 
+/// Sends an NMI to the core with x2APIC id `apic_id` (how the hypervisor regains a guest core:
+/// NMIs are intercepted while a guest runs).
+pub fn send_nmi(apic_id: u32) {
+    write_icr((u64::from(apic_id) << 32) | (0b100 << 8));
+}
+
 /// Signals the end of the interrupt being handled on this core.
 pub fn eoi() {
     // SAFETY: writing 0 to the x2APIC EOI register ends the in-service interrupt of this core.
