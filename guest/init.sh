@@ -6,7 +6,8 @@
 # Output (the integration tests assert on these lines; keep the format):
 #   didvisor-guest: kernel <uname -r>
 #   didvisor-guest: nproc <nproc>
-#   didvisor-guest: checksum <sha256 of the output of `seq 1 100000`>
+#   didvisor-guest: checksum <sha256 of the output of `seq 1 N`> (N = 100000, or
+#                    `didvisor.seq=N` on the kernel command line for a longer busy phase)
 #   didvisor-guest: interrupts-begin
 #   <cat /proc/interrupts>
 #   didvisor-guest: interrupts-end
@@ -34,9 +35,11 @@ mount -t devtmpfs devtmpfs /dev
 echo 4 >/proc/sys/kernel/printk
 
 steps=
+seq_n=100000
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	didvisor.test=*) steps="$steps $(echo "${word#didvisor.test=}" | tr , ' ')" ;;
+	didvisor.seq=*) seq_n="${word#didvisor.seq=}" ;;
 	esac
 done
 
@@ -74,7 +77,7 @@ step_nvme() {
 
 say "kernel $(uname -r)"
 say "nproc $(nproc)"
-set -- $(seq 1 100000 | sha256sum)
+set -- $(seq 1 "$seq_n" | sha256sum)
 say "checksum $(echo "$1" | head -c 64)"
 say "interrupts-begin"
 cat /proc/interrupts

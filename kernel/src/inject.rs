@@ -27,7 +27,9 @@ pub enum Decision {
 pub fn decide(pending: Option<u8>, state: GuestInterruptState) -> Decision {
     match pending {
         None => Decision::Nothing,
-        Some(v) if state.rflags_if && !state.interrupt_shadow && !state.event_pending => Decision::InjectNow(v),
+        Some(v) if state.rflags_if && !state.interrupt_shadow && !state.event_pending => {
+            Decision::InjectNow(v)
+        }
         Some(_) => Decision::RequestWindow,
     }
 }
@@ -36,16 +38,29 @@ pub fn decide(pending: Option<u8>, state: GuestInterruptState) -> Decision {
 mod tests {
     use super::*;
 
-    const OPEN: GuestInterruptState = GuestInterruptState { rflags_if: true, interrupt_shadow: false, event_pending: false };
+    const OPEN: GuestInterruptState = GuestInterruptState {
+        rflags_if: true,
+        interrupt_shadow: false,
+        event_pending: false,
+    };
 
     #[test]
     fn injects_only_when_the_guest_could_take_it() {
         assert_eq!(decide(Some(0x30), OPEN), Decision::InjectNow(0x30));
         assert_eq!(decide(None, OPEN), Decision::Nothing);
         for closed in [
-            GuestInterruptState { rflags_if: false, ..OPEN },
-            GuestInterruptState { interrupt_shadow: true, ..OPEN },
-            GuestInterruptState { event_pending: true, ..OPEN },
+            GuestInterruptState {
+                rflags_if: false,
+                ..OPEN
+            },
+            GuestInterruptState {
+                interrupt_shadow: true,
+                ..OPEN
+            },
+            GuestInterruptState {
+                event_pending: true,
+                ..OPEN
+            },
         ] {
             assert_eq!(decide(Some(0xec), closed), Decision::RequestWindow);
             assert_eq!(decide(None, closed), Decision::Nothing);

@@ -91,13 +91,21 @@ pub struct VmcbMsrs {
 
 impl MsrFile {
     pub fn new(bsp: bool) -> Self {
-        MsrFile { bsp, de_cfg: DE_CFG_LFENCE_SERIALIZE }
+        MsrFile {
+            bsp,
+            de_cfg: DE_CFG_LFENCE_SERIALIZE,
+        }
     }
 
     pub fn read(&self, msr: u32, vmcb: VmcbMsrs) -> Result<u64, InjectGp> {
         Ok(match msr {
             // x2APIC already on, as firmware would leave it for an x2APIC-only platform.
-            APIC_BASE => APIC_DEFAULT_ADDRESS | APIC_BASE_EN | APIC_BASE_EXTD | if self.bsp { APIC_BASE_BSP } else { 0 },
+            APIC_BASE => {
+                APIC_DEFAULT_ADDRESS
+                    | APIC_BASE_EN
+                    | APIC_BASE_EXTD
+                    | if self.bsp { APIC_BASE_BSP } else { 0 }
+            }
             EFER => vmcb.efer & !EFER_SVME,
             PAT => vmcb.g_pat,
             // No microcode updates in a guest.
@@ -150,7 +158,10 @@ impl MsrFile {
 mod tests {
     use super::*;
 
-    const VMCB: VmcbMsrs = VmcbMsrs { efer: 0x1d01, g_pat: 0x0007_0406_0007_0406 };
+    const VMCB: VmcbMsrs = VmcbMsrs {
+        efer: 0x1d01,
+        g_pat: 0x0007_0406_0007_0406,
+    };
 
     #[test]
     fn apic_base_reports_x2apic_on_and_bsp_only_for_vcpu0() {
@@ -175,7 +186,10 @@ mod tests {
     #[test]
     fn pat_validates_memory_types() {
         let mut f = MsrFile::new(true);
-        assert_eq!(f.write(PAT, 0x0007_0406_0007_0406), Ok(MsrWrite::Pat(0x0007_0406_0007_0406)));
+        assert_eq!(
+            f.write(PAT, 0x0007_0406_0007_0406),
+            Ok(MsrWrite::Pat(0x0007_0406_0007_0406))
+        );
         assert_eq!(f.write(PAT, 0x0000_0000_0000_0002), Err(InjectGp));
         assert_eq!(f.write(PAT, 0x0800_0000_0000_0000), Err(InjectGp));
     }
@@ -192,7 +206,10 @@ mod tests {
     #[test]
     fn pass_through_list_has_no_intercepted_msr() {
         for msr in PASS_THROUGH {
-            assert!(MsrFile::new(true).read(msr, VMCB).is_err(), "{msr:#x} is both passed through and emulated");
+            assert!(
+                MsrFile::new(true).read(msr, VMCB).is_err(),
+                "{msr:#x} is both passed through and emulated"
+            );
         }
     }
 }

@@ -114,8 +114,14 @@ pub enum ApicMsrKind {
 }
 
 impl ApicMsrKind {
-    pub const ALL: [ApicMsrKind; 6] =
-        [ApicMsrKind::Eoi, ApicMsrKind::Timer, ApicMsrKind::Tpr, ApicMsrKind::Icr, ApicMsrKind::SelfIpi, ApicMsrKind::Other];
+    pub const ALL: [ApicMsrKind; 6] = [
+        ApicMsrKind::Eoi,
+        ApicMsrKind::Timer,
+        ApicMsrKind::Tpr,
+        ApicMsrKind::Icr,
+        ApicMsrKind::SelfIpi,
+        ApicMsrKind::Other,
+    ];
 
     pub fn of(msr: u32) -> Self {
         match msr {
@@ -172,12 +178,17 @@ mod apic_tests {
     #[test]
     fn apic_msr_exits_by_kind() {
         let mut e = ApicMsrExits::default();
-        for msr in [0x80b, 0x80b, 0x838, 0x832, 0x83e, 0x839, 0x830, 0x802, 0x80f, 0x83f, 0x808] {
+        for msr in [
+            0x80b, 0x80b, 0x838, 0x832, 0x83e, 0x839, 0x830, 0x802, 0x80f, 0x83f, 0x808,
+        ] {
             e.record(msr);
         }
         assert_eq!(e.count(ApicMsrKind::Eoi), 2);
         assert_eq!(e.count(ApicMsrKind::Timer), 4);
         assert_eq!(e.count(ApicMsrKind::Other), 2);
-        assert_eq!(e.to_string(), "x2apic msr exits: eoi 2, timer 4, tpr 1, icr 1, self-ipi 1, other 2");
+        assert_eq!(
+            e.to_string(),
+            "x2apic msr exits: eoi 2, timer 4, tpr 1, icr 1, self-ipi 1, other 2"
+        );
     }
 }

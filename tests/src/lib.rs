@@ -79,3 +79,20 @@ pub fn check_images() {
         );
     }
 }
+
+/// `build/linux/vmlinuz`: the unmodified Debian kernel (bzImage) `cargo xtask build` fetched.
+pub fn linux_kernel() -> PathBuf {
+    build_dir().join("linux/vmlinuz")
+}
+
+/// `build/linux/initrd.cpio.gz`: busybox and `guest/init.sh`.
+pub fn linux_initrd() -> PathBuf {
+    build_dir().join("linux/initrd.cpio.gz")
+}
+
+/// `build/linux/VERSION`: the guest kernel's release string (`uname -r`).
+pub fn linux_version() -> String {
+    std::fs::read_to_string(build_dir().join("linux/VERSION"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|e| panic!("guest kernel missing ({e}): run `cargo xtask build` first"))
+}

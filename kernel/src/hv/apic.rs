@@ -9,7 +9,9 @@ use super::platform::VirtualPlatform;
 use super::timer;
 use didvisor::config::IrqMode;
 use didvisor::irqchip::x2apic::{self as regs, VERSION};
-use didvisor::irqchip::{AccessFault, DeliveryMode, DestMode, Ipi, Shorthand, TriggerMode, WriteEffect};
+use didvisor::irqchip::{
+    AccessFault, DeliveryMode, DestMode, Ipi, Shorthand, TriggerMode, WriteEffect,
+};
 use x86_64::registers::model_specific::Msr;
 
 /// The x2APIC MSR range (APM vol. 2, 16.11.1).
@@ -23,7 +25,10 @@ pub enum ApicOutcome {
     /// The guest must get #GP(0).
     Fault,
     /// An INIT or STARTUP IPI to another vCPU (SMP bring-up).
-    StartVcpu { target: usize, ipi: Ipi },
+    StartVcpu {
+        target: usize,
+        ipi: Ipi,
+    },
 }
 
 pub fn read(platform: &VirtualPlatform, vcpu: usize, msr: u32) -> Result<u64, AccessFault> {
@@ -32,10 +37,15 @@ pub fn read(platform: &VirtualPlatform, vcpu: usize, msr: u32) -> Result<u64, Ac
             regs::MSR_ID => vcpu as u64,
             regs::MSR_LDR => u64::from(didvisor::irqchip::x2apic_ldr(vcpu as u32)),
             regs::MSR_VERSION => u64::from(VERSION),
-            regs::MSR_ICR => platform.vcpus[vcpu].icr.load(core::sync::atomic::Ordering::Relaxed),
+            regs::MSR_ICR => platform.vcpus[vcpu]
+                .icr
+                .load(core::sync::atomic::Ordering::Relaxed),
             _ => return Err(AccessFault::NoSuchRegister),
         }),
-        IrqMode::Emulated | IrqMode::Avic => platform.vcpus[vcpu].lapic.lock().read_msr(msr, timer::nanos()),
+        IrqMode::Emulated | IrqMode::Avic => platform.vcpus[vcpu]
+            .lapic
+            .lock()
+            .read_msr(msr, timer::nanos()),
     }
 }
 
@@ -43,7 +53,9 @@ pub fn write(platform: &VirtualPlatform, vcpu: usize, msr: u32, value: u64) -> A
     match platform.mode {
         IrqMode::Direct => match msr {
             regs::MSR_ICR => {
-                platform.vcpus[vcpu].icr.store(value, core::sync::atomic::Ordering::Relaxed);
+                platform.vcpus[vcpu]
+                    .icr
+                    .store(value, core::sync::atomic::Ordering::Relaxed);
                 route_ipi(platform, vcpu, didvisor::irqchip::decode_icr(value))
             }
             regs::MSR_SVR => {
@@ -54,11 +66,17 @@ pub fn write(platform: &VirtualPlatform, vcpu: usize, msr: u32, value: u64) -> A
                 ApicOutcome::Done
             }
             // LINT0/LINT1, thermal and perf LVTs reach beyond this guest (see irqchip::direct).
-            regs::MSR_LVT_LINT0 | regs::MSR_LVT_LINT1 | regs::MSR_LVT_THERMAL | regs::MSR_LVT_PERF => ApicOutcome::Done,
+            regs::MSR_LVT_LINT0
+            | regs::MSR_LVT_LINT1
+            | regs::MSR_LVT_THERMAL
+            | regs::MSR_LVT_PERF => ApicOutcome::Done,
             _ => ApicOutcome::Fault,
         },
         IrqMode::Emulated | IrqMode::Avic => {
-            let effect = platform.vcpus[vcpu].lapic.lock().write_msr(msr, value, timer::nanos());
+            let effect = platform.vcpus[vcpu]
+                .lapic
+                .lock()
+                .write_msr(msr, value, timer::nanos());
             match effect {
                 Err(_) => ApicOutcome::Fault,
                 Ok(WriteEffect::None) => ApicOutcome::Done,

@@ -6,11 +6,11 @@ use super::platform::VirtualPlatform;
 use super::{memory, timer};
 use crate::println;
 use boot::BootInfo;
+use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use didvisor::config::{GuestConfig, IrqMode, MAX_GUESTS};
 use didvisor::console::LineBuffer;
 use didvisor::{acpi_tables, elf, guest_layout, linux};
-use core::fmt::Write;
 use spin::{Mutex, Once};
 use svm::npt::NptMapper;
 use svm::paging::{FrameSource, PhysAccess, PteFlags};
@@ -223,7 +223,9 @@ pub fn build(
     guest_layout::write_long_mode_tables(ram).map_err(BuildError::Layout)?;
     let guest_boot = if image.starts_with(b"\x7fELF") {
         let loaded = elf::load(image, ram, guest_layout::IMAGE_MIN).map_err(BuildError::Image)?;
-        GuestBoot::TestGuest { entry: loaded.entry }
+        GuestBoot::TestGuest {
+            entry: loaded.entry,
+        }
     } else {
         GuestBoot::Linux(load_linux(config, boot, ram)?)
     };
@@ -248,7 +250,9 @@ pub fn build(
     let mut msr_map = MsrPermissionMap::new(msrpm);
     msr_map.intercept_all();
     for msr in didvisor::msr::PASS_THROUGH {
-        msr_map.pass_through(msr).expect("pass-through MSRs lie in the MSR permission map's ranges");
+        msr_map
+            .pass_through(msr)
+            .expect("pass-through MSRs lie in the MSR permission map's ranges");
     }
     if config.irq == IrqMode::Direct {
         // The guest owns its core's x2APIC but for what irqchip::direct keeps trapped.
@@ -292,14 +296,20 @@ pub fn build(
 
 /// The bytes of boot module `name` (validated to exist with the configuration).
 fn module_bytes(boot: &BootInfo, name: &str) -> &'static [u8] {
-    let m = boot.module(name).expect("modules were validated with the configuration");
+    let m = boot
+        .module(name)
+        .expect("modules were validated with the configuration");
     // SAFETY: boot modules are reserved in the frame allocator, identity-mapped and only read.
     unsafe { memory::phys_slice(m.start, m.len()) }
 }
 
 /// Loads a bzImage with its initrd and command line, and the guest's ACPI tables (which describe
 /// exactly its vCPUs: x2APIC ids 0..n).
-fn load_linux(config: &GuestConfig, boot: &BootInfo, ram: &mut [u8]) -> Result<linux::LinuxEntry, BuildError> {
+fn load_linux(
+    config: &GuestConfig,
+    boot: &BootInfo,
+    ram: &mut [u8],
+) -> Result<linux::LinuxEntry, BuildError> {
     let image = module_bytes(boot, config.kernel.as_str());
     let initrd = config.initrd.map(|n| module_bytes(boot, n.as_str()));
     let mut apic_ids = [0u32; didvisor::cpuset::MAX_CPUS];
@@ -310,22 +320,34 @@ fn load_linux(config: &GuestConfig, boot: &BootInfo, ram: &mut [u8]) -> Result<l
     let platform = acpi_tables::GuestPlatform::standard(&apic_ids[..vcpus]);
     let base = linux::ACPI_TABLES_GPA;
     let window = &mut ram[base as usize..(base + linux::ACPI_TABLES_SIZE) as usize];
-    let tables = acpi_tables::write_acpi_tables(window, base, &platform).map_err(BuildError::Acpi)?;
+    let tables =
+        acpi_tables::write_acpi_tables(window, base, &platform).map_err(BuildError::Acpi)?;
     let mut layout = linux::LinuxLayout::new(config.mem);
     layout.acpi_rsdp = Some(tables.rsdp_gpa);
-    let mut cmdline = CmdlineBuf { bytes: [0; linux::CMDLINE_MAX], len: 0 };
+    let mut cmdline = CmdlineBuf {
+        bytes: [0; linux::CMDLINE_MAX],
+        len: 0,
+    };
     let _ = write!(cmdline, "{}", config.cmdline);
     // Linux measures the TSC against the PIT or the PM timer with a tight limit on how long one
     // read may take; where every port read is an exit that takes longer than the limit (under
     // emulation), it gives up, marks the TSC unstable and keeps time through the PM timer, one exit
     // per clock read. The hypervisor has measured the TSC already: it tells the guest.
-    if !config.cmdline.as_str().split_whitespace().any(|w| w.starts_with("tsc_early_khz=")) {
+    if !config
+        .cmdline
+        .as_str()
+        .split_whitespace()
+        .any(|w| w.starts_with("tsc_early_khz="))
+    {
         let khz = timer::tsc_per_ms();
         let _ = write!(cmdline, " tsc_early_khz={khz}");
         println!("guest {}: kernel command line gets tsc_early_khz={khz} (the TSC rate didvisor measured)", config.name);
     }
     if cmdline.overflowed() {
-        return Err(BuildError::Linux(linux::LinuxError::CmdlineTooLong { len: cmdline.len, max: linux::CMDLINE_MAX }));
+        return Err(BuildError::Linux(linux::LinuxError::CmdlineTooLong {
+            len: cmdline.len,
+            max: linux::CMDLINE_MAX,
+        }));
     }
     linux::load_linux(ram, image, initrd, cmdline.as_str(), &layout).map_err(BuildError::Linux)
 }

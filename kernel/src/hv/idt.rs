@@ -106,9 +106,14 @@ pub fn init() {
     }
     // SAFETY: as above, for the three host-interrupt stubs.
     let host = unsafe { &host_interrupt_stubs };
-    for (vector, &handler) in [VECTOR_HOST_TIMER, VECTOR_KICK, VECTOR_SPURIOUS].iter().zip(host) {
+    for (vector, &handler) in [VECTOR_HOST_TIMER, VECTOR_KICK, VECTOR_SPURIOUS]
+        .iter()
+        .zip(host)
+    {
         // SAFETY: only the bootstrap processor writes the IDT, before any core loads it.
-        unsafe { (*core::ptr::addr_of_mut!(IDT)).0[usize::from(*vector)] = Gate::interrupt(handler, 0) };
+        unsafe {
+            (*core::ptr::addr_of_mut!(IDT)).0[usize::from(*vector)] = Gate::interrupt(handler, 0)
+        };
     }
 }
 

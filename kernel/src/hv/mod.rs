@@ -150,7 +150,12 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     // Build every guest first, then start them all: guests run side by side, not one after another.
     for (index, g) in cfg.guests().enumerate() {
         if g.cores.len() > platform::MAX_VCPUS {
-            fatal(format_args!("guest {}: cores={}: at most {} vCPUs per guest", g.name, g.cores, platform::MAX_VCPUS));
+            fatal(format_args!(
+                "guest {}: cores={}: at most {} vCPUs per guest",
+                g.name,
+                g.cores,
+                platform::MAX_VCPUS
+            ));
         }
         guest::build(index, g, boot)
             .unwrap_or_else(|e| fatal(format_args!("guest {}: {e}", g.name)));

@@ -59,13 +59,20 @@ impl VcpuSlot {
     /// An INIT IPI: a vCPU not yet started now waits for its startup IPI. (Re-initialising a
     /// running vCPU is not supported; Linux only does it for CPU hot-unplug.)
     pub fn init(&self) {
-        let _ = self.startup.compare_exchange(WAIT_INIT, WAIT_SIPI, Ordering::SeqCst, Ordering::SeqCst);
+        let _ =
+            self.startup
+                .compare_exchange(WAIT_INIT, WAIT_SIPI, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// A startup IPI: honoured once, after an INIT (the second SIPI Linux sends is ignored, as a
     /// processor that already started ignores it).
     pub fn startup(&self, vector: u8) {
-        let _ = self.startup.compare_exchange(WAIT_SIPI, STARTED | u32::from(vector), Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self.startup.compare_exchange(
+            WAIT_SIPI,
+            STARTED | u32::from(vector),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
     }
 
     /// Waits (on the vCPU's own core) for INIT + SIPI; `None` if the guest ended first.
@@ -154,11 +161,18 @@ impl VirtualPlatform {
         match d.mode {
             DeliveryMode::Fixed | DeliveryMode::LowestPriority => {}
             other => {
-                log::debug!("ioapic delivery mode {other:?} (vector {:#x}) is not supported; dropped", d.vector);
+                log::debug!(
+                    "ioapic delivery mode {other:?} (vector {:#x}) is not supported; dropped",
+                    d.vector
+                );
                 return;
             }
         }
-        let trigger = if d.level_triggered { TriggerMode::Level } else { TriggerMode::Edge };
+        let trigger = if d.level_triggered {
+            TriggerMode::Level
+        } else {
+            TriggerMode::Edge
+        };
         for vcpu in 0..self.vcpu_count {
             let hit = if d.dest_logical {
                 didvisor::irqchip::x2apic::x2apic_dest_matches(
@@ -208,7 +222,9 @@ impl VirtualPlatform {
                 None
             }
             PortEffect::PowerOff => Some("power-off request (ACPI PM1a SLP_EN)"),
-            PortEffect::Reset => Some("reset request (port 0xCF9); reboot is not supported, the guest ends"),
+            PortEffect::Reset => {
+                Some("reset request (port 0xCF9); reboot is not supported, the guest ends")
+            }
             PortEffect::Sleep(_) => Some("sleep request for a state other than S5 (not supported)"),
         }
     }

@@ -69,4 +69,3 @@ pub fn nanos() -> u64 {
     let ticks = rdtsc().saturating_sub(TSC_ORIGIN.load(Ordering::Relaxed));
     (u128::from(ticks) * 1_000_000 / u128::from(tsc_per_ms())) as u64
 }
-

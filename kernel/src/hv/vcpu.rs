@@ -9,12 +9,12 @@ use super::guest::{GuestBoot, Vm};
 use super::platform::VirtualPlatform;
 use super::vmrun::{self, GuestRegs};
 use super::{idt, memory, timer, x2apic};
+use crate::println;
 use core::sync::atomic::Ordering;
 use didvisor::config::IrqMode;
-use didvisor::inject::{self, Decision, GuestInterruptState};
-use crate::println;
 use didvisor::cpuid::{self, CpuidResult, VcpuView};
 use didvisor::guest_layout;
+use didvisor::inject::{self, Decision, GuestInterruptState};
 use didvisor::msr::{InjectGp, MsrFile, MsrWrite, VmcbMsrs};
 use didvisor::stats::{ApicMsrExits, ExitStats};
 use svm::event::EventInj;
@@ -151,13 +151,18 @@ impl Vcpu {
             "guest {}: vcpu {} starts on cpu {}",
             self.vm.config.name, self.id, self.cpu
         );
-        self.platform().vcpus[self.id as usize].core_apic_id.store(x2apic::id(), Ordering::Release);
+        self.platform().vcpus[self.id as usize]
+            .core_apic_id
+            .store(x2apic::id(), Ordering::Release);
         if self.id != 0 {
             // Application processors wait, as real ones do, for INIT and a startup IPI.
             match self.platform().vcpus[self.id as usize].wait_for_startup(&self.vm.ended_flag()) {
                 Some(vector) => self.enter_real_mode_at(vector),
                 None => {
-                    println!("guest {}: vcpu {} was never started", self.vm.config.name, self.id);
+                    println!(
+                        "guest {}: vcpu {} was never started",
+                        self.vm.config.name, self.id
+                    );
                     return;
                 }
             }
@@ -205,7 +210,12 @@ impl Vcpu {
     /// 16.5 "Startup IPI"): real mode, CS = vector << 8, IP = 0, caches as after INIT.
     fn enter_real_mode_at(&mut self, vector: u8) {
         let v = self.vmcb();
-        let seg = |selector: u16, base: u64, attrib: u16| svm::VmcbSegment { selector, attrib, limit: 0xffff, base };
+        let seg = |selector: u16, base: u64, attrib: u16| svm::VmcbSegment {
+            selector,
+            attrib,
+            limit: 0xffff,
+            base,
+        };
         v.cs = seg(u16::from(vector) << 8, u64::from(vector) << 12, 0x9b);
         for s in [&mut v.ds, &mut v.es, &mut v.ss, &mut v.fs, &mut v.gs] {
             *s = seg(0, 0, 0x93);
@@ -254,7 +264,8 @@ impl Vcpu {
         drop(lapic);
         let ticks = deadline.map_or(0, |d| {
             let ns = d.saturating_sub(now).max(1000);
-            (u128::from(ns) * u128::from(self.apic_timer_per_ms) / 1_000_000).clamp(1, u128::from(u32::MAX)) as u32
+            (u128::from(ns) * u128::from(self.apic_timer_per_ms) / 1_000_000)
+                .clamp(1, u128::from(u32::MAX)) as u32
         });
         x2apic::arm_timer(idt::VECTOR_HOST_TIMER, ticks);
     }
@@ -371,7 +382,10 @@ impl Vcpu {
 
     fn ioio(&mut self, io: IoioExit) -> Next {
         if io.string {
-            return self.end(format_args!("string I/O (INS/OUTS) on port {:#x} is not emulated", io.port));
+            return self.end(format_args!(
+                "string I/O (INS/OUTS) on port {:#x} is not emulated",
+                io.port
+            ));
         }
         let mask = (1u64 << (u32::from(io.size) * 8)) - 1;
         let now = timer::nanos();
@@ -437,7 +451,10 @@ impl Vcpu {
         if apic::is_x2apic_msr(msr) {
             return self.apic_msr(access, msr);
         }
-        let vmcb = VmcbMsrs { efer: self.vmcb().efer, g_pat: self.vmcb().g_pat };
+        let vmcb = VmcbMsrs {
+            efer: self.vmcb().efer,
+            g_pat: self.vmcb().g_pat,
+        };
         let result = match access {
             MsrAccess::Read => self.msrs.read(msr, vmcb).map(|value| {
                 self.vmcb().rax = value & 0xffff_ffff;
@@ -459,7 +476,11 @@ impl Vcpu {
                 Next::Resume
             }
             Err(InjectGp) => {
-                log::debug!("guest {}: vcpu {}: {access:?} of MSR {msr:#x}: #GP", self.vm.config.name, self.id);
+                log::debug!(
+                    "guest {}: vcpu {}: {access:?} of MSR {msr:#x}: #GP",
+                    self.vm.config.name,
+                    self.id
+                );
                 self.inject(EventInj::exception(VECTOR_GP, Some(0)))
             }
         }
@@ -488,7 +509,11 @@ impl Vcpu {
                 Next::Resume
             }
             ApicOutcome::Fault => {
-                log::debug!("guest {}: vcpu {}: {access:?} of x2APIC MSR {msr:#x}: #GP", self.vm.config.name, self.id);
+                log::debug!(
+                    "guest {}: vcpu {}: {access:?} of x2APIC MSR {msr:#x}: #GP",
+                    self.vm.config.name,
+                    self.id
+                );
                 self.inject(EventInj::exception(VECTOR_GP, Some(0)))
             }
             ApicOutcome::StartVcpu { target, ipi } => {
@@ -531,7 +556,11 @@ impl Vcpu {
             let offset = gpa - IOAPIC_PAGE.start;
             let platform = self.platform();
             if let Some(value) = decoded.store_value(&gpr) {
-                let deliveries = platform.ioapic.lock().mmio_write(offset, u64::from(size), value as u32);
+                let deliveries =
+                    platform
+                        .ioapic
+                        .lock()
+                        .mmio_write(offset, u64::from(size), value as u32);
                 for d in deliveries.iter() {
                     platform.deliver(d);
                 }
@@ -585,7 +614,11 @@ impl Vcpu {
             (v.cr3, v.cr0, v.cr4, v.efer, v.cs.base)
         };
         // Outside 64-bit mode the code segment's base counts (real-mode AP trampolines).
-        let linear = if self.cpu_mode() == insn::Mode::Long64 { rip } else { cs_base.wrapping_add(rip) };
+        let linear = if self.cpu_mode() == insn::Mode::Long64 {
+            rip
+        } else {
+            cs_base.wrapping_add(rip)
+        };
         let ram = self.vm.ram();
         let mem = RamView(ram);
         for (i, byte) in out.iter_mut().enumerate() {
@@ -593,7 +626,10 @@ impl Vcpu {
             match svm::walk::walk_guest(cr3, cr0, cr4, efer, gva, &mem) {
                 Ok(Gpa(gpa)) if gpa < ram.len() as u64 => *byte = ram[gpa as usize],
                 other => {
-                    log::debug!("instruction fetch at {:#x}: {other:?} (cr3 {cr3:#x})", gva.as_u64());
+                    log::debug!(
+                        "instruction fetch at {:#x}: {other:?} (cr3 {cr3:#x})",
+                        gva.as_u64()
+                    );
                     return i;
                 }
             }
