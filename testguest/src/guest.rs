@@ -152,19 +152,94 @@ fn power_off() -> ! {
         asm!("out dx, ax", in("dx") PM1A_CNT, in("ax") SLP_EN | SLP_TYP_S5, options(nomem, nostack))
     };
     say!("testguest: FAILED: still running after power-off");
+    halt()
+}
+
+/// How the guest ends, from `end=` in its command line.
+#[derive(Clone, Copy)]
+enum Ending {
+    PowerOff,
+    TripleFault,
+    Reset,
+    Halt,
+}
+
+fn parse_ending(cmdline: &str) -> Option<Ending> {
+    let value = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("end="));
+    match value {
+        None | Some("poweroff") => Some(Ending::PowerOff),
+        Some("triple-fault") => Some(Ending::TripleFault),
+        Some("reset") => Some(Ending::Reset),
+        Some("halt") => Some(Ending::Halt),
+        Some(_) => None,
+    }
+}
+
+/// The NUL-terminated command line the hypervisor placed at `addr` (0: none).
+fn cmdline_at(addr: u64) -> &'static str {
+    if addr == 0 {
+        return "";
+    }
+    let ptr = addr as *const u8;
+    let mut len = 0;
+    // SAFETY: the hypervisor wrote a NUL-terminated string inside this guest's RAM; stop at 1 KiB.
+    while len < 1024 && unsafe { ptr.add(len).read_volatile() } != 0 {
+        len += 1;
+    }
+    // SAFETY: as above, `len` bytes are readable.
+    let bytes = unsafe { core::slice::from_raw_parts(ptr, len) };
+    core::str::from_utf8(bytes).unwrap_or("")
+}
+
+/// An exception with no IDT to deliver it through: #UD, then #GP on the empty IDT, then a double
+/// fault, then shutdown.
+fn triple_fault() -> ! {
+    say!("testguest: ending with a triple fault");
+    let empty = [0u16; 5];
+    // SAFETY: deliberately loads an empty IDT and raises #UD: the processor shuts down, which the
+    // hypervisor intercepts. Nothing after this runs.
+    unsafe { asm!("lidt [{}]", "ud2", in(reg) empty.as_ptr(), options(noreturn)) }
+}
+
+fn reset() -> ! {
+    say!("testguest: ending with a reset request");
+    // SAFETY: the reset control register (port 0xCF9) with a hard reset request (0x06).
+    unsafe { asm!("out dx, al", in("dx") 0xcf9u16, in("al") 0x06u8, options(nomem, nostack)) };
+    say!("testguest: FAILED: still running after reset");
+    halt()
+}
+
+fn halt() -> ! {
+    say!("testguest: halting with interrupts disabled");
     loop {
-        // SAFETY: halting with interrupts off; the hypervisor ends a guest that does this.
+        // SAFETY: halting with interrupts off; only an NMI could wake this vCPU.
         unsafe { asm!("cli; hlt", options(nomem, nostack)) };
     }
 }
 
 #[no_mangle]
-extern "C" fn guest_main(ram: u64, vcpu: u64) -> ! {
+extern "C" fn guest_main(ram: u64, vcpu: u64, cmdline: u64) -> ! {
+    let cmdline = cmdline_at(cmdline);
     say!(
         "testguest: hello from vcpu {}, {} MiB of ram",
         vcpu,
         ram >> 20
     );
+    let Some(ending) = parse_ending(cmdline) else {
+        say!(
+            "testguest: FAILED: unknown ending in command line \"{}\"",
+            cmdline
+        );
+        halt()
+    };
+    match ending {
+        Ending::TripleFault => triple_fault(),
+        Ending::Reset => reset(),
+        Ending::Halt => halt(),
+        Ending::PowerOff => {}
+    }
     check_cpuid();
     check_ram(ram);
     touch_outside(ram);

@@ -1,6 +1,9 @@
 //! A purpose-built bare-metal guest that checks single hypervisor mechanisms exactly and reports on
 //! its debug console (port 0xE9). The hypervisor enters it in 64-bit mode with identity paging at
-//! `_start` with RDI = guest RAM size in bytes and RSI = its vCPU id.
+//! `_start` with RDI = guest RAM size in bytes, RSI = its vCPU id and RDX = the guest-physical
+//! address of its NUL-terminated command line (`cmdline=` of its `guest=` description).
+//! `end=triple-fault|reset|halt` in the command line makes it end that way right after its greeting
+//! instead of running the checks below and powering off.
 //!
 //! What it does, in order, so the test can count the exits it causes:
 //! 1. prints a greeting (one I/O exit per byte);

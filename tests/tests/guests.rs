@@ -115,3 +115,51 @@ fn guest_on_the_last_of_four_cores() {
     run.assert_line("guest z: vcpu 0 starts on cpu 3");
     check_testguest(&run, "z", 64);
 }
+
+/// Every way a guest can end ends only that guest, with a clear line and its statistics; the
+/// guest beside it runs to its own end.
+#[test]
+fn guests_end_by_triple_fault_reset_and_power_off_independently() {
+    let run = with_testguest(
+        Boot::Multiboot1,
+        4,
+        "guest=a,cores=1,mem=16M,kernel=testguest,cmdline=\"end=triple-fault\" \
+         guest=b,cores=2,mem=16M,kernel=testguest,cmdline=\"end=reset\" \
+         guest=c,cores=3,mem=16M,kernel=testguest,irq=emulated",
+    )
+    .run("guests_end_independently");
+    run.assert_line("guest a: ended: triple fault (shutdown) at rip 0x");
+    run.assert_line("guest b: ended: reset request (port 0xCF9)");
+    check_testguest(&run, "c", 16);
+    for name in ["a", "b"] {
+        let counts = exit_counts(&run, name, 0);
+        assert!(counts["total"] > 0, "guest {name} has statistics");
+    }
+    assert_eq!(exit_counts(&run, "a", 0).get("shutdown"), Some(&1));
+    run.assert_line("didvisor: all guests ended");
+}
+
+/// HLT with interrupts disabled can never end: the emulated mode sees the HLT exit, the direct mode
+/// (which leaves HLT to the hardware) finds it with its once-a-second NMI.
+#[test]
+fn guests_halted_forever_are_ended_in_both_modes() {
+    let run = with_testguest(
+        Boot::Multiboot1,
+        3,
+        "guest=d,cores=1,mem=16M,kernel=testguest,irq=direct,cmdline=\"end=halt\" \
+         guest=e,cores=2,mem=16M,kernel=testguest,irq=emulated,cmdline=\"end=halt\"",
+    )
+    .run("guests_halted_forever");
+    for name in ["d", "e"] {
+        run.assert_line(&format!(
+            "[{name}] testguest: halting with interrupts disabled"
+        ));
+        run.assert_line(&format!("guest {name}: ended: halted forever"));
+    }
+    assert_eq!(exit_counts(&run, "e", 0).get("hlt"), Some(&1));
+    assert!(exit_counts(&run, "d", 0).get("nmi").copied().unwrap_or(0) >= 1);
+    assert!(
+        !exit_counts(&run, "d", 0).contains_key("hlt"),
+        "direct mode does not intercept HLT"
+    );
+}

@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: build, boot and test didvisor. See `cargo xtask help`.
 
+mod bench;
 mod cpio;
 mod deps;
 mod linux;
@@ -52,6 +53,9 @@ commands:
                        with the default guests (or S) and build/testguest.elf as module
                        `testguest`; exit 0 when the hypervisor reports all guests ended
                        cleanly (debug-exit 0x10), non-zero otherwise. -smp 4 by default.
+  bench                boot the Debian guest directly in QEMU and under didvisor (direct and
+                       emulated), 3 rounds, and print time to init, the ratio to plain QEMU,
+                       and the hypervisor's exit counts as a table
   linux-run [--mode direct|avic|emulated] [--smp N] [--append S] [--prebuilt]
             [-- QEMU ARGS...]
                        build, then boot the hypervisor with the Debian kernel as guest `lin`
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
         Some("linux-qemu") => linux_qemu(&args[1..]),
         Some("test") => no_args(&args[1..]).and_then(|_| test()),
         Some("clippy") => no_args(&args[1..]).and_then(|_| clippy()),
+        Some("bench") => bench::bench(&args[1..]),
         Some("qemu-avic") => qemu_avic::qemu_avic(&args[1..]),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");

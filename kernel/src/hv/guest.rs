@@ -20,8 +20,9 @@ use svm::{Gpa, Hpa};
 /// The two kinds of guest image the hypervisor loads.
 #[derive(Debug, Clone, Copy)]
 pub enum GuestBoot {
-    /// A bare-metal ELF test guest: entered at `entry` with RDI = RAM size, RSI = vCPU id.
-    TestGuest { entry: u64 },
+    /// A bare-metal ELF test guest: entered at `entry` with RDI = RAM size, RSI = vCPU id and
+    /// RDX = the guest-physical address of its command line.
+    TestGuest { entry: u64, cmdline: u64 },
     /// An unmodified Linux bzImage through the 64-bit boot protocol (RSI = boot_params).
     Linux(linux::LinuxEntry),
 }
@@ -29,7 +30,7 @@ pub enum GuestBoot {
 impl GuestBoot {
     pub fn entry(&self) -> u64 {
         match self {
-            GuestBoot::TestGuest { entry } => *entry,
+            GuestBoot::TestGuest { entry, .. } => *entry,
             GuestBoot::Linux(e) => e.rip,
         }
     }
@@ -121,6 +122,14 @@ impl Vm {
             if core != u32::MAX && core != me {
                 super::x2apic::send_nmi(core);
             }
+        }
+    }
+
+    /// Direct mode leaves HLT to the hardware, so a guest halted for good never exits by itself:
+    /// an NMI (one exit per vCPU per period) lets each vCPU check.
+    pub fn watchdog(&self) {
+        if self.config.irq == IrqMode::Direct {
+            self.recall_vcpus();
         }
     }
 
@@ -223,8 +232,15 @@ pub fn build(
     guest_layout::write_long_mode_tables(ram).map_err(BuildError::Layout)?;
     let guest_boot = if image.starts_with(b"\x7fELF") {
         let loaded = elf::load(image, ram, guest_layout::IMAGE_MIN).map_err(BuildError::Image)?;
+        // The command line goes where Linux's would, NUL-terminated (the slot is one page).
+        let text = config.cmdline.as_str().as_bytes();
+        let at = linux::CMDLINE_GPA as usize;
+        let len = text.len().min(linux::CMDLINE_MAX);
+        ram[at..at + len].copy_from_slice(&text[..len]);
+        ram[at + len] = 0;
         GuestBoot::TestGuest {
             entry: loaded.entry,
+            cmdline: linux::CMDLINE_GPA,
         }
     } else {
         GuestBoot::Linux(load_linux(config, boot, ram)?)

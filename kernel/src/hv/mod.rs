@@ -165,13 +165,22 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
             assign(cpu, index, vcpu as u32);
         }
     }
-    // The service core: drive the guests' device timers until every guest has ended.
+    // The service core: drive the guests' device timers until every guest has ended, and once a
+    // second look in on direct-mode vCPUs (see `Vm::watchdog`).
+    let mut next_watch = timer::nanos() + WATCHDOG_PERIOD_NS;
     while guest::ended_count() < cfg.guest_count() {
         let now = timer::nanos();
+        let watch = now >= next_watch;
+        if watch {
+            next_watch = now + WATCHDOG_PERIOD_NS;
+        }
         for index in 0..cfg.guest_count() {
             let vm = guest::vm(index);
             if !vm.has_ended() {
                 vm.platform.service_tick(now);
+                if watch {
+                    vm.watchdog();
+                }
             }
         }
         core::hint::spin_loop();
@@ -183,6 +192,9 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     log::info!("didvisor: all guests ended");
     exit::success()
 }
+
+/// How often the service core checks on direct-mode vCPUs.
+const WATCHDOG_PERIOD_NS: u64 = 1_000_000_000;
 
 /// Per core: the vCPU it should run, as (vm index + 1) << 32 | vcpu id; 0 = none.
 static ASSIGNMENT: [core::sync::atomic::AtomicU64; MAX_CPUS] =

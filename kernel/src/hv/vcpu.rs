@@ -135,10 +135,11 @@ impl Vcpu {
             ds: guest_layout::DATA_SELECTOR,
         });
         match vm.boot {
-            // The boot protocol of test guests: RDI = RAM size, RSI = vCPU id.
-            GuestBoot::TestGuest { .. } => {
+            // The boot protocol of test guests: RDI = RAM size, RSI = vCPU id, RDX = command line.
+            GuestBoot::TestGuest { cmdline, .. } => {
                 self.regs.rdi = vm.ram_size;
                 self.regs.rsi = u64::from(id);
+                self.regs.rdx = cmdline;
             }
             // Linux's 64-bit boot protocol: RSI = boot_params, interrupts off (RFLAGS = 2).
             GuestBoot::Linux(entry) => self.regs.rsi = entry.rsi,
@@ -325,8 +326,15 @@ impl Vcpu {
                 self.drain_host_interrupt();
                 Next::Resume
             }
-            // The hypervisor's NMIs (regaining a core) carry no request yet.
-            ExitCode::Nmi => Next::Resume,
+            // The hypervisor's NMIs: recall at guest end (handled above) and, in direct mode, the
+            // service core's once-a-second look at whether the guest halted for good.
+            ExitCode::Nmi => {
+                if self.vm.config.irq == IrqMode::Direct && self.halted_with_interrupts_off(rip) {
+                    self.park(rip)
+                } else {
+                    Next::Resume
+                }
+            }
             ExitCode::Vintr => {
                 self.request_interrupt_window(false);
                 Next::Resume
@@ -414,20 +422,38 @@ impl Vcpu {
         Next::Resume
     }
 
+    /// A vCPU in HLT with interrupts disabled: nothing but an NMI or INIT could wake it. A guest
+    /// often parks its other processors like this while one of them shuts down; the guest is over
+    /// only when every vCPU is parked.
+    fn park(&mut self, rip: u64) -> Next {
+        if self.platform().park() {
+            return self.end(format_args!(
+                "halted forever (every vcpu in HLT with interrupts disabled; last at rip {rip:#x})"
+            ));
+        }
+        while !self.vm.has_ended() {
+            core::hint::spin_loop();
+        }
+        Next::End
+    }
+
+    /// Direct mode does not intercept HLT: after an NMI exit, the guest sat in HLT with interrupts
+    /// off if IF is clear and the instruction just before RIP is HLT (0xF4).
+    fn halted_with_interrupts_off(&mut self, rip: u64) -> bool {
+        if self.vmcb().rflags & RFLAGS_IF != 0 {
+            return false;
+        }
+        let mut bytes = [0u8; insn::MAX_INSN_LEN];
+        let n = self.fetch_instruction(rip.wrapping_sub(1), &mut bytes);
+        n >= 1 && bytes[0] == 0xf4
+    }
+
     /// HLT. Emulated mode only (direct mode does not intercept it): wait on this dedicated core
     /// until a virtual interrupt is deliverable. With interrupts disabled nothing can ever wake the
     /// guest, so it ends.
     fn halt(&mut self, rip: u64) -> Next {
         if self.vmcb().rflags & RFLAGS_IF == 0 {
-            // Nothing but an NMI or INIT could wake it. A guest often parks its other processors
-            // like this while one of them shuts down; it is over only when every vCPU is parked.
-            if self.platform().park() {
-                return self.end(format_args!("halted forever (every vcpu in HLT with interrupts disabled; last at rip {rip:#x})"));
-            }
-            while !self.vm.has_ended() {
-                core::hint::spin_loop();
-            }
-            return Next::End;
+            return self.park(rip);
         }
         // HLT is one byte long.
         self.vmcb().rip = rip + 1;
