@@ -21,6 +21,8 @@
 #   nvme   load nvme.ko and its dependencies, wait for /dev/nvme0n1, print its size and the
 #          sha256 of its first MiB (lines `didvisor-guest: nvme ...`)
 #   shell  an interactive shell on the console; `exit` continues
+#   input  read one line typed on the console (10 s at most) and print it back as
+#          `didvisor-guest: input <line>`
 # An unknown step prints `didvisor-guest: test STEP unknown`.
 
 export PATH=/bin
@@ -89,6 +91,11 @@ for step in $steps; do
 	shell)
 		say "shell (exit continues)"
 		sh
+		;;
+	input)
+		line=
+		read -t 10 -r line
+		say "input $line"
 		;;
 	*) say "test $step unknown" ;;
 	esac

@@ -141,6 +141,9 @@ pub struct Config {
     /// it (status 0x10 clean, 0x11 error) instead of halting.
     pub debug_exit: Option<u16>,
     pub log_level: LogLevel,
+    /// The guest whose serial port receives what is typed on the hypervisor's console (default:
+    /// the first guest).
+    pub console: Option<Name>,
     guests: [Option<GuestConfig>; MAX_GUESTS],
 }
 
@@ -151,6 +154,14 @@ impl Config {
 
     pub fn guest_count(&self) -> usize {
         self.guests().count()
+    }
+
+    /// Index of the guest that gets console input.
+    pub fn console_guest(&self) -> Option<usize> {
+        match self.console {
+            Some(name) => self.guests().position(|g| g.name == name),
+            None => (self.guest_count() > 0).then_some(0),
+        }
     }
 }
 
@@ -194,6 +205,7 @@ pub enum ConfigError<'a> {
         guest: &'a str,
         module: &'a str,
     },
+    NoConsoleGuest(&'a str),
 }
 
 impl fmt::Display for ConfigError<'_> {
@@ -202,8 +214,9 @@ impl fmt::Display for ConfigError<'_> {
         match self {
             UnknownWord(w) => write!(
                 f,
-                "unknown word `{w}` (expected guest=..., debug-exit=PORT or loglevel=LEVEL)"
+                "unknown word `{w}` (expected guest=..., console=GUEST, debug-exit=PORT or loglevel=LEVEL)"
             ),
+            NoConsoleGuest(n) => write!(f, "console={n}: no guest has that name"),
             UnknownGuestKey { guest, key } => {
                 write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline, irq)")
             }
@@ -347,6 +360,7 @@ pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
     let mut cfg = Config {
         debug_exit: None,
         log_level: LogLevel::Info,
+        console: None,
         guests: [None; MAX_GUESTS],
     };
     let mut count = 0;
@@ -379,6 +393,15 @@ pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
                     why: "expected an I/O port number",
                 })?;
                 cfg.debug_exit = Some(port as u16);
+            }
+            "console" => {
+                cfg.console = Some(Name::new(value).filter(|_| !value.is_empty()).ok_or(
+                    ConfigError::BadValue {
+                        key,
+                        value,
+                        why: "expected the name of a guest",
+                    },
+                )?)
             }
             "loglevel" => {
                 cfg.log_level = match value {
@@ -492,6 +515,11 @@ pub fn validate<'a>(
     cpus: usize,
     has_module: impl Fn(&str) -> bool,
 ) -> Result<(), ConfigError<'a>> {
+    if let Some(name) = &cfg.console {
+        if cfg.console_guest().is_none() {
+            return Err(ConfigError::NoConsoleGuest(name.as_str()));
+        }
+    }
     for (i, g) in cfg.guests().enumerate() {
         let guest = g.name.as_str();
         if let Some(cpu) = g.cores.iter().find(|&c| c >= cpus) {
@@ -578,6 +606,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn console_guest_defaults_to_the_first_and_must_exist() {
+        let cfg = parse("guest=a,cores=1,mem=2M,kernel=k guest=b,cores=2,mem=2M,kernel=k").unwrap();
+        assert_eq!(cfg.console_guest(), Some(0));
+        let cfg =
+            parse("console=b guest=a,cores=1,mem=2M,kernel=k guest=b,cores=2,mem=2M,kernel=k")
+                .unwrap();
+        assert_eq!(cfg.console_guest(), Some(1));
+        let cfg = parse("console=z guest=a,cores=1,mem=2M,kernel=k").unwrap();
+        assert_eq!(
+            validate(&cfg, 4, |_| true),
+            Err(ConfigError::NoConsoleGuest("z"))
+        );
+        assert_eq!(parse("").unwrap().console_guest(), None);
     }
 
     #[test]

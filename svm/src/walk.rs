@@ -142,7 +142,11 @@ fn walk<M: GuestMemory + ?Sized>(
     }
     // 5-level paging (CR4.LA57, APM vol. 2 5.3.1): one more table level and 57-bit addresses.
     let five_level = cr4 & CR4_LA57 != 0;
-    let canonical = if five_level { is_canonical_57(gva.0) } else { is_canonical_48(gva.0) };
+    let canonical = if five_level {
+        is_canonical_57(gva.0)
+    } else {
+        is_canonical_48(gva.0)
+    };
     if !canonical {
         return Err(WalkFault::NonCanonical);
     }
@@ -289,15 +293,24 @@ mod tests {
         m.poke(0x5000, 0x1000 | P | W | U);
         m.poke(0x5000 + 0x100 * 8, 0x1000 | P | W | U);
         let cr4 = CR4 | CR4_LA57;
-        assert_eq!(walk_guest(0x5000, CR0, cr4, EFER, Gva(0x40_0123), &m), Ok(Gpa(0x9_9123)));
+        assert_eq!(
+            walk_guest(0x5000, CR0, cr4, EFER, Gva(0x40_0123), &m),
+            Ok(Gpa(0x9_9123))
+        );
         assert_eq!(
             walk_guest(0x5000, CR0, cr4, EFER, Gva(0xFF00_0000_0040_0123), &m),
             Ok(Gpa(0x9_9123))
         );
         // Not present in the PML5.
-        assert_eq!(walk_guest(0x5000, CR0, cr4, EFER, Gva(0x0001_0000_0000_0000), &m), pf(0));
+        assert_eq!(
+            walk_guest(0x5000, CR0, cr4, EFER, Gva(0x0001_0000_0000_0000), &m),
+            pf(0)
+        );
         // 48-bit canonical but 57-bit checks differ: 0x0000_8000_0000_0000 is fine with LA57.
-        assert_eq!(walk_guest(0x5000, CR0, cr4, EFER, Gva(0x0000_8000_0000_0000), &m), pf(0));
+        assert_eq!(
+            walk_guest(0x5000, CR0, cr4, EFER, Gva(0x0000_8000_0000_0000), &m),
+            pf(0)
+        );
     }
 
     #[test]
@@ -394,7 +407,14 @@ mod tests {
             Err(WalkFault::UnsupportedMode)
         );
         assert_eq!(
-            walk_guest(0x1000, CR0, CR4 | CR4_LA57, EFER, Gva(0x0100_0000_0000_0000), &m),
+            walk_guest(
+                0x1000,
+                CR0,
+                CR4 | CR4_LA57,
+                EFER,
+                Gva(0x0100_0000_0000_0000),
+                &m
+            ),
             Err(WalkFault::NonCanonical)
         );
         // Page tables at an unbacked GPA.

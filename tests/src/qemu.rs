@@ -101,6 +101,8 @@ pub struct Qemu {
     args: Vec<String>,
     timeout: Duration,
     expect: Expected,
+    /// Text typed on the serial console once the serial log shows a marker: `(marker, text)`.
+    serial_input: Option<(String, String)>,
 }
 
 impl Default for Qemu {
@@ -123,7 +125,15 @@ impl Qemu {
             args: Vec::new(),
             timeout: Duration::from_secs(60),
             expect: Expected::Clean,
+            serial_input: None,
         }
+    }
+
+    /// Types `text` on the serial console as soon as a serial line contains `marker` (typing
+    /// earlier would race with the guest's driver, which clears its receive FIFO while it starts).
+    pub fn type_after(mut self, marker: &str, text: &str) -> Self {
+        self.serial_input = Some((marker.into(), text.into()));
+        self
     }
 
     pub fn smp(mut self, n: u32) -> Self {
@@ -187,14 +197,27 @@ impl Qemu {
             format!("{}M", self.memory_mb),
         ];
         match serial {
-            SerialOut::File(log) => a.extend([
-                "-display".into(),
-                "none".into(),
-                "-monitor".into(),
-                "none".into(),
-                "-serial".into(),
-                format!("file:{}", log.display()),
-            ]),
+            SerialOut::File(log) => {
+                a.extend([
+                    "-display".into(),
+                    "none".into(),
+                    "-monitor".into(),
+                    "none".into(),
+                ]);
+                match &self.serial_input {
+                    None => a.extend(["-serial".into(), format!("file:{}", log.display())]),
+                    Some(_) => a.extend([
+                        "-chardev".into(),
+                        format!(
+                            "file,id=serial0,path={},input-path={}",
+                            log.display(),
+                            serial_fifo(log).display()
+                        ),
+                        "-serial".into(),
+                        "chardev:serial0".into(),
+                    ]),
+                }
+            }
             SerialOut::Stdio => a.push("-nographic".into()),
         }
         a.extend([
@@ -306,6 +329,17 @@ impl Qemu {
             .try_clone()
             .unwrap_or_else(|e| panic!("cloning a file handle: {e}"));
 
+        let typist = self.serial_input.clone().map(|(marker, text)| {
+            let fifo = serial_fifo(&log_path);
+            let _ = fs::remove_file(&fifo);
+            let made = Command::new("mkfifo").arg(&fifo).status();
+            assert!(
+                made.is_ok_and(|s| s.success()),
+                "mkfifo {} failed",
+                fifo.display()
+            );
+            Typist::start(fifo, log_path.clone(), marker, text)
+        });
         let start = Instant::now();
         let mut child = Command::new("qemu-system-x86_64")
             .args(&args)
@@ -331,6 +365,9 @@ impl Qemu {
             }
         };
         let elapsed = start.elapsed();
+        if let Some(t) = typist {
+            t.finish();
+        }
         let serial = fs::read(&log_path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
@@ -463,6 +500,54 @@ impl Run {
     /// How often `substring` occurs in the serial output (non-overlapping).
     pub fn count(&self, substring: &str) -> usize {
         self.serial.matches(substring).count()
+    }
+}
+
+/// The FIFO QEMU reads serial input from, beside the serial log.
+fn serial_fifo(log: &Path) -> PathBuf {
+    log.with_extension("input.fifo")
+}
+
+/// Writes text into the serial input FIFO once the serial log shows a marker.
+struct Typist {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Typist {
+    fn start(fifo: PathBuf, log: PathBuf, marker: String, text: String) -> Typist {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::sync::atomic::Ordering;
+        /// O_NONBLOCK on Linux: opening a FIFO for writing fails (ENXIO) instead of blocking
+        /// while QEMU has not opened it yet, so this thread can always be stopped.
+        const O_NONBLOCK: i32 = 0o4000;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
+        let thread = thread::spawn(move || {
+            let mut writer = None;
+            let mut typed = false;
+            while !stop.load(Ordering::SeqCst) {
+                if writer.is_none() {
+                    writer = fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(O_NONBLOCK)
+                        .open(&fifo)
+                        .ok();
+                }
+                let seen = fs::read_to_string(&log).is_ok_and(|s| s.contains(&marker));
+                if let (false, true, Some(w)) = (typed, seen, writer.as_mut()) {
+                    let _ = std::io::Write::write_all(w, text.as_bytes());
+                    typed = true;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Typist { done, thread }
+    }
+
+    fn finish(self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.thread.join();
     }
 }
 

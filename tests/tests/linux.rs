@@ -275,3 +275,19 @@ fn two_linux_guests_side_by_side() {
     );
     run.assert_line("didvisor: all guests ended");
 }
+
+/// What is typed on the hypervisor's console reaches the console guest's serial port (and its
+/// interrupt), and the guest's answer comes back out.
+#[test]
+fn console_input_reaches_the_guest() {
+    let guest =
+        linux_guest("lin", "1", "direct", None).replace("quiet", "quiet didvisor.test=input");
+    let run = boot(2, &[guest])
+        .type_after(
+            "didvisor-guest: interrupts-end",
+            "typed-on-the-console 42\n",
+        )
+        .run("console_input");
+    check_guest(&run, "lin", 100_000);
+    run.assert_line("[lin] didvisor-guest: input typed-on-the-console 42");
+}

@@ -650,13 +650,16 @@ fn linux_qemu(args: &[String]) -> Result {
 }
 
 fn test() -> Result {
-    banner("test [1/4]: host packages");
+    banner("test [1/5]: host packages");
     deps::deps()?;
-    banner("test [2/4]: boot images");
+    banner("test [2/5]: boot images");
     build()?;
-    banner("test [3/4]: host unit tests (cargo test --workspace --exclude tests)");
+    banner("test [3/5]: formatting and lints (cargo fmt --check, cargo xtask clippy)");
+    run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    clippy()?;
+    banner("test [4/5]: host unit tests (cargo test --workspace --exclude tests)");
     run_cmd(cargo().args(["test", "--workspace", "--exclude", "tests"]))?;
-    banner("test [4/4]: QEMU integration tests (cargo test -p tests -- --test-threads=1)");
+    banner("test [5/5]: QEMU integration tests (cargo test -p tests -- --test-threads=1)");
     run_cmd(cargo().args(["test", "-p", "tests", "--", "--test-threads=1"]))?;
     banner("test: all passed");
     Ok(())

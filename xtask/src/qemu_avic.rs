@@ -26,7 +26,8 @@ use std::time::{Instant, SystemTime};
 
 use crate::{deps, fail, run_cmd, Result};
 
-/// Debian packages the QEMU build needs (besides a C toolchain the Rust build already needs).
+/// Debian packages the QEMU build needs (besides a C toolchain the Rust build already needs),
+/// and the firmware packages the binary runs with.
 pub const BUILD_PACKAGES: &[&str] = &[
     "ninja-build",
     "libglib2.0-dev",
@@ -41,10 +42,15 @@ pub const BUILD_PACKAGES: &[&str] = &[
     "make",
     "patch",
     "xz-utils",
+    // Run time: the firmware the binary finds through --firmwarepath.
+    "qemu-system-data",
+    "seabios",
+    "ipxe-qemu",
 ];
 
-/// The meson QEMU 10.0.2 pins in `pythondeps.toml` (`installed = "1.5.0"`).
-const MESON: &str = "meson==1.5.0";
+/// The `[meson]` group of QEMU 10.0.2's `pythondeps.toml` (its pinned `installed` versions);
+/// configure looks for them in the venv, since the `+ds` tarball has no `python/wheels/`.
+const PY_DEPS: &[&str] = &["meson==1.5.0", "pycotap==1.3.1"];
 
 /// Configure arguments (only what `qemu-system-x86_64` with TCG needs).
 const CONFIGURE_ARGS: &[&str] = &[
@@ -60,7 +66,38 @@ const CONFIGURE_ARGS: &[&str] = &[
     "--enable-tcg",
     "--enable-slirp",
     "--enable-fdt=system",
+    // The firmware (SeaBIOS, option ROMs) of Debian's own QEMU packages, as Debian's
+    // qemu-system-x86 is configured: the +ds tarball carries none. See `link_firmware`.
+    "--firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu",
 ];
+
+/// The directories of `--firmwarepath`.
+const FIRMWARE_DIRS: &[&str] = &[
+    "/usr/share/qemu",
+    "/usr/share/seabios",
+    "/usr/lib/ipxe/qemu",
+];
+
+/// A QEMU run from its build directory looks up every data path inside
+/// `build/qemu-bundle/` (util/cutils.c, `get_relocated_path`), so the configured firmware
+/// path becomes `build/qemu-bundle/usr/share/seabios` etc. Link those to the real
+/// directories. Idempotent; also run when the build is up to date.
+fn link_firmware(build: &Path) -> Result {
+    for dir in FIRMWARE_DIRS {
+        let link = build.join("qemu-bundle").join(dir.trim_start_matches('/'));
+        if fs::read_link(&link).is_ok_and(|t| t == Path::new(dir)) {
+            continue;
+        }
+        if let Some(parent) = link.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(dir, &link)
+            .map_err(|e| format!("linking {} to {dir}: {e}", link.display()))?;
+    }
+    Ok(())
+}
 
 /// The `+ds` tarball lacks the edk2 firmware blobs (`pc-bios/edk2-*.fd.bz2`) that QEMU's
 /// meson.build unpacks whenever bzip2 is installed and an x86 target is built; configure has
@@ -243,7 +280,7 @@ fn sha256_file(path: &Path) -> Result<String> {
 fn series_hash(src: &Source, patches: &[PathBuf]) -> Result<String> {
     let mut buf = Vec::new();
     buf.extend_from_slice(b"didvisor qemu-avic v1\n");
-    buf.extend_from_slice(format!("{}\n{MESON}\n{EDK2_FIXUP:?}\n", src.sha256).as_bytes());
+    buf.extend_from_slice(format!("{}\n{PY_DEPS:?}\n{EDK2_FIXUP:?}\n", src.sha256).as_bytes());
     for a in CONFIGURE_ARGS {
         buf.extend_from_slice(a.as_bytes());
         buf.push(0);
@@ -419,39 +456,40 @@ fn fetch_tarball(src: &Source, cache: &Path) -> Result<PathBuf> {
     Ok(tarball)
 }
 
-/// A venv in the cache with the meson QEMU 10 needs; returns its python.
+/// A venv in the cache with the Python packages QEMU's configure needs; returns its python.
 fn meson_venv(cache: &Path) -> Result<PathBuf> {
     let venv = cache.join("venv");
     let python = venv.join("bin").join("python3");
+    let marker = venv.join(".didvisor-pydeps");
+    let want = PY_DEPS.join(" ");
     let ok = Command::new(&python)
-        .args(["-c", "import mesonbuild.mesonmain"])
+        .args(["-c", "import mesonbuild.mesonmain, pycotap"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-        && fs::read_to_string(venv.join(".didvisor-meson"))
-            .ok()
-            .as_deref()
-            == Some(MESON);
+        && fs::read_to_string(&marker).ok().as_deref() == Some(want.as_str());
     if ok {
         return Ok(python);
     }
     println!(
-        "xtask: qemu-avic: creating {} with {MESON} (pip, PyPI)",
+        "xtask: qemu-avic: creating {} with {want} (pip, PyPI)",
         venv.display()
     );
     let _ = fs::remove_dir_all(&venv);
     run_cmd(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    run_cmd(Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        MESON,
-    ]))?;
-    fs::write(venv.join(".didvisor-meson"), MESON)
-        .map_err(|e| format!("writing venv marker: {e}"))?;
+    run_cmd(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PY_DEPS),
+    )?;
+    fs::write(&marker, want).map_err(|e| format!("writing venv marker: {e}"))?;
     Ok(python)
 }
 
@@ -480,7 +518,7 @@ fn prepare_source(
     println!("xtask: qemu-avic: unpacking {}", tarball.display());
     run_cmd(
         Command::new("tar")
-            .arg("-xJf")
+            .args(["--no-same-owner", "-xJf"])
             .arg(tarball)
             .arg("-C")
             .arg(&tmp)
@@ -599,15 +637,113 @@ fn jobs() -> String {
         .unwrap_or_else(|| "2".into())
 }
 
-/// `cargo xtask qemu-avic [--clean]`.
+const USAGE: &str = "\
+usage: cargo xtask qemu-avic [--clean]   build (or reuse) the patched qemu-system-x86_64
+       cargo xtask qemu-avic smoke       then boot build/didvisor-mb1.elf (from `cargo xtask
+                                         build`) with -cpu max, max,+avic and max,+avic,+x2avic
+                                         and check the CPUID bits the hypervisor reports";
+
+/// `cargo xtask qemu-avic [--clean | smoke]`.
 pub fn qemu_avic(args: &[String]) -> Result {
-    let mut clean = false;
-    for a in args {
-        match a.as_str() {
-            "--clean" => clean = true,
-            _ => return fail(format!("qemu-avic: unexpected argument `{a}`")),
+    match args {
+        [] => build(false),
+        [a] if a == "--clean" => build(true),
+        [a] if a == "smoke" => build(false).and_then(|_| smoke()),
+        [a, ..] => fail(format!("qemu-avic: unexpected argument `{a}`\n\n{USAGE}")),
+    }
+}
+
+/// The `svm:` line didvisor prints must say `avic <avic>, x2avic <x2avic>`.
+pub fn check_svm_line(serial: &str, avic: bool, x2avic: bool) -> std::result::Result<(), String> {
+    let yn = |b| if b { "yes" } else { "no" };
+    let line = serial
+        .lines()
+        .find(|l| l.starts_with("svm: revision"))
+        .ok_or("no `svm: revision ...` line on the serial console")?;
+    let want = format!("avic {}, x2avic {}", yn(avic), yn(x2avic));
+    if line.trim_end().ends_with(&want) {
+        Ok(())
+    } else {
+        Err(format!("expected `... {want}`, got `{line}`"))
+    }
+}
+
+/// Boots the hypervisor image under the patched QEMU and checks CPUID 8000_000A EDX bits 13
+/// and 18 as the hypervisor sees them; the guests must still end cleanly.
+fn smoke() -> Result {
+    let bin = binary();
+    let kernel = ::tests::kernel_mb1_elf();
+    let guest = ::tests::testguest();
+    for p in [&kernel, &guest] {
+        if !p.is_file() {
+            return fail(format!(
+                "{} missing: run `cargo xtask build` first",
+                p.display()
+            ));
         }
     }
+    let work = ::tests::target_dir().join("test-logs");
+    fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
+    let cases = [
+        ("max", false, false),
+        ("max,+avic", true, false),
+        ("max,+avic,+x2avic", true, true),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (cpu, avic, x2avic) in cases {
+        let log = work.join(format!(
+            "qemu-avic-smoke-{}.log",
+            cpu.replace([',', '+'], "_")
+        ));
+        let _ = fs::remove_file(&log);
+        let status = Command::new(&bin)
+            .args(["-machine", "q35", "-cpu", cpu, "-smp", "2", "-m", "512M"])
+            .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+            .arg("-serial")
+            .arg(format!("file:{}", log.display()))
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"])
+            .arg("-kernel")
+            .arg(&kernel)
+            .args([
+                "-append",
+                "debug-exit=0xf4 guest=a,cores=1,mem=16M,kernel=testguest",
+            ])
+            .arg("-initrd")
+            .arg(format!("{} testguest", guest.display()))
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        let serial = fs::read_to_string(&log).unwrap_or_default();
+        let verdict = check_svm_line(&serial, avic, x2avic).and_then(|_| match status.code() {
+            Some(33) => Ok(()),
+            Some(c) => Err(format!("QEMU exit {}", ::tests::describe_exit(c))),
+            None => Err(format!("QEMU killed: {status}")),
+        });
+        match verdict {
+            Ok(()) => {
+                passed += 1;
+                println!("xtask: qemu-avic smoke: -cpu {cpu}: ok");
+            }
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "xtask: qemu-avic smoke: -cpu {cpu}: FAILED: {e} (log {})",
+                    log.display()
+                );
+            }
+        }
+    }
+    println!("qemu-avic smoke: {passed} passed, {failed} failed");
+    if failed > 0 {
+        return fail(format!(
+            "qemu-avic smoke: {failed} of {} failed",
+            passed + failed
+        ));
+    }
+    Ok(())
+}
+
+fn build(clean: bool) -> Result {
     let started = Instant::now();
     let src_path = patch_dir().join("SOURCE");
     let src = parse_source(&String::from_utf8_lossy(&crate::read(&src_path)?))
@@ -623,6 +759,7 @@ pub fn qemu_avic(args: &[String]) -> Result {
         let _ = fs::remove_dir_all(cache.join(&src.top_dir));
     }
     if bin.is_file() && fs::read_to_string(build.join(STAMP)).ok().as_deref() == Some(&hash) {
+        link_firmware(&build)?;
         println!(
             "xtask: qemu-avic up to date (patch hash {hash}, {} patches)",
             patches.len()
@@ -673,6 +810,7 @@ pub fn qemu_avic(args: &[String]) -> Result {
             bin.display()
         ));
     }
+    link_firmware(&build)?;
     write_lines(&build.join(TOUCHED), &now)?;
     fs::write(build.join(STAMP), &hash).map_err(|e| format!("writing stamp: {e}"))?;
     println!(
@@ -731,6 +869,16 @@ mod tests {
              Components: main\n\
              Signed-By: /usr/share/keyrings/k.gpg\n"
         );
+    }
+
+    #[test]
+    fn svm_line() {
+        let serial = "boot\nsvm: revision 1, 16 asids, npt yes, nrips no, decode-assists no, \
+                      vmcb-clean no, flush-by-asid no, avic yes, x2avic no\nsvm: enabled\n";
+        assert!(check_svm_line(serial, true, false).is_ok());
+        assert!(check_svm_line(serial, true, true).is_err());
+        assert!(check_svm_line(serial, false, false).is_err());
+        assert!(check_svm_line("nothing\n", false, false).is_err());
     }
 
     #[test]

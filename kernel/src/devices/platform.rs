@@ -135,6 +135,11 @@ impl<const UART_OUT: usize, D: ConfigSpace> LegacyPlatform<UART_OUT, D> {
         Ok(self.effect())
     }
 
+    /// Whether the console UART is ready for input (see [`Uart::receiver_listening`]).
+    pub fn console_listening(&self) -> bool {
+        self.uart.receiver_listening()
+    }
+
     /// Moves bytes the guest wrote to its console into `buf`; returns how many.
     pub fn take_console_output(&mut self, buf: &mut [u8]) -> usize {
         self.uart.take_output(buf)

@@ -242,6 +242,13 @@ impl<const OUT: usize> Uart<OUT> {
         true
     }
 
+    /// Whether the guest's driver is listening: the received-data interrupt is enabled. Console
+    /// input is held back until then, because drivers clear the receive FIFO while they set the
+    /// port up (on hardware, characters typed that early are lost).
+    pub fn receiver_listening(&self) -> bool {
+        self.ier & ier::RX_DATA != 0 && !self.loopback()
+    }
+
     /// The level of the UART's interrupt line as the ISA bus sees it.
     pub fn irq_level(&self) -> bool {
         self.mcr & mcr::OUT2 != 0 && !self.loopback() && self.interrupt_source().is_some()

@@ -235,3 +235,14 @@ fn scratch_and_unimplemented_bits() {
     assert_eq!(u.read(COM1_BASE + 8, 1, 0), 0xFF);
     assert_eq!(u.read(SCR, 2, 0), 0xFFA5);
 }
+
+#[test]
+fn receiver_listens_only_with_the_data_interrupt_enabled() {
+    let mut u = Uart::<16>::new(COM1_BASE);
+    assert!(!u.receiver_listening());
+    u.write(COM1_BASE + 1, 1, 0x01, 0);
+    assert!(u.receiver_listening());
+    // Loopback: what the guest sends comes back, nothing from outside.
+    u.write(COM1_BASE + 4, 1, 0x10, 0);
+    assert!(!u.receiver_listening());
+}

@@ -168,7 +168,9 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     // The service core: drive the guests' device timers until every guest has ended, and once a
     // second look in on direct-mode vCPUs (see `Vm::watchdog`).
     let mut next_watch = timer::nanos() + WATCHDOG_PERIOD_NS;
+    let mut console = ConsoleInput::new(cfg.console_guest());
     while guest::ended_count() < cfg.guest_count() {
+        console.poll();
         let now = timer::nanos();
         let watch = now >= next_watch;
         if watch {
@@ -191,6 +193,40 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     }
     log::info!("didvisor: all guests ended");
     exit::success()
+}
+
+/// Moves what is typed on the hypervisor's console into one guest's serial port, holding a byte
+/// while that port's receiver is full.
+struct ConsoleInput {
+    guest: Option<usize>,
+    pending: Option<u8>,
+}
+
+impl ConsoleInput {
+    fn new(guest: Option<usize>) -> Self {
+        ConsoleInput {
+            guest,
+            pending: None,
+        }
+    }
+
+    fn poll(&mut self) {
+        let Some(index) = self.guest else { return };
+        let vm = guest::vm(index);
+        if vm.has_ended() {
+            return;
+        }
+        let Some(byte) = self.pending.take().or_else(serial::try_read) else {
+            return;
+        };
+        let pushed = vm.platform.legacy.lock().push_console_input(byte);
+        match pushed {
+            Ok(effect) => {
+                let _ = vm.platform.port_effect(effect);
+            }
+            Err(_) => self.pending = Some(byte),
+        }
+    }
 }
 
 /// How often the service core checks on direct-mode vCPUs.

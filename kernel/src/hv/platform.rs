@@ -101,6 +101,9 @@ pub struct VirtualPlatform {
     pub direct_ipis: AtomicU64,
     /// vCPUs halted with interrupts disabled for good.
     parked: AtomicU32,
+    /// When the legacy devices next need a tick (u64::MAX: none), so the service core's loop
+    /// does not take their lock (and slow down the vCPU's port accesses) for nothing.
+    next_tick: AtomicU64,
 }
 
 impl VirtualPlatform {
@@ -120,6 +123,7 @@ impl VirtualPlatform {
             device_irqs: AtomicU64::new(0),
             direct_ipis: AtomicU64::new(0),
             parked: AtomicU32::new(0),
+            next_tick: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -229,11 +233,26 @@ impl VirtualPlatform {
         }
     }
 
-    /// The service core's periodic work for this guest: device timers.
+    /// The service core's periodic work for this guest: device timers, when one is due.
     pub fn service_tick(&self, now: u64) {
-        let change = self.legacy.lock().tick(now);
+        if now < self.next_tick.load(Ordering::Acquire) {
+            return;
+        }
+        let change = {
+            let mut legacy = self.legacy.lock();
+            let change = legacy.tick(now);
+            self.note_deadline(&legacy);
+            change
+        };
         if let Some(change) = change {
             self.irq_change(change);
         }
+    }
+
+    /// Records when the devices next need a tick; call with the devices locked after any access
+    /// that may have reprogrammed a timer.
+    pub fn note_deadline(&self, legacy: &LegacyPlatform<CONSOLE_RING>) {
+        let deadline = legacy.next_timer_deadline().unwrap_or(u64::MAX);
+        self.next_tick.store(deadline, Ordering::Release);
     }
 }

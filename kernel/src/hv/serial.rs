@@ -24,7 +24,7 @@ impl Serial {
             (0, 0x01),
             (1, 0x00),
             (3, 0x03),
-            (2, 0xc7),
+            (2, 0xc1),
             (4, 0x03),
         ];
         for (reg, value) in regs {
@@ -41,6 +41,19 @@ impl Serial {
                 core::hint::spin_loop();
             }
             Port::<u8>::new(self.base).write(b);
+        }
+    }
+}
+
+impl Serial {
+    /// A byte typed on the console, if one is waiting (LSR bit 0, data ready).
+    fn try_read_byte(&mut self) -> Option<u8> {
+        // SAFETY: reading COM1's line status and receive buffer registers.
+        unsafe {
+            if Port::<u8>::new(self.base + 5).read() & 1 == 0 {
+                return None;
+            }
+            Some(Port::<u8>::new(self.base).read())
         }
     }
 }
@@ -68,6 +81,11 @@ pub fn print(args: fmt::Arguments) {
     x86_64::instructions::interrupts::without_interrupts(|| {
         let _ = CONSOLE.lock().write_fmt(args);
     });
+}
+
+/// Input from the hypervisor's console, polled by the service core.
+pub fn try_read() -> Option<u8> {
+    x86_64::instructions::interrupts::without_interrupts(|| CONSOLE.lock().try_read_byte())
 }
 
 /// Last-resort output for panics: does not wait for a lock another core may hold forever.

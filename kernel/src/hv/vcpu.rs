@@ -157,7 +157,7 @@ impl Vcpu {
             .store(x2apic::id(), Ordering::Release);
         if self.id != 0 {
             // Application processors wait, as real ones do, for INIT and a startup IPI.
-            match self.platform().vcpus[self.id as usize].wait_for_startup(&self.vm.ended_flag()) {
+            match self.platform().vcpus[self.id as usize].wait_for_startup(self.vm.ended_flag()) {
                 Some(vector) => self.enter_real_mode_at(vector),
                 None => {
                     println!(
@@ -405,7 +405,10 @@ impl Vcpu {
             }
             (IoDirection::Out, port) => {
                 let value = (self.vmcb().rax & mask) as u32;
-                platform.legacy.lock().port_write(port, io.size, value, now)
+                let mut legacy = platform.legacy.lock();
+                let effect = legacy.port_write(port, io.size, value, now);
+                platform.note_deadline(&legacy);
+                effect
             }
             (IoDirection::In, port) => {
                 let (value, effect) = platform.legacy.lock().port_read(port, io.size, now);
