@@ -213,3 +213,64 @@ mod tests {
         }
     }
 }
+
+/// Accesses that raised #GP, per MSR, so the end-of-guest report shows what the guest looked for.
+#[derive(Debug, Clone, Default)]
+pub struct UnknownMsrs {
+    entries: [(u32, u32, u32); UNKNOWN_MSR_SLOTS],
+    used: usize,
+    /// Faulting accesses to MSRs beyond the table.
+    pub untracked: u64,
+}
+
+pub const UNKNOWN_MSR_SLOTS: usize = 16;
+
+impl UnknownMsrs {
+    pub fn record(&mut self, msr: u32, write: bool) {
+        let slot = match self.entries[..self.used].iter().position(|e| e.0 == msr) {
+            Some(i) => i,
+            None if self.used < UNKNOWN_MSR_SLOTS => {
+                self.entries[self.used] = (msr, 0, 0);
+                self.used += 1;
+                self.used - 1
+            }
+            None => {
+                self.untracked += 1;
+                return;
+            }
+        };
+        let e = &mut self.entries[slot];
+        if write {
+            e.2 = e.2.saturating_add(1);
+        } else {
+            e.1 = e.1.saturating_add(1);
+        }
+    }
+
+    /// `(msr, reads, writes)` in the order first seen.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, u32, u32)> + '_ {
+        self.entries[..self.used].iter().copied()
+    }
+}
+
+#[cfg(test)]
+mod unknown_tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_msr_and_overflow() {
+        let mut u = UnknownMsrs::default();
+        u.record(0xc001_0114, false);
+        u.record(0xc001_0114, true);
+        u.record(0x1a0, false);
+        assert_eq!(
+            u.iter().collect::<Vec<_>>(),
+            [(0xc001_0114, 1, 1), (0x1a0, 1, 0)]
+        );
+        for m in 0..UNKNOWN_MSR_SLOTS as u32 {
+            u.record(0x1000 + m, false);
+        }
+        assert_eq!(u.iter().count(), UNKNOWN_MSR_SLOTS);
+        assert_eq!(u.untracked, 2);
+    }
+}

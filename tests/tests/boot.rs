@@ -133,6 +133,14 @@ fn bad_configuration_stops_before_any_guest() {
             "guest a: not enough free memory for 1024 MiB of guest RAM",
         ),
         ("colour=blue", "command line: unknown word `colour=blue`"),
+        (
+            "guest=a,cores=1,mem=16M,kernel=testguest,irq=avic",
+            "guest a: irq=avic needs SVM AVIC (CPUID 8000_000A EDX bit 13), which this CPU lacks",
+        ),
+        (
+            "console=zz guest=a,cores=1,mem=16M,kernel=testguest",
+            "command line: console=zz: no guest has that name",
+        ),
     ];
     for (i, (cmdline, message)) in cases.iter().enumerate() {
         let run = with_testguest(Boot::Multiboot1, 2, cmdline)

@@ -157,6 +157,18 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
                 platform::MAX_VCPUS
             ));
         }
+        if g.irq == didvisor::config::IrqMode::Avic {
+            if !avic::features::avic_supported(features.features.bits()) {
+                fatal(format_args!(
+                    "guest {}: irq=avic needs SVM AVIC (CPUID 8000_000A EDX bit 13), which this CPU lacks; use irq=direct or irq=emulated",
+                    g.name
+                ));
+            }
+            fatal(format_args!(
+                "guest {}: irq=avic is not implemented yet; use irq=direct or irq=emulated",
+                g.name
+            ));
+        }
         guest::build(index, g, boot)
             .unwrap_or_else(|e| fatal(format_args!("guest {}: {e}", g.name)));
     }

@@ -15,7 +15,7 @@ use didvisor::config::IrqMode;
 use didvisor::cpuid::{self, CpuidResult, VcpuView};
 use didvisor::guest_layout;
 use didvisor::inject::{self, Decision, GuestInterruptState};
-use didvisor::msr::{InjectGp, MsrFile, MsrWrite, VmcbMsrs};
+use didvisor::msr::{InjectGp, MsrFile, MsrWrite, UnknownMsrs, VmcbMsrs};
 use didvisor::stats::{ApicMsrExits, ExitStats};
 use svm::event::EventInj;
 use svm::exit::{ExitCode, IoDirection, IoioExit, MsrAccess, NpfExit};
@@ -45,6 +45,7 @@ pub struct Vcpu {
     host_state_pa: u64,
     regs: GuestRegs,
     msrs: MsrFile,
+    unknown_msrs: UnknownMsrs,
     stats: Stats,
     apic_exits: ApicMsrExits,
     /// Virtual interrupts injected at exits (emulated mode).
@@ -70,6 +71,7 @@ impl Vcpu {
             host_state_pa,
             regs: GuestRegs::default(),
             msrs: MsrFile::new(id == 0),
+            unknown_msrs: UnknownMsrs::default(),
             stats: Stats::new(),
             apic_exits: ApicMsrExits::default(),
             injected: 0,
@@ -196,6 +198,12 @@ impl Vcpu {
             x2apic::quiesce();
         }
         let slot = &self.platform().vcpus[self.id as usize];
+        for (msr, reads, writes) in self.unknown_msrs.iter() {
+            println!(
+                "guest {}: vcpu {}: unknown MSR {msr:#x}: {reads} reads, {writes} writes (#GP)",
+                self.vm.config.name, self.id
+            );
+        }
         println!(
             "guest {}: vcpu {} exits:\n{}\n  {}\n  interrupts: {} sent to this vcpu by the hypervisor, {} injected at exits",
             self.vm.config.name,
@@ -505,6 +513,7 @@ impl Vcpu {
                 Next::Resume
             }
             Err(InjectGp) => {
+                self.unknown_msrs.record(msr, access == MsrAccess::Write);
                 log::debug!(
                     "guest {}: vcpu {}: {access:?} of MSR {msr:#x}: #GP",
                     self.vm.config.name,
