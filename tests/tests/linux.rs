@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tests::qemu::{Qemu, Run};
 
-/// Busy phase long enough for the guest to take over a thousand local timer interrupts.
-const LONG_SEQ: u32 = 1_000_000;
+/// Busy phase long enough for the guest to take thousands of local timer interrupts.
+const LONG_SEQ: u32 = 2_000_000;
 
 fn linux_guest(name: &str, cores: &str, irq: &str, seq: Option<u32>) -> String {
     let extra = seq
