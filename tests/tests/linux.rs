@@ -163,7 +163,7 @@ fn linux_one_vcpu_direct_takes_timer_interrupts_without_exits() {
     let report = check_guest(&run, "lin", LONG_SEQ);
     assert_eq!(report.nproc, 1);
     assert!(
-        report.local_timer >= 1000,
+        report.local_timer >= 2000,
         "only {} local timer interrupts",
         report.local_timer
     );
@@ -190,7 +190,7 @@ fn linux_one_vcpu_emulated_exits_for_each_interrupt() {
     let report = check_guest(&run, "lin", LONG_SEQ);
     assert_eq!(report.nproc, 1);
     assert!(
-        report.local_timer >= 1000,
+        report.local_timer >= 2000,
         "only {} local timer interrupts",
         report.local_timer
     );
