@@ -139,7 +139,7 @@ pub fn parse_one_line(text: &str) -> Option<Mirror> {
     fallback
 }
 
-fn find_mirror() -> std::result::Result<Mirror, String> {
+pub(crate) fn find_mirror() -> std::result::Result<Mirror, String> {
     if let Ok(text) = fs::read_to_string(DEB822_SOURCES) {
         if let Some(m) = parse_deb822(&text) {
             return Ok(m);
@@ -174,7 +174,7 @@ fn qemu_major() -> Option<u32> {
     parse_qemu_major(&String::from_utf8_lossy(&out.stdout))
 }
 
-fn installed(pkg: &str) -> bool {
+pub(crate) fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])
         .output()
@@ -194,9 +194,14 @@ pub(crate) fn is_root() -> bool {
 }
 
 pub(crate) fn apt(args: &[&str]) -> Result {
+    run_cmd(&mut apt_command(args))
+}
+
+/// `apt-get ARGS` without questions.
+pub(crate) fn apt_command(args: &[&str]) -> Command {
     let mut c = Command::new("apt-get");
     c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-    run_cmd(&mut c)
+    c
 }
 
 /// Installs what is missing, then fetches the guest kernel (see `linux::fetch_kernel`).

@@ -111,8 +111,6 @@ const EDK2_FIXUP: (&str, &str, &str) = (
 );
 
 const SRC_SOURCES: &str = "/etc/apt/sources.list.d/didvisor-backports-src.sources";
-const DEB822_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
-const ONE_LINE_SOURCES: &str = "/etc/apt/sources.list";
 
 const STAMP: &str = ".didvisor-stamp";
 const TOUCHED: &str = ".didvisor-patched-files";
@@ -293,41 +291,16 @@ fn series_hash(src: &Source, patches: &[PathBuf]) -> Result<String> {
     Ok(sha256_of(&buf)?[..16].to_string())
 }
 
-fn installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).ends_with(" installed"))
-        .unwrap_or(false)
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|u| u.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn apt(args: &[&str]) -> Command {
-    let mut c = Command::new("apt-get");
-    c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-    c
-}
-
 fn install_build_packages() -> Result {
     let missing: Vec<&str> = BUILD_PACKAGES
         .iter()
         .copied()
-        .filter(|p| !installed(p))
+        .filter(|p| !deps::installed(p))
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    if !is_root() {
+    if !deps::is_root() {
         return fail(format!(
             "qemu-avic: missing build packages and not root; run as root:\n    \
              apt-get install -y --no-install-recommends {}",
@@ -337,15 +310,19 @@ fn install_build_packages() -> Result {
     println!("xtask: qemu-avic: installing {}", missing.join(" "));
     let mut args = vec!["install", "-y", "--no-install-recommends"];
     args.extend(&missing);
-    run_cmd(&mut apt(&args)).or_else(|e| {
+    run_cmd(&mut deps::apt_command(&args)).or_else(|e| {
         println!(
             "xtask: qemu-avic: install failed ({}); apt-get update and retry",
             e.msg
         );
-        run_cmd(&mut apt(&["update"]))?;
-        run_cmd(&mut apt(&args))
+        run_cmd(&mut deps::apt_command(&["update"]))?;
+        run_cmd(&mut deps::apt_command(&args))
     })?;
-    let still: Vec<&str> = missing.iter().copied().filter(|p| !installed(p)).collect();
+    let still: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|p| !deps::installed(p))
+        .collect();
     if !still.is_empty() {
         return fail(format!("still not installed: {}", still.join(" ")));
     }
@@ -353,24 +330,12 @@ fn install_build_packages() -> Result {
 }
 
 fn find_mirror() -> Result<deps::Mirror> {
-    if let Some(m) = fs::read_to_string(DEB822_SOURCES)
-        .ok()
-        .and_then(|t| deps::parse_deb822(&t))
-    {
-        return Ok(m);
-    }
-    if let Some(m) = fs::read_to_string(ONE_LINE_SOURCES)
-        .ok()
-        .and_then(|t| deps::parse_one_line(&t))
-    {
-        return Ok(m);
-    }
-    fail(format!(
-        "qemu-avic: cannot find the Debian mirror in {DEB822_SOURCES} or {ONE_LINE_SOURCES}; \
-         add a deb-src entry for bookworm-backports by hand, or put the tarball into {} \
-         yourself",
-        cache_dir().display()
-    ))
+    deps::find_mirror().or_else(|e| {
+        fail(format!(
+            "qemu-avic: {e}; or put the tarball into {} yourself",
+            cache_dir().display()
+        ))
+    })
 }
 
 /// Makes sure `cache/<tarball>` exists and has the recorded sha256.
@@ -391,7 +356,7 @@ fn fetch_tarball(src: &Source, cache: &Path) -> Result<PathBuf> {
     let m = find_mirror()?;
     let text = render_src_sources(&m);
     if fs::read_to_string(SRC_SOURCES).ok().as_deref() != Some(text.as_str()) {
-        if !is_root() {
+        if !deps::is_root() {
             return fail(format!(
                 "qemu-avic: need a deb-src entry for {} to fetch {}; run as root, or put the \
                  tarball (sha256 {}) into {}",
@@ -407,7 +372,7 @@ fn fetch_tarball(src: &Source, cache: &Path) -> Result<PathBuf> {
         );
         fs::write(SRC_SOURCES, text).map_err(|e| format!("writing {SRC_SOURCES}: {e}"))?;
         println!("xtask: qemu-avic: apt-get update");
-        run_cmd(&mut apt(&["update"]))?;
+        run_cmd(&mut deps::apt_command(&["update"]))?;
     }
     let dl = cache.join("download");
     let _ = fs::remove_dir_all(&dl);
@@ -417,7 +382,7 @@ fn fetch_tarball(src: &Source, cache: &Path) -> Result<PathBuf> {
          used; a failure on the .dsc/.debian.tar is expected)",
         src.apt_suite, src.apt_package
     );
-    let status = apt(&[
+    let status = deps::apt_command(&[
         "source",
         "--download-only",
         "-t",
