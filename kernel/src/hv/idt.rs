@@ -1,5 +1,5 @@
-//! The host's interrupt descriptor table (AMD APM vol. 2, 8.2 and 4.8.4 for the gate format). Host
-//! code runs with interrupts disabled, so only exceptions and NMIs arrive here: an exception in the
+//! The host's interrupt descriptor tables, one per core copied from one template (AMD APM vol. 2,
+//! 8.2 and 4.8.4 for the gate format). Host code runs with interrupts disabled, so only exceptions and NMIs arrive here: an exception in the
 //! hypervisor is a bug and stops the machine with the faulting state printed; an NMI is counted.
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -117,13 +117,26 @@ pub fn init() {
     }
 }
 
-/// Loads the shared IDT on this core.
+/// Gives this core its own copy of the IDT (built once by `init`) and loads it, so a core's
+/// handlers can later differ (e.g. NMI handling per core role) without touching the others.
 pub fn load() {
-    let ptr = x86_64::structures::DescriptorTablePointer {
-        limit: (core::mem::size_of::<Idt>() - 1) as u16,
-        base: x86_64::VirtAddr::new(core::ptr::addr_of!(IDT) as u64),
+    let size = core::mem::size_of::<Idt>() as u64;
+    let copy = super::memory::alloc_zeroed(size, 4096);
+    // SAFETY: `copy` is a fresh page of exactly one IDT's size owned by this core; the template
+    // is complete (init ran on the bootstrap processor before any core loads an IDT) and is
+    // never written again.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            core::ptr::addr_of!(IDT) as *const u8,
+            copy as *mut u8,
+            size as usize,
+        )
     };
-    // SAFETY: the table is fully built by `init` and never moves.
+    let ptr = x86_64::structures::DescriptorTablePointer {
+        limit: (size - 1) as u16,
+        base: x86_64::VirtAddr::new(copy),
+    };
+    // SAFETY: the copy is a complete IDT in memory that stays allocated to this core forever.
     unsafe { x86_64::instructions::tables::lidt(&ptr) };
 }
 
