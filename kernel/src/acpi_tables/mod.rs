@@ -1,7 +1,8 @@
 //! The guest's ACPI tables, built by the hypervisor in place of firmware (ACPI 6.5): RSDP
-//! (§5.2.5), XSDT (§5.2.8), FADT (§5.2.9) with its FACS (§5.2.10), DSDT (§5.2.11.1) holding only
-//! `\_S5_`, MADT (§5.2.12) with x2APIC, IOAPIC and interrupt-override entries, and optionally an
-//! MCFG (PCI Firmware spec 3.3 §4.1.2).
+//! (§5.2.5), XSDT (§5.2.8), FADT (§5.2.9) with its FACS (§5.2.10), DSDT (§5.2.11.1) holding
+//! `\_S5_` and, if the guest has PCI functions, the PCI host bridge `\_SB.PCI0` ([`pci_root`]),
+//! MADT (§5.2.12) with x2APIC, IOAPIC and interrupt-override entries, and optionally an MCFG (PCI
+//! Firmware spec 3.3 §4.1.2).
 //!
 //! [`write_acpi_tables`] lays them out in one byte slice that becomes guest memory at a given
 //! guest-physical address (normally [`crate::linux::ACPI_TABLES_GPA`], 0xE0000, inside the BIOS
@@ -21,8 +22,12 @@
 pub mod aml;
 pub mod fadt;
 pub mod madt;
+pub mod pci_root;
+pub mod resource;
 pub mod root;
 mod table;
+
+pub use pci_root::PciRootConfig;
 
 use core::fmt;
 use core::mem::size_of;
@@ -50,6 +55,9 @@ pub struct GuestPlatform<'a> {
     pub rtc: bool,
     /// The PCIe ECAM window, if the guest gets one (then an MCFG is written).
     pub ecam: Option<EcamWindow>,
+    /// The PCI host bridge `\_SB.PCI0` with its windows, if the guest gets PCI functions. Without
+    /// it Linux does not scan PCI at all.
+    pub pci_root: Option<PciRootConfig>,
 }
 
 /// One IOAPIC (MADT type 1).
@@ -111,7 +119,7 @@ pub const SCI_IRQ: u8 = 9;
 
 impl<'a> GuestPlatform<'a> {
     /// The standard guest platform with the given vCPUs: IOAPIC, PM ports 0x600/0x604/0x608,
-    /// SCI on IRQ 9, the standard overrides, an RTC, no ECAM.
+    /// SCI on IRQ 9, the standard overrides, an RTC, no ECAM, no PCI host bridge.
     pub const fn standard(vcpu_apic_ids: &'a [u32]) -> Self {
         Self {
             vcpu_apic_ids,
@@ -123,6 +131,16 @@ impl<'a> GuestPlatform<'a> {
             isa_overrides: &STANDARD_ISA_OVERRIDES,
             rtc: true,
             ecam: None,
+            pci_root: None,
+        }
+    }
+
+    /// This platform with the PCI host bridge `\_SB.PCI0` in the DSDT, so that the guest scans
+    /// bus 0 and finds its functions (see [`PciRootConfig`] for what the windows must avoid).
+    pub const fn with_pci_root(self, pci_root: PciRootConfig) -> Self {
+        Self {
+            pci_root: Some(pci_root),
+            ..self
         }
     }
 
@@ -149,6 +167,9 @@ impl<'a> GuestPlatform<'a> {
         }
         if self.ecam.is_some_and(|e| e.start_bus > e.end_bus) {
             return Err(AcpiError::BadEcam);
+        }
+        if let Some(pci_root) = &self.pci_root {
+            pci_root.check(self)?;
         }
         Ok(())
     }
@@ -182,6 +203,9 @@ pub enum AcpiError {
     OverridesWithoutIoApic,
     /// An ECAM window whose start bus is above its end bus.
     BadEcam,
+    /// A PCI memory window (given by its base) that is empty, wraps, lies on the wrong side of
+    /// 4 GiB, or overlaps the IOAPIC, the MSI range or the ECAM window.
+    BadPciWindow(u64),
     /// The base must be 64-byte aligned (for the FACS) and the tables must end below 4 GiB (the
     /// FADT also holds 32-bit pointers).
     BadBase(u64),
@@ -204,6 +228,9 @@ impl fmt::Display for AcpiError {
                 f.write_str("interrupt overrides given but no IOAPIC")
             }
             AcpiError::BadEcam => f.write_str("ECAM start bus above end bus"),
+            AcpiError::BadPciWindow(base) => {
+                write!(f, "PCI memory window at {base:#x} empty or misplaced")
+            }
             AcpiError::BadBase(gpa) => write!(f, "ACPI tables cannot be placed at {gpa:#x}"),
             AcpiError::NoRoom { needed, available } => {
                 write!(f, "ACPI tables need {needed} bytes, {available} available")
@@ -265,7 +292,8 @@ pub fn write_acpi_tables(
 ) -> Result<AcpiTables, AcpiError> {
     platform.check()?;
     let mut body = [0u8; root::DSDT_BODY_MAX];
-    let body_len = root::dsdt_body(&mut body).ok_or(AcpiError::Internal)?;
+    let body_len =
+        root::dsdt_body(&mut body, platform.pci_root.as_ref()).ok_or(AcpiError::Internal)?;
     let body = body.get(..body_len).ok_or(AcpiError::Internal)?;
     let dsdt_len = firmware::sdt::SDT_HEADER_LEN + body_len;
     let plan = Plan::new(platform, dsdt_len);

@@ -2,6 +2,7 @@
 //! the DSDT wrapper (§5.2.11.1). Layouts are the `firmware` crate's.
 
 use super::aml::Aml;
+use super::pci_root::{write_pci_root, PciRootConfig};
 use super::table::{Table, OEM_ID};
 use super::EcamWindow;
 use core::mem::{offset_of, size_of};
@@ -54,19 +55,24 @@ pub fn write_mcfg(t: &mut Table<'_>, ecam: &EcamWindow) {
     t.u8(at + offset_of!(McfgAllocation, end_bus), ecam.end_bus);
 }
 
-/// Largest DSDT body [`dsdt_body`] may produce.
-pub const DSDT_BODY_MAX: usize = 64;
+/// Largest DSDT body [`dsdt_body`] may produce: `\_S5_` takes 14 bytes, the PCI host bridge
+/// with both memory windows 200.
+pub const DSDT_BODY_MAX: usize = 320;
 
 /// SLP_TYP value of S5 (soft off) that the PM1a control register emulation must recognise
 /// together with SLP_EN (bit 13) as "power off".
 pub const SLP_TYP_S5: u64 = 5;
 
 /// The DSDT's AML: `Name(_S5_, Package(){5, 5, 0, 0})`, the sleep-type values Linux writes to
-/// PM1a/PM1b_CNT.SLP_TYP to power off (§7.4.2). Nothing else: the devices Linux needs (UART,
-/// PIT, IOAPIC) it finds at their legacy places or through the MADT. Returns the length.
-pub fn dsdt_body(buf: &mut [u8; DSDT_BODY_MAX]) -> Option<usize> {
+/// PM1a/PM1b_CNT.SLP_TYP to power off (§7.4.2), and the PCI host bridge if the guest has one.
+/// Nothing else: the devices Linux needs (UART, PIT, IOAPIC) it finds at their legacy places or
+/// through the MADT. Returns the length.
+pub fn dsdt_body(buf: &mut [u8; DSDT_BODY_MAX], pci_root: Option<&PciRootConfig>) -> Option<usize> {
     let mut aml = Aml::new(buf);
     aml.name_package(b"_S5_", &[SLP_TYP_S5, SLP_TYP_S5, 0, 0]);
+    if let Some(config) = pci_root {
+        write_pci_root(&mut aml, config)?;
+    }
     aml.finish()
 }
 

@@ -308,6 +308,14 @@ fn configuration_errors() {
         ..std
     };
     assert_eq!(check(&bad_ecam, BASE), Err(AcpiError::BadEcam));
+    let over_ioapic = std.with_pci_root(PciRootConfig {
+        mmio32: (0xFEC0_0000, 0x1000),
+        mmio64: None,
+    });
+    assert_eq!(
+        check(&over_ioapic, BASE),
+        Err(AcpiError::BadPciWindow(0xFEC0_0000))
+    );
     assert_eq!(
         check(&std, BASE + 0x10),
         Err(AcpiError::BadBase(BASE + 0x10))
@@ -338,4 +346,415 @@ fn configuration_errors() {
             BASE + 0x270
         )
     );
+}
+
+/// A guest with passed-through functions: BARs in 0xC0000000-0xFEBFFFFF and 512 GiB above 512 GiB.
+const PCI_ROOT: PciRootConfig = PciRootConfig {
+    mmio32: (0xC000_0000, 0x3EC0_0000),
+    mmio64: Some((0x80_0000_0000, 0x80_0000_0000)),
+};
+
+/// The DSDT (header and AML) of `platform`, read back through the `firmware` parser, which checks
+/// its length and checksum.
+fn dsdt_of(platform: &GuestPlatform<'_>) -> Vec<u8> {
+    let (mem, t) = build(platform);
+    let dsdt = Sdt::expect_at(&mem, t.dsdt_gpa, Signature(*b"DSDT")).unwrap();
+    assert_eq!(sum(dsdt.bytes()), 0);
+    assert_eq!(dsdt.header().revision, 2);
+    dsdt.bytes().to_vec()
+}
+
+/// A strict reader of the AML subset the encoder writes, written from §20.2 separately from
+/// it: every PkgLength must end exactly where its contents do, and anything unknown fails.
+mod aml_reader {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Obj {
+        Name(String, Value),
+        Scope(String, Vec<Obj>),
+        Device(String, Vec<Obj>),
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Value {
+        /// The integer and the opcode it was encoded with (0x00/0x01/0x0A/0x0B/0x0C/0x0E).
+        Int(u64, u8),
+        Str(String),
+        Buf(Vec<u8>),
+        Pkg(Vec<Value>),
+    }
+
+    pub struct Reader<'a> {
+        b: &'a [u8],
+        at: usize,
+    }
+
+    impl<'a> Reader<'a> {
+        pub fn new(b: &'a [u8]) -> Self {
+            Self { b, at: 0 }
+        }
+
+        fn byte(&mut self) -> u8 {
+            let v = self.b[self.at];
+            self.at += 1;
+            v
+        }
+
+        fn le(&mut self, n: usize) -> u64 {
+            let v = self.b[self.at..self.at + n]
+                .iter()
+                .rev()
+                .fold(0u64, |v, &b| v << 8 | u64::from(b));
+            self.at += n;
+            v
+        }
+
+        /// PkgLength (§20.2.4): returns where the package ends.
+        fn pkg_end(&mut self) -> usize {
+            let start = self.at;
+            let lead = self.byte();
+            let follow = usize::from(lead >> 6);
+            let len = if follow == 0 {
+                usize::from(lead & 0x3F)
+            } else {
+                assert_eq!(lead & 0x30, 0, "bits 5:4 of a multi-byte PkgLength are 0");
+                let mut len = usize::from(lead & 0x0F);
+                for i in 0..follow {
+                    len |= usize::from(self.byte()) << (4 + 8 * i);
+                }
+                len
+            };
+            let end = start + len;
+            assert!(
+                end <= self.b.len(),
+                "package at {start} runs past its parent"
+            );
+            end
+        }
+
+        fn name_seg(&mut self) -> String {
+            let seg = &self.b[self.at..self.at + 4];
+            assert!(
+                (seg[0].is_ascii_uppercase() || seg[0] == b'_')
+                    && seg[1..]
+                        .iter()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_'),
+                "bad NameSeg {seg:?}"
+            );
+            self.at += 4;
+            String::from_utf8(seg.to_vec()).unwrap()
+        }
+
+        /// NameString (§20.2.2) as ASL spells it with full segments: `\_SB_.PCI0`.
+        fn name_string(&mut self) -> String {
+            let mut s = String::new();
+            while matches!(self.b[self.at], b'\\' | b'^') {
+                s.push(char::from(self.byte()));
+            }
+            let count = match self.b[self.at] {
+                0x00 => {
+                    self.at += 1;
+                    0
+                }
+                0x2E => {
+                    self.at += 1;
+                    2
+                }
+                0x2F => {
+                    self.at += 1;
+                    usize::from(self.byte())
+                }
+                _ => 1,
+            };
+            let segs: Vec<String> = (0..count).map(|_| self.name_seg()).collect();
+            s + &segs.join(".")
+        }
+
+        fn value(&mut self) -> Value {
+            let op = self.byte();
+            match op {
+                0x00 => Value::Int(0, op),
+                0x01 => Value::Int(1, op),
+                0x0A => Value::Int(self.le(1), op),
+                0x0B => Value::Int(self.le(2), op),
+                0x0C => Value::Int(self.le(4), op),
+                0x0E => Value::Int(self.le(8), op),
+                0x0D => {
+                    let nul = self.b[self.at..].iter().position(|&c| c == 0).unwrap();
+                    let s = String::from_utf8(self.b[self.at..self.at + nul].to_vec()).unwrap();
+                    self.at += nul + 1;
+                    Value::Str(s)
+                }
+                0x11 => {
+                    let end = self.pkg_end();
+                    let Value::Int(size, _) = self.value() else {
+                        panic!("BufferSize is not an integer")
+                    };
+                    let bytes = self.b[self.at..end].to_vec();
+                    assert_eq!(
+                        bytes.len() as u64,
+                        size,
+                        "BufferSize = bytes in the package"
+                    );
+                    self.at = end;
+                    Value::Buf(bytes)
+                }
+                0x12 => {
+                    let end = self.pkg_end();
+                    let count = usize::from(self.byte());
+                    let mut elements = Vec::new();
+                    while self.at < end {
+                        elements.push(self.value());
+                    }
+                    assert_eq!(self.at, end, "package elements end with the package");
+                    assert_eq!(elements.len(), count, "NumElements");
+                    Value::Pkg(elements)
+                }
+                _ => panic!("unexpected data opcode {op:#x} at {}", self.at - 1),
+            }
+        }
+
+        /// A TermList that must end exactly at `end`.
+        pub fn term_list(&mut self, end: usize) -> Vec<Obj> {
+            let mut objs = Vec::new();
+            while self.at < end {
+                let op = self.byte();
+                objs.push(match op {
+                    0x08 => {
+                        let name = self.name_string();
+                        Obj::Name(name, self.value())
+                    }
+                    0x10 => {
+                        let end = self.pkg_end();
+                        let name = self.name_string();
+                        Obj::Scope(name, self.term_list(end))
+                    }
+                    0x5B if self.b[self.at] == 0x82 => {
+                        self.at += 1;
+                        let end = self.pkg_end();
+                        let name = self.name_string();
+                        Obj::Device(name, self.term_list(end))
+                    }
+                    _ => panic!("unexpected opcode {op:#x} at {}", self.at - 1),
+                });
+            }
+            assert_eq!(self.at, end, "term list overruns its package");
+            objs
+        }
+    }
+
+    /// One resource descriptor (§6.4): its tag byte and the bytes after its header.
+    pub fn resources(template: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < template.len() {
+            let tag = template[at];
+            let (header, len) = if tag & 0x80 == 0 {
+                (1, usize::from(tag & 7))
+            } else {
+                let len = u16::from_le_bytes([template[at + 1], template[at + 2]]);
+                (3, usize::from(len))
+            };
+            out.push((tag, template[at + header..at + header + len].to_vec()));
+            at += header + len;
+        }
+        assert_eq!(at, template.len(), "descriptors fill the template exactly");
+        out
+    }
+}
+
+#[test]
+fn dsdt_with_pci_root_parses_back() {
+    use aml_reader::{Obj, Reader, Value};
+    let platform = GuestPlatform::standard(&APIC_IDS).with_pci_root(PCI_ROOT);
+    let dsdt = dsdt_of(&platform);
+    let body = &dsdt[36..];
+    let objs = Reader::new(body).term_list(body.len());
+
+    let int = |v, op| Value::Int(v, op);
+    let [Obj::Name(s5, s5_value), Obj::Scope(sb, sb_objs)] = &objs[..] else {
+        panic!("DSDT holds {objs:?}");
+    };
+    assert_eq!(s5, "_S5_");
+    assert_eq!(
+        *s5_value,
+        Value::Pkg(vec![int(5, 0x0A), int(5, 0x0A), int(0, 0), int(0, 0)])
+    );
+    assert_eq!(sb, "\\_SB_");
+    let [Obj::Device(pci0, names)] = &sb_objs[..] else {
+        panic!("\\_SB holds {sb_objs:?}");
+    };
+    assert_eq!(pci0, "PCI0");
+    let named = |n: &str| {
+        names
+            .iter()
+            .find_map(|o| match o {
+                Obj::Name(name, v) if name == n => Some(v.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {n}"))
+    };
+    assert_eq!(names.len(), 7);
+    assert_eq!(named("_HID"), int(0x080A_D041, 0x0C), "EisaId(\"PNP0A08\")");
+    assert_eq!(named("_CID"), int(0x030A_D041, 0x0C), "EisaId(\"PNP0A03\")");
+    for n in ["_ADR", "_UID", "_SEG", "_BBN"] {
+        assert_eq!(named(n), int(0, 0x00), "{n}");
+    }
+    let Value::Buf(crs) = named("_CRS") else {
+        panic!("_CRS is no buffer");
+    };
+    assert_eq!(sum(&crs), 0, "the end tag's checksum covers the template");
+    let descriptors = aml_reader::resources(&crs);
+    let tags: Vec<u8> = descriptors.iter().map(|d| d.0).collect();
+    assert_eq!(tags, [0x88, 0x47, 0x88, 0x88, 0x87, 0x8A, 0x79]);
+    // Address descriptors: (type, general flags, type flags, min, max, length), fields `w` wide.
+    let address = |body: &[u8], w: usize| {
+        let field = |i: usize| {
+            let b = &body[3 + i * w..3 + (i + 1) * w];
+            b.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x))
+        };
+        assert_eq!(body.len(), 3 + 5 * w);
+        assert_eq!((field(0), field(3)), (0, 0), "granularity, translation");
+        assert_eq!(field(2) - field(1) + 1, field(4), "length = max - min + 1");
+        (body[0], body[1], body[2], field(1), field(2), field(4))
+    };
+    let d = &descriptors;
+    assert_eq!(address(&d[0].1, 2), (2, 0x0C, 0, 0, 0, 1), "bus 0..=0");
+    assert_eq!(
+        d[1].1,
+        [0x01, 0xF8, 0x0C, 0xF8, 0x0C, 0x01, 0x08],
+        "IO 0xCF8"
+    );
+    assert_eq!(address(&d[2].1, 2), (1, 0x0C, 3, 0, 0xCF7, 0xCF8));
+    assert_eq!(address(&d[3].1, 2), (1, 0x0C, 3, 0xD00, 0xFFFF, 0xF300));
+    assert_eq!(
+        address(&d[4].1, 4),
+        (0, 0x0C, 0x01, 0xC000_0000, 0xFEBF_FFFF, 0x3EC0_0000)
+    );
+    assert_eq!(
+        address(&d[5].1, 8),
+        (0, 0x0C, 0x03, 1 << 39, (1 << 40) - 1, 1 << 39)
+    );
+    assert_eq!(d[6].1.len(), 1, "end tag with its checksum byte");
+
+    // Without a 64-bit window there is no QWordMemory.
+    let platform = GuestPlatform::standard(&APIC_IDS).with_pci_root(PciRootConfig {
+        mmio64: None,
+        ..PCI_ROOT
+    });
+    let dsdt = dsdt_of(&platform);
+    assert_eq!(dsdt.len(), 36 + 14 + 200 - 46);
+}
+
+/// What iasl 20200925 compiles from the ASL in `pci_root`'s module documentation (with the
+/// windows of [`PCI_ROOT`]), from `Device (PCI0)` on: an independent encoder. iasl writes 0 as
+/// the end tag checksum, which means "none"; ours is a real one.
+#[rustfmt::skip]
+const IASL_PCI0: [u8; 192] = [
+    0x5b, 0x82, 0x4e, 0x0b, 0x50, 0x43, 0x49, 0x30, 0x08, 0x5f, 0x48, 0x49, 0x44, 0x0c, 0x41, 0xd0,
+    0x0a, 0x08, 0x08, 0x5f, 0x43, 0x49, 0x44, 0x0c, 0x41, 0xd0, 0x0a, 0x03, 0x08, 0x5f, 0x41, 0x44,
+    0x52, 0x00, 0x08, 0x5f, 0x55, 0x49, 0x44, 0x00, 0x08, 0x5f, 0x53, 0x45, 0x47, 0x00, 0x08, 0x5f,
+    0x42, 0x42, 0x4e, 0x00, 0x08, 0x5f, 0x43, 0x52, 0x53, 0x11, 0x46, 0x08, 0x0a, 0x82, 0x88, 0x0d,
+    0x00, 0x02, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x47, 0x01,
+    0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08, 0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0x00, 0x00, 0x00, 0x00,
+    0xf7, 0x0c, 0x00, 0x00, 0xf8, 0x0c, 0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0x00, 0x00, 0x00, 0x0d,
+    0xff, 0xff, 0x00, 0x00, 0x00, 0xf3, 0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0xc0, 0xff, 0xff, 0xbf, 0xfe, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x3e,
+    0x8a, 0x2b, 0x00, 0x00, 0x0c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x80, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00, 0x00, 0x79, 0x00,
+];
+
+#[test]
+fn pci0_bytes_match_what_iasl_compiles() {
+    let dsdt = dsdt_of(&GuestPlatform::standard(&APIC_IDS).with_pci_root(PCI_ROOT));
+    // Header, _S5_ (14 bytes), then Scope: 10, PkgLength (2 bytes), 5C "_SB_", the device.
+    let scope = &dsdt[36 + 14..];
+    assert_eq!(scope[0], 0x10);
+    // Scope content: 5 (name) + 192 (device) = 197; total 199 = 0xC7 -> 47 0C.
+    assert_eq!(&scope[1..8], [0x47, 0x0C, 0x5C, b'_', b'S', b'B', b'_']);
+    let device = &scope[8..];
+    assert_eq!(device.len(), IASL_PCI0.len());
+    assert_eq!(device[..191], IASL_PCI0[..191]);
+    assert_eq!((device[190], IASL_PCI0[191]), (0x79, 0));
+    assert_ne!(device[191], 0, "our end tag has a checksum");
+}
+
+/// Runs `iasl -d` on the DSDT if iasl (Debian package acpica-tools) is installed: the ACPICA
+/// disassembler must read it back without errors as the expected device and resources.
+#[test]
+fn iasl_disassembles_the_dsdt() {
+    use std::process::Command;
+    if Command::new("iasl").arg("-v").output().is_err() {
+        eprintln!("note: iasl not installed (apt-get install acpica-tools); check skipped");
+        return;
+    }
+    let dsdt = dsdt_of(&GuestPlatform::standard(&APIC_IDS).with_pci_root(PCI_ROOT));
+    let dir = std::env::temp_dir().join(format!("didvisor-dsdt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("dsdt.aml"), &dsdt).unwrap();
+    let out = Command::new("iasl")
+        .current_dir(&dir)
+        .args(["-d", "dsdt.aml"])
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let dsl = std::fs::read_to_string(dir.join("dsdt.dsl"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "iasl -d failed:\n{log}");
+    assert!(!log.contains("Error"), "{log}");
+    let dsl = dsl.unwrap();
+    // Compare without comments and whitespace, so that iasl's annotations and layout do not
+    // matter.
+    let mut code = String::new();
+    let mut rest = dsl.as_str();
+    while let Some(open) = rest.find("/*") {
+        code += &rest[..open];
+        let close = rest[open..].find("*/").expect("unterminated comment");
+        rest = &rest[open + close + 2..];
+    }
+    code += rest;
+    let squeezed: String = code
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .flat_map(|l| l.chars())
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    for expected in [
+        "DefinitionBlock (\"\", \"DSDT\", 2, \"DIDVSR\", \"DIDVISOR\", 0x00000001)",
+        "Name (_S5, Package (0x04) { 0x05, 0x05, Zero, Zero })",
+        "Scope (\\_SB) { Device (PCI0) {",
+        "Name (_HID, EisaId (\"PNP0A08\"))",
+        "Name (_CID, EisaId (\"PNP0A03\"))",
+        "Name (_ADR, Zero)",
+        "Name (_UID, Zero)",
+        "Name (_SEG, Zero)",
+        "Name (_BBN, Zero)",
+        "Name (_CRS, ResourceTemplate () {",
+        concat!(
+            "WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,",
+            "0x0000, 0x0000, 0x0000, 0x0000, 0x0001,"
+        ),
+        "IO (Decode16, 0x0CF8, 0x0CF8, 0x01, 0x08, )",
+        concat!(
+            "WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,",
+            "0x0000, 0x0000, 0x0CF7, 0x0000, 0x0CF8,"
+        ),
+        concat!(
+            "WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,",
+            "0x0000, 0x0D00, 0xFFFF, 0x0000, 0xF300,"
+        ),
+        concat!(
+            "DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,",
+            "0x00000000, 0xC0000000, 0xFEBFFFFF, 0x00000000, 0x3EC00000,"
+        ),
+        concat!(
+            "QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, Cacheable, ReadWrite,",
+            "0x0000000000000000, 0x0000008000000000, 0x000000FFFFFFFFFF,",
+            "0x0000000000000000, 0x0000008000000000,"
+        ),
+    ] {
+        let expected: String = expected.chars().filter(|c| !c.is_whitespace()).collect();
+        assert!(squeezed.contains(&expected), "iasl -d output lacks {expected:?}:\n{dsl}");
+    }
 }
