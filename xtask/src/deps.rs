@@ -17,6 +17,8 @@ pub const PACKAGES: &[&str] = &[
     "ovmf",
     "cpio",
     "busybox-static",
+    // iasl: an independent check that the guest's AML disassembles as intended (kernel tests).
+    "acpica-tools",
 ];
 
 /// The oldest QEMU major version the tests are written for.

@@ -32,7 +32,7 @@ usage: cargo xtask <command>
 
 commands:
   deps                 install missing host packages (QEMU >= 10 from bookworm-backports,
-                       GRUB BIOS+EFI, xorriso, mtools, OVMF, cpio, busybox-static), then fetch
+                       GRUB BIOS+EFI, xorriso, mtools, OVMF, cpio, busybox-static, acpica-tools), then fetch
                        the Debian 12 guest kernel (linux-image-<ver>, the release
                        `apt-cache depends linux-image-amd64` names) into the cache and stage
                        build/linux/vmlinuz, build/linux/modules/ (nvme, nvme-core and their
