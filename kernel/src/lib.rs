@@ -17,4 +17,6 @@ pub mod inject;
 pub mod irqchip;
 pub mod linux;
 pub mod msr;
+pub mod nvme;
+pub mod pci;
 pub mod stats;
