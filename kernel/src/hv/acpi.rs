@@ -23,6 +23,10 @@ impl firmware::PhysMem for FirmwareMemory {
 /// What the hypervisor learned about the machine.
 pub struct Platform {
     madt: firmware::Madt,
+    /// The first ECAM window (segment 0), if MCFG has one.
+    pub ecam: Option<super::pci_host::Ecam>,
+    /// The first AMD-Vi IOMMU, if IVRS describes one.
+    pub iommu: Option<super::iommu_hw::IommuDescription>,
 }
 
 impl Platform {
@@ -70,9 +74,17 @@ pub fn discover(boot: &BootInfo) -> Platform {
         );
     }
 
+    let mut ecam = None;
     match acpi.mcfg() {
         Ok(mcfg) => {
             for r in mcfg.regions() {
+                if r.segment == 0 && ecam.is_none() {
+                    ecam = Some(super::pci_host::Ecam {
+                        base: r.base,
+                        start_bus: r.start_bus,
+                        end_bus: r.end_bus,
+                    });
+                }
                 log::info!(
                     "acpi: mcfg: ecam {:#x} segment {} buses {}-{}",
                     r.base,
@@ -85,10 +97,17 @@ pub fn discover(boot: &BootInfo) -> Platform {
         Err(e) => log::info!("acpi: mcfg: {e}: no PCIe ECAM; PCI devices cannot be passed through"),
     }
 
+    let mut iommu = None;
     match acpi.find_table(Signature::IVRS) {
         Ok(table) => match iommu::Ivrs::from_sdt(&table) {
             Ok(ivrs) => {
                 for (i, unit) in ivrs.iommus().enumerate() {
+                    if i == 0 {
+                        iommu = Some(super::iommu_hw::IommuDescription {
+                            mmio_base: unit.mmio_base,
+                            control: iommu::Control::from_ivhd_flags(unit.flags),
+                        });
+                    }
                     log::info!("iommu {i}: {}", unit.summary());
                 }
             }
@@ -98,5 +117,5 @@ pub fn discover(boot: &BootInfo) -> Platform {
             "acpi: ivrs: {e}: no AMD-Vi IOMMU, so no DMA isolation and no device passthrough"
         ),
     }
-    Platform { madt }
+    Platform { madt, ecam, iommu }
 }

@@ -7,7 +7,9 @@ pub mod cpu;
 pub mod exit;
 pub mod guest;
 pub mod idt;
+pub mod iommu_hw;
 pub mod memory;
+pub mod pci_host;
 pub mod platform;
 pub mod serial;
 pub mod smp;
@@ -140,6 +142,16 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     if enabled as usize != cpus.len {
         fatal(format_args!("svm: not every cpu enabled SVM"));
     }
+    if let Some(ecam) = &platform.ecam {
+        pci_host::list(ecam);
+    }
+    if let Some(desc) = platform.iommu {
+        if let Err(e) = iommu_hw::init(desc) {
+            log::error!(
+                "iommu: bring-up failed ({e:?}): no DMA isolation, so no device passthrough"
+            );
+        }
+    }
     log::info!("memory: {} MiB free for guests", memory::free_bytes() >> 20);
 
     if cfg.guest_count() == 0 {
@@ -187,6 +199,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         let watch = now >= next_watch;
         if watch {
             next_watch = now + WATCHDOG_PERIOD_NS;
+            iommu_hw::poll_events();
         }
         for index in 0..cfg.guest_count() {
             let vm = guest::vm(index);

@@ -1,0 +1,101 @@
+//! The AMD-Vi IOMMUs found in IVRS, brought up with every device blocked (no DMA, no interrupts),
+//! then opened device by device: the hypervisor's own NVMe PF for its admin DMA, and each
+//! passed-through VF onto exactly its guest's memory. The register and table logic is the `iommu`
+//! crate's; here are the memory, the MMIO window and the lock.
+
+use super::memory;
+use crate::println;
+use iommu::driver::{Config, Iommu};
+use iommu::mem::{FrameSource, Hpa, PhysAccess};
+use iommu::{Control, IrteFormat, Mmio};
+use spin::{Mutex, Once};
+
+/// The IOMMU's register block, identity-mapped (16 KiB; the event/command pointers are at 0x2000).
+pub struct Registers {
+    base: u64,
+}
+
+impl Mmio for Registers {
+    fn read64(&self, offset: usize) -> u64 {
+        // SAFETY: a register inside the IOMMU's MMIO block that IVRS names; reads have no side
+        // effects.
+        unsafe { core::ptr::read_volatile((self.base + offset as u64) as *const u64) }
+    }
+
+    fn write64(&mut self, offset: usize, value: u64) {
+        // SAFETY: a register inside the IOMMU's MMIO block; only the iommu driver writes here.
+        unsafe { core::ptr::write_volatile((self.base + offset as u64) as *mut u64, value) };
+    }
+}
+
+/// Tables, rings and page tables through the identity map; new frames from the hypervisor's
+/// allocator.
+pub struct HostMemory;
+
+impl PhysAccess for HostMemory {
+    fn read_u64(&self, pa: Hpa) -> u64 {
+        // SAFETY: an aligned word of a structure the hypervisor allocated for the IOMMU.
+        unsafe { core::ptr::read_volatile(pa.0 as *const u64) }
+    }
+
+    fn write_u64(&mut self, pa: Hpa, value: u64) {
+        // SAFETY: as above; the IOMMU reads these structures, the hypervisor writes them.
+        unsafe { core::ptr::write_volatile(pa.0 as *mut u64, value) };
+    }
+}
+
+impl FrameSource for HostMemory {
+    fn alloc_frame(&mut self) -> Option<Hpa> {
+        memory::try_alloc_zeroed(4096, 4096, memory::MAPPED_LIMIT).map(Hpa)
+    }
+}
+
+pub static IOMMU: Once<Mutex<Iommu<Registers>>> = Once::new();
+
+/// What IVRS said about the first IOMMU.
+#[derive(Clone, Copy, Debug)]
+pub struct IommuDescription {
+    pub mmio_base: u64,
+    pub control: Control,
+}
+
+/// Brings up the IOMMU with all devices blocked. The caller reports failure.
+pub fn init(desc: IommuDescription) -> Result<(), iommu::driver::DriverError> {
+    let device_table_pages = 512; // every requester id: 64 Ki entries of 32 bytes
+    let config = Config {
+        device_table: Hpa(memory::alloc_zeroed(device_table_pages * 4096, 4096)),
+        device_table_pages,
+        command_buffer: Hpa(memory::alloc_zeroed(4096, 4096)),
+        command_log2: 8,
+        event_log: Hpa(memory::alloc_zeroed(4096, 4096)),
+        event_log2: 8,
+        semaphore: Hpa(memory::alloc_zeroed(4096, 4096)),
+        irte_format: IrteFormat::Bits128,
+        x2apic: true,
+        control: desc.control,
+        spins: 50_000_000,
+    };
+    let unit = Iommu::init(
+        Registers {
+            base: desc.mmio_base,
+        },
+        &mut HostMemory,
+        &config,
+    )?;
+    println!(
+        "iommu: enabled at {:#x}: all devices blocked, 128-bit IRTEs with x2APIC destinations",
+        desc.mmio_base
+    );
+    IOMMU.call_once(|| Mutex::new(unit));
+    Ok(())
+}
+
+/// Prints what the IOMMUs logged since the last call (QEMU's emulation never writes the log).
+pub fn poll_events() {
+    if let Some(unit) = IOMMU.get() {
+        let mut unit = unit.lock();
+        let _ = unit.poll_events(&mut HostMemory, &mut |event| {
+            println!("iommu: event: {event}")
+        });
+    }
+}

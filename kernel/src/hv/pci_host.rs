@@ -1,0 +1,62 @@
+//! The host's PCI configuration space through ECAM (the window MCFG names), and the boot-time
+//! listing of what is there.
+
+use crate::println;
+use didvisor::pci::{self, Bdf, ConfigAccess};
+
+/// One ECAM window (PCIe 4.0 §7.2.2), identity-mapped like all physical memory below 64 GiB.
+#[derive(Clone, Copy, Debug)]
+pub struct Ecam {
+    pub base: u64,
+    pub start_bus: u8,
+    pub end_bus: u8,
+}
+
+impl Ecam {
+    fn address(&self, bdf: Bdf, offset: u16) -> Option<u64> {
+        if bdf.bus() < self.start_bus
+            || bdf.bus() > self.end_bus
+            || offset >= pci::CONFIG_SPACE_SIZE
+        {
+            return None;
+        }
+        let relative = Bdf::new(bdf.bus() - self.start_bus, bdf.device(), bdf.function())?;
+        Some(self.base + relative.ecam_offset() + u64::from(offset & !3))
+    }
+}
+
+impl ConfigAccess for Ecam {
+    fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
+        match self.address(bdf, offset) {
+            // SAFETY: an aligned dword inside the ECAM window MCFG describes; configuration reads
+            // have no side effects on the functions we read.
+            Some(a) => unsafe { core::ptr::read_volatile(a as *const u32) },
+            None => u32::MAX,
+        }
+    }
+
+    fn write32(&mut self, bdf: Bdf, offset: u16, value: u32) {
+        if let Some(a) = self.address(bdf, offset) {
+            // SAFETY: an aligned dword inside the ECAM window; the callers write only registers
+            // of functions the hypervisor owns (sizing, enabling, SR-IOV control).
+            unsafe { core::ptr::write_volatile(a as *mut u32, value) };
+        }
+    }
+}
+
+/// Prints every function on the window's buses, with SR-IOV capabilities.
+pub fn list(ecam: &Ecam) {
+    for f in pci::enumerate(ecam, ecam.start_bus..=ecam.end_bus) {
+        println!(
+            "pci: {} [{:04x}:{:04x}] class {:02x}.{:02x}.{:02x}",
+            f.bdf, f.vendor_id, f.device_id, f.class.base, f.class.sub, f.class.prog_if
+        );
+        if let Some(sriov) = pci::sriov::Sriov::find(ecam, f.bdf) {
+            let info = sriov.info(ecam);
+            println!(
+                "pci: {}: SR-IOV, up to {} VFs (device {:04x}, first at +{}, stride {})",
+                f.bdf, info.total_vfs, info.vf_device_id, info.first_vf_offset, info.vf_stride
+            );
+        }
+    }
+}
