@@ -102,6 +102,8 @@ pub struct GuestConfig {
     pub initrd: Option<Name>,
     pub cmdline: boot_str::Str<MAX_GUEST_CMDLINE>,
     pub irq: IrqMode,
+    /// An SR-IOV virtual function (host bus/device/function) passed through to the guest.
+    pub vf: Option<crate::pci::Bdf>,
 }
 
 /// How interrupts reach the guest (see README and design.md "Interrupt modes").
@@ -218,7 +220,7 @@ impl fmt::Display for ConfigError<'_> {
             ),
             NoConsoleGuest(n) => write!(f, "console={n}: no guest has that name"),
             UnknownGuestKey { guest, key } => {
-                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline, irq)")
+                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline, irq, vf)")
             }
             MissingGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` is required"),
             DuplicateGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` given twice"),
@@ -449,6 +451,7 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
         initrd: None,
         cmdline: boot_str::Str::empty(),
         irq: IrqMode::Direct,
+        vf: None,
     };
     let mut seen = [false; GUEST_KEYS.len()];
     for field in it {
@@ -481,6 +484,12 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
                 g.cmdline =
                     boot_str::Str::unescaped(value).ok_or(bad("guest command line too long"))?
             }
+            "vf" => {
+                g.vf = Some(
+                    crate::pci::Bdf::parse(value)
+                        .ok_or(bad("expected a PCI function like 00:04.1 or 0000:00:04.1"))?,
+                )
+            }
             _ => g.irq = IrqMode::parse(value).ok_or(bad("expected direct, avic or emulated"))?,
         }
     }
@@ -496,7 +505,7 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
 }
 
 /// Keys of a guest description; the first three are required.
-const GUEST_KEYS: [&str; 6] = ["cores", "mem", "kernel", "initrd", "cmdline", "irq"];
+const GUEST_KEYS: [&str; 7] = ["cores", "mem", "kernel", "initrd", "cmdline", "irq", "vf"];
 
 fn module_name<'a>(key: &'a str, value: &'a str) -> Result<Name, ConfigError<'a>> {
     Name::new(value)
@@ -592,6 +601,19 @@ mod tests {
             parse("loglevel=warn stray").unwrap_err(),
             ConfigError::UnknownWord("stray")
         );
+    }
+
+    #[test]
+    fn vf_is_a_pci_function() {
+        let cfg = parse("guest=a,cores=1,mem=2M,kernel=k,vf=0000:00:04.1").unwrap();
+        assert_eq!(
+            cfg.guests().next().unwrap().vf.unwrap().to_string(),
+            "00:04.1"
+        );
+        assert!(matches!(
+            parse("guest=a,cores=1,mem=2M,kernel=k,vf=nvme").unwrap_err(),
+            ConfigError::BadValue { key: "vf", .. }
+        ));
     }
 
     #[test]

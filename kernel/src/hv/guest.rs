@@ -48,6 +48,10 @@ pub struct Vm {
     pub boot: GuestBoot,
     /// Its devices, interrupt controllers and per-vCPU interrupt state.
     pub platform: VirtualPlatform,
+    /// Its nested page tables (changed after start for passed-through BARs).
+    pub npt: Mutex<NptMapper<NptMemory>>,
+    /// The VF passed through to it, if any.
+    pub vf: Once<super::passthrough::VfHost>,
     pub console: Mutex<LineBuffer>,
     /// Accesses to guest-physical addresses that are neither RAM nor a device.
     pub stray_accesses: AtomicUsize,
@@ -166,7 +170,7 @@ impl Vm {
 
 /// Nested-page-table frames come from the hypervisor's allocator; tables are written through the
 /// identity map.
-struct NptMemory;
+pub struct NptMemory;
 
 impl PhysAccess for NptMemory {
     fn read_u64(&self, pa: Hpa) -> u64 {
@@ -217,10 +221,12 @@ impl core::fmt::Display for BuildError {
 }
 
 /// Builds guest `index` from its configuration and boot module; the guest does not run yet.
+/// `core_apic_id` maps a logical CPU index to its x2APIC id.
 pub fn build(
     index: usize,
     config: &GuestConfig,
     boot: &BootInfo,
+    core_apic_id: impl Fn(usize) -> u32,
 ) -> Result<&'static Vm, BuildError> {
     let ram_size = config.mem;
     let ram_hpa = memory::try_alloc_zeroed(ram_size, 2 << 20, memory::MAPPED_LIMIT)
@@ -251,6 +257,11 @@ pub fn build(
     npt.map(Gpa(0), Hpa(ram_hpa), ram_size, flags)
         .map_err(BuildError::Npt)?;
 
+    let npt_root = npt.root().as_u64();
+    let mut cores = [u32::MAX; super::platform::MAX_VCPUS];
+    for (slot, cpu) in cores.iter_mut().zip(config.cores.iter()) {
+        *slot = core_apic_id(cpu);
+    }
     let iopm_pa = memory::alloc_zeroed(IOPM_SIZE as u64, 4096);
     let msrpm_pa = memory::alloc_zeroed(MSRPM_SIZE as u64, 4096);
     // SAFETY: both maps were just allocated with exactly these sizes.
@@ -283,11 +294,13 @@ pub fn build(
         config: *config,
         ram_hpa,
         ram_size,
-        npt_root: npt.root().as_u64(),
+        npt_root,
         iopm_pa,
         msrpm_pa,
         boot: guest_boot,
-        platform: VirtualPlatform::new(config.irq, config.cores.len()),
+        platform: VirtualPlatform::new(config.irq, &cores[..config.cores.len()]),
+        npt: Mutex::new(npt),
+        vf: Once::new(),
         console: Mutex::new(LineBuffer::new()),
         stray_accesses: AtomicUsize::new(0),
         started_tsc: AtomicU64::new(0),
@@ -333,7 +346,15 @@ fn load_linux(
     for (i, id) in apic_ids.iter_mut().enumerate().take(vcpus) {
         *id = i as u32;
     }
-    let platform = acpi_tables::GuestPlatform::standard(&apic_ids[..vcpus]);
+    let mut platform = acpi_tables::GuestPlatform::standard(&apic_ids[..vcpus]);
+    if config.vf.is_some() {
+        // A PCI root for the passed-through function, with the window its BARs go in.
+        let base = super::passthrough::GUEST_BAR_BASE;
+        platform = platform.with_pci_root(acpi_tables::PciRootConfig {
+            mmio32: (base, 0xfec0_0000 - base),
+            mmio64: None,
+        });
+    }
     let base = linux::ACPI_TABLES_GPA;
     let window = &mut ram[base as usize..(base + linux::ACPI_TABLES_SIZE) as usize];
     let tables =

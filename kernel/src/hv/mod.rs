@@ -9,6 +9,8 @@ pub mod guest;
 pub mod idt;
 pub mod iommu_hw;
 pub mod memory;
+pub mod nvme_pf;
+pub mod passthrough;
 pub mod pci_host;
 pub mod platform;
 pub mod serial;
@@ -159,7 +161,9 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
             "didvisor: no guests configured (add guest=NAME,cores=N,mem=SIZE,kernel=MODULE)"
         );
     }
+    let vfs = prepare_vfs(cfg, &platform);
     // Build every guest first, then start them all: guests run side by side, not one after another.
+    let mut built = [false; didvisor::config::MAX_GUESTS];
     for (index, g) in cfg.guests().enumerate() {
         if g.cores.len() > platform::MAX_VCPUS {
             fatal(format_args!(
@@ -181,10 +185,31 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
                 g.name
             ));
         }
-        guest::build(index, g, boot)
+        let vf = match (g.vf, vfs.get(index)) {
+            (Some(bdf), Some(Err(why))) => {
+                log::error!(
+                    "guest {}: vf={bdf}: {why}; the guest does not start",
+                    g.name
+                );
+                continue;
+            }
+            (Some(_), Some(Ok(vf))) => Some(*vf),
+            _ => None,
+        };
+        let vm = guest::build(index, g, boot, |cpu| cpus.ids[cpu])
             .unwrap_or_else(|e| fatal(format_args!("guest {}: {e}", g.name)));
+        if let (Some((vfs, vf)), Some(ecam)) = (vf, &platform.ecam) {
+            match passthrough::attach(vm, index, ecam, &vfs, &vf) {
+                Ok(host) => {
+                    vm.vf.call_once(|| host);
+                }
+                Err(why) => fatal(format_args!("guest {}: vf {}: {why}", g.name, vf.bdf)),
+            }
+        }
+        built[index] = true;
     }
-    for (index, g) in cfg.guests().enumerate() {
+    let running = built.iter().filter(|&&b| b).count();
+    for (index, g) in cfg.guests().enumerate().filter(|(i, _)| built[*i]) {
         for (vcpu, cpu) in g.cores.iter().enumerate() {
             assign(cpu, index, vcpu as u32);
         }
@@ -192,8 +217,8 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     // The service core: drive the guests' device timers until every guest has ended, and once a
     // second look in on direct-mode vCPUs (see `Vm::watchdog`).
     let mut next_watch = timer::nanos() + WATCHDOG_PERIOD_NS;
-    let mut console = ConsoleInput::new(cfg.console_guest());
-    while guest::ended_count() < cfg.guest_count() {
+    let mut console = ConsoleInput::new(cfg.console_guest().filter(|&i| built[i]));
+    while guest::ended_count() < running {
         console.poll();
         let now = timer::nanos();
         let watch = now >= next_watch;
@@ -201,7 +226,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
             next_watch = now + WATCHDOG_PERIOD_NS;
             iommu_hw::poll_events();
         }
-        for index in 0..cfg.guest_count() {
+        for index in (0..cfg.guest_count()).filter(|&i| built[i]) {
             let vm = guest::vm(index);
             if !vm.has_ended() {
                 vm.platform.service_tick(now);
@@ -218,6 +243,74 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     }
     log::info!("didvisor: all guests ended");
     exit::success()
+}
+
+/// Per guest (by index): the VF it gets, or why it cannot have the one it asked for. Brings up
+/// each SR-IOV PF once with as many VFs as the guests need.
+fn prepare_vfs(
+    cfg: &Config,
+    platform: &acpi::Platform,
+) -> [Result<
+    (
+        didvisor::pci::sriov::EnabledVfs,
+        didvisor::pci::sriov::VfFunction,
+    ),
+    &'static str,
+>; didvisor::config::MAX_GUESTS] {
+    let mut out = [const { Err("no VF requested") }; didvisor::config::MAX_GUESTS];
+    let Some(ecam) = platform.ecam else {
+        for (i, g) in cfg.guests().enumerate() {
+            if g.vf.is_some() {
+                out[i] = Err("no PCIe ECAM (MCFG), so no device passthrough");
+            }
+        }
+        return out;
+    };
+    let mut ecam = ecam;
+    let mut owners = [None; didvisor::config::MAX_GUESTS];
+    for (i, g) in cfg.guests().enumerate() {
+        let Some(bdf) = g.vf else { continue };
+        if iommu_hw::IOMMU.get().is_none() {
+            out[i] =
+                Err("no AMD-Vi IOMMU, so no DMA isolation: refusing to pass the device through");
+            continue;
+        }
+        match nvme_pf::owner_of(&ecam, bdf) {
+            Some(owner) => owners[i] = Some(owner),
+            None => out[i] = Err("not a virtual function of any SR-IOV device here"),
+        }
+    }
+    // One bring-up per PF, with the highest VF number any guest wants.
+    for i in 0..cfg.guest_count() {
+        let Some((pf, sriov, _)) = owners[i] else {
+            continue;
+        };
+        if owners[..i].iter().flatten().any(|o| o.0 == pf) {
+            continue;
+        }
+        let num_vfs = owners
+            .iter()
+            .flatten()
+            .filter(|o| o.0 == pf)
+            .map(|o| o.2)
+            .max()
+            .unwrap_or(1);
+        let result = nvme_pf::bring_up(&mut ecam, pf, sriov, num_vfs);
+        for (j, owner) in owners.iter().enumerate() {
+            let Some((p, _, n)) = owner else { continue };
+            if *p != pf {
+                continue;
+            }
+            out[j] = match &result {
+                Ok(vfs) => vfs
+                    .vf(*n)
+                    .map(|vf| (*vfs, vf))
+                    .ok_or("VF missing after enabling"),
+                Err(why) => Err(*why),
+            };
+        }
+    }
+    out
 }
 
 /// Moves what is typed on the hypervisor's console into one guest's serial port, holding a byte

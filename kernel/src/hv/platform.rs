@@ -15,6 +15,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use didvisor::config::IrqMode;
 use didvisor::devices::{IrqChange, LegacyPlatform, PortEffect};
 use didvisor::irqchip::{Delivery, DeliveryMode, Ioapic, Lapic, TriggerMode};
+use didvisor::pci::passthrough::VfPassthrough;
 use spin::Mutex;
 
 /// Most vCPUs per guest.
@@ -92,10 +93,12 @@ impl VcpuSlot {
 
 pub struct VirtualPlatform {
     pub mode: IrqMode,
-    pub legacy: Mutex<LegacyPlatform<CONSOLE_RING>>,
+    pub legacy: Mutex<LegacyPlatform<CONSOLE_RING, VfPassthrough>>,
     pub ioapic: Mutex<Ioapic>,
     pub vcpus: [VcpuSlot; MAX_VCPUS],
     pub vcpu_count: usize,
+    /// x2APIC ids of the physical cores the vCPUs run on (fixed by the configuration).
+    vcpu_cores: [u32; MAX_VCPUS],
     /// Device interrupts routed (all modes), and of those sent as physical IPIs (direct mode).
     pub device_irqs: AtomicU64,
     pub direct_ipis: AtomicU64,
@@ -107,7 +110,10 @@ pub struct VirtualPlatform {
 }
 
 impl VirtualPlatform {
-    pub fn new(mode: IrqMode, vcpu_count: usize) -> Self {
+    pub fn new(mode: IrqMode, vcpu_cores: &[u32]) -> Self {
+        let vcpu_count = vcpu_cores.len().min(MAX_VCPUS);
+        let mut cores = [u32::MAX; MAX_VCPUS];
+        cores[..vcpu_count].copy_from_slice(&vcpu_cores[..vcpu_count]);
         VirtualPlatform {
             mode,
             legacy: Mutex::new(LegacyPlatform::new(RTC_EPOCH, timer::nanos())),
@@ -120,11 +126,17 @@ impl VirtualPlatform {
                 startup: AtomicU32::new(WAIT_INIT),
             }),
             vcpu_count,
+            vcpu_cores: cores,
             device_irqs: AtomicU64::new(0),
             direct_ipis: AtomicU64::new(0),
             parked: AtomicU32::new(0),
             next_tick: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The x2APIC id of the physical core that runs `vcpu`.
+    pub fn vcpu_core_apic_id(&self, vcpu: usize) -> u32 {
+        self.vcpu_cores.get(vcpu).copied().unwrap_or(u32::MAX)
     }
 
     /// Records that `vcpu` halted forever; true when that makes every vCPU of the guest halted.
@@ -251,7 +263,7 @@ impl VirtualPlatform {
 
     /// Records when the devices next need a tick; call with the devices locked after any access
     /// that may have reprogrammed a timer.
-    pub fn note_deadline(&self, legacy: &LegacyPlatform<CONSOLE_RING>) {
+    pub fn note_deadline(&self, legacy: &LegacyPlatform<CONSOLE_RING, VfPassthrough>) {
         let deadline = legacy.next_timer_deadline().unwrap_or(u64::MAX);
         self.next_tick.store(deadline, Ordering::Release);
     }

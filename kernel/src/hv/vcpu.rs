@@ -426,6 +426,9 @@ impl Vcpu {
             }
         };
         self.vm.drain_console();
+        if let Some(host) = self.vm.vf.get() {
+            super::passthrough::apply_events(self.vm, host);
+        }
         if let Some(reason) = platform.port_effect(effect) {
             return self.end(format_args!("{reason}"));
         }
@@ -590,6 +593,18 @@ impl Vcpu {
         };
         let size = decoded.access.size();
         let gpr = self.gprs();
+        if let Some(host) = self.vm.vf.get() {
+            let write = decoded.store_value(&gpr);
+            if let Some(value) = super::passthrough::mmio(self.vm, host, gpa, size, write) {
+                if write.is_none() {
+                    if let Some((reg, v)) = decoded.load_result(&gpr, value) {
+                        self.set_gpr(reg, v);
+                    }
+                }
+                self.vmcb().rip = rip + u64::from(decoded.len);
+                return Next::Resume;
+            }
+        }
         if IOAPIC_PAGE.contains(&gpa) {
             let offset = gpa - IOAPIC_PAGE.start;
             let platform = self.platform();

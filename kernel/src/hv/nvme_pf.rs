@@ -1,0 +1,193 @@
+//! The hypervisor's own driver for an SR-IOV NVMe physical function: just enough to make its
+//! virtual functions usable by guests (QEMU's order, `shared/platform.md`): PF enabled, VFs
+//! enabled with BARs below 4 GiB, then through the PF's admin queue each VF's secondary controller
+//! gets flexible queue and interrupt resources, goes online, and gets its namespace attached.
+//! The NVMe and SR-IOV logic is the library's (`didvisor::nvme`, `didvisor::pci::sriov`).
+
+use super::iommu_hw::{HostMemory, IOMMU};
+use super::pci_host::Ecam;
+use super::{memory, timer};
+use crate::println;
+use didvisor::nvme::{self, AdminQueue, ControllerRegs, DmaMemory, QueueMemory};
+use didvisor::pci::sriov::{self, EnabledVfs, MmioWindow, Sriov};
+use didvisor::pci::{header, Bdf, Command, ConfigAccess};
+
+/// Host-physical window the VF BARs go into: below 4 GiB (QEMU decodes VF BARs only there) and
+/// clear of what SeaBIOS/OVMF assign on q35 (they allocate from the top of the 32-bit hole down).
+pub const VF_BAR_WINDOW: MmioWindow = MmioWindow {
+    start: 0xd000_0000,
+    end: 0xe000_0000,
+};
+/// The IOMMU domain of the hypervisor's own devices.
+pub const HOST_DOMAIN: u16 = 1;
+const ADMIN_TIMEOUT_MS: u32 = 5000;
+
+/// BAR0 of the PF, identity-mapped.
+struct PfRegisters {
+    base: u64,
+}
+
+impl ControllerRegs for PfRegisters {
+    fn read32(&mut self, offset: u32) -> u32 {
+        // SAFETY: a register in the PF's BAR0, which the firmware assigned and we enabled.
+        unsafe { core::ptr::read_volatile((self.base + u64::from(offset)) as *const u32) }
+    }
+
+    fn write32(&mut self, offset: u32, value: u32) {
+        // SAFETY: as above; the hypervisor owns the PF.
+        unsafe { core::ptr::write_volatile((self.base + u64::from(offset)) as *mut u32, value) };
+    }
+
+    fn wait_1ms(&mut self) {
+        timer::delay_us(1000);
+    }
+}
+
+/// Admin queues and data buffers in hypervisor memory (the PF may DMA there).
+struct PfMemory;
+
+impl DmaMemory for PfMemory {
+    fn read(&mut self, phys: u64, buf: &mut [u8]) {
+        // SAFETY: `phys` is one of the pages allocated below for the PF's DMA.
+        unsafe { core::ptr::copy_nonoverlapping(phys as *const u8, buf.as_mut_ptr(), buf.len()) };
+    }
+
+    fn write(&mut self, phys: u64, data: &[u8]) {
+        // SAFETY: as above.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), phys as *mut u8, data.len()) };
+    }
+}
+
+/// The SR-IOV PF (and its VF number) that `vf` belongs to.
+pub fn owner_of(ecam: &Ecam, vf: Bdf) -> Option<(Bdf, Sriov, u16)> {
+    didvisor::pci::enumerate(ecam, ecam.start_bus..=ecam.end_bus).find_map(|f| {
+        let sriov = Sriov::find(ecam, f.bdf)?;
+        let info = sriov.info(ecam);
+        (1..=info.total_vfs).find_map(|n| {
+            let bdf = sriov::vf_routing_id(f.bdf, info.first_vf_offset, info.vf_stride, n)?;
+            (bdf == vf).then_some((f.bdf, sriov, n))
+        })
+    })
+}
+
+/// Enables `num_vfs` VFs of the NVMe PF `pf` and readies secondary controllers 1..=num_vfs, each
+/// with namespace `vfn` attached.
+pub fn bring_up(
+    ecam: &mut Ecam,
+    pf: Bdf,
+    sriov: Sriov,
+    num_vfs: u16,
+) -> Result<EnabledVfs, &'static str> {
+    let iommu = IOMMU.get().ok_or("no IOMMU")?;
+    // The PF's own DMA (admin queues) goes to hypervisor memory untranslated.
+    let dte = iommu::Dte::passthrough(iommu::DomainId(HOST_DOMAIN), None)
+        .map_err(|_| "PF device table entry")?;
+    iommu
+        .lock()
+        .set_dte(&mut HostMemory, iommu::DeviceId(pf.routing_id()), &dte)
+        .map_err(|_| "PF device table entry")?;
+
+    let bar0 = u64::from(ecam.read32(pf, 0x10) & !0xf) | u64::from(ecam.read32(pf, 0x14)) << 32;
+    if bar0 == 0 {
+        return Err("the PF's BAR0 is not assigned");
+    }
+    let command = header::read_command(ecam, pf);
+    header::write_command(
+        ecam,
+        pf,
+        command | Command::MEMORY_SPACE | Command::BUS_MASTER,
+    );
+    let mut regs = PfRegisters { base: bar0 };
+    let sq = memory::alloc_zeroed(4096, 4096);
+    let cq = memory::alloc_zeroed(4096, 4096);
+    let buf = memory::alloc_zeroed(4096, 4096);
+    let mut mem = PfMemory;
+    let mut admin = AdminQueue::enable(
+        &mut regs,
+        &mut mem,
+        QueueMemory {
+            sq,
+            cq,
+            entries: 64,
+        },
+    )
+    .map_err(|_| "the PF's controller did not come up")?;
+    let mut run =
+        |cmd: nvme::AdminCommand, admin: &mut AdminQueue| -> Result<[u8; 4096], &'static str> {
+            let mut page = [0u8; 4096];
+            if cmd.direction() == nvme::DataDirection::ToController {
+                cmd.fill_buffer(&mut page);
+                mem.write(buf, &page);
+            }
+            admin
+                .execute(&mut regs, &mut mem, cmd.encode(buf), ADMIN_TIMEOUT_MS)
+                .map_err(|e| {
+                    println!("nvme: {pf}: {cmd:?} failed: {e:?}");
+                    "an admin command failed"
+                })?;
+            mem.read(buf, &mut page);
+            Ok(page)
+        };
+    let ident = run(
+        nvme::AdminCommand::Identify {
+            cns: nvme::Cns::Controller,
+            nsid: 0,
+            cntid: 0,
+        },
+        &mut admin,
+    )?;
+    let ident = nvme::identify::ControllerIdentity::parse(&ident);
+    if !ident.supports_virtualization_management() {
+        return Err("the PF does not support NVMe Virtualization Management");
+    }
+    println!(
+        "nvme: {pf}: \"{}\" primary controller {}",
+        ident.model_str(),
+        ident.cntlid
+    );
+
+    let vfs = sriov::enable_vfs(ecam, sriov, num_vfs, VF_BAR_WINDOW, |ms| {
+        timer::delay_us(u64::from(ms) * 1000)
+    })
+    .map_err(|_| "enabling the VFs failed")?;
+    let list = run(
+        nvme::AdminCommand::Identify {
+            cns: nvme::Cns::SecondaryControllers,
+            nsid: 0,
+            cntid: 0,
+        },
+        &mut admin,
+    )?;
+    let list = nvme::identify::SecondaryControllerList::new(&list);
+    let mut assignments = [nvme::VfAssignment { vfn: 0, nsid: None }; sriov::MAX_VFS];
+    for (i, a) in assignments
+        .iter_mut()
+        .enumerate()
+        .take(usize::from(num_vfs))
+    {
+        *a = nvme::VfAssignment {
+            vfn: i as u16 + 1,
+            nsid: Some(i as u32 + 1),
+        };
+    }
+    let plan = nvme::bring_up_vfs(
+        &list,
+        &assignments[..usize::from(num_vfs)],
+        nvme::VfResources::MINIMAL,
+    )
+    .map_err(|_| "planning the secondary controllers failed")?;
+    for cmd in plan.iter() {
+        run(cmd, &mut admin)?;
+    }
+    for vf in vfs.vfs() {
+        let sc = list.by_vfn(vf.number);
+        println!(
+            "nvme: {pf}: vf {} at {} online (secondary controller {}), namespace {} attached",
+            vf.number,
+            vf.bdf,
+            sc.map_or(0, |s| s.scid),
+            vf.number
+        );
+    }
+    Ok(vfs)
+}

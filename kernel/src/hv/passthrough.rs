@@ -1,0 +1,331 @@
+//! A virtual function handed to a guest: its DMA translated by the IOMMU onto exactly the guest's
+//! RAM, its BARs mapped into the guest by the nested page tables except the MSI-X table, which stays
+//! under the hypervisor: each MSI-X entry the guest programs becomes an interrupt remapping entry.
+//! In `direct` mode that entry targets the guest's own core with the guest's vector, so the
+//! device's interrupt goes through the guest's IDT without an exit.
+
+use super::guest::Vm;
+use super::iommu_hw::{HostMemory, IOMMU};
+use super::pci_host::Ecam;
+use crate::println;
+use didvisor::config::IrqMode;
+use didvisor::devices::pci::DevFn;
+use didvisor::pci::msix::{self, MsixInfo};
+use didvisor::pci::passthrough::{PassthroughEvent, PassthroughSetup, VfPassthrough};
+use didvisor::pci::sriov::{EnabledVfs, VfFunction};
+use didvisor::pci::{header, Bdf, Command};
+use iommu::{
+    DeviceId, DomainId, Dte, Hpa, InterruptTable, IoPageTable, IoPerm, Iova, Irte, IrteFormat,
+    MsiMessage,
+};
+use svm::paging::PteFlags;
+use svm::{Gpa, Hpa as NptHpa};
+
+/// Where the guest sees the VF: bus 0, device 1, function 0.
+pub const GUEST_DEVFN: DevFn = DevFn(1 << 3);
+/// The guest-physical window for passed-through BARs (the DSDT's PCI0 window starts here).
+pub const GUEST_BAR_BASE: u64 = 0xc000_0000;
+/// log2 of the interrupt remapping table size per VF (32 entries).
+const IRT_LOG2: u8 = 5;
+
+/// The host side of a passed-through VF.
+pub struct VfHost {
+    pub bdf: Bdf,
+    ecam: Ecam,
+    msix_cap: u16,
+    msix: MsixInfo,
+    irt: InterruptTable,
+}
+
+impl VfHost {
+    /// Host-physical address of the VF's MSI-X table.
+    fn table_hpa(&self, vm: &Vm) -> Option<u64> {
+        let legacy = vm.platform.legacy.lock();
+        let vf = legacy.pci_bus().get(GUEST_DEVFN)?;
+        Some(vf.bar(self.msix.table.bir)?.hpa + u64::from(self.msix.table.offset))
+    }
+}
+
+/// Gives VF `vf` of `vfs` to `vm`: IOMMU domain and interrupt table, guest config space, BARs.
+pub fn attach(
+    vm: &Vm,
+    index: usize,
+    ecam: &Ecam,
+    vfs: &EnabledVfs,
+    vf: &VfFunction,
+) -> Result<VfHost, &'static str> {
+    let unit = IOMMU.get().ok_or("no IOMMU")?;
+    // DMA: the guest's RAM at guest-physical addresses, nothing else.
+    let mut table = IoPageTable::new(HostMemory).map_err(|_| "I/O page table")?;
+    table
+        .map(
+            Iova(0),
+            Hpa(vm.ram_hpa),
+            vm.ram_size,
+            IoPerm::READ | IoPerm::WRITE,
+        )
+        .map_err(|_| "mapping guest RAM for DMA")?;
+    let irt_base = super::memory::alloc_zeroed(4096, 4096);
+    let irt = InterruptTable::new(Hpa(irt_base), IRT_LOG2, IrteFormat::Bits128)
+        .map_err(|_| "interrupt table")?;
+    irt.clear(&mut HostMemory);
+    let domain = DomainId(2 + index as u16);
+    let dte = Dte::translated(domain, table.root(), table.levels(), Some(irt.remap()))
+        .map_err(|_| "device table entry")?;
+    unit.lock()
+        .set_dte(&mut HostMemory, DeviceId(vf.bdf.routing_id()), &dte)
+        .map_err(|_| "device table entry")?;
+
+    let mut guest_bases = [None; 6];
+    let mut next = GUEST_BAR_BASE;
+    for bar in vf.bars.iter().flatten() {
+        let size = bar.size.max(4096);
+        next = next.next_multiple_of(size);
+        guest_bases[usize::from(bar.index)] = Some(next);
+        next += size;
+    }
+    let setup = PassthroughSetup::read(ecam, vfs, vf, guest_bases).map_err(|_| "reading the VF")?;
+    let device = VfPassthrough::new(&setup).map_err(|_| "the VF's configuration space")?;
+    let msix_cap = didvisor::pci::capability::find_capability(
+        ecam,
+        vf.bdf,
+        didvisor::pci::capability::id::MSIX,
+    )
+    .ok_or("the VF has no MSI-X capability")?;
+    let host = VfHost {
+        bdf: vf.bdf,
+        ecam: *ecam,
+        msix_cap,
+        msix: setup.msix,
+        irt,
+    };
+    vm.platform
+        .legacy
+        .lock()
+        .pci_bus_mut()
+        .add(GUEST_DEVFN, device)
+        .map_err(|_| "guest PCI slot")?;
+    // The VF itself always decodes (the guest's Memory Space bit only maps it into the guest).
+    let mut ecam_rw = *ecam;
+    let command = header::read_command(&ecam_rw, vf.bdf);
+    header::write_command(&mut ecam_rw, vf.bdf, command | Command::MEMORY_SPACE);
+    println!(
+        "guest {}: vf {} as 00:01.0, dma domain {} onto its {} MiB of ram, {} interrupt entries",
+        vm.config.name,
+        vf.bdf,
+        domain.0,
+        vm.ram_size >> 20,
+        irt.entries()
+    );
+    Ok(host)
+}
+
+/// Applies what the guest's configuration-space and MSI-X accesses asked for.
+pub fn apply_events(vm: &Vm, host: &VfHost) {
+    loop {
+        let event = {
+            let mut legacy = vm.platform.legacy.lock();
+            match legacy.pci_bus_mut().get_mut(GUEST_DEVFN) {
+                Some(vf) => vf.pop_event(),
+                None => None,
+            }
+        };
+        let Some(event) = event else { return };
+        match event {
+            PassthroughEvent::MemoryDecode { enabled } => map_bars(vm, enabled),
+            PassthroughEvent::BarMoved { .. } => {
+                map_bars(vm, false);
+                map_bars(vm, true);
+            }
+            PassthroughEvent::BusMaster { enabled } => {
+                let mut ecam = host.ecam;
+                let mut command = header::read_command(&ecam, host.bdf) | Command::MEMORY_SPACE;
+                command.set(Command::BUS_MASTER, enabled);
+                header::write_command(&mut ecam, host.bdf, command);
+            }
+            PassthroughEvent::MsixControl {
+                enabled,
+                function_mask,
+            } => {
+                let mut ecam = host.ecam;
+                msix::write_msix_control(
+                    &mut ecam,
+                    host.bdf,
+                    host.msix_cap,
+                    enabled,
+                    function_mask,
+                );
+            }
+            PassthroughEvent::MsixEntryChanged { index, entry } => {
+                program_vector(vm, host, index, entry)
+            }
+            PassthroughEvent::Resync => {
+                for i in 0..host.msix.table_size.min(host.irt.entries()) {
+                    let entry = vm
+                        .platform
+                        .legacy
+                        .lock()
+                        .pci_bus()
+                        .get(GUEST_DEVFN)
+                        .and_then(|v| v.msix_entry(i));
+                    if let Some(entry) = entry {
+                        program_vector(vm, host, i, entry);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Maps (or unmaps) the VF's BARs at the GPAs the guest gave them, all but the MSI-X table page.
+fn map_bars(vm: &Vm, map: bool) {
+    let bars = {
+        let legacy = vm.platform.legacy.lock();
+        let Some(vf) = legacy.pci_bus().get(GUEST_DEVFN) else {
+            return;
+        };
+        let (table_bir, table) = vf.msix_table_range();
+        let mut bars = [None; 6];
+        for (i, b) in bars.iter_mut().enumerate() {
+            *b = vf
+                .bar(i as u8)
+                .map(|bar| (bar, i as u8 == table_bir, (table.start, table.end)));
+        }
+        bars
+    };
+    let mut npt = vm.npt.lock();
+    for (bar, has_table, (table_start, table_end)) in bars.iter().flatten().copied() {
+        if bar.gpa == 0 || bar.gpa < vm.ram_size {
+            continue;
+        }
+        let size = bar.size.next_multiple_of(4096);
+        let table_page = (table_start & !0xfff)..table_end.next_multiple_of(4096);
+        let mut offset = 0;
+        while offset < size {
+            let trapped = has_table && table_page.contains(&offset);
+            let gpa = Gpa(bar.gpa + offset);
+            if map && !trapped {
+                let flags = PteFlags::WRITABLE | PteFlags::PCD | PteFlags::PWT;
+                let _ = npt.map(gpa, NptHpa(bar.hpa + offset), 4096, flags);
+            } else {
+                let _ = npt.unmap(gpa, 4096);
+            }
+            offset += 4096;
+        }
+    }
+}
+
+/// Turns MSI-X entry `index` as the guest programmed it into an interrupt remapping entry and
+/// programs the VF's real table entry to point at it.
+fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntry) {
+    if index >= host.irt.entries() {
+        println!(
+            "guest {}: vf MSI-X vector {index} beyond the interrupt table; left masked",
+            vm.config.name
+        );
+        return;
+    }
+    let message = MsiMessage {
+        address: entry.address(),
+        data: entry.data,
+    };
+    let vcpu = usize::from(message.dest_id());
+    let platform = &vm.platform;
+    let irte = if entry.masked() || vcpu >= platform.vcpu_count {
+        Irte::Bits128(iommu::Irte128::DISABLED)
+    } else {
+        match platform.mode {
+            IrqMode::Direct => {
+                let core = platform.vcpu_core_apic_id(vcpu);
+                Irte::remapped(
+                    IrteFormat::Bits128,
+                    message.vector(),
+                    core,
+                    iommu::DestMode::Physical,
+                    iommu::IntType::Fixed,
+                )
+                .unwrap_or(Irte::Bits128(iommu::Irte128::DISABLED))
+            }
+            // Emulated (and, until it exists, AVIC): not wired to host vectors yet.
+            IrqMode::Emulated | IrqMode::Avic => Irte::Bits128(iommu::Irte128::DISABLED),
+        }
+    };
+    if host.irt.set(&mut HostMemory, index, irte).is_err() {
+        println!(
+            "guest {}: vf MSI-X vector {index}: cannot write its remapping entry",
+            vm.config.name
+        );
+        return;
+    }
+    if let Some(unit) = IOMMU.get() {
+        let _ = unit
+            .lock()
+            .invalidate_interrupt_table(&mut HostMemory, DeviceId(host.bdf.routing_id()));
+    }
+    // The device's own entry: a remappable message naming the table index.
+    let Some(table) = host.table_hpa(vm) else {
+        return;
+    };
+    let Some(remappable) = MsiMessage::remappable(index) else {
+        return;
+    };
+    let at = table + u64::from(index) * 16;
+    let masked = entry.masked() || vcpu >= platform.vcpu_count;
+    let words = [
+        remappable.address_lo(),
+        remappable.address_hi(),
+        remappable.data,
+        u32::from(masked),
+    ];
+    for (i, w) in words.iter().enumerate() {
+        // SAFETY: the VF's MSI-X table entry `index` (inside the VF's BAR, which the hypervisor
+        // placed and keeps decoding); the guest has no mapping of this page.
+        unsafe { core::ptr::write_volatile((at + i as u64 * 4) as *mut u32, *w) };
+    }
+}
+
+/// A guest access to the trapped MSI-X page of its VF: the table is emulated, the rest of the page
+/// (PBA, registers) forwarded to the device. `None` if `gpa` is not in a VF BAR.
+pub fn mmio(vm: &Vm, host: &VfHost, gpa: u64, size: u8, write: Option<u64>) -> Option<u64> {
+    let (bar, bar_offset) = {
+        let legacy = vm.platform.legacy.lock();
+        let vf = legacy.pci_bus().get(GUEST_DEVFN)?;
+        (0..6u8)
+            .filter_map(|i| vf.bar(i))
+            .find(|b| b.gpa != 0 && (b.gpa..b.gpa + b.size).contains(&gpa))
+            .map(|b| (b, gpa - b.gpa))?
+    };
+    let result = {
+        let mut legacy = vm.platform.legacy.lock();
+        let vf = legacy.pci_bus_mut().get_mut(GUEST_DEVFN)?;
+        match write {
+            Some(value) => vf.msix_write(bar_offset, size, value).then_some(0),
+            None => vf.msix_read(bar_offset, size),
+        }
+    };
+    let value = match result {
+        Some(v) => v,
+        None => forward(bar.hpa + bar_offset, size, write),
+    };
+    apply_events(vm, host);
+    Some(value)
+}
+
+/// A device register access passed on unchanged.
+fn forward(hpa: u64, size: u8, write: Option<u64>) -> u64 {
+    // SAFETY: `hpa` lies in the VF's BAR, outside its MSI-X table: device registers the guest may
+    // touch anyway through its mapping of the same BAR.
+    unsafe {
+        match (size, write) {
+            (8, Some(v)) => core::ptr::write_volatile(hpa as *mut u64, v),
+            (4, Some(v)) => core::ptr::write_volatile(hpa as *mut u32, v as u32),
+            (2, Some(v)) => core::ptr::write_volatile(hpa as *mut u16, v as u16),
+            (_, Some(v)) => core::ptr::write_volatile(hpa as *mut u8, v as u8),
+            (8, None) => return core::ptr::read_volatile(hpa as *const u64),
+            (4, None) => return u64::from(core::ptr::read_volatile(hpa as *const u32)),
+            (2, None) => return u64::from(core::ptr::read_volatile(hpa as *const u16)),
+            (_, None) => return u64::from(core::ptr::read_volatile(hpa as *const u8)),
+        }
+    }
+    0
+}
