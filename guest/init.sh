@@ -20,6 +20,10 @@
 # interrupts-end and done:
 #   nvme   load nvme.ko and its dependencies, wait for /dev/nvme0n1, print its size and the
 #          sha256 of its first MiB (lines `didvisor-guest: nvme ...`)
+#   nvme-write  load nvme, write a 64 KiB pattern made of `didvisor.pattern=WORD` (default
+#          `didvisor`) at byte offset 1 MiB of /dev/nvme0n1, drop the page cache, read it back
+#          and compare (`didvisor-guest: nvme write ok` or `... mismatch`), then print the sum of
+#          the nvme interrupts in /proc/interrupts (`didvisor-guest: nvme interrupts N`)
 #   shell  an interactive shell on the console; `exit` continues
 #   input  read one line typed on the console (10 s at most) and print it back as
 #          `didvisor-guest: input <line>`
@@ -38,10 +42,12 @@ echo 4 >/proc/sys/kernel/printk
 
 steps=
 seq_n=100000
+pattern=didvisor
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	didvisor.test=*) steps="$steps $(echo "${word#didvisor.test=}" | tr , ' ')" ;;
 	didvisor.seq=*) seq_n="${word#didvisor.seq=}" ;;
+	didvisor.pattern=*) pattern="${word#didvisor.pattern=}" ;;
 	esac
 done
 
@@ -77,6 +83,45 @@ step_nvme() {
 	say "nvme nvme0n1 sha256-first-mib $1"
 }
 
+# Waits for the first NVMe namespace after loading the driver; false when it never appears.
+nvme_disk() {
+	load_module nvme || { say "nvme modules failed to load"; return 1; }
+	for i in $(seq 1 50); do
+		[ -b /dev/nvme0n1 ] && return 0
+		sleep 0.1
+	done
+	say "nvme no namespace (/dev/nvme0n1 missing after 5 s)"
+	return 1
+}
+
+step_nvme_write() {
+	nvme_disk || return
+	i=0
+	: >/tmp/pattern.src
+	while [ $i -lt 2048 ]; do
+		echo "$pattern-$i" >>/tmp/pattern.src
+		i=$((i + 1))
+	done
+	dd if=/tmp/pattern.src of=/tmp/pattern bs=65536 count=1 conv=sync 2>/dev/null
+	dd if=/tmp/pattern of=/dev/nvme0n1 bs=65536 seek=16 count=1 conv=fsync 2>/dev/null
+	echo 3 >/proc/sys/vm/drop_caches
+	set -- $(sha256sum </tmp/pattern)
+	want=$1
+	set -- $(dd if=/dev/nvme0n1 bs=65536 skip=16 count=1 2>/dev/null | sha256sum)
+	if [ "$1" = "$want" ]; then say "nvme write ok"; else say "nvme write mismatch"; fi
+	total=0
+	while read -r label rest; do
+		case "$rest" in
+		*nvme*)
+			for n in $rest; do
+				case "$n" in *[!0-9]*) break ;; *) total=$((total + n)) ;; esac
+			done
+			;;
+		esac
+	done </proc/interrupts
+	say "nvme interrupts $total"
+}
+
 say "kernel $(uname -r)"
 say "nproc $(nproc)"
 set -- $(seq 1 "$seq_n" | sha256sum)
@@ -88,6 +133,7 @@ say "interrupts-end"
 for step in $steps; do
 	case "$step" in
 	nvme) step_nvme ;;
+	nvme-write) step_nvme_write ;;
 	shell)
 		say "shell (exit continues)"
 		sh
