@@ -53,9 +53,24 @@ fn boot(test: &str, smp: u32, guests: &[String], iommu: bool) -> (Qemu, [PathBuf
 }
 
 fn vf_guest(name: &str, cores: &str, vf: &str, pattern: &str) -> String {
+    vf_guest_in(name, cores, vf, pattern, "direct")
+}
+
+fn vf_guest_in(name: &str, cores: &str, vf: &str, pattern: &str, irq: &str) -> String {
     format!(
-        "guest={name},cores={cores},mem=256M,kernel=linux,initrd=initrd,irq=direct,vf={vf},cmdline=\"console=ttyS0 quiet didvisor.test=nvme-write didvisor.pattern={pattern}\""
+        "guest={name},cores={cores},mem=256M,kernel=linux,initrd=initrd,irq={irq},vf={vf},cmdline=\"console=ttyS0 quiet didvisor.test=nvme-write didvisor.pattern={pattern}\""
     )
+}
+
+/// `guest NAME: vf BDF: N device interrupts went through exits`
+fn interrupts_via_exits(run: &Run, name: &str) -> u64 {
+    let prefix = format!("guest {name}: vf ");
+    run.lines()
+        .find(|l| l.starts_with(&prefix) && l.ends_with("device interrupts went through exits"))
+        .and_then(|l| l.rsplit(": ").next())
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| run.fail(&format!("guest {name}: no vf interrupt count")))
 }
 
 /// The 64 KiB the guest wrote at byte offset 1 MiB: `PATTERN-0\nPATTERN-1\n...` cut at 64 KiB.
@@ -117,7 +132,28 @@ fn linux_guest_does_io_on_its_vf_with_interrupts_and_no_exits_for_them() {
         "{exits:?}"
     );
     run.assert_line("  x2apic msr exits: eoi 0, timer 0");
+    assert_eq!(interrupts_via_exits(&run, "lin"), 0);
     run.assert_line("guest lin: ended: power-off request");
+}
+
+#[test]
+fn emulated_mode_takes_an_exit_for_every_vf_interrupt() {
+    let guest = vf_guest_in("lin", "1", "00:04.1", "echo", "emulated");
+    let (q, disks) = boot("vf_emulated", 2, &[guest], true);
+    let run = q.run("vf_emulated");
+    let interrupts = nvme_report(&run, "lin");
+    assert_written(&run, &disks[0], "echo");
+    // Each VF interrupt the guest counted arrived as a host vector, exited, and was injected.
+    let via_exits = interrupts_via_exits(&run, "lin");
+    assert!(
+        interrupts > 0 && via_exits >= interrupts,
+        "guest counted {interrupts}, exits delivered {via_exits}"
+    );
+    let exits = common::exit_counts(&run, "lin", 0);
+    assert!(
+        exits.get("intr").copied().unwrap_or(0) >= via_exits,
+        "{exits:?}"
+    );
 }
 
 #[test]

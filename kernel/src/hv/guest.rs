@@ -100,6 +100,14 @@ impl Vm {
             println!("[{}] {}", self.config.name, rest);
         }
         let start = self.started_tsc.load(Ordering::SeqCst);
+        if let Some(vf) = self.vf.get() {
+            println!(
+                "guest {}: vf {}: {} device interrupts went through exits",
+                self.config.name,
+                vf.bdf,
+                vf.via_exits.load(Ordering::Relaxed)
+            );
+        }
         {
             let legacy = self.platform.legacy.lock();
             for port in legacy.unknown_ports().iter() {

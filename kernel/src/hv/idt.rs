@@ -84,10 +84,28 @@ pub static NMI_COUNT: AtomicU64 = AtomicU64::new(0);
 pub const VECTOR_HOST_TIMER: u8 = 0xf0;
 pub const VECTOR_KICK: u8 = 0xf1;
 pub const VECTOR_SPURIOUS: u8 = 0xff;
+/// Host vectors for passed-through devices' interrupts in emulated mode: remapping entry `i` of
+/// the VF on a core raises `VECTOR_DEVICE_BASE + i` there (the core runs one vCPU, so the vector
+/// identifies the MSI-X entry).
+pub const VECTOR_DEVICE_BASE: u8 = 0x40;
+pub const DEVICE_VECTORS: usize = 32;
+
+/// Per core (by x2APIC id, below 256): device vectors taken since the vCPU last looked.
+static DEVICE_PENDING: [core::sync::atomic::AtomicU32; 256] =
+    [const { core::sync::atomic::AtomicU32::new(0) }; 256];
+
+/// The device vectors (as MSI-X entry numbers) this core took since the last call.
+pub fn take_device_interrupts() -> u32 {
+    let id = super::x2apic::id() as usize;
+    DEVICE_PENDING
+        .get(id)
+        .map_or(0, |p| p.swap(0, Ordering::AcqRel))
+}
 
 extern "C" {
     static exception_stubs: [u64; 32];
     static host_interrupt_stubs: [u64; 3];
+    static device_stubs: [u64; 32];
 }
 
 /// Fills the shared IDT once (bootstrap processor, before other cores start).
@@ -106,6 +124,15 @@ pub fn init() {
     }
     // SAFETY: as above, for the three host-interrupt stubs.
     let host = unsafe { &host_interrupt_stubs };
+    // SAFETY: a table of 32 stub addresses emitted by the assembly below.
+    let devices = unsafe { &device_stubs };
+    for (i, &handler) in devices.iter().enumerate() {
+        // SAFETY: only the bootstrap processor writes the IDT, before any core loads it.
+        unsafe {
+            (*core::ptr::addr_of_mut!(IDT)).0[usize::from(VECTOR_DEVICE_BASE) + i] =
+                Gate::interrupt(handler, 0)
+        };
+    }
     for (vector, &handler) in [VECTOR_HOST_TIMER, VECTOR_KICK, VECTOR_SPURIOUS]
         .iter()
         .zip(host)
@@ -143,6 +170,12 @@ pub fn load() {
 #[no_mangle]
 extern "C" fn exception_handler(frame: &ExceptionFrame) {
     if frame.vector >= 32 {
+        let device = frame.vector.wrapping_sub(u64::from(VECTOR_DEVICE_BASE));
+        if device < DEVICE_VECTORS as u64 {
+            if let Some(p) = DEVICE_PENDING.get(super::x2apic::id() as usize) {
+                p.fetch_or(1 << device, Ordering::AcqRel);
+            }
+        }
         // A host interrupt: its work is done by whoever opened the window; just end it. Spurious
         // interrupts take no EOI (APM vol. 2, 16.4.7).
         if frame.vector != u64::from(VECTOR_SPURIOUS) {
@@ -254,12 +287,20 @@ exception_common:
     add rsp, 16
     iretq
 
+.irp v, 64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95
+STUB \v, 0
+.endr
 STUB 240, 0
 STUB 241, 0
 STUB 255, 0
 
 .section .rodata
 .balign 8
+.global device_stubs
+device_stubs:
+.irp v, 64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95
+    .quad exception_stub_\v
+.endr
 .global host_interrupt_stubs
 host_interrupt_stubs:
     .quad exception_stub_240

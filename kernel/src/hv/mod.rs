@@ -185,14 +185,6 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
                 g.name
             ));
         }
-        if g.vf.is_some() && g.irq != didvisor::config::IrqMode::Direct {
-            log::error!(
-                "guest {}: a passed-through VF with irq={} is not supported yet (only irq=direct); the guest does not start",
-                g.name,
-                g.irq.name()
-            );
-            continue;
-        }
         let vf = match (g.vf, vfs.get(index)) {
             (Some(bdf), Some(Err(why))) => {
                 log::error!(

@@ -25,8 +25,10 @@ use svm::{Gpa, Hpa as NptHpa};
 pub const GUEST_DEVFN: DevFn = DevFn(1 << 3);
 /// The guest-physical window for passed-through BARs (the DSDT's PCI0 window starts here).
 pub const GUEST_BAR_BASE: u64 = 0xc000_0000;
-/// log2 of the interrupt remapping table size per VF (32 entries).
+/// log2 of the interrupt remapping table size per VF (32 entries, one host vector each in
+/// emulated mode).
 const IRT_LOG2: u8 = 5;
+const _: () = assert!(1 << IRT_LOG2 == super::idt::DEVICE_VECTORS);
 
 /// The host side of a passed-through VF.
 pub struct VfHost {
@@ -35,9 +37,35 @@ pub struct VfHost {
     msix_cap: u16,
     msix: MsixInfo,
     irt: InterruptTable,
+    /// Emulated mode: the guest vector of each MSI-X entry, for the host vector that stands in
+    /// for it (0 = none).
+    guest_vectors: [core::sync::atomic::AtomicU8; super::idt::DEVICE_VECTORS],
+    /// Device interrupts that went through an exit (emulated mode); direct mode never sees them.
+    pub via_exits: core::sync::atomic::AtomicU64,
 }
 
 impl VfHost {
+    /// Emulated mode: raises in `vcpu`'s virtual APIC the guest vectors of the MSI-X entries whose
+    /// host vectors this core took (`pending`, one bit per entry). Returns how many.
+    pub fn deliver_emulated(
+        &self,
+        platform: &super::platform::VirtualPlatform,
+        vcpu: usize,
+        pending: u32,
+    ) -> u32 {
+        let mut n = 0;
+        for index in (0..super::idt::DEVICE_VECTORS).filter(|i| pending & (1 << i) != 0) {
+            let vector = self.guest_vectors[index].load(core::sync::atomic::Ordering::Acquire);
+            if vector != 0 {
+                platform.interrupt_vcpu(vcpu, vector, didvisor::irqchip::TriggerMode::Edge);
+                self.via_exits
+                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Host-physical address of the VF's MSI-X table.
     fn table_hpa(&self, vm: &Vm) -> Option<u64> {
         let legacy = vm.platform.legacy.lock();
@@ -98,6 +126,8 @@ pub fn attach(
         msix_cap,
         msix: setup.msix,
         irt,
+        guest_vectors: [const { core::sync::atomic::AtomicU8::new(0) }; super::idt::DEVICE_VECTORS],
+        via_exits: core::sync::atomic::AtomicU64::new(0),
     };
     vm.platform
         .legacy
@@ -246,8 +276,22 @@ fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntr
                 )
                 .unwrap_or(Irte::Bits128(iommu::Irte128::DISABLED))
             }
-            // Emulated (and, until it exists, AVIC): not wired to host vectors yet.
-            IrqMode::Emulated | IrqMode::Avic => Irte::Bits128(iommu::Irte128::DISABLED),
+            // Emulated: a host vector standing for this entry, on the vCPU's core; the exit it
+            // causes injects the guest's vector (see `deliver_emulated`).
+            IrqMode::Emulated | IrqMode::Avic => {
+                host.guest_vectors[usize::from(index)]
+                    .store(message.vector(), core::sync::atomic::Ordering::Release);
+                let core = platform.vcpu_core_apic_id(vcpu);
+                let host_vector = super::idt::VECTOR_DEVICE_BASE + index as u8;
+                Irte::remapped(
+                    IrteFormat::Bits128,
+                    host_vector,
+                    core,
+                    iommu::DestMode::Physical,
+                    iommu::IntType::Fixed,
+                )
+                .unwrap_or(Irte::Bits128(iommu::Irte128::DISABLED))
+            }
         }
     };
     if host.irt.set(&mut HostMemory, index, irte).is_err() {

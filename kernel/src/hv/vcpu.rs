@@ -291,6 +291,17 @@ impl Vcpu {
         v.set_misc1(misc1);
     }
 
+    /// Emulated mode: turns the device host vectors this core took into the guest's vectors.
+    fn collect_device_interrupts(&mut self) {
+        let pending = super::idt::take_device_interrupts();
+        if pending == 0 {
+            return;
+        }
+        if let Some(host) = self.vm.vf.get() {
+            host.deliver_emulated(self.platform(), self.id as usize, pending);
+        }
+    }
+
     /// Takes a host interrupt left pending by an INTR exit (the host runs with interrupts off):
     /// open the window one instruction wide so its handler can EOI it.
     fn drain_host_interrupt(&self) {
@@ -332,6 +343,7 @@ impl Vcpu {
             // injects whatever became pending.
             ExitCode::Intr => {
                 self.drain_host_interrupt();
+                self.collect_device_interrupts();
                 Next::Resume
             }
             // The hypervisor's NMIs: recall at guest end (handled above) and, in direct mode, the
@@ -473,6 +485,9 @@ impl Vcpu {
         self.vmcb().rip = rip + 1;
         let slot = &self.platform().vcpus[self.id as usize];
         loop {
+            // Passed-through devices interrupt this core with host vectors: take them.
+            self.drain_host_interrupt();
+            self.collect_device_interrupts();
             let mut lapic = slot.lapic.lock();
             lapic.tick(timer::nanos());
             if lapic.highest_deliverable(true).is_some() {
