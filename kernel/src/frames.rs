@@ -88,6 +88,23 @@ impl FrameAllocator {
         Some(start)
     }
 
+    /// Like [`FrameAllocator::alloc_below`], but the range starts at or above `min`.
+    pub fn alloc_above(&mut self, size: u64, align: u64, min: u64) -> Option<u64> {
+        let size = (size + 0xfff) & !0xfff;
+        let start = self
+            .ranges()
+            .iter()
+            .filter_map(|r| {
+                let from = r.start.max(min);
+                let start = from.checked_add(align - 1)? & !(align - 1);
+                let end = start.checked_add(size)?;
+                (end <= r.end).then_some(start)
+            })
+            .min()?;
+        self.reserve(start, start + size);
+        Some(start)
+    }
+
     pub fn alloc(&mut self, size: u64, align: u64) -> Option<u64> {
         self.alloc_below(size, align, u64::MAX)
     }
@@ -165,6 +182,18 @@ mod tests {
             a.free_bytes(),
             0x9e000 + 0x100000 + (0x4000_0000 - 0x281000)
         );
+    }
+
+    #[test]
+    fn allocation_above_a_minimum() {
+        let mut a = qemu_map();
+        let p = a.alloc_above(0x1000, 0x1000, 0x1000_0000).unwrap();
+        assert_eq!(p, 0x1000_0000);
+        assert_eq!(a.alloc_above(0x1000, 0x1000, 0x4000_0000), None);
+        assert!(a
+            .ranges()
+            .iter()
+            .all(|r| r.end <= p || r.start >= p + 0x1000));
     }
 
     #[test]

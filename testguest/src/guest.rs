@@ -1,6 +1,8 @@
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
 
+use testguest::cmdline::{self, Ending};
+
 /// Bochs/QEMU-style debug console port: one byte per OUT.
 const DEBUG_PORT: u16 = 0xe9;
 /// ACPI PM1a control block of the virtual platform (FADT); SLP_EN is bit 13, SLP_TYP bits 12:10.
@@ -24,12 +26,12 @@ _start:
 .section .bss
 .balign 16
 stack:
-    .skip 16384
+    .skip 65536
 stack_top:
 "#
 );
 
-struct Console;
+pub(crate) struct Console;
 
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
@@ -145,7 +147,7 @@ fn touch_outside(ram: u64) {
     );
 }
 
-fn power_off() -> ! {
+pub(crate) fn power_off() -> ! {
     say!("testguest: done, requesting power-off");
     // SAFETY: port output to the virtual ACPI PM1a control register.
     unsafe {
@@ -153,28 +155,6 @@ fn power_off() -> ! {
     };
     say!("testguest: FAILED: still running after power-off");
     halt()
-}
-
-/// How the guest ends, from `end=` in its command line.
-#[derive(Clone, Copy)]
-enum Ending {
-    PowerOff,
-    TripleFault,
-    Reset,
-    Halt,
-}
-
-fn parse_ending(cmdline: &str) -> Option<Ending> {
-    let value = cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("end="));
-    match value {
-        None | Some("poweroff") => Some(Ending::PowerOff),
-        Some("triple-fault") => Some(Ending::TripleFault),
-        Some("reset") => Some(Ending::Reset),
-        Some("halt") => Some(Ending::Halt),
-        Some(_) => None,
-    }
 }
 
 /// The NUL-terminated command line the hypervisor placed at `addr` (0: none).
@@ -227,17 +207,18 @@ extern "C" fn guest_main(ram: u64, vcpu: u64, cmdline: u64) -> ! {
         vcpu,
         ram >> 20
     );
-    let Some(ending) = parse_ending(cmdline) else {
-        say!(
-            "testguest: FAILED: unknown ending in command line \"{}\"",
-            cmdline
-        );
-        halt()
+    let command = match cmdline::parse(cmdline) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("testguest: FAILED: {} in command line \"{}\"", e, cmdline);
+            halt()
+        }
     };
-    match ending {
+    match command.ending {
         Ending::TripleFault => triple_fault(),
         Ending::Reset => reset(),
         Ending::Halt => halt(),
+        Ending::NvmeDma => crate::nvme::run(ram, command.canaries.as_slice()),
         Ending::PowerOff => {}
     }
     check_cpuid();

@@ -3,7 +3,10 @@
 //! `_start` with RDI = guest RAM size in bytes, RSI = its vCPU id and RDX = the guest-physical
 //! address of its NUL-terminated command line (`cmdline=` of its `guest=` description).
 //! `end=triple-fault|reset|halt` in the command line makes it end that way right after its greeting
-//! instead of running the checks below and powering off.
+//! instead of running the checks below and powering off; `end=nvme-dma` (with up to four
+//! `canary=0xADDR` words) drives the NVMe VF passed through at 00:01.0 instead (see `nvme.rs`).
+//! The command line parsing and other pure logic live in the library (`lib.rs`), which
+//! `cargo test -p testguest` tests on the host.
 //!
 //! What it does, in order, so the test can count the exits it causes:
 //! 1. prints a greeting (one I/O exit per byte);
@@ -16,6 +19,8 @@
 
 #[cfg(target_os = "none")]
 mod guest;
+#[cfg(target_os = "none")]
+mod nvme;
 
 #[cfg(not(target_os = "none"))]
 fn main() {}

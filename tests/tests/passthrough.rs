@@ -190,3 +190,48 @@ fn without_an_iommu_no_vf_is_passed_through_and_other_guests_run() {
     run.assert_line("guest plain: ended: power-off request");
     run.assert_line("didvisor: all guests ended");
 }
+
+/// A purpose-built guest aims its VF's DMA at hypervisor memory and at another guest's memory:
+/// nothing of theirs reaches the disk, nothing of the disk reaches them (the hypervisor checks its
+/// canary pages after the run), while DMA inside the guest's own RAM works.
+#[test]
+fn vf_dma_outside_the_guest_is_blocked() {
+    let guests = [
+        "guest=a,cores=1,mem=16M,kernel=testguest,vf=00:04.1,cmdline=\"end=nvme-dma canary=hypervisor canary=guest:b\"".to_string(),
+        "guest=b,cores=2,mem=16M,kernel=testguest".to_string(),
+    ];
+    let (q, _) = boot("vf_dma_isolation", 3, &guests, true);
+    let run = q
+        .module(tests::testguest(), "testguest")
+        .run("vf_dma_isolation");
+    let console = common::console_lines(&run, "a");
+    assert!(
+        console.contains(&"testguest: nvme: write+read inside ram ok"),
+        "{console:#?}"
+    );
+    let foreign_writes: Vec<_> = console
+        .iter()
+        .filter(|l| l.contains(" after write from 0x"))
+        .collect();
+    assert_eq!(foreign_writes.len(), 2, "{console:#?}");
+    for l in &foreign_writes {
+        assert!(
+            l.ends_with("zeros (no foreign data)")
+                || l.ends_with("unchanged (the write did not land)"),
+            "foreign memory reached the disk: {l}"
+        );
+    }
+    assert_eq!(
+        console
+            .iter()
+            .filter(|l| l.starts_with("testguest: nvme: read into 0x"))
+            .count(),
+        2
+    );
+    assert!(console.contains(&"testguest: nvme: done"), "{console:#?}");
+    run.assert_line("canary: hypervisor page at 0x");
+    run.assert_line("canary: guest b at 0x");
+    assert_eq!(run.count(": intact"), 2, "both canaries intact");
+    run.assert_no_line("CHANGED");
+    run.assert_line("guest b: ended: power-off request");
+}

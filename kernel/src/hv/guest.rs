@@ -63,6 +63,10 @@ pub struct Vm {
 static VMS: [Once<Vm>; MAX_GUESTS] = [const { Once::new() }; MAX_GUESTS];
 static ENDED: AtomicUsize = AtomicUsize::new(0);
 
+pub fn try_vm(index: usize) -> Option<&'static Vm> {
+    VMS.get(index)?.get()
+}
+
 pub fn vm(index: usize) -> &'static Vm {
     VMS[index].get().expect("vm index of a built guest")
 }
@@ -329,6 +333,40 @@ pub fn build(
         config.irq.name()
     );
     Ok(vm)
+}
+
+/// Test guests only: replaces `canary=hypervisor` and `canary=guest:NAME` in the guest's command
+/// line (already in its RAM) with the addresses of freshly placed canaries (see `canary.rs`).
+pub fn place_canaries(vm: &Vm, guests: usize) {
+    if !matches!(vm.boot, GuestBoot::TestGuest { .. })
+        || !vm.config.cmdline.as_str().contains("canary=")
+    {
+        return;
+    }
+    let mut line = CmdlineBuf {
+        bytes: [0; linux::CMDLINE_MAX],
+        len: 0,
+    };
+    for (i, word) in vm.config.cmdline.as_str().split_whitespace().enumerate() {
+        let sep = if i == 0 { "" } else { " " };
+        let placed = word
+            .strip_prefix("canary=")
+            .and_then(|v| super::canary::place(v, guests));
+        let _ = match placed {
+            Some(hpa) => write!(line, "{sep}canary={hpa:#x}"),
+            None => write!(line, "{sep}{word}"),
+        };
+    }
+    println!(
+        "guest {}: command line \"{}\"",
+        vm.config.name,
+        line.as_str()
+    );
+    let ram = vm.ram();
+    let at = linux::CMDLINE_GPA as usize;
+    let text = line.as_str().as_bytes();
+    ram[at..at + text.len()].copy_from_slice(text);
+    ram[at + text.len()] = 0;
 }
 
 /// The bytes of boot module `name` (validated to exist with the configuration).

@@ -48,6 +48,16 @@ pub fn try_alloc_zeroed(size: u64, align: u64, limit: u64) -> Option<u64> {
     Some(pa)
 }
 
+/// A page of our memory at or above `min` (and below the identity map's end), for tests that
+/// need an address a guest's RAM does not cover.
+pub fn alloc_page_above(min: u64) -> Option<u64> {
+    let pa = FRAMES.lock().alloc_above(4096, 4096, min)?;
+    if pa + 4096 > MAPPED_LIMIT {
+        return None;
+    }
+    Some(pa)
+}
+
 /// The bytes at a physical range of ours (identity-mapped).
 ///
 /// # Safety

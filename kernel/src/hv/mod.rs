@@ -3,6 +3,7 @@
 
 pub mod acpi;
 pub mod apic;
+pub mod canary;
 pub mod cpu;
 pub mod exit;
 pub mod guest;
@@ -209,6 +210,9 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         built[index] = true;
     }
     let running = built.iter().filter(|&&b| b).count();
+    for index in (0..cfg.guest_count()).filter(|&i| built[i]) {
+        guest::place_canaries(guest::vm(index), cfg.guest_count());
+    }
     for (index, g) in cfg.guests().enumerate().filter(|(i, _)| built[*i]) {
         for (vcpu, cpu) in g.cores.iter().enumerate() {
             assign(cpu, index, vcpu as u32);
@@ -241,6 +245,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     while BUSY_CORES.load(Ordering::SeqCst) != 0 {
         core::hint::spin_loop();
     }
+    canary::check_all();
     log::info!("didvisor: all guests ended");
     exit::success()
 }

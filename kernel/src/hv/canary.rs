@@ -1,0 +1,88 @@
+//! DMA canaries for isolation tests: pages of hypervisor memory and of other guests' RAM filled
+//! with a known pattern, whose host-physical addresses a test guest receives in its command line
+//! (`canary=hypervisor`, `canary=guest:NAME` become `canary=0xADDR`) to aim its device's DMA at.
+//! When every guest has ended the hypervisor checks each page and reports it intact or changed.
+
+use super::guest;
+use crate::println;
+use spin::Mutex;
+
+const MAX_CANARIES: usize = 8;
+const PAGE: usize = 4096;
+
+#[derive(Clone, Copy)]
+struct Canary {
+    hpa: u64,
+    /// What the page belongs to: `None` the hypervisor, `Some(i)` guest `i`.
+    owner: Option<usize>,
+}
+
+static CANARIES: Mutex<[Option<Canary>; MAX_CANARIES]> = Mutex::new([None; MAX_CANARIES]);
+
+/// The pattern of the page at `hpa`: its address mixed into every word, so a copy of one canary
+/// onto another is noticed too.
+fn word(hpa: u64, i: usize) -> u64 {
+    0xca4a_7e57_0000_0000 ^ hpa ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn fill(hpa: u64) {
+    // SAFETY: `hpa` is a page set aside for this canary (hypervisor page, or guest RAM the guest
+    // does not use), identity-mapped.
+    let page = unsafe { super::memory::phys_slice_mut(hpa, PAGE as u64) };
+    for (i, chunk) in page.chunks_exact_mut(8).enumerate() {
+        chunk.copy_from_slice(&word(hpa, i).to_le_bytes());
+    }
+}
+
+fn intact(hpa: u64) -> usize {
+    // SAFETY: as in `fill`; read only.
+    let page = unsafe { super::memory::phys_slice(hpa, PAGE as u64) };
+    page.chunks_exact(8)
+        .enumerate()
+        .filter(|(i, c)| u64::from_le_bytes((*c).try_into().unwrap_or([0; 8])) != word(hpa, *i))
+        .count()
+}
+
+/// Places the canary a `canary=` value names and returns its address: `hypervisor` (a page of our
+/// own memory above 256 MiB, so it is outside any small test guest's RAM) or `guest:NAME` (a page at
+/// 512 KiB into that guest's RAM, which test guests leave alone).
+pub fn place(value: &str, guests: usize) -> Option<u64> {
+    let (hpa, owner) = match value {
+        "hypervisor" => (
+            super::memory::alloc_page_above(0x1000_0000)
+                .or_else(|| super::memory::alloc_page_above(0))?,
+            None,
+        ),
+        _ => {
+            let name = value.strip_prefix("guest:")?;
+            let index = (0..guests)
+                .find(|&i| guest::try_vm(i).is_some_and(|vm| vm.config.name.as_str() == name))?;
+            (guest::vm(index).ram_hpa + 0x8_0000, Some(index))
+        }
+    };
+    let mut all = CANARIES.lock();
+    let slot = all.iter_mut().find(|c| c.is_none())?;
+    fill(hpa);
+    *slot = Some(Canary { hpa, owner });
+    Some(hpa)
+}
+
+/// Reports every canary: `canary: hypervisor page at 0x...: intact`.
+pub fn check_all() {
+    for c in CANARIES.lock().iter().flatten() {
+        let changed = intact(c.hpa);
+        let whose = match c.owner {
+            None => "hypervisor page",
+            Some(i) => guest::vm(i).config.name.as_str(),
+        };
+        let prefix = if c.owner.is_some() { "guest " } else { "" };
+        if changed == 0 {
+            println!("canary: {prefix}{whose} at {:#x}: intact", c.hpa);
+        } else {
+            println!(
+                "canary: {prefix}{whose} at {:#x}: CHANGED ({changed} of 512 words)",
+                c.hpa
+            );
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The test guest's pure logic, built for the bare-metal target (used by the `testguest` binary)
+//! and for the host, where `cargo test -p testguest` runs its unit tests:
+//!
+//! | module     | what                                                                         |
+//! |------------|------------------------------------------------------------------------------|
+//! | `cmdline`  | the command line words: `end=...` and `canary=0x...`                         |
+//! | `nvme_io`  | NVM I/O on top of `didvisor::nvme`: an I/O queue pair, the Read/Write and     |
+//! |            | Create I/O Queue encoders, PRPs, the namespace's LBA format, test patterns   |
+#![cfg_attr(not(test), no_std)]
+
+pub mod cmdline;
+pub mod nvme_io;
