@@ -243,6 +243,12 @@ fn map_bars(vm: &Vm, map: bool) {
             offset += 4096;
         }
     }
+    if !map {
+        // Stale translations of the unmapped pages may sit in any vCPU's TLB.
+        vm.platform
+            .npt_generation
+            .fetch_add(1, core::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Turns MSI-X entry `index` as the guest programmed it into an interrupt remapping entry and

@@ -104,6 +104,9 @@ pub struct VirtualPlatform {
     pub direct_ipis: AtomicU64,
     /// vCPUs halted with interrupts disabled for good.
     parked: AtomicU32,
+    /// Bumped whenever the guest's nested page tables lose a mapping; each vCPU flushes its TLB
+    /// before its next VMRUN when it sees a new value.
+    pub npt_generation: AtomicU64,
     /// When the legacy devices next need a tick (u64::MAX: none), so the service core's loop
     /// does not take their lock (and slow down the vCPU's port accesses) for nothing.
     next_tick: AtomicU64,
@@ -130,6 +133,7 @@ impl VirtualPlatform {
             device_irqs: AtomicU64::new(0),
             direct_ipis: AtomicU64::new(0),
             parked: AtomicU32::new(0),
+            npt_generation: AtomicU64::new(0),
             next_tick: AtomicU64::new(u64::MAX),
         }
     }

@@ -52,6 +52,8 @@ pub struct Vcpu {
     injected: u64,
     /// Host APIC-timer ticks per millisecond on this core (emulated mode's wake-up timer).
     apic_timer_per_ms: u64,
+    /// The guest's nested-page-table generation this vCPU's TLB last saw.
+    npt_generation: u64,
 }
 
 /// How the run loop continues after an exit.
@@ -76,6 +78,7 @@ impl Vcpu {
             apic_exits: ApicMsrExits::default(),
             injected: 0,
             apic_timer_per_ms: 0,
+            npt_generation: 0,
         };
         if vm.config.irq != IrqMode::Direct {
             v.apic_timer_per_ms = x2apic::calibrate_timer(timer::tsc_per_ms()).max(1);
@@ -174,6 +177,11 @@ impl Vcpu {
         loop {
             if self.vm.config.irq != IrqMode::Direct {
                 self.prepare_emulated_entry();
+            }
+            let generation = self.platform().npt_generation.load(Ordering::Acquire);
+            if generation != self.npt_generation {
+                self.npt_generation = generation;
+                self.vmcb().set_tlb_control(TlbControl::FlushAll);
             }
             // SAFETY: our VMCB is initialised, SVM is on for this core (init_core), and host
             // interrupts are off on guest cores.
