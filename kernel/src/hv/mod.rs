@@ -162,7 +162,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
             "didvisor: no guests configured (add guest=NAME,cores=N,mem=SIZE,kernel=MODULE)"
         );
     }
-    let vfs = prepare_vfs(cfg, &platform);
+    let vfs = prepare_vfs(cfg, &platform, boot);
     // Build every guest first, then start them all: guests run side by side, not one after another.
     let mut built = [false; didvisor::config::MAX_GUESTS];
     for (index, g) in cfg.guests().enumerate() {
@@ -255,6 +255,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
 fn prepare_vfs(
     cfg: &Config,
     platform: &acpi::Platform,
+    boot: &BootInfo,
 ) -> [Result<
     (
         didvisor::pci::sriov::EnabledVfs,
@@ -285,6 +286,17 @@ fn prepare_vfs(
             None => out[i] = Err("not a virtual function of any SR-IOV device here"),
         }
     }
+    if owners.iter().all(|o| o.is_none()) {
+        return out;
+    }
+    let Some(window) = pci_host::free_mmio_window(&mut ecam, boot) else {
+        for (i, o) in owners.iter().enumerate() {
+            if o.is_some() {
+                out[i] = Err("no free MMIO below 4 GiB for the VF BARs");
+            }
+        }
+        return out;
+    };
     // One bring-up per PF, with the highest VF number any guest wants.
     for i in 0..cfg.guest_count() {
         let Some((pf, sriov, _)) = owners[i] else {
@@ -300,7 +312,7 @@ fn prepare_vfs(
             .map(|o| o.2)
             .max()
             .unwrap_or(1);
-        let result = nvme_pf::bring_up(&mut ecam, pf, sriov, num_vfs);
+        let result = nvme_pf::bring_up(&mut ecam, pf, sriov, num_vfs, window);
         for (j, owner) in owners.iter().enumerate() {
             let Some((p, _, n)) = owner else { continue };
             if *p != pf {

@@ -12,12 +12,6 @@ use didvisor::nvme::{self, AdminQueue, ControllerRegs, DmaMemory, QueueMemory};
 use didvisor::pci::sriov::{self, EnabledVfs, MmioWindow, Sriov};
 use didvisor::pci::{header, Bdf, Command, ConfigAccess};
 
-/// Host-physical window the VF BARs go into: below 4 GiB (QEMU decodes VF BARs only there) and
-/// clear of what SeaBIOS/OVMF assign on q35 (they allocate from the top of the 32-bit hole down).
-pub const VF_BAR_WINDOW: MmioWindow = MmioWindow {
-    start: 0xd000_0000,
-    end: 0xe000_0000,
-};
 /// The IOMMU domain of the hypervisor's own devices.
 pub const HOST_DOMAIN: u16 = 1;
 const ADMIN_TIMEOUT_MS: u32 = 5000;
@@ -71,12 +65,14 @@ pub fn owner_of(ecam: &Ecam, vf: Bdf) -> Option<(Bdf, Sriov, u16)> {
 }
 
 /// Enables `num_vfs` VFs of the NVMe PF `pf` and readies secondary controllers 1..=num_vfs, each
-/// with namespace `vfn` attached.
+/// with namespace `vfn` attached. `window` is free host MMIO below 4 GiB for the VF BARs (QEMU
+/// decodes VF BARs only there).
 pub fn bring_up(
     ecam: &mut Ecam,
     pf: Bdf,
     sriov: Sriov,
     num_vfs: u16,
+    window: MmioWindow,
 ) -> Result<EnabledVfs, &'static str> {
     let iommu = IOMMU.get().ok_or("no IOMMU")?;
     // The PF's own DMA (admin queues) goes to hypervisor memory untranslated.
@@ -146,7 +142,7 @@ pub fn bring_up(
         ident.cntlid
     );
 
-    let vfs = sriov::enable_vfs(ecam, sriov, num_vfs, VF_BAR_WINDOW, |ms| {
+    let vfs = sriov::enable_vfs(ecam, sriov, num_vfs, window, |ms| {
         timer::delay_us(u64::from(ms) * 1000)
     })
     .map_err(|_| "enabling the VFs failed")?;

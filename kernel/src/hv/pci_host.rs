@@ -60,3 +60,44 @@ pub fn list(ecam: &Ecam) {
         }
     }
 }
+
+/// The largest free range of the 32-bit MMIO hole (between 2 GiB and the IOAPIC at 0xFEC00000)
+/// that no host BAR and no memory-map entry covers: where the hypervisor places VF BARs.
+pub fn free_mmio_window(ecam: &mut Ecam, boot: &boot::BootInfo) -> Option<pci::sriov::MmioWindow> {
+    const HOLE: (u64, u64) = (0x8000_0000, 0xfec0_0000);
+    let mut occupied = [(0u64, 0u64); 256];
+    let mut n = 0;
+    let mut push = |range: (u64, u64)| {
+        if n < occupied.len() {
+            occupied[n] = range;
+            n += 1;
+        }
+    };
+    for r in boot.memory() {
+        push((r.start, r.end));
+    }
+    push((
+        ecam.base,
+        ecam.base + ((u64::from(ecam.end_bus) - u64::from(ecam.start_bus) + 1) << 20),
+    ));
+    let functions: [Option<Bdf>; 64] = {
+        let mut list = [None; 64];
+        for (slot, f) in list
+            .iter_mut()
+            .zip(pci::enumerate(ecam, ecam.start_bus..=ecam.end_bus))
+        {
+            *slot = Some(f.bdf);
+        }
+        list
+    };
+    for bdf in functions.iter().flatten() {
+        for bar in pci::bar::size_bars(ecam, *bdf).iter().flatten() {
+            if bar.kind != pci::BarKind::Io && bar.base != 0 {
+                push((bar.base, bar.base + bar.size));
+            }
+        }
+    }
+    let (start, end) = pci::window::largest_gap(&occupied[..n], HOLE)?;
+    println!("pci: free MMIO window for VF BARs [{start:#x}-{end:#x})");
+    Some(pci::sriov::MmioWindow { start, end })
+}

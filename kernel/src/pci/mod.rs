@@ -15,6 +15,7 @@
 //! | `sriov.rs`       | SR-IOV extended capability, VF routing ids, VF BAR placement        |
 //! | `msix.rs`        | MSI-X capability and table entries                                  |
 //! | `passthrough.rs` | a VF's virtual configuration space and MSI-X table for a guest      |
+//! | `window.rs`      | free room in the 32-bit MMIO hole for BARs the hypervisor places    |
 //!
 //! Specifications: PCI Local Bus Specification 3.0 (ch. 6, configuration space); PCI Express
 //! Base Specification 4.0 (§7.2.2 ECAM, §7.5 type-0 header and capability lists, §7.7.2 MSI-X,
@@ -34,6 +35,7 @@ pub mod header;
 pub mod msix;
 pub mod passthrough;
 pub mod sriov;
+pub mod window;
 
 #[cfg(test)]
 mod fake;
