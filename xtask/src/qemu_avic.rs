@@ -604,9 +604,12 @@ fn jobs() -> String {
 
 const USAGE: &str = "\
 usage: cargo xtask qemu-avic [--clean]   build (or reuse) the patched qemu-system-x86_64
-       cargo xtask qemu-avic smoke       then boot build/didvisor-mb1.elf (from `cargo xtask
-                                         build`) with -cpu max, max,+avic and max,+avic,+x2avic
-                                         and check the CPUID bits the hypervisor reports";
+       cargo xtask qemu-avic smoke       then run the bare-metal AVIC checks (avictest, built
+                                         from tests/qemu-avic/avictest/) with -cpu
+                                         max,+avic,+x2avic and -cpu max, and boot
+                                         build/didvisor-mb1.elf (from `cargo xtask build`) with
+                                         -cpu max, max,+avic and max,+avic,+x2avic to check the
+                                         CPUID bits the hypervisor reports";
 
 /// `cargo xtask qemu-avic [--clean | smoke]`.
 pub fn qemu_avic(args: &[String]) -> Result {
@@ -633,10 +636,168 @@ pub fn check_svm_line(serial: &str, avic: bool, x2avic: bool) -> std::result::Re
     }
 }
 
-/// Boots the hypervisor image under the patched QEMU and checks CPUID 8000_000A EDX bits 13
-/// and 18 as the hypervisor sees them; the guests must still end cleanly.
+/// Compiler flags for avictest: freestanding 64-bit code, no red zone (the guest takes
+/// interrupts on the same stack), no SSE (`__attribute__((interrupt))` handlers need that).
+const AVICTEST_CFLAGS: &[&str] = &[
+    "-O2",
+    "-ffreestanding",
+    "-fno-pic",
+    "-fno-pie",
+    "-no-pie",
+    "-mno-red-zone",
+    "-mgeneral-regs-only",
+    "-fno-stack-protector",
+    "-fno-asynchronous-unwind-tables",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-nostdlib",
+    "-static",
+    "-Wl,--build-id=none",
+    "-Wl,--no-warn-rwx-segments",
+];
+
+/// Builds `tests/qemu-avic/avictest/` into `target/qemu-avic/avictest.elf`: gcc links an
+/// ELF64 at 1 MiB, objcopy turns it into the ELF32 container QEMU's Multiboot1 loader takes.
+fn build_avictest() -> Result<PathBuf> {
+    let src = patch_dir().join("avictest");
+    let out = ::tests::target_dir().join("qemu-avic");
+    fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    let elf64 = out.join("avictest.elf64");
+    let elf = out.join("avictest.elf");
+    println!("xtask: qemu-avic: building avictest");
+    run_cmd(
+        Command::new("gcc")
+            .args(AVICTEST_CFLAGS)
+            .arg("-T")
+            .arg(src.join("link.ld"))
+            .arg(src.join("entry.S"))
+            .arg(src.join("avictest.c"))
+            .arg("-o")
+            .arg(&elf64),
+    )?;
+    run_cmd(
+        Command::new("objcopy")
+            .args(["-O", "elf32-i386"])
+            .arg(&elf64)
+            .arg(&elf),
+    )?;
+    Ok(elf)
+}
+
+/// Checks avictest's output: no `FAIL` line, and the summary `avictest: N passed, 0 failed`
+/// with N equal to the number of `ok` lines and at least `min_passed`. Returns N.
+pub fn check_avictest(out: &str, min_passed: u32) -> std::result::Result<u32, String> {
+    if let Some(l) = out.lines().find(|l| l.starts_with("FAIL")) {
+        return Err(format!("`{l}`"));
+    }
+    let summary = out
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.strip_prefix("avictest: ")
+                .filter(|r| r.ends_with(" failed"))
+        })
+        .ok_or("no `avictest: N passed, M failed` line (the test did not finish)")?;
+    let nums: Vec<u32> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [passed, failed] = nums[..] else {
+        return Err(format!("bad summary `{summary}`"));
+    };
+    let oks = out.lines().filter(|l| l.starts_with("ok ")).count() as u32;
+    if failed != 0 || passed != oks {
+        return Err(format!("summary `{summary}`, {oks} `ok` lines"));
+    }
+    if passed < min_passed {
+        return Err(format!(
+            "only {passed} checks ran, expected at least {min_passed}"
+        ));
+    }
+    Ok(passed)
+}
+
+/// Runs `cmd` with a deadline; a hang is killed and reported.
+fn status_with_timeout(cmd: &mut Command, secs: u64) -> Result<std::process::ExitStatus> {
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().map_err(|e| format!("waiting: {e}"))? {
+            return Ok(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return fail(format!("timed out after {secs} s"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Runs avictest under the patched QEMU: with AVIC+x2AVIC advertised every check runs, with
+/// plain `-cpu max` only the AVIC-off ones (the VMCB's AVIC bits must then be ignored).
+/// Returns (passed, failed) cases.
+fn smoke_avictest(bin: &Path, work: &Path) -> Result<(u32, u32)> {
+    let elf = build_avictest()?;
+    // (cpu, minimum number of checks that must have run)
+    let cases = [("max,+avic,+x2avic", 90), ("max", 13)];
+    let (mut passed, mut failed) = (0, 0);
+    for (cpu, min) in cases {
+        let log = work.join(format!(
+            "qemu-avic-avictest-{}.log",
+            cpu.replace([',', '+'], "_")
+        ));
+        let _ = fs::remove_file(&log);
+        let status = status_with_timeout(
+            Command::new(bin)
+                .args(["-machine", "q35", "-cpu", cpu, "-smp", "2", "-m", "128M"])
+                .args(["-display", "none", "-monitor", "none", "-serial", "none"])
+                .arg("-no-reboot")
+                .arg("-debugcon")
+                .arg(format!("file:{}", log.display()))
+                .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"])
+                .arg("-kernel")
+                .arg(&elf)
+                .stdin(Stdio::null()),
+            120,
+        );
+        let out = fs::read_to_string(&log).unwrap_or_default();
+        let verdict = status.map_err(|e| e.msg).and_then(|st| match st.code() {
+            Some(33) => check_avictest(&out, min),
+            Some(c) => Err(format!(
+                "QEMU exit {c} ({})",
+                check_avictest(&out, min).err().unwrap_or_default()
+            )),
+            None => Err(format!("QEMU killed: {st}")),
+        });
+        match verdict {
+            Ok(n) => {
+                passed += 1;
+                println!("xtask: qemu-avic smoke: avictest -cpu {cpu}: ok ({n} checks)");
+            }
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "xtask: qemu-avic smoke: avictest -cpu {cpu}: FAILED: {e} (log {})",
+                    log.display()
+                );
+            }
+        }
+    }
+    Ok((passed, failed))
+}
+
+/// Runs avictest (see [`smoke_avictest`]), then boots the hypervisor image under the patched
+/// QEMU and checks CPUID 8000_000A EDX bits 13 and 18 as the hypervisor sees them; the guests
+/// must still end cleanly.
 fn smoke() -> Result {
     let bin = binary();
+    let work = ::tests::target_dir().join("test-logs");
+    fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
+    let (mut passed, mut failed) = smoke_avictest(&bin, &work)?;
     let kernel = ::tests::kernel_mb1_elf();
     let guest = ::tests::testguest();
     for p in [&kernel, &guest] {
@@ -647,14 +808,11 @@ fn smoke() -> Result {
             ));
         }
     }
-    let work = ::tests::target_dir().join("test-logs");
-    fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
     let cases = [
         ("max", false, false),
         ("max,+avic", true, false),
         ("max,+avic,+x2avic", true, true),
     ];
-    let (mut passed, mut failed) = (0, 0);
     for (cpu, avic, x2avic) in cases {
         let log = work.join(format!(
             "qemu-avic-smoke-{}.log",
@@ -844,6 +1002,24 @@ mod tests {
         assert!(check_svm_line(serial, true, true).is_err());
         assert!(check_svm_line(serial, false, false).is_err());
         assert!(check_svm_line("nothing\n", false, false).is_err());
+    }
+
+    #[test]
+    fn avictest_output() {
+        let good = "avictest: SVM\nok a\nok b\navictest: 2 passed, 0 failed\n";
+        assert_eq!(check_avictest(good, 2), Ok(2));
+        assert!(check_avictest(good, 3).is_err());
+        assert!(check_avictest("ok a\nFAIL b: got 0x1, expected 0x2\n", 0).is_err());
+        assert!(check_avictest("ok a\nok b\n", 0).is_err());
+        assert!(check_avictest("ok a\navictest: 2 passed, 0 failed\n", 0).is_err());
+        assert!(check_avictest("ok a\navictest: 1 passed, 1 failed\n", 0).is_err());
+    }
+
+    #[test]
+    fn avictest_sources_exist() {
+        for f in ["entry.S", "avictest.c", "link.ld"] {
+            assert!(patch_dir().join("avictest").join(f).is_file(), "{f}");
+        }
     }
 
     #[test]

@@ -1,0 +1,808 @@
+/*
+ * avictest: a minimal bare-metal L1 "hypervisor" that checks the SVM AVIC /
+ * x2AVIC emulation of the QEMU patch series in tests/qemu-avic/ (AMD64 APM
+ * vol. 2, 15.29).  It enables SVM, builds one VMCB with nested paging (an
+ * identity map shared with the host) and, where the CPU advertises them,
+ * AVIC + x2AVIC with a backing page and a physical APIC ID table, and runs
+ * small 64-bit guest pieces that use the x2APIC MSRs.
+ *
+ * Output goes to the debug console (port 0xE9), one line per check:
+ * "ok <name>" or "FAIL <name> ...".  The last line is "avictest: N passed,
+ * M failed", and the run ends through isa-debug-exit at 0xF4 (0x10: all
+ * passed, 0x11: some failed).  `cargo xtask qemu-avic smoke` builds and runs
+ * it; see ../README.md.
+ */
+#include <stdint.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define PAGE __attribute__((aligned(4096)))
+
+/* ---- I/O and CPU helpers ---------------------------------------------- */
+
+static inline void outb(uint16_t port, uint8_t v)
+{
+    __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline void outl(uint16_t port, uint32_t v)
+{
+    __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint64_t rdmsr(uint32_t msr)
+{
+    uint32_t lo, hi;
+
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+    return lo | ((uint64_t)hi << 32);
+}
+
+static inline void wrmsr(uint32_t msr, uint64_t v)
+{
+    __asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v),
+                     "d"((uint32_t)(v >> 32)) : "memory");
+}
+
+static inline void cpuid(uint32_t leaf, uint32_t *a, uint32_t *b,
+                         uint32_t *c, uint32_t *d)
+{
+    __asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d)
+                     : "a"(leaf), "c"(0));
+}
+
+#define READ_CR(n) ({ uint64_t v_; \
+    __asm__ volatile("mov %%cr" #n ", %0" : "=r"(v_)); v_; })
+
+void *memset(void *d, int c, size_t n)
+{
+    uint8_t *p = d;
+
+    while (n--) {
+        *p++ = (uint8_t)c;
+    }
+    return d;
+}
+
+void *memcpy(void *d, const void *s, size_t n)
+{
+    uint8_t *p = d;
+    const uint8_t *q = s;
+
+    while (n--) {
+        *p++ = *q++;
+    }
+    return d;
+}
+
+static void puts_(const char *s)
+{
+    while (*s) {
+        outb(0xe9, (uint8_t)*s++);
+    }
+}
+
+static void puthex(uint64_t v)
+{
+    char buf[19];
+    int i;
+
+    buf[0] = '0';
+    buf[1] = 'x';
+    for (i = 0; i < 16; i++) {
+        buf[2 + i] = "0123456789abcdef"[(v >> (60 - 4 * i)) & 0xf];
+    }
+    buf[18] = 0;
+    /* skip leading zeros, keep at least one digit */
+    for (i = 2; i < 17 && buf[i] == '0'; i++) {
+    }
+    puts_("0x");
+    puts_(buf + i);
+}
+
+static void putdec(unsigned v)
+{
+    char buf[12];
+    int i = 11;
+
+    buf[i] = 0;
+    do {
+        buf[--i] = '0' + v % 10;
+        v /= 10;
+    } while (v);
+    puts_(buf + i);
+}
+
+static unsigned passed, failed;
+
+static void check(const char *name, bool ok)
+{
+    puts_(ok ? "ok " : "FAIL ");
+    puts_(name);
+    puts_("\n");
+    if (ok) {
+        passed++;
+    } else {
+        failed++;
+    }
+}
+
+/* check_eq: print both values on failure */
+static void check_eq(const char *name, uint64_t got, uint64_t want)
+{
+    if (got == want) {
+        check(name, true);
+        return;
+    }
+    puts_("FAIL ");
+    puts_(name);
+    puts_(": got ");
+    puthex(got);
+    puts_(", expected ");
+    puthex(want);
+    puts_("\n");
+    failed++;
+}
+
+/* ---- SVM structures ---------------------------------------------------- */
+
+extern uint8_t pml4[];
+extern uint8_t gdt[];
+extern struct { uint16_t limit; uint64_t base; } __attribute__((packed)) gdtr;
+uint64_t svm_run(uint64_t vmcb_pa);
+
+static uint8_t hsave[4096] PAGE;
+static uint8_t vmcb[4096] PAGE;
+static uint8_t msrpm[8192] PAGE;
+static uint8_t iopm[12288] PAGE;
+static uint8_t backing[4][4096] PAGE;
+static uint64_t phys_table[512] PAGE;
+static uint32_t logical_table[1024] PAGE;
+static uint64_t guest_idt[512] PAGE;
+static uint8_t guest_stack[16384] PAGE;
+
+#define MSR_EFER        0xc0000080
+#define MSR_VM_HSAVE_PA 0xc0010117
+#define EFER_SVME       (1 << 12)
+
+/* VMCB control area (APM vol. 2, Appendix B, Table B-1) */
+#define VMCB_INTERCEPT_EXC      0x008
+#define VMCB_INTERCEPT_MISC1    0x00c
+#define VMCB_INTERCEPT_MISC2    0x010
+#define VMCB_IOPM_BASE          0x040
+#define VMCB_MSRPM_BASE         0x048
+#define VMCB_ASID               0x058
+#define VMCB_INT_CTL            0x060
+#define VMCB_EXITCODE           0x070
+#define VMCB_EXITINFO1          0x078
+#define VMCB_EXITINFO2          0x080
+#define VMCB_NP_ENABLE          0x090
+#define VMCB_AVIC_APIC_BAR      0x098
+#define VMCB_N_CR3              0x0b0
+#define VMCB_AVIC_BACKING       0x0e0
+#define VMCB_AVIC_LOGICAL       0x0f0
+#define VMCB_AVIC_PHYSICAL      0x0f8
+/* state save area (Table B-2), at 400h */
+#define VMCB_ES                 0x400
+#define VMCB_CS                 0x410
+#define VMCB_SS                 0x420
+#define VMCB_DS                 0x430
+#define VMCB_FS                 0x440
+#define VMCB_GS                 0x450
+#define VMCB_GDTR               0x460
+#define VMCB_IDTR               0x480
+#define VMCB_TR                 0x490
+#define VMCB_CPL                0x4cb
+#define VMCB_EFER               0x4d0
+#define VMCB_CR4                0x548
+#define VMCB_CR3                0x550
+#define VMCB_CR0                0x558
+#define VMCB_DR7                0x560
+#define VMCB_DR6                0x568
+#define VMCB_RFLAGS             0x570
+#define VMCB_RIP                0x578
+#define VMCB_RSP                0x5d8
+#define VMCB_RAX                0x5f8
+#define VMCB_G_PAT              0x668
+
+#define INT_CTL_AVIC            (1U << 31)
+#define INT_CTL_X2AVIC          (1U << 30)
+
+#define EXIT_EXCP_BASE          0x040
+#define EXIT_MSR                0x07c
+#define EXIT_HLT                0x078
+#define EXIT_VMMCALL            0x081
+#define EXIT_AVIC_INCOMPLETE_IPI 0x401
+#define EXIT_AVIC_NOACCEL       0x402
+
+/* physical APIC ID table entry (15.29.3) */
+#define PHYS_VALID              (1ULL << 63)
+#define PHYS_RUNNING            (1ULL << 62)
+
+static void w64(uint32_t off, uint64_t v)
+{
+    *(volatile uint64_t *)(vmcb + off) = v;
+}
+
+static void w32(uint32_t off, uint32_t v)
+{
+    *(volatile uint32_t *)(vmcb + off) = v;
+}
+
+static uint64_t r64(uint32_t off)
+{
+    return *(volatile uint64_t *)(vmcb + off);
+}
+
+static void seg(uint32_t off, uint16_t sel, uint16_t attrib, uint32_t limit)
+{
+    *(volatile uint16_t *)(vmcb + off) = sel;
+    *(volatile uint16_t *)(vmcb + off + 2) = attrib;
+    *(volatile uint32_t *)(vmcb + off + 4) = limit;
+    *(volatile uint64_t *)(vmcb + off + 8) = 0;
+}
+
+static uint32_t page_ld(int page, uint32_t off)
+{
+    return *(volatile uint32_t *)(backing[page] + off);
+}
+
+static void page_st(int page, uint32_t off, uint32_t v)
+{
+    *(volatile uint32_t *)(backing[page] + off) = v;
+}
+
+static void page_set_vec(int page, uint32_t base, int vec)
+{
+    uint32_t off = base + (vec >> 5) * 16;
+
+    page_st(page, off, page_ld(page, off) | (1U << (vec & 31)));
+}
+
+static bool page_test_vec(int page, uint32_t base, int vec)
+{
+    return page_ld(page, base + (vec >> 5) * 16) & (1U << (vec & 31));
+}
+
+/* All eight 32-bit words of the 256-bit register at @base are zero. */
+static bool page_reg_clear(int page, uint32_t base)
+{
+    int i;
+
+    for (i = 0; i < 8; i++) {
+        if (page_ld(page, base + i * 16)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+#define APIC_TPR    0x080
+#define APIC_ISR    0x100
+#define APIC_TMR    0x180
+#define APIC_IRR    0x200
+#define APIC_ICR_LO 0x300
+#define APIC_ICR_HI 0x310
+#define APIC_TMICT  0x380
+
+/* ---- guest side ----------------------------------------------------------- */
+
+struct iframe;
+
+static volatile unsigned g_nlog;
+static volatile uint8_t g_log[16];
+static volatile bool g_isr_before[16], g_isr_after[16];
+static volatile uint64_t g_val[8];
+
+static bool guest_isr(int vec)
+{
+    return (rdmsr(0x810 + (vec >> 5)) >> (vec & 31)) & 1;
+}
+
+static void guest_irq(int vec)
+{
+    unsigned n = g_nlog;
+
+    if (n < 16) {
+        g_log[n] = vec;
+        g_isr_before[n] = guest_isr(vec);
+    }
+    wrmsr(0x80b, 0);                 /* EOI */
+    if (n < 16) {
+        g_isr_after[n] = guest_isr(vec);
+    }
+    g_nlog = n + 1;
+}
+
+#define GUEST_HANDLER(v) \
+    __attribute__((interrupt)) static void guest_irq_##v(struct iframe *f) \
+    { \
+        (void)f; \
+        guest_irq(0x##v); \
+    }
+GUEST_HANDLER(41)
+GUEST_HANDLER(45)
+GUEST_HANDLER(50)
+GUEST_HANDLER(62)
+GUEST_HANDLER(71)
+
+__attribute__((interrupt)) static void guest_irq_other(struct iframe *f)
+{
+    (void)f;
+    guest_irq(0xff);
+}
+
+static void idt_set(int vec, void (*h)(struct iframe *))
+{
+    uint64_t a = (uint64_t)h;
+
+    guest_idt[vec * 2] = (a & 0xffff) | (0x08ULL << 16) |
+                         (0x8e00ULL << 32) | ((a >> 16 & 0xffff) << 48);
+    guest_idt[vec * 2 + 1] = a >> 32;
+}
+
+/* guest pieces written in assembly (entry.S) */
+extern uint8_t g_tmict[], g_tmict_insn[], g_tmict_next[];
+extern uint8_t g_tmcct[], g_tmcct_insn[];
+extern uint8_t g_selfipi[], g_selfipi_insn[];
+extern uint8_t g_nmi_icr[], g_nmi_icr_next[];
+extern uint8_t g_icr[], g_icr_next[];
+extern volatile uint64_t g_icr_value;
+
+static void guest_reset_log(void)
+{
+    int i;
+
+    g_nlog = 0;
+    for (i = 0; i < 16; i++) {
+        g_log[i] = 0;
+        g_isr_before[i] = g_isr_after[i] = false;
+    }
+    for (i = 0; i < 8; i++) {
+        g_val[i] = 0;
+    }
+}
+
+/*
+ * Self-IPIs through SELF_IPI and through ICR with the self shorthand, with
+ * interrupts masked, then unmasked: both must arrive through the guest IDT,
+ * higher vector first, each in vISR while its handler runs and cleared by
+ * the EOI.
+ */
+static void guest_selfipi_eoi(void)
+{
+    __asm__ volatile("cli");
+    wrmsr(0x83f, 0x41);
+    wrmsr(0x830, (1ULL << 18) | 0x62);
+    g_val[0] = rdmsr(0x822);         /* IRR 64-95 */
+    g_val[1] = rdmsr(0x823);         /* IRR 96-127 */
+    g_val[2] = g_nlog;
+    __asm__ volatile("sti; nop; nop; cli" ::: "memory");
+}
+
+/*
+ * vTPR: a vector whose class is not above TPR stays pending until TPR is
+ * lowered through CR8 (which reads vTPR[7:4]).
+ */
+static void guest_tpr(void)
+{
+    uint64_t cr8;
+
+    __asm__ volatile("sti");
+    wrmsr(0x808, 0x50);
+    wrmsr(0x83f, 0x45);
+    __asm__ volatile("nop; nop" ::: "memory");
+    g_val[0] = g_nlog;
+    __asm__ volatile("mov %%cr8, %0" : "=r"(cr8));
+    g_val[1] = cr8;
+    g_val[2] = rdmsr(0x80a);         /* PPR */
+    __asm__ volatile("mov %0, %%cr8; nop; nop" : : "r"(0ULL) : "memory");
+    g_val[3] = g_nlog;
+    __asm__ volatile("cli");
+}
+
+/* Take whatever the host left pending in the backing page. */
+static void guest_sti(void)
+{
+    __asm__ volatile("sti; nop; nop; cli" ::: "memory");
+}
+
+static void guest_done(void)
+{
+    __asm__ volatile("vmmcall");
+    for (;;) {
+        __asm__ volatile("hlt");
+    }
+}
+
+/* ---- host side ------------------------------------------------------------ */
+
+static bool have_avic, have_x2avic, have_npt;
+
+struct exit {
+    uint64_t code, info1, info2, rip;
+};
+
+/*
+ * Build the VMCB for one run of @entry: 64-bit guest on the host's own page
+ * tables and GDT, identity nested paging, its own IDT and stack.
+ * @avic: set AVIC_ENABLE | x2AVIC_ENABLE in int_ctl.  @trap_x2apic: let the
+ * MSR permission map intercept 800h-8FFh.
+ */
+static void vmcb_setup(void *entry, bool avic, bool trap_x2apic)
+{
+    uint64_t *sp;
+
+    memset(vmcb, 0, sizeof(vmcb));
+    memset(msrpm, 0, sizeof(msrpm));
+    if (trap_x2apic) {
+        /* MSRs 0-1FFFh: 2 bits each from byte 0; 800h-8FFh = bytes 200h-23Fh */
+        memset(msrpm + 0x200, 0xff, 0x40);
+    }
+    /* #UD, #DF, #GP, #PF */
+    w32(VMCB_INTERCEPT_EXC, (1 << 6) | (1 << 8) | (1 << 13) | (1 << 14));
+    /* HLT, MSR_PROT, SHUTDOWN */
+    w32(VMCB_INTERCEPT_MISC1, (1U << 24) | (1U << 28) | (1U << 31));
+    /* VMRUN, VMMCALL */
+    w32(VMCB_INTERCEPT_MISC2, (1 << 0) | (1 << 1));
+    w64(VMCB_IOPM_BASE, (uint64_t)iopm);
+    w64(VMCB_MSRPM_BASE, (uint64_t)msrpm);
+    w32(VMCB_ASID, 1);
+    w64(VMCB_NP_ENABLE, 1);
+    w64(VMCB_N_CR3, (uint64_t)pml4);
+    if (avic) {
+        w32(VMCB_INT_CTL, INT_CTL_AVIC | INT_CTL_X2AVIC);
+        w64(VMCB_AVIC_APIC_BAR, 0xfee00000);
+        w64(VMCB_AVIC_BACKING, (uint64_t)backing[0]);
+        w64(VMCB_AVIC_LOGICAL, (uint64_t)logical_table);
+        w64(VMCB_AVIC_PHYSICAL, (uint64_t)phys_table | 7);  /* max index 7 */
+    }
+
+    seg(VMCB_CS, 0x08, 0xa9b, 0xffffffff);
+    seg(VMCB_DS, 0x10, 0xc93, 0xffffffff);
+    seg(VMCB_ES, 0x10, 0xc93, 0xffffffff);
+    seg(VMCB_SS, 0x10, 0xc93, 0xffffffff);
+    seg(VMCB_FS, 0x10, 0xc93, 0xffffffff);
+    seg(VMCB_GS, 0x10, 0xc93, 0xffffffff);
+    seg(VMCB_TR, 0, 0x08b, 0x67);
+    w32(VMCB_GDTR + 4, gdtr.limit);
+    w64(VMCB_GDTR + 8, gdtr.base);
+    w32(VMCB_IDTR + 4, sizeof(guest_idt) - 1);
+    w64(VMCB_IDTR + 8, (uint64_t)guest_idt);
+    w64(VMCB_EFER, rdmsr(MSR_EFER));
+    w64(VMCB_CR0, READ_CR(0));
+    w64(VMCB_CR3, READ_CR(3));
+    w64(VMCB_CR4, READ_CR(4));
+    w64(VMCB_DR6, 0xffff0ff0);
+    w64(VMCB_DR7, 0x400);
+    w64(VMCB_RFLAGS, 2);
+    w64(VMCB_G_PAT, 0x0007040600070406ULL);
+    w64(VMCB_RIP, (uint64_t)entry);
+    /* a C guest function returns into guest_done (VMMCALL) */
+    sp = (uint64_t *)(guest_stack + sizeof(guest_stack)) - 2;
+    sp[0] = (uint64_t)guest_done;
+    w64(VMCB_RSP, (uint64_t)sp);
+}
+
+/* Fresh AVIC state: backing pages zeroed, physical table entry 0 = us. */
+static void avic_reset(void)
+{
+    memset(backing, 0, sizeof(backing));
+    memset(phys_table, 0, sizeof(phys_table));
+    memset(logical_table, 0, sizeof(logical_table));
+    page_st(0, 0x20, 0);            /* x2APIC ID 0 */
+    phys_table[0] = PHYS_VALID | PHYS_RUNNING | (uint64_t)backing[0];
+}
+
+static struct exit run(void)
+{
+    struct exit e;
+
+    guest_reset_log();
+    svm_run((uint64_t)vmcb);
+    e.code = r64(VMCB_EXITCODE);
+    e.info1 = r64(VMCB_EXITINFO1);
+    e.info2 = r64(VMCB_EXITINFO2);
+    e.rip = r64(VMCB_RIP);
+    return e;
+}
+
+static void test_selfipi_eoi(void)
+{
+    struct exit e;
+
+    avic_reset();
+    vmcb_setup(guest_selfipi_eoi, true, false);
+    e = run();
+    check_eq("selfipi: no exit before the guest's VMMCALL", e.code,
+             EXIT_VMMCALL);
+    check_eq("selfipi: vIRR 0x41 (SELF_IPI) seen through MSR 822h", g_val[0],
+             1U << 1);
+    check_eq("selfipi: vIRR 0x62 (ICR self) seen through MSR 823h", g_val[1],
+             1U << 2);
+    check_eq("selfipi: nothing delivered while RFLAGS.IF=0", g_val[2], 0);
+    check_eq("selfipi: two interrupts delivered through the guest IDT",
+             g_nlog, 2);
+    check_eq("selfipi: higher priority first (0x62)", g_log[0], 0x62);
+    check_eq("selfipi: then 0x41", g_log[1], 0x41);
+    check("selfipi: vector in vISR inside the handler",
+          g_isr_before[0] && g_isr_before[1]);
+    check("selfipi: EOI cleared vISR", !g_isr_after[0] && !g_isr_after[1]);
+    check("selfipi: backing page IRR and ISR empty at the end",
+          page_reg_clear(0, APIC_IRR) && page_reg_clear(0, APIC_ISR));
+    check_eq("selfipi: ICR (300h) holds the ICR write",
+             page_ld(0, APIC_ICR_LO), (1U << 18) | 0x62);
+}
+
+static void test_tpr(void)
+{
+    struct exit e;
+
+    avic_reset();
+    vmcb_setup(guest_tpr, true, false);
+    e = run();
+    check_eq("tpr: no exit", e.code, EXIT_VMMCALL);
+    check_eq("tpr: 0x45 held back by TPR 0x50", g_val[0], 0);
+    check_eq("tpr: CR8 reads vTPR[7:4]", g_val[1], 5);
+    check_eq("tpr: PPR = TPR", g_val[2], 0x50);
+    check_eq("tpr: delivered after CR8 <- 0", g_val[3], 1);
+    check_eq("tpr: vector 0x45", g_log[0], 0x45);
+    check_eq("tpr: backing page TPR = 0", page_ld(0, APIC_TPR), 0);
+}
+
+static void test_timer_traps(void)
+{
+    struct exit e;
+
+    avic_reset();
+    vmcb_setup(g_tmict, true, false);
+    e = run();
+    check_eq("tmict write: #VMEXIT AVIC_NOACCEL (402h)", e.code,
+             EXIT_AVIC_NOACCEL);
+    check_eq("tmict write: EXITINFO1 = 380h | write", e.info1,
+             0x380 | (1ULL << 32));
+    check_eq("tmict write: trap style, RIP past WRMSR", e.rip,
+             (uint64_t)g_tmict_next);
+    check_eq("tmict write: value in the backing page",
+             page_ld(0, APIC_TMICT), 0x12345);
+
+    avic_reset();
+    vmcb_setup(g_tmcct, true, false);
+    e = run();
+    check_eq("tmcct read: #VMEXIT AVIC_NOACCEL (402h)", e.code,
+             EXIT_AVIC_NOACCEL);
+    check_eq("tmcct read: EXITINFO1 = 390h, read", e.info1, 0x390);
+    check_eq("tmcct read: fault style, RIP on RDMSR", e.rip,
+             (uint64_t)g_tmcct_insn);
+}
+
+static void test_level_eoi(void)
+{
+    struct exit e;
+
+    avic_reset();
+    page_set_vec(0, APIC_IRR, 0x50);
+    page_set_vec(0, APIC_TMR, 0x50);
+    vmcb_setup(guest_sti, true, false);
+    e = run();
+    check_eq("level eoi: #VMEXIT AVIC_NOACCEL", e.code, EXIT_AVIC_NOACCEL);
+    check_eq("level eoi: EXITINFO1 = 0B0h | write", e.info1,
+             0xb0 | (1ULL << 32));
+    check_eq("level eoi: EXITINFO2 = vector", e.info2, 0x50);
+    check("level eoi: vISR left to the hypervisor",
+          page_test_vec(0, APIC_ISR, 0x50));
+}
+
+static void test_nmi_icr(void)
+{
+    struct exit e;
+
+    avic_reset();
+    vmcb_setup(g_nmi_icr, true, false);
+    e = run();
+    check_eq("nmi icr: #VMEXIT AVIC_INCOMPLETE_IPI (401h)", e.code,
+             EXIT_AVIC_INCOMPLETE_IPI);
+    check_eq("nmi icr: EXITINFO1 = ICR", e.info1, 0x400);
+    check_eq("nmi icr: cause 0 (invalid int type)", e.info2 >> 32, 0);
+    check_eq("nmi icr: trap style, RIP past WRMSR", e.rip,
+             (uint64_t)g_nmi_icr_next);
+}
+
+/*
+ * IPIs through the physical APIC ID table (15.29.4): entry 0 is the sender
+ * (running), 1 runs on host APIC ID 1 (the idle second CPU), 2 is not
+ * running, 3 is not valid, 4 has no backing page; max index 7.
+ */
+static void ipi_tables(void)
+{
+    avic_reset();
+    phys_table[1] = PHYS_VALID | PHYS_RUNNING | 1 | (uint64_t)backing[1];
+    phys_table[2] = PHYS_VALID | 2 | (uint64_t)backing[2];
+    phys_table[4] = PHYS_VALID | PHYS_RUNNING | 1;
+}
+
+static struct exit run_icr(uint64_t icr)
+{
+    ipi_tables();
+    g_icr_value = icr;
+    vmcb_setup(g_icr, true, false);
+    return run();
+}
+
+static void check_401(const char *name, struct exit e, uint64_t icr,
+                      uint32_t cause, uint32_t index)
+{
+    puts_(name);
+    puts_(":\n");
+    check_eq("  #VMEXIT AVIC_INCOMPLETE_IPI (401h)", e.code,
+             EXIT_AVIC_INCOMPLETE_IPI);
+    check_eq("  EXITINFO1 = ICR", e.info1, icr);
+    check_eq("  EXITINFO2 = cause << 32 | index", e.info2,
+             ((uint64_t)cause << 32) | index);
+    check_eq("  trap style, RIP past WRMSR", e.rip, (uint64_t)g_icr_next);
+}
+
+#define X2_DEST(d) ((uint64_t)(d) << 32)
+
+static void test_ipi(void)
+{
+    struct exit e;
+    uint64_t icr;
+
+    e = run_icr(X2_DEST(1) | 0x71);
+    check_eq("ipi to a running target: no exit", e.code, EXIT_VMMCALL);
+    check("ipi to a running target: its vIRR has the vector",
+          page_test_vec(1, APIC_IRR, 0x71));
+    check("ipi to a running target: sender's vIRR untouched",
+          page_reg_clear(0, APIC_IRR));
+
+    icr = X2_DEST(2) | 0x72;
+    e = run_icr(icr);
+    check_401("ipi to a not-running target (cause 1, index 2)", e, icr, 1, 2);
+    check("  target's vIRR set before the exit",
+          page_test_vec(2, APIC_IRR, 0x72));
+
+    icr = X2_DEST(3) | 0x72;
+    check_401("ipi to an invalid entry (cause 2)", run_icr(icr), icr, 2, 3);
+    icr = X2_DEST(9) | 0x72;
+    check_401("ipi beyond the max index (cause 2)", run_icr(icr), icr, 2, 9);
+    icr = X2_DEST(4) | 0x72;
+    check_401("ipi to an entry without backing page (cause 3)", run_icr(icr),
+              icr, 3, 4);
+    icr = X2_DEST(1) | 0x0e;
+    check_401("ipi with vector 0Eh (cause 4)", run_icr(icr), icr, 4, 0);
+    check("  nothing set", page_reg_clear(1, APIC_IRR));
+    icr = X2_DEST(1) | (1 << 15) | 0x72;
+    check_401("level-triggered fixed ipi (cause 0)", run_icr(icr), icr, 0, 0);
+
+    icr = (3 << 18) | 0x73;
+    e = run_icr(icr);
+    check_401("all-excluding-self (first failure: 2 not running)", e, icr,
+              1, 2);
+    check("  delivered to 1 and 2, not to self",
+          page_test_vec(1, APIC_IRR, 0x73) &&
+          page_test_vec(2, APIC_IRR, 0x73) && page_reg_clear(0, APIC_IRR));
+
+    icr = X2_DEST(0xffffffff) | 0x74;
+    e = run_icr(icr);
+    check_401("broadcast 0FFFFFFFFh (includes self)", e, icr, 1, 2);
+    check("  self, 1 and 2 have the vector",
+          page_test_vec(0, APIC_IRR, 0x74) &&
+          page_test_vec(1, APIC_IRR, 0x74) &&
+          page_test_vec(2, APIC_IRR, 0x74));
+}
+
+/*
+ * The doorbell MSR C001_011Bh: the guest sets a vIRR bit with a plain
+ * store (the processor does not notice it), then rings its own core's
+ * doorbell, which makes the core re-evaluate the page and deliver.
+ */
+static void guest_doorbell(void)
+{
+    __asm__ volatile("sti");
+    *(volatile uint32_t *)(backing[0] + APIC_IRR + (0x71 >> 5) * 16) |=
+        1U << (0x71 & 31);
+    __asm__ volatile("nop; nop" ::: "memory");
+    g_val[0] = g_nlog;
+    wrmsr(0xc001011b, 0);
+    __asm__ volatile("nop; nop" ::: "memory");
+    g_val[1] = g_nlog;
+    __asm__ volatile("cli");
+}
+
+static void test_doorbell(void)
+{
+    struct exit e;
+
+    avic_reset();
+    vmcb_setup(guest_doorbell, true, false);
+    e = run();
+    check_eq("doorbell: no exit", e.code, EXIT_VMMCALL);
+    check_eq("doorbell: plain store to vIRR not noticed before it", g_val[0],
+             0);
+    check_eq("doorbell: vector delivered after WRMSR C001_011Bh", g_val[1],
+             1);
+    check_eq("doorbell: vector 0x71", g_log[0], 0x71);
+    /* from the host, to the idle second CPU: no effect, no #GP */
+    wrmsr(0xc001011b, 1);
+    check("doorbell: host WRMSR to an idle core is harmless", true);
+}
+
+/* AVIC off (or not advertised): x2APIC MSRs exit through the MSRPM. */
+static void test_avic_off(const char *name, bool avic_bits)
+{
+    struct exit e;
+
+    avic_reset();
+    vmcb_setup(g_selfipi, avic_bits, true);
+    e = run();
+    puts_(name);
+    puts_(":\n");
+    check_eq("  SELF_IPI write: #VMEXIT MSR (7Ch)", e.code, EXIT_MSR);
+    check_eq("  EXITINFO1 = 1 (WRMSR)", e.info1, 1);
+    check_eq("  RIP on the WRMSR", e.rip, (uint64_t)g_selfipi_insn);
+    check("  backing page untouched", page_reg_clear(0, APIC_IRR));
+
+    avic_reset();
+    vmcb_setup(guest_selfipi_eoi, avic_bits, true);
+    e = run();
+    check_eq("  C guest: first exit is MSR (7Ch)", e.code, EXIT_MSR);
+    check_eq("  C guest: no interrupt delivered", g_nlog, 0);
+}
+
+void avictest_main(void)
+{
+    uint32_t a, b, c, d;
+    int i;
+
+    puts_("avictest: SVM AVIC/x2AVIC checks (APM vol. 2 15.29)\n");
+    cpuid(0x80000001, &a, &b, &c, &d);
+    if (!(c & (1 << 2))) {
+        puts_("FAIL no SVM in CPUID 8000_0001 ECX\n");
+        outl(0xf4, 0x11);
+    }
+    cpuid(0x8000000a, &a, &b, &c, &d);
+    have_npt = d & (1 << 0);
+    have_avic = d & (1 << 13);
+    have_x2avic = d & (1 << 18);
+    puts_("cpuid 8000_000A edx ");
+    puthex(d);
+    puts_(have_avic ? ": avic yes" : ": avic no");
+    puts_(have_x2avic ? ", x2avic yes\n" : ", x2avic no\n");
+    check("npt advertised", have_npt);
+
+    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+    wrmsr(MSR_VM_HSAVE_PA, (uint64_t)hsave);
+    for (i = 0; i < 256; i++) {
+        idt_set(i, guest_irq_other);
+    }
+    idt_set(0x41, guest_irq_41);
+    idt_set(0x45, guest_irq_45);
+    idt_set(0x50, guest_irq_50);
+    idt_set(0x62, guest_irq_62);
+    idt_set(0x71, guest_irq_71);
+
+    test_avic_off("avic off in the VMCB", false);
+    if (have_avic && have_x2avic) {
+        test_avic_off("avic on, MSRPM intercepts 800h-8FFh", true);
+        test_selfipi_eoi();
+        test_tpr();
+        test_timer_traps();
+        test_level_eoi();
+        test_nmi_icr();
+        test_ipi();
+        test_doorbell();
+    } else {
+        test_avic_off("AVIC bits set, CPUID without avic", true);
+    }
+
+    puts_("avictest: ");
+    putdec(passed);
+    puts_(" passed, ");
+    putdec(failed);
+    puts_(" failed\n");
+    outl(0xf4, failed ? 0x11 : 0x10);
+    for (;;) {
+        __asm__ volatile("hlt");
+    }
+}

@@ -1,0 +1,171 @@
+/*
+ * avictest entry: Multiboot1 header, 32-bit protected mode -> long mode with
+ * an identity map of the first 1 GiB in 2 MiB pages, then avictest_main().
+ *
+ * The page-table entries have the U bit set so that the same tables serve as
+ * the nested page table of the test guest (NPT walks are user accesses).
+ */
+#define MB_MAGIC 0x1BADB002
+#define MB_FLAGS 0x00000003
+
+    .section .multiboot, "a"
+    .align 4
+    .long MB_MAGIC, MB_FLAGS, -(MB_MAGIC + MB_FLAGS)
+
+    .section .bss
+    .align 4096
+    .globl pml4
+pml4:   .skip 4096
+pdpt:   .skip 4096
+pd:     .skip 4096
+stack:  .skip 16384
+stack_top:
+
+    .section .data
+    .align 16
+    .globl gdt
+gdt:
+    .quad 0
+    .quad 0x00af9b000000ffff        /* 0x08: 64-bit code */
+    .quad 0x00cf93000000ffff        /* 0x10: data */
+    .quad 0x00cf9b000000ffff        /* 0x18: 32-bit code */
+gdt_end:
+    .globl gdtr
+gdtr:
+    .word gdt_end - gdt - 1
+    .quad gdt
+
+    .section .text
+    .code32
+    .globl _start
+_start:
+    cli
+    cld
+    /* zero .bss (page tables, stacks, VMCBs) */
+    mov $__bss_start, %edi
+    mov $__bss_end, %ecx
+    sub %edi, %ecx
+    xor %eax, %eax
+    rep stosb
+
+    mov $(pdpt + 0x7), %eax
+    mov %eax, pml4
+    mov $(pd + 0x7), %eax
+    mov %eax, pdpt
+    xor %ecx, %ecx
+1:  mov %ecx, %eax
+    shl $21, %eax
+    or $0x87, %eax                  /* P, RW, U, PS */
+    mov %eax, pd(,%ecx,8)
+    inc %ecx
+    cmp $512, %ecx
+    jne 1b
+
+    lgdt gdtr
+    mov %cr4, %eax
+    or $0x20, %eax                  /* PAE */
+    mov %eax, %cr4
+    mov $pml4, %eax
+    mov %eax, %cr3
+    mov $0xC0000080, %ecx           /* EFER.LME */
+    rdmsr
+    or $0x100, %eax
+    wrmsr
+    mov %cr0, %eax
+    or $0x80000001, %eax            /* PG, PE */
+    mov %eax, %cr0
+    ljmp $0x08, $long_mode
+
+    .code64
+long_mode:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov %ax, %fs
+    mov %ax, %gs
+    mov $stack_top, %rsp
+    call avictest_main
+2:  hlt
+    jmp 2b
+
+/*
+ * uint64_t svm_run(uint64_t vmcb_pa): VMRUN until the next #VMEXIT.
+ * The guest clobbers every register VMRUN does not switch, so the
+ * callee-saved ones are kept on the host stack (RSP is restored by #VMEXIT).
+ */
+    .globl svm_run
+svm_run:
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rdi, %rax
+    vmrun %rax
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    ret
+
+/*
+ * Guest code pieces whose RIPs the host checks: each ends with VMMCALL.
+ * (The labels *_insn mark the instruction that is expected to exit, *_next
+ * the one after it.)
+ */
+    .globl g_tmict, g_tmict_insn, g_tmict_next
+g_tmict:
+    mov $0x838, %ecx
+    mov $0x12345, %eax
+    xor %edx, %edx
+g_tmict_insn:
+    wrmsr
+g_tmict_next:
+    vmmcall
+
+    .globl g_tmcct, g_tmcct_insn
+g_tmcct:
+    mov $0x839, %ecx
+g_tmcct_insn:
+    rdmsr
+    vmmcall
+
+    .globl g_selfipi, g_selfipi_insn
+g_selfipi:
+    mov $0x83f, %ecx
+    mov $0x41, %eax
+    xor %edx, %edx
+g_selfipi_insn:
+    wrmsr
+    vmmcall
+
+    .globl g_nmi_icr, g_nmi_icr_next
+g_nmi_icr:
+    mov $0x830, %ecx
+    mov $0x400, %eax                /* NMI, physical destination 0 */
+    xor %edx, %edx
+    wrmsr
+g_nmi_icr_next:
+    vmmcall
+
+/* g_icr: WRMSR to the x2APIC ICR of the value the host left in g_icr_value
+ * (general registers other than RAX are not in the VMCB). */
+    .globl g_icr, g_icr_next, g_icr_value
+g_icr:
+    mov g_icr_value(%rip), %rax
+    mov %rax, %rdx
+    shr $32, %rdx
+    mov $0x830, %ecx
+    wrmsr
+g_icr_next:
+    vmmcall
+
+    .section .data
+    .align 8
+g_icr_value: .quad 0
+
+    .section .note.GNU-stack, "", @progbits
