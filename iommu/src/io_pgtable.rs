@@ -34,20 +34,30 @@
 //! Next Level 0), like Linux's v1 page tables do for these sizes. [`IoPageTable::translate`]
 //! walks any of the forms, as the hardware would.
 //!
+//! # Shared code
+//! The table walk, allocation, page-size choice, split of large pages on unmap, freeing of
+//! emptied tables and [`IoPageTable::destroy`] are the `pagetable` crate's [`RadixTable`]
+//! (shared with the nested page tables); this module supplies the entry format,
+//! [`IoPteFormat`], and the hardware walk [`walk`]. Entries the mapper would not have written
+//! (level skips, Next Level 7) are reported as [`MapError::Foreign`], never edited.
+//!
 //! After `unmap` or remapping a range, the caller must invalidate the domain's cached
 //! translations (INVALIDATE_IOMMU_PAGES + COMPLETION_WAIT) before reusing the memory.
 
 use bitflags::bitflags;
+use pagetable::radix::{self, entry_span, Entry, EntryFormat, RadixTable};
 
 use crate::mem::{field, place, FrameSource, Hpa, Iova, PhysAccess, MAX_HPA};
 use crate::regs::ADDR_MASK;
+
+pub use pagetable::radix::{table_index, PageSize, ENTRIES};
 
 /// Levels of the tables this mapper builds: the DTE Mode to program.
 pub const LEVELS: u8 = 4;
 /// IOVAs at or above this cannot be mapped by 4-level tables.
 pub const MAX_IOVA: u64 = 1 << 48;
-/// Entries per table.
-pub const ENTRIES: usize = 512;
+
+const _: () = assert!(RadixTable::<IoPteFormat, ()>::MAX_ADDR == MAX_IOVA);
 
 bitflags! {
     /// DMA access permissions of a mapping (the IR and IW bits).
@@ -132,47 +142,6 @@ const fn perm_bits(perm: IoPerm) -> u64 {
         | (if perm.contains(IoPerm::WRITE) { IW } else { 0 })
 }
 
-/// Leaf sizes the mapper uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PageSize {
-    /// 4 KiB: Next Level 0 at level 1.
-    Size4K,
-    /// 2 MiB: Next Level 0 at level 2.
-    Size2M,
-    /// 1 GiB: Next Level 0 at level 3.
-    Size1G,
-}
-
-impl PageSize {
-    /// Size in bytes.
-    pub const fn bytes(self) -> u64 {
-        match self {
-            Self::Size4K => 1 << 12,
-            Self::Size2M => 1 << 21,
-            Self::Size1G => 1 << 30,
-        }
-    }
-
-    /// The table level whose Next-Level-0 entry maps a page of this size.
-    pub const fn level(self) -> u8 {
-        match self {
-            Self::Size4K => 1,
-            Self::Size2M => 2,
-            Self::Size1G => 3,
-        }
-    }
-}
-
-/// Bytes covered by one entry of a table at `level` (1..=6).
-const fn entry_span(level: u8) -> u64 {
-    1 << (12 + 9 * (level as u32 - 1))
-}
-
-/// Index into the table at `level` for `iova`.
-pub const fn table_index(iova: u64, level: u8) -> usize {
-    ((iova >> (12 + 9 * (level as u32 - 1))) & 0x1FF) as usize
-}
-
 /// Why a mapping operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
@@ -204,25 +173,72 @@ pub struct IoTranslation {
 
 /// Builder and editor of one protection domain's 4-level I/O page table.
 pub struct IoPageTable<M> {
-    mem: M,
-    root: Hpa,
-    max_page: PageSize,
+    table: RadixTable<IoPteFormat, M>,
+}
+
+/// The AMD-Vi PDE/PTE format (§2.2.3) as the `pagetable` engine writes and reads it: PDEs with
+/// Next Level = level − 1 and IR|IW, PTEs with Next Level 0 (4 KiB / 2 MiB / 1 GiB at levels
+/// 1 / 2 / 3) and FC; a leaf's attributes are its IR/IW.
+pub struct IoPteFormat;
+
+impl EntryFormat for IoPteFormat {
+    type Attr = IoPerm;
+    const LEVELS: u8 = LEVELS;
+    const MAX_LEAF_LEVEL: u8 = PageSize::Size1G.level();
+    const MAX_PA: u64 = MAX_HPA;
+
+    fn table(next: Hpa, next_level: u8) -> u64 {
+        IoPte::table(next, next_level).0
+    }
+
+    fn leaf(page: Hpa, _level: u8, perm: IoPerm) -> u64 {
+        IoPte::leaf(page, perm).0
+    }
+
+    /// Next Level 0 is a leaf, 1..=6 a table of that level (the engine treats a level skip as
+    /// foreign but frees through it in `destroy`), 7 (size in the address) foreign.
+    fn decode(raw: u64, _level: u8) -> Entry<IoPerm> {
+        let e = IoPte(raw);
+        if !e.present() {
+            return Entry::Absent;
+        }
+        match e.next_level() {
+            0 => Entry::Leaf {
+                page: e.addr(),
+                attr: e.perm(),
+            },
+            7 => Entry::Other,
+            n => Entry::Table {
+                table: e.addr(),
+                level: n,
+            },
+        }
+    }
+}
+
+impl From<radix::Error> for MapError {
+    fn from(e: radix::Error) -> Self {
+        match e {
+            radix::Error::Unaligned => Self::Unaligned,
+            radix::Error::OutOfRange => Self::OutOfRange,
+            radix::Error::OutOfFrames => Self::OutOfFrames,
+            radix::Error::AlreadyMapped(iova) => Self::AlreadyMapped(Iova(iova)),
+            radix::Error::Foreign(iova) => Self::Foreign(Iova(iova)),
+        }
+    }
 }
 
 impl<M: PhysAccess + FrameSource> IoPageTable<M> {
     /// An empty level-4 table allocated from `mem`. Largest page size: 1 GiB.
-    pub fn new(mut mem: M) -> Result<Self, MapError> {
-        let root = alloc_table(&mut mem)?;
+    pub fn new(mem: M) -> Result<Self, MapError> {
         Ok(Self {
-            mem,
-            root,
-            max_page: PageSize::Size1G,
+            table: RadixTable::new(mem)?,
         })
     }
 
     /// Physical address of the level-4 table: the DTE's Host Page Table Root Pointer.
     pub fn root(&self) -> Hpa {
-        self.root
+        self.table.root()
     }
 
     /// The DTE Mode for this table (number of levels).
@@ -232,213 +248,46 @@ impl<M: PhysAccess + FrameSource> IoPageTable<M> {
 
     /// Limit the page sizes later `map` calls use.
     pub fn set_max_page_size(&mut self, max: PageSize) {
-        self.max_page = max;
+        self.table.set_max_leaf_level(max.level());
     }
 
     /// The memory/allocator the mapper works through.
     pub fn mem(&self) -> &M {
-        &self.mem
+        self.table.mem()
     }
 
     /// Mutable access to the memory/allocator.
     pub fn mem_mut(&mut self) -> &mut M {
-        &mut self.mem
+        self.table.mem_mut()
     }
 
     /// Map `len` bytes at `iova` to `pa` with `perm` (not empty). `iova`, `pa` and `len` must
     /// be 4 KiB multiples. The largest page the alignment of both addresses and the remaining
     /// length allow is used. Fails without changes if any part of the range is mapped.
     pub fn map(&mut self, iova: Iova, pa: Hpa, len: u64, perm: IoPerm) -> Result<(), MapError> {
-        check_range(iova, len)?;
-        if !pa.is_aligned(4096) {
-            return Err(MapError::Unaligned);
-        }
-        match pa.0.checked_add(len) {
-            Some(end) if end <= MAX_HPA => {}
-            _ => return Err(MapError::OutOfRange),
-        }
+        self.table.check_map(iova.0, pa, len)?;
         if perm.is_empty() {
             return Err(MapError::NoAccess);
         }
-        if let Some(at) = self.first_mapped(iova.0, iova.0 + len)? {
-            return Err(MapError::AlreadyMapped(Iova(at)));
-        }
-        let mut off = 0;
-        while off < len {
-            let (i, p) = (iova.0 + off, pa.0 + off);
-            let size = self.choose_size(i, p, len - off);
-            self.map_one(i, p, size, perm)?;
-            off += size.bytes();
-        }
-        Ok(())
+        Ok(self.table.map(iova.0, pa, len, perm)?)
     }
 
     /// Unmap `len` bytes at `iova` (4 KiB multiples); holes are fine. Large pages straddling
     /// the range ends are split (which may need frames); emptied tables are freed.
     pub fn unmap(&mut self, iova: Iova, len: u64) -> Result<(), MapError> {
-        check_range(iova, len)?;
-        if len == 0 {
-            return Ok(());
-        }
-        let root = self.root;
-        self.unmap_in(root, LEVELS, 0, iova.0, iova.0 + len)?;
-        Ok(())
+        Ok(self.table.unmap(iova.0, len)?)
     }
 
     /// Translate `iova` the way the IOMMU walks the table (level skipping and Next Level 7
     /// included), or `None` if it faults for lack of a present mapping.
     pub fn translate(&self, iova: Iova) -> Option<IoTranslation> {
-        walk(&self.mem, self.root, LEVELS, iova)
+        walk(self.table.mem(), self.table.root(), LEVELS, iova)
     }
 
     /// Free every table frame (the root included) and give the memory back. The DTEs that used
     /// the table must have been changed and invalidated first.
-    pub fn destroy(mut self) -> M {
-        let root = self.root;
-        self.free_tree(root, LEVELS);
-        self.mem
-    }
-
-    fn free_tree(&mut self, table: Hpa, level: u8) {
-        if level > 1 {
-            for i in 0..ENTRIES {
-                let e = self.entry(table, i);
-                if e.present() && !matches!(e.next_level(), 0 | 7) {
-                    self.free_tree(e.addr(), e.next_level());
-                }
-            }
-        }
-        self.mem.free_frame(table);
-    }
-
-    fn choose_size(&self, iova: u64, pa: u64, remaining: u64) -> PageSize {
-        for size in [PageSize::Size1G, PageSize::Size2M] {
-            let b = size.bytes();
-            if size <= self.max_page
-                && iova.is_multiple_of(b)
-                && pa.is_multiple_of(b)
-                && remaining >= b
-            {
-                return size;
-            }
-        }
-        PageSize::Size4K
-    }
-
-    fn entry(&self, table: Hpa, index: usize) -> IoPte {
-        IoPte(self.mem.read_u64(Hpa(table.0 + index as u64 * 8)))
-    }
-
-    fn set_entry(&mut self, table: Hpa, index: usize, e: IoPte) {
-        self.mem.write_u64(Hpa(table.0 + index as u64 * 8), e.0);
-    }
-
-    /// The first mapped IOVA in `[start, end)`, skipping absent subtrees whole.
-    fn first_mapped(&self, start: u64, end: u64) -> Result<Option<u64>, MapError> {
-        let mut addr = start;
-        while addr < end {
-            let mut table = self.root;
-            let mut level = LEVELS;
-            loop {
-                let e = self.entry(table, table_index(addr, level));
-                if !e.present() {
-                    let span = entry_span(level);
-                    addr = (addr & !(span - 1)) + span;
-                    break;
-                }
-                match e.next_level() {
-                    0 => return Ok(Some(addr)),
-                    n if level > 1 && n == level - 1 => {
-                        table = e.addr();
-                        level = n;
-                    }
-                    _ => return Err(MapError::Foreign(Iova(addr))),
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    fn map_one(
-        &mut self,
-        iova: u64,
-        pa: u64,
-        size: PageSize,
-        perm: IoPerm,
-    ) -> Result<(), MapError> {
-        let mut table = self.root;
-        let mut level = LEVELS;
-        while level > size.level() {
-            let idx = table_index(iova, level);
-            let e = self.entry(table, idx);
-            if !e.present() {
-                let next = alloc_table(&mut self.mem)?;
-                self.set_entry(table, idx, IoPte::table(next, level - 1));
-                table = next;
-            } else if e.next_level() == level - 1 {
-                table = e.addr();
-            } else if e.next_level() == 0 {
-                return Err(MapError::AlreadyMapped(Iova(iova)));
-            } else {
-                return Err(MapError::Foreign(Iova(iova)));
-            }
-            level -= 1;
-        }
-        let idx = table_index(iova, level);
-        if self.entry(table, idx).present() {
-            return Err(MapError::AlreadyMapped(Iova(iova)));
-        }
-        self.set_entry(table, idx, IoPte::leaf(Hpa(pa), perm));
-        Ok(())
-    }
-
-    /// Unmap `[start, end)` within the table at `level` covering IOVAs from `base`. Returns
-    /// whether the table is empty afterwards.
-    fn unmap_in(
-        &mut self,
-        table: Hpa,
-        level: u8,
-        base: u64,
-        start: u64,
-        end: u64,
-    ) -> Result<bool, MapError> {
-        let span = entry_span(level);
-        let first = ((start.max(base) - base) / span) as usize;
-        let last = ((end.min(base + span * ENTRIES as u64) - 1 - base) / span) as usize;
-        for idx in first..=last {
-            let e = self.entry(table, idx);
-            if !e.present() {
-                continue;
-            }
-            let e_start = base + idx as u64 * span;
-            let e_end = e_start + span;
-            let is_leaf = e.next_level() == 0;
-            if !is_leaf && (level == 1 || e.next_level() != level - 1) {
-                return Err(MapError::Foreign(Iova(e_start)));
-            }
-            if is_leaf && start <= e_start && end >= e_end {
-                self.set_entry(table, idx, IoPte::EMPTY);
-                continue;
-            }
-            let child = if is_leaf {
-                // A large page partly inside the range: split into pages one level down.
-                let child = alloc_table(&mut self.mem)?;
-                let child_span = entry_span(level - 1);
-                for i in 0..ENTRIES {
-                    let pa = Hpa(e.addr().0 + i as u64 * child_span);
-                    self.set_entry(child, i, IoPte::leaf(pa, e.perm()));
-                }
-                self.set_entry(table, idx, IoPte::table(child, level - 1));
-                child
-            } else {
-                e.addr()
-            };
-            if self.unmap_in(child, level - 1, e_start, start, end)? {
-                self.set_entry(table, idx, IoPte::EMPTY);
-                self.mem.free_frame(child);
-            }
-        }
-        Ok((0..ENTRIES).all(|i| !self.entry(table, i).present()))
+    pub fn destroy(self) -> M {
+        self.table.destroy()
     }
 }
 
@@ -501,24 +350,6 @@ pub fn walk<M: PhysAccess>(mem: &M, root: Hpa, levels: u8, iova: Iova) -> Option
             _ => return None,
         }
     }
-}
-
-fn check_range(iova: Iova, len: u64) -> Result<(), MapError> {
-    if !iova.is_aligned(4096) || !len.is_multiple_of(4096) {
-        return Err(MapError::Unaligned);
-    }
-    match iova.0.checked_add(len) {
-        Some(end) if end <= MAX_IOVA => Ok(()),
-        _ => Err(MapError::OutOfRange),
-    }
-}
-
-fn alloc_table<M: FrameSource + PhysAccess>(mem: &mut M) -> Result<Hpa, MapError> {
-    let frame = mem.alloc_frame().ok_or(MapError::OutOfFrames)?;
-    for i in 0..ENTRIES {
-        mem.write_u64(Hpa(frame.0 + i as u64 * 8), 0);
-    }
-    Ok(frame)
 }
 
 #[cfg(test)]

@@ -97,8 +97,9 @@ pub mod regs;
 
 #[cfg(test)]
 mod model;
+// Fake memory for host tests, shared with `svm` (as `crate::testmem::FakeMem`).
 #[cfg(test)]
-mod testmem;
+use pagetable::testmem;
 
 pub use cmd_ring::CommandRing;
 pub use command::{Command, CommandError, PageRange};

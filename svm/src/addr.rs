@@ -1,70 +1,9 @@
 //! Typed addresses, so that host-physical, guest-physical and guest-virtual addresses cannot be
 //! mixed up in interfaces.
+//!
+//! The types are the `pagetable` crate's, shared with the `iommu` crate.
 
-use core::fmt;
-
-macro_rules! address_type {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-        #[repr(transparent)]
-        pub struct $name(pub u64);
-
-        impl $name {
-            /// The raw address.
-            #[inline]
-            pub const fn as_u64(self) -> u64 {
-                self.0
-            }
-
-            /// The address plus `offset`, or `None` on overflow.
-            #[inline]
-            pub const fn checked_add(self, offset: u64) -> Option<Self> {
-                match self.0.checked_add(offset) {
-                    Some(a) => Some(Self(a)),
-                    None => None,
-                }
-            }
-
-            /// Whether the address is a multiple of `align` (a power of two).
-            #[inline]
-            pub const fn is_aligned(self, align: u64) -> bool {
-                self.0 & (align.wrapping_sub(1)) == 0
-            }
-
-            /// The address rounded down to a multiple of `align` (a power of two).
-            #[inline]
-            pub const fn align_down(self, align: u64) -> Self {
-                Self(self.0 & !(align.wrapping_sub(1)))
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!(stringify!($name), "({:#x})"), self.0)
-            }
-        }
-
-        impl fmt::LowerHex for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::LowerHex::fmt(&self.0, f)
-            }
-        }
-    };
-}
-
-address_type!(
-    /// A host-physical address (what the nested page tables and the VMCB pointers hold).
-    Hpa
-);
-address_type!(
-    /// A guest-physical address (what the guest's page tables produce, and NPT translates).
-    Gpa
-);
-address_type!(
-    /// A guest-virtual (linear) address.
-    Gva
-);
+pub use pagetable::addr::{Gpa, Gva, Hpa};
 
 #[cfg(test)]
 mod tests {

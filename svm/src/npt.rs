@@ -7,6 +7,11 @@
 //! length allow, up to a configurable maximum (1 GiB NPT pages need CPUID 8000_0001
 //! EDX\[26\] Page1GB).
 //!
+//! The walk, table allocation, page-size choice, split of large pages and freeing of emptied
+//! tables are the `pagetable` crate's [`RadixTable`] (shared with the AMD-Vi I/O page tables);
+//! this module supplies the entry format, [`NptFormat`], and the NPT-specific rules (leaf flags,
+//! `U` forced, 48-bit GPAs).
+//!
 //! Invariants kept by the mapper: every present non-leaf entry points to a table with at least
 //! one present entry (emptied tables are freed on unmap), intermediate entries are
 //! `P | RW | U` so the leaf alone decides permissions, and every leaf has `U` set (nested
@@ -15,15 +20,17 @@
 //! After `unmap` or a permission change the caller must flush the guest's TLB entries
 //! (`TLB_CONTROL` or a new ASID, §15.16) before the guest runs again.
 
+use pagetable::radix::{self, entry_span, Entry, EntryFormat, RadixTable};
+
 use crate::addr::{Gpa, Hpa};
-use crate::paging::{
-    table_index, FrameSource, PageSize, PageTableEntry, PhysAccess, PteFlags, ENTRIES,
-};
+use crate::paging::{FrameSource, PageSize, PageTableEntry, PhysAccess, PteFlags};
 
 /// Guest-physical addresses at or above this cannot be mapped by 4-level tables.
 pub const MAX_GPA: u64 = 1 << 48;
 /// Host-physical addresses at or above this do not fit an entry (bits 51:12).
 pub const MAX_HPA: u64 = 1 << 52;
+
+const _: () = assert!(RadixTable::<NptFormat, ()>::MAX_ADDR == MAX_GPA);
 
 /// Leaf flags a caller may choose; `PRESENT`, `USER` and `HUGE` are set by the mapper.
 pub const LEAF_FLAGS: PteFlags = PteFlags::WRITABLE
@@ -64,270 +71,128 @@ pub struct Translation {
 
 /// Builder and editor of one guest's nested page table.
 pub struct NptMapper<M> {
-    mem: M,
-    root: Hpa,
-    max_page: PageSize,
+    table: RadixTable<NptFormat, M>,
 }
 
-/// Bytes covered by one entry of a table at `level` (1 = PT … 4 = PML4).
-const fn entry_span(level: u8) -> u64 {
-    1 << (12 + 9 * (level as u32 - 1))
+/// The long-mode entry format (APM vol. 2 §5.4.1) as the `pagetable` engine writes and reads it
+/// for nested paging (§15.25.5): table pointers are `P | RW | U` so the leaf alone decides
+/// permissions; a leaf is a PTE, or a PDE / PDPTE with PS; the leaf's flags are its
+/// attributes.
+pub struct NptFormat;
+
+impl EntryFormat for NptFormat {
+    type Attr = PteFlags;
+    const LEVELS: u8 = 4;
+    const MAX_LEAF_LEVEL: u8 = PageSize::Size1G.level();
+    const MAX_PA: u64 = MAX_HPA;
+
+    fn table(next: Hpa, _next_level: u8) -> u64 {
+        PageTableEntry::new(next.0, TABLE_FLAGS).0
+    }
+
+    /// PS is set for a large page (level 2 or 3) and cleared in a PTE (where bit 7 is PAT).
+    fn leaf(page: Hpa, level: u8, flags: PteFlags) -> u64 {
+        let flags = if level == 1 {
+            flags.difference(PteFlags::HUGE)
+        } else {
+            flags.union(PteFlags::HUGE)
+        };
+        PageTableEntry::new(page.0, flags).0
+    }
+
+    /// A PS entry is a leaf at any level; a PS PML4E, which the mapper never writes, reads as a
+    /// leaf that [`NptMapper::translate`] refuses (PS is reserved there). The page address of a
+    /// large page drops the bits below its alignment (bit 12 is PAT there).
+    fn decode(raw: u64, level: u8) -> Entry<PteFlags> {
+        let e = PageTableEntry(raw);
+        if !e.is_present() {
+            Entry::Absent
+        } else if level == 1 || e.is_huge() {
+            Entry::Leaf {
+                page: Hpa(e.addr() & !(entry_span(level) - 1)),
+                attr: e.flags(),
+            }
+        } else {
+            Entry::Table {
+                table: Hpa(e.addr()),
+                level: level - 1,
+            }
+        }
+    }
+}
+
+impl From<radix::Error> for MapError {
+    fn from(e: radix::Error) -> Self {
+        match e {
+            radix::Error::Unaligned => Self::Unaligned,
+            radix::Error::OutOfRange => Self::OutOfRange,
+            radix::Error::OutOfFrames => Self::OutOfFrames,
+            // `NptFormat` reads every present entry as a table pointer to the next level or as a
+            // leaf, so the engine never meets a foreign one; were it to, the range is occupied.
+            radix::Error::AlreadyMapped(gpa) | radix::Error::Foreign(gpa) => {
+                Self::AlreadyMapped(Gpa(gpa))
+            }
+        }
+    }
 }
 
 impl<M: FrameSource + PhysAccess> NptMapper<M> {
     /// A mapper with an empty PML4 allocated from `mem`. Largest page size: 1 GiB.
-    pub fn new(mut mem: M) -> Result<Self, MapError> {
-        let root = alloc_table(&mut mem)?;
+    pub fn new(mem: M) -> Result<Self, MapError> {
         Ok(Self {
-            mem,
-            root,
-            max_page: PageSize::Size1G,
+            table: RadixTable::new(mem)?,
         })
     }
 
     /// Host-physical address of the PML4: the value for the VMCB `n_cr3` field.
     pub fn root(&self) -> Hpa {
-        self.root
+        self.table.root()
     }
 
     /// Limit the page sizes used by later `map` calls (e.g. to 2 MiB without Page1GB).
     pub fn set_max_page_size(&mut self, max: PageSize) {
-        self.max_page = max;
+        self.table.set_max_leaf_level(max.level());
     }
 
     /// The memory/allocator the mapper works through.
     pub fn mem(&self) -> &M {
-        &self.mem
+        self.table.mem()
     }
 
     /// Mutable access to the memory/allocator.
     pub fn mem_mut(&mut self) -> &mut M {
-        &mut self.mem
+        self.table.mem_mut()
     }
 
     /// Give the memory/allocator back.
     pub fn into_inner(self) -> M {
-        self.mem
+        self.table.into_inner()
     }
 
     /// Map `len` bytes at `gpa` to `hpa` with the leaf flags `flags` (masked to
     /// [`LEAF_FLAGS`]; `PRESENT` and `USER` are added). All of `gpa`, `hpa`, `len` must be
     /// 4 KiB multiples. Fails without changes if any part of the range is already mapped.
     pub fn map(&mut self, gpa: Gpa, hpa: Hpa, len: u64, flags: PteFlags) -> Result<(), MapError> {
-        check_range(gpa, len)?;
-        if !hpa.is_aligned(4096) {
-            return Err(MapError::Unaligned);
-        }
-        match hpa.0.checked_add(len) {
-            Some(end) if end <= MAX_HPA => {}
-            _ => return Err(MapError::OutOfRange),
-        }
-        if let Some(conflict) = self.first_mapped(gpa.0, gpa.0 + len) {
-            return Err(MapError::AlreadyMapped(Gpa(conflict)));
-        }
         let leaf = flags.intersection(LEAF_FLAGS) | PteFlags::PRESENT | PteFlags::USER;
-        let mut off = 0;
-        while off < len {
-            let (g, h) = (gpa.0 + off, hpa.0 + off);
-            let size = self.choose_size(g, h, len - off);
-            self.map_one(g, h, size, leaf)?;
-            off += size.bytes();
-        }
-        Ok(())
+        Ok(self.table.map(gpa.0, hpa, len, leaf)?)
     }
 
     /// Unmap `len` bytes at `gpa` (4 KiB multiples). Unmapped holes inside the range are fine.
     /// Large pages that straddle the range boundary are split, which may need frames; tables
     /// that become empty are freed.
     pub fn unmap(&mut self, gpa: Gpa, len: u64) -> Result<(), MapError> {
-        check_range(gpa, len)?;
-        if len == 0 {
-            return Ok(());
-        }
-        let root = self.root;
-        self.unmap_in(root, 4, 0, gpa.0, gpa.0 + len)?;
-        Ok(())
+        Ok(self.table.unmap(gpa.0, len)?)
     }
 
     /// Translate `gpa` through the table, or `None` if it is not mapped.
     pub fn translate(&self, gpa: Gpa) -> Option<Translation> {
-        if gpa.0 >= MAX_GPA {
-            return None;
-        }
-        let mut table = self.root;
-        let mut level = 4;
-        loop {
-            let e = self.entry(table, table_index(gpa.0, level));
-            if !e.is_present() {
-                return None;
-            }
-            if level == 1 || (level <= 3 && e.is_huge()) {
-                let size = PageSize::from_level(level)?;
-                let base = e.addr() & !(size.bytes() - 1);
-                return Some(Translation {
-                    hpa: Hpa(base | (gpa.0 & (size.bytes() - 1))),
-                    size,
-                    flags: e.flags(),
-                });
-            }
-            if level == 4 && e.is_huge() {
-                return None; // PS is reserved in a PML4E.
-            }
-            table = Hpa(e.addr());
-            level -= 1;
-        }
+        let leaf = self.table.translate(gpa.0)?;
+        Some(Translation {
+            hpa: leaf.pa,
+            size: PageSize::from_level(leaf.level)?,
+            flags: leaf.attr,
+        })
     }
-
-    fn choose_size(&self, gpa: u64, hpa: u64, remaining: u64) -> PageSize {
-        for size in [PageSize::Size1G, PageSize::Size2M] {
-            let b = size.bytes();
-            if size <= self.max_page
-                && gpa.is_multiple_of(b)
-                && hpa.is_multiple_of(b)
-                && remaining >= b
-            {
-                return size;
-            }
-        }
-        PageSize::Size4K
-    }
-
-    fn entry(&self, table: Hpa, index: usize) -> PageTableEntry {
-        PageTableEntry(self.mem.read_u64(Hpa(table.0 + index as u64 * 8)))
-    }
-
-    fn set_entry(&mut self, table: Hpa, index: usize, e: PageTableEntry) {
-        self.mem.write_u64(Hpa(table.0 + index as u64 * 8), e.0);
-    }
-
-    /// The first GPA in `[start, end)` that is mapped, skipping unmapped subtrees whole.
-    fn first_mapped(&self, start: u64, end: u64) -> Option<u64> {
-        let mut addr = start;
-        while addr < end {
-            let mut table = self.root;
-            let mut level = 4;
-            loop {
-                let e = self.entry(table, table_index(addr, level));
-                if !e.is_present() {
-                    let span = entry_span(level);
-                    addr = (addr & !(span - 1)) + span;
-                    break;
-                }
-                if level == 1 || e.is_huge() {
-                    return Some(addr);
-                }
-                table = Hpa(e.addr());
-                level -= 1;
-            }
-        }
-        None
-    }
-
-    fn map_one(
-        &mut self,
-        gpa: u64,
-        hpa: u64,
-        size: PageSize,
-        leaf: PteFlags,
-    ) -> Result<(), MapError> {
-        let mut table = self.root;
-        let mut level = 4;
-        while level > size.level() {
-            let idx = table_index(gpa, level);
-            let e = self.entry(table, idx);
-            if !e.is_present() {
-                let next = alloc_table(&mut self.mem)?;
-                self.set_entry(table, idx, PageTableEntry::new(next.0, TABLE_FLAGS));
-                table = next;
-            } else if e.is_huge() {
-                return Err(MapError::AlreadyMapped(Gpa(gpa)));
-            } else {
-                table = Hpa(e.addr());
-            }
-            level -= 1;
-        }
-        let idx = table_index(gpa, level);
-        if self.entry(table, idx).is_present() {
-            return Err(MapError::AlreadyMapped(Gpa(gpa)));
-        }
-        let flags = if size == PageSize::Size4K {
-            leaf
-        } else {
-            leaf | PteFlags::HUGE
-        };
-        self.set_entry(table, idx, PageTableEntry::new(hpa, flags));
-        Ok(())
-    }
-
-    /// Unmap `[start, end)` within the table at `level` covering GPAs from `base`. Returns
-    /// whether the table is empty afterwards.
-    fn unmap_in(
-        &mut self,
-        table: Hpa,
-        level: u8,
-        base: u64,
-        start: u64,
-        end: u64,
-    ) -> Result<bool, MapError> {
-        let span = entry_span(level);
-        let first = ((start.max(base) - base) / span) as usize;
-        let last = ((end.min(base + span * ENTRIES as u64) - 1 - base) / span) as usize;
-        for idx in first..=last {
-            let e = self.entry(table, idx);
-            if !e.is_present() {
-                continue;
-            }
-            let e_start = base + idx as u64 * span;
-            let e_end = e_start + span;
-            let whole = start <= e_start && end >= e_end;
-            let is_leaf = level == 1 || e.is_huge();
-            if is_leaf && whole {
-                self.set_entry(table, idx, PageTableEntry::EMPTY);
-                continue;
-            }
-            let child = if is_leaf {
-                // A large page partly inside the range: split it into the next size down.
-                let child = alloc_table(&mut self.mem)?;
-                let child_span = entry_span(level - 1);
-                let mut flags = e.flags();
-                if level - 1 == 1 {
-                    flags.remove(PteFlags::HUGE);
-                }
-                let page_base = e.addr() & !(span - 1);
-                for i in 0..ENTRIES {
-                    let pa = page_base + i as u64 * child_span;
-                    self.set_entry(child, i, PageTableEntry::new(pa, flags));
-                }
-                self.set_entry(table, idx, PageTableEntry::new(child.0, TABLE_FLAGS));
-                child
-            } else {
-                Hpa(e.addr())
-            };
-            if self.unmap_in(child, level - 1, e_start, start, end)? {
-                self.set_entry(table, idx, PageTableEntry::EMPTY);
-                self.mem.free_frame(child);
-            }
-        }
-        Ok((0..ENTRIES).all(|i| !self.entry(table, i).is_present()))
-    }
-}
-
-fn check_range(gpa: Gpa, len: u64) -> Result<(), MapError> {
-    if !gpa.is_aligned(4096) || !len.is_multiple_of(4096) {
-        return Err(MapError::Unaligned);
-    }
-    match gpa.0.checked_add(len) {
-        Some(end) if end <= MAX_GPA => Ok(()),
-        _ => Err(MapError::OutOfRange),
-    }
-}
-
-fn alloc_table<M: FrameSource + PhysAccess>(mem: &mut M) -> Result<Hpa, MapError> {
-    let frame = mem.alloc_frame().ok_or(MapError::OutOfFrames)?;
-    for i in 0..ENTRIES {
-        mem.write_u64(Hpa(frame.0 + i as u64 * 8), 0);
-    }
-    Ok(frame)
 }
 
 #[cfg(test)]

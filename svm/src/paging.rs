@@ -5,10 +5,16 @@
 //! so one entry type serves both the [`crate::npt`] mapper and the [`crate::walk`] guest walk.
 //! Under nested paging every guest access is treated as a *user* access, so nested entries must
 //! have U/S = 1 at every level or the access faults (§15.25.5).
+//!
+//! [`PhysAccess`], [`FrameSource`], [`PageSize`], [`table_index`] and [`ENTRIES`] are the
+//! `pagetable` crate's, re-exported: the same traits serve the `iommu` crate's I/O page tables,
+//! so one kernel memory type implements them once for both.
 
 use bitflags::bitflags;
 
-use crate::addr::{Gpa, Hpa};
+use crate::addr::Gpa;
+pub use pagetable::mem::{FrameSource, PhysAccess};
+pub use pagetable::radix::{table_index, PageSize, ENTRIES};
 
 bitflags! {
     /// Flag bits of a long-mode page-table entry (APM vol. 2 §5.4.1).
@@ -40,60 +46,12 @@ bitflags! {
 
 /// Bits 51:12 of an entry: the physical address of the next table or of a 4 KiB page.
 pub const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
-/// Number of entries in one table.
-pub const ENTRIES: usize = 512;
-
-/// Page sizes of 4-level long-mode paging.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PageSize {
-    /// 4 KiB, mapped by a PTE (level 1).
-    Size4K,
-    /// 2 MiB, mapped by a PDE with PS (level 2).
-    Size2M,
-    /// 1 GiB, mapped by a PDPTE with PS (level 3).
-    Size1G,
-}
-
-impl PageSize {
-    /// Size in bytes.
-    pub const fn bytes(self) -> u64 {
-        match self {
-            Self::Size4K => 1 << 12,
-            Self::Size2M => 1 << 21,
-            Self::Size1G => 1 << 30,
-        }
-    }
-
-    /// Table level whose entry maps a page of this size (1 = PT, 2 = PD, 3 = PDPT).
-    pub const fn level(self) -> u8 {
-        match self {
-            Self::Size4K => 1,
-            Self::Size2M => 2,
-            Self::Size1G => 3,
-        }
-    }
-
-    /// The page size a leaf at `level` maps, if any.
-    pub const fn from_level(level: u8) -> Option<Self> {
-        match level {
-            1 => Some(Self::Size4K),
-            2 => Some(Self::Size2M),
-            3 => Some(Self::Size1G),
-            _ => None,
-        }
-    }
-}
-
-/// Index into the table at `level` (4 = PML4 … 1 = PT) for address `addr`: 9 bits starting at
-/// bit 12 + 9 × (level − 1).
-pub const fn table_index(addr: u64, level: u8) -> usize {
-    ((addr >> (12 + 9 * (level as u32 - 1))) & 0x1FF) as usize
-}
-
 /// One long-mode page-table entry (APM vol. 2 §5.4.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct PageTableEntry(pub u64);
+
+const _: () = assert!(core::mem::size_of::<PageTableEntry>() == 8);
 
 impl PageTableEntry {
     /// A non-present entry.
@@ -122,27 +80,6 @@ impl PageTableEntry {
     /// PS bit (meaningful at levels 2 and 3 only).
     pub const fn is_huge(self) -> bool {
         self.0 & PteFlags::HUGE.bits() != 0
-    }
-}
-
-/// Access to host-physical memory, for reading and writing page-table entries.
-///
-/// The kernel implements this over its direct map; host tests over a fake memory.
-pub trait PhysAccess {
-    /// Read the naturally aligned 64-bit word at `pa`.
-    fn read_u64(&self, pa: Hpa) -> u64;
-    /// Write the naturally aligned 64-bit word at `pa`.
-    fn write_u64(&mut self, pa: Hpa, value: u64);
-}
-
-/// A source of 4 KiB host-physical frames for page tables.
-pub trait FrameSource {
-    /// A fresh 4 KiB-aligned frame (its contents need not be zero), or `None` when exhausted.
-    fn alloc_frame(&mut self) -> Option<Hpa>;
-
-    /// Take back a frame the mapper no longer uses (an emptied table). The default leaks it.
-    fn free_frame(&mut self, frame: Hpa) {
-        let _ = frame;
     }
 }
 

@@ -181,7 +181,8 @@ impl Vm {
 }
 
 /// Nested-page-table frames come from the hypervisor's allocator; tables are written through the
-/// identity map.
+/// identity map. The traits are the `pagetable` crate's (`svm::paging` and `iommu::mem` re-export
+/// the same ones), so this one implementation serves NPT and I/O page tables alike.
 pub struct NptMemory;
 
 impl PhysAccess for NptMemory {

@@ -29,7 +29,9 @@ impl Mmio for Registers {
 }
 
 /// Tables, rings and page tables through the identity map; new frames from the hypervisor's
-/// allocator.
+/// allocator. The traits are the `pagetable` crate's (`iommu::mem` and `svm::paging` re-export the
+/// same ones), so this one implementation serves the IOMMU's structures and nested page tables
+/// alike.
 pub struct HostMemory;
 
 impl PhysAccess for HostMemory {
