@@ -12,7 +12,7 @@ use core::sync::atomic::{fence, Ordering};
 
 use crate::command::{Command, CommandError, WaitFlags};
 use crate::mem::{Hpa, PhysAccess};
-use crate::regs::{self, Mmio, Status, MAX_RING_LOG2, MIN_RING_LOG2};
+use crate::regs::{self, Mmio, Status};
 
 /// Bytes per command.
 pub const COMMAND_BYTES: u32 = 16;
@@ -34,11 +34,7 @@ impl CommandRing {
     /// A ring of `2^log2_entries` commands (8..=15: 4 KiB .. 512 KiB) at `base`
     /// (4 KiB aligned, physically contiguous).
     pub const fn new(base: Hpa, log2_entries: u8) -> Result<Self, CommandError> {
-        if !base.is_aligned(4096)
-            || base.0 >= crate::mem::MAX_HPA
-            || log2_entries < MIN_RING_LOG2
-            || log2_entries > MAX_RING_LOG2
-        {
+        if !regs::valid_ring(base, log2_entries) {
             return Err(CommandError::BadRing);
         }
         Ok(Self {

@@ -26,7 +26,7 @@ use bitflags::bitflags;
 use crate::dte::DomainId;
 use crate::ivrs::DeviceId;
 use crate::mem::{field, Hpa, PhysAccess};
-use crate::regs::{self, Mmio, MAX_RING_LOG2, MIN_RING_LOG2};
+use crate::regs::{self, Mmio};
 
 /// ILLEGAL_DEV_TABLE_ENTRY.
 pub const ILLEGAL_DEV_TABLE_ENTRY: u8 = 0x1;
@@ -374,11 +374,7 @@ pub struct EventLog {
 impl EventLog {
     /// A log of `2^log2_entries` events (8..=15) at `base` (4 KiB aligned, contiguous).
     pub const fn new(base: Hpa, log2_entries: u8) -> Result<Self, EventLogError> {
-        if !base.is_aligned(4096)
-            || base.0 >= crate::mem::MAX_HPA
-            || log2_entries < MIN_RING_LOG2
-            || log2_entries > MAX_RING_LOG2
-        {
+        if !regs::valid_ring(base, log2_entries) {
             return Err(EventLogError::BadRing);
         }
         Ok(Self {

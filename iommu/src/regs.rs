@@ -87,6 +87,15 @@ pub const MIN_RING_LOG2: u8 = 8;
 /// See [`MIN_RING_LOG2`].
 pub const MAX_RING_LOG2: u8 = 15;
 
+/// Whether a command buffer or event log of `2^log2_entries` 16-byte entries may live at `base`:
+/// 4 KiB aligned, below the address limit, and a size the Len fields can encode.
+pub const fn valid_ring(base: crate::mem::Hpa, log2_entries: u8) -> bool {
+    base.is_aligned(4096)
+        && base.0 < crate::mem::MAX_HPA
+        && log2_entries >= MIN_RING_LOG2
+        && log2_entries <= MAX_RING_LOG2
+}
+
 /// Value of the Command Buffer or Event Log Base Address Register: a ring of `2^log2_entries`
 /// 16-byte entries at `base` (4 KiB aligned). The length field sits in bits 59:56.
 pub const fn ring_base(base: Hpa, log2_entries: u8) -> u64 {
