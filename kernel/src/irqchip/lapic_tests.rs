@@ -348,17 +348,7 @@ fn periodic_timer_delivers_one_interrupt_for_a_long_gap() {
 
 #[test]
 fn divide_values_scale_the_period() {
-    let table = [
-        (0b0000, 2),
-        (0b0001, 4),
-        (0b0010, 8),
-        (0b0011, 16),
-        (0b1000, 32),
-        (0b1001, 64),
-        (0b1010, 128),
-        (0b1011, 1),
-    ];
-    for (config, divisor) in table {
+    for (config, divisor) in super::lapic_timer::DIVIDE_WORKED {
         let mut apic = enabled(0);
         write(&mut apic, MSR_LVT_TIMER, 0xec);
         write(&mut apic, MSR_TIMER_DIVIDE, config);
