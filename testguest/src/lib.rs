@@ -4,8 +4,8 @@
 //! | module     | what                                                                         |
 //! |------------|------------------------------------------------------------------------------|
 //! | `cmdline`  | the command line words: `end=...` and `canary=0x...`                         |
-//! | `nvme_io`  | NVM I/O on top of `didvisor::nvme`: an I/O queue pair, the Read/Write and     |
-//! |            | Create I/O Queue encoders, PRPs, the namespace's LBA format, test patterns   |
+//! | `nvme_io`  | NVM I/O on top of `didvisor::nvme`: an I/O queue pair (its `QueuePair`), the |
+//! |            | Read/Write encoders, PRPs, the namespace's LBA format, test patterns         |
 #![cfg_attr(not(test), no_std)]
 
 pub mod cmdline;

@@ -31,9 +31,8 @@ use didvisor::pci::bar::{BAR_IO, BAR_MEM_ADDRESS_MASK, BAR_MEM_TYPE_64, BAR_MEM_
 use didvisor::pci::header::{self, Command};
 use didvisor::pci::{Bdf, ConfigAccess};
 use testguest::nvme_io::{
-    classify_block, create_io_cq, create_io_sq, fill_pattern, io_command, nvm_opcode,
-    parse_namespace, pattern_mismatch, prps, BlockContents, IoError, IoQueue, NamespaceError,
-    PAGE_SIZE,
+    classify_block, fill_pattern, io_command, nvm_opcode, parse_namespace, pattern_mismatch, prps,
+    BlockContents, IoError, IoQueue, NamespaceError, PAGE_SIZE,
 };
 
 use crate::guest::{power_off, Console};
@@ -454,11 +453,11 @@ fn bring_up(ram: u64, bar0: u64) -> Controller {
 
     let entries = IO_ENTRIES.min(cap.max_queue_entries().min(4096) as u16);
     mem.write(page(IO_CQ), &[0; PAGE_SIZE as usize]);
-    let create_cq = create_io_cq(IO_QID, entries, page(IO_CQ));
+    let create_cq = admin::create_io_cq(IO_QID, entries, page(IO_CQ));
     if let Err(e) = admin.execute(&mut regs, &mut mem, create_cq, ADMIN_TIMEOUT_MS) {
         fail!("create i/o completion queue {IO_QID}: {e}");
     }
-    let create_sq = create_io_sq(IO_QID, entries, page(IO_SQ), IO_QID);
+    let create_sq = admin::create_io_sq(IO_QID, entries, page(IO_SQ), IO_QID);
     if let Err(e) = admin.execute(&mut regs, &mut mem, create_sq, ADMIN_TIMEOUT_MS) {
         fail!("create i/o submission queue {IO_QID}: {e}");
     }

@@ -1,17 +1,17 @@
-//! What the test guest adds to `didvisor::nvme` (which brings the admin queue up) to do NVM I/O
-//! on its VF: the Create I/O Completion/Submission Queue encoders (NVMe Base 2.0 §5.4, §5.5), the
-//! NVM Read and Write commands (NVM Command Set Specification 1.0, "Read command", "Write
-//! command"), PRP entries for one transfer of at most a page (NVMe Base 2.0, "Physical Region Page
-//! Entry and List"), the LBA format from Identify Namespace (NVM Command Set Specification 1.0,
-//! "Identify Namespace data structure"), one polled I/O queue pair, and the data patterns.
+//! What the test guest adds to `didvisor::nvme` (which brings the admin queue up, encodes the
+//! Create I/O Completion/Submission Queue commands and runs any polled queue pair) to do NVM I/O
+//! on its VF: the NVM Read and Write commands (NVM Command Set Specification 1.0, "Read
+//! command", "Write command"), PRP entries for one transfer of at most a page (NVMe Base 2.0,
+//! "Physical Region Page Entry and List"), the LBA format from Identify Namespace (NVM Command
+//! Set Specification 1.0, "Identify Namespace data structure"), one polled I/O queue pair
+//! (`didvisor::nvme::QueuePair` with the guest's error reporting), and the data patterns.
 //!
-//! The queue uses the same register ([`ControllerRegs`]) and DMA ([`DmaMemory`]) traits as
-//! `didvisor::nvme::AdminQueue`, so the host tests drive it against a fake controller.
+//! The queue uses the register ([`ControllerRegs`]) and DMA ([`DmaMemory`]) traits of
+//! `didvisor::nvme`, so the host tests drive it against a fake controller.
 
-use didvisor::nvme::admin::opcode;
-use didvisor::nvme::entry::{COMPLETION_ENTRY_SIZE, SUBMISSION_ENTRY_SIZE};
-use didvisor::nvme::registers;
-use didvisor::nvme::{CompletionEntry, ControllerRegs, DmaMemory, SubmissionEntry};
+use didvisor::nvme::{
+    CompletionEntry, ControllerRegs, DmaMemory, NvmeError, QueueMemory, QueuePair, SubmissionEntry,
+};
 
 /// The memory page size the guest enables the controller with (CC.MPS = 0).
 pub const PAGE_SIZE: u64 = 4096;
@@ -20,29 +20,6 @@ pub const PAGE_SIZE: u64 = 4096;
 pub mod nvm_opcode {
     pub const WRITE: u8 = 0x01;
     pub const READ: u8 = 0x02;
-}
-
-/// Create I/O Completion Queue `qid` of `entries` 16-byte entries, physically contiguous at
-/// `base`, polled: CDW10 QSIZE 31:16 (0's based) | QID 15:0; CDW11 IV 31:16 = 0, IEN 1 = 0, PC 0.
-pub fn create_io_cq(qid: u16, entries: u16, base: u64) -> SubmissionEntry {
-    SubmissionEntry {
-        prp1: base,
-        cdw10: u32::from(entries.saturating_sub(1)) << 16 | u32::from(qid),
-        cdw11: 1,
-        ..SubmissionEntry::new(opcode::CREATE_IO_CQ)
-    }
-}
-
-/// Create I/O Submission Queue `qid` of `entries` 64-byte entries at `base`, completing to queue
-/// `cqid`: CDW10 QSIZE 31:16 | QID 15:0; CDW11 CQID 31:16, QPRIO 2:1 = 0 (urgent, unused with
-/// round robin), PC 0.
-pub fn create_io_sq(qid: u16, entries: u16, base: u64, cqid: u16) -> SubmissionEntry {
-    SubmissionEntry {
-        prp1: base,
-        cdw10: u32::from(entries.saturating_sub(1)) << 16 | u32::from(qid),
-        cdw11: u32::from(cqid) << 16 | 1,
-        ..SubmissionEntry::new(opcode::CREATE_IO_SQ)
-    }
 }
 
 /// PRP entries 1 and 2 for `len` bytes at `addr` (1 ≤ len ≤ a page): PRP1 is the address itself
@@ -193,50 +170,31 @@ pub enum IoError {
 }
 
 /// One polled I/O submission/completion queue pair, created on the controller by the caller with
-/// [`create_io_cq`] and [`create_io_sq`] on zeroed completion memory.
-///
-/// Same mechanism as the admin queue: the entry goes to the SQ tail slot, then the tail doorbell;
-/// a completion is new while its phase tag equals the expected phase (1 on the first pass,
-/// flipped on each wrap); the CQ head doorbell releases consumed entries.
+/// [`didvisor::nvme::admin::create_io_cq`] and [`didvisor::nvme::admin::create_io_sq`] on zeroed
+/// completion memory: the kernel's [`QueuePair`] (the same ring the admin queue uses), with
+/// completions of other commands handed to the caller and errors as [`IoError`].
 #[derive(Clone, Debug)]
-pub struct IoQueue {
-    sq: u64,
-    cq: u64,
-    entries: u16,
-    sq_doorbell: u32,
-    cq_doorbell: u32,
-    sq_tail: u16,
-    sq_head: u16,
-    cq_head: u16,
-    phase: bool,
-    next_cid: u16,
+pub struct IoQueue(QueuePair);
+
+impl IoError {
+    /// What a [`QueuePair`] error means for an I/O command that waited `waited_ms`.
+    fn from_queue(e: NvmeError, waited_ms: u32) -> IoError {
+        match e {
+            NvmeError::QueueFull => IoError::QueueFull,
+            NvmeError::BadCompletion => IoError::BadCompletion,
+            NvmeError::CommandTimeout { cid } => IoError::NoCompletion { cid, waited_ms },
+            // Only `QueuePair::new` fails otherwise (bad size or doorbells).
+            _ => IoError::BadQueue,
+        }
+    }
 }
 
 impl IoQueue {
     pub fn new(qid: u16, sq: u64, cq: u64, entries: u16, dstrd: u8) -> Result<IoQueue, IoError> {
-        if !(2..=4096).contains(&entries) {
-            return Err(IoError::BadQueue);
-        }
-        Ok(IoQueue {
-            sq,
-            cq,
-            entries,
-            sq_doorbell: registers::sq_tail_doorbell(qid, dstrd).ok_or(IoError::BadQueue)?,
-            cq_doorbell: registers::cq_head_doorbell(qid, dstrd).ok_or(IoError::BadQueue)?,
-            sq_tail: 0,
-            sq_head: 0,
-            cq_head: 0,
-            phase: true,
-            next_cid: 0,
-        })
-    }
-
-    fn advance(&self, index: u16) -> u16 {
-        if index + 1 >= self.entries {
-            0
-        } else {
-            index + 1
-        }
+        let memory = QueueMemory { sq, cq, entries };
+        QueuePair::new(qid, memory, dstrd)
+            .map(IoQueue)
+            .map_err(|e| IoError::from_queue(e, 0))
     }
 
     /// Puts `cmd` with a fresh command identifier in the next slot and rings the tail doorbell.
@@ -244,21 +202,11 @@ impl IoQueue {
         &mut self,
         regs: &mut R,
         mem: &mut M,
-        mut cmd: SubmissionEntry,
+        cmd: SubmissionEntry,
     ) -> Result<u16, IoError> {
-        let next_tail = self.advance(self.sq_tail);
-        if next_tail == self.sq_head {
-            return Err(IoError::QueueFull);
-        }
-        let cid = self.next_cid;
-        // 0xFFFF is not a valid command identifier.
-        self.next_cid = if cid >= 0xFFFE { 0 } else { cid + 1 };
-        cmd.set_cid(cid);
-        let slot = self.sq + u64::from(self.sq_tail) * SUBMISSION_ENTRY_SIZE as u64;
-        mem.write(slot, &cmd.to_bytes());
-        self.sq_tail = next_tail;
-        regs.write32(self.sq_doorbell, u32::from(self.sq_tail));
-        Ok(cid)
+        self.0
+            .submit(regs, mem, cmd)
+            .map_err(|e| IoError::from_queue(e, 0))
     }
 
     /// Consumes the next completion if there is one.
@@ -267,65 +215,27 @@ impl IoQueue {
         regs: &mut R,
         mem: &mut M,
     ) -> Result<Option<CompletionEntry>, IoError> {
-        let mut raw = [0u8; COMPLETION_ENTRY_SIZE];
-        mem.read(
-            self.cq + u64::from(self.cq_head) * COMPLETION_ENTRY_SIZE as u64,
-            &mut raw,
-        );
-        let entry = CompletionEntry::from_bytes(&raw);
-        if entry.phase() != self.phase {
-            return Ok(None);
-        }
-        self.cq_head = self.advance(self.cq_head);
-        if self.cq_head == 0 {
-            self.phase = !self.phase;
-        }
-        regs.write32(self.cq_doorbell, u32::from(self.cq_head));
-        if entry.sq_head >= self.entries {
-            return Err(IoError::BadCompletion);
-        }
-        self.sq_head = entry.sq_head;
-        Ok(Some(entry))
+        self.0
+            .poll(regs, mem)
+            .map_err(|e| IoError::from_queue(e, 0))
     }
 
-    /// Waits up to `timeout_ms` for the completion of `cid`, whatever its status. Completions of
-    /// other commands (ones an earlier wait gave up on) go to `other`.
-    pub fn wait<R: ControllerRegs, M: DmaMemory>(
-        &mut self,
-        regs: &mut R,
-        mem: &mut M,
-        cid: u16,
-        timeout_ms: u32,
-        mut other: impl FnMut(CompletionEntry),
-    ) -> Result<CompletionEntry, IoError> {
-        for waited in 0..=timeout_ms {
-            while let Some(c) = self.poll(regs, mem)? {
-                if c.cid == cid {
-                    return Ok(c);
-                }
-                other(c);
-            }
-            if waited < timeout_ms {
-                regs.wait_1ms();
-            }
-        }
-        Err(IoError::NoCompletion {
-            cid,
-            waited_ms: timeout_ms,
-        })
-    }
-
-    /// [`Self::submit`], then [`Self::wait`].
+    /// Submits `cmd` and waits up to `timeout_ms` for its completion, whatever its status.
+    /// Completions of other commands (ones an earlier wait gave up on) go to `other`.
     pub fn execute<R: ControllerRegs, M: DmaMemory>(
         &mut self,
         regs: &mut R,
         mem: &mut M,
         cmd: SubmissionEntry,
         timeout_ms: u32,
-        other: impl FnMut(CompletionEntry),
+        mut other: impl FnMut(CompletionEntry),
     ) -> Result<CompletionEntry, IoError> {
-        let cid = self.submit(regs, mem, cmd)?;
-        self.wait(regs, mem, cid, timeout_ms, other)
+        self.0
+            .execute(regs, mem, cmd, timeout_ms, |c| {
+                other(c);
+                Ok(())
+            })
+            .map_err(|e| IoError::from_queue(e, timeout_ms))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Encoders of the admin commands the hypervisor sends to an NVMe PF (NVMe Base 2.0 ch. 5):
-//! Identify, Namespace Attachment and Virtualization Management (§5.22). Data buffers are one
-//! 4 KiB page, addressed by PRP entry 1 alone.
+//! Identify, Namespace Attachment and Virtualization Management (§5.22); and Create I/O
+//! Completion/Submission Queue (§5.4, §5.5), which the test guest sends to its VF for a polled
+//! [`super::QueuePair`]. Data buffers are one 4 KiB page, addressed by PRP entry 1 alone.
 
 use super::entry::SubmissionEntry;
 use super::identify::{ControllerList, CONTROLLER_LIST_MAX};
@@ -81,6 +82,29 @@ pub fn identify(cns: Cns, nsid: u32, cntid: u16, buffer: u64) -> SubmissionEntry
         prp1: buffer,
         cdw10: u32::from(cntid) << 16 | cns as u32,
         ..SubmissionEntry::new(opcode::IDENTIFY)
+    }
+}
+
+/// Create I/O Completion Queue `qid` of `entries` 16-byte entries, physically contiguous at
+/// `base`, polled: CDW10 QSIZE 31:16 (0's based) | QID 15:0; CDW11 IV 31:16 = 0, IEN 1 = 0, PC 0.
+pub fn create_io_cq(qid: u16, entries: u16, base: u64) -> SubmissionEntry {
+    SubmissionEntry {
+        prp1: base,
+        cdw10: u32::from(entries.saturating_sub(1)) << 16 | u32::from(qid),
+        cdw11: 1,
+        ..SubmissionEntry::new(opcode::CREATE_IO_CQ)
+    }
+}
+
+/// Create I/O Submission Queue `qid` of `entries` 64-byte entries at `base`, completing to queue
+/// `cqid`: CDW10 QSIZE 31:16 | QID 15:0; CDW11 CQID 31:16, QPRIO 2:1 = 0 (urgent, unused with
+/// round robin), PC 0.
+pub fn create_io_sq(qid: u16, entries: u16, base: u64, cqid: u16) -> SubmissionEntry {
+    SubmissionEntry {
+        prp1: base,
+        cdw10: u32::from(entries.saturating_sub(1)) << 16 | u32::from(qid),
+        cdw11: u32::from(cqid) << 16 | 1,
+        ..SubmissionEntry::new(opcode::CREATE_IO_SQ)
     }
 }
 

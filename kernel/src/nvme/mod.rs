@@ -8,9 +8,9 @@
 //! |---------------|------------------------------------------------------------------------|
 //! | `registers.rs`| CAP, VS, CC, CSTS, AQA, ASQ, ACQ, doorbells                            |
 //! | `entry.rs`    | 64-byte submission entry, 16-byte completion entry, status decoding    |
-//! | `admin.rs`    | Identify, Namespace Attachment, Virtualization Management encoders     |
+//! | `admin.rs`    | Identify, Create I/O CQ/SQ, Namespace Attachment, Virtualization Mgmt. |
 //! | `identify.rs` | controller list, secondary controller list, primary capabilities       |
-//! | `queue.rs`    | [`AdminQueue`]: enable handshake, submit, completion polling           |
+//! | `queue.rs`    | [`QueuePair`]: submit, completion polling; [`AdminQueue`]: + enable    |
 //! | `bring_up.rs` | [`bring_up_vfs`]: the admin commands per VF, in order                  |
 //!
 //! Specification: NVM Express Base Specification 2.0 (controller properties, the common command
@@ -42,4 +42,4 @@ pub use bring_up::{
     bring_up_vfs, check_resources, CommandPlan, PlanError, VfAssignment, VfResources,
 };
 pub use entry::{CompletionEntry, Status, SubmissionEntry};
-pub use queue::{AdminQueue, ControllerRegs, DmaMemory, NvmeError, QueueMemory};
+pub use queue::{AdminQueue, ControllerRegs, DmaMemory, NvmeError, QueueMemory, QueuePair};

@@ -1,5 +1,7 @@
-//! The admin queue pair of a controller the hypervisor drives (the PF), as a state machine over
-//! register access ([`ControllerRegs`]) and DMA memory ([`DmaMemory`]) the kernel provides.
+//! A polled queue pair ([`QueuePair`]) and the admin queue pair of a controller
+//! ([`AdminQueue`]: queue 0 plus the enable handshake), as state machines over register access
+//! ([`ControllerRegs`]) and DMA memory ([`DmaMemory`]) the caller provides: the kernel for the
+//! PF it drives, the test guest for its VF (admin queue and I/O queue 1).
 //!
 //! Enabling (NVMe Base 2.0 §3.5.1, controller initialization): disable if enabled and wait for
 //! CSTS.RDY = 0; program AQA, ASQ, ACQ; write CC with EN = 1; wait for CSTS.RDY = 1, failing on
@@ -40,8 +42,9 @@ fn write64(regs: &mut impl ControllerRegs, offset: u32, value: u64) {
     regs.write32(offset + 4, (value >> 32) as u32);
 }
 
-/// Where the admin queues live: each at a 4 KiB-aligned physical address, `entries` slots long
-/// (64 bytes per SQ slot, 16 per CQ slot; 64 entries fill a page for the SQ).
+/// Where a queue pair lives: each queue at a physical address (4 KiB-aligned for the admin
+/// queues), `entries` slots long (64 bytes per SQ slot, 16 per CQ slot; 64 entries fill a page
+/// for the SQ).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueMemory {
     pub sq: u64,
@@ -85,7 +88,7 @@ impl core::fmt::Display for NvmeError {
             NvmeError::ReadyTimeout { expected } => {
                 write!(f, "CSTS.RDY did not become {}", u8::from(*expected))
             }
-            NvmeError::QueueFull => f.write_str("admin queue full"),
+            NvmeError::QueueFull => f.write_str("queue full"),
             NvmeError::CommandTimeout { cid } => write!(f, "command {cid} timed out"),
             NvmeError::BadCompletion => f.write_str("completion with a bad SQ head"),
             NvmeError::StashFull => f.write_str("too many unclaimed completions"),
@@ -99,84 +102,71 @@ impl core::fmt::Display for NvmeError {
 /// How many completions of other commands [`AdminQueue::poll_completion`] keeps aside.
 const STASH: usize = 8;
 
-/// The admin queue pair of an enabled controller.
+/// Calls `attempt` until it yields a value, at most `timeout_ms + 1` times with
+/// [`ControllerRegs::wait_1ms`] between tries; `Ok(None)` if it never did. The one bounded wait
+/// of the controller handshake and of every queue.
+pub fn poll_for<R: ControllerRegs, T, E>(
+    regs: &mut R,
+    timeout_ms: u32,
+    mut attempt: impl FnMut(&mut R) -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
+    for waited in 0..=timeout_ms {
+        if let Some(value) = attempt(regs)? {
+            return Ok(Some(value));
+        }
+        if waited < timeout_ms {
+            regs.wait_1ms();
+        }
+    }
+    Ok(None)
+}
+
+/// One submission/completion queue pair, polled: the admin pair (queue 0, inside
+/// [`AdminQueue`]) or an I/O pair the caller created with Create I/O Completion/Submission Queue
+/// ([`super::admin::create_io_cq`], [`super::admin::create_io_sq`]) on zeroed completion memory.
 #[derive(Clone, Debug)]
-pub struct AdminQueue {
+pub struct QueuePair {
+    qid: u16,
     memory: QueueMemory,
-    cap: Cap,
+    sq_doorbell: u32,
+    cq_doorbell: u32,
     sq_tail: u16,
     /// As last reported by the controller.
     sq_head: u16,
     cq_head: u16,
     phase: bool,
     next_cid: u16,
-    stash: [Option<CompletionEntry>; STASH],
 }
 
-impl AdminQueue {
-    /// Resets and enables the controller with admin queues in `memory` (which this zeroes).
-    pub fn enable<R: ControllerRegs, M: DmaMemory>(
-        regs: &mut R,
-        mem: &mut M,
-        memory: QueueMemory,
-    ) -> Result<AdminQueue, NvmeError> {
-        let cap = Cap(read64(regs, registers::CAP));
-        if cap.0 == u64::MAX {
-            return Err(NvmeError::NoDevice);
-        }
-        let entries = u32::from(memory.entries);
-        if !(2..=cap.max_queue_entries().min(4096)).contains(&entries)
-            || memory.sq & 0xFFF != 0
-            || memory.cq & 0xFFF != 0
-        {
+impl QueuePair {
+    /// Queue pair `qid` in `memory` of a controller with doorbell stride `dstrd` (CAP.DSTRD).
+    /// [`NvmeError::BadQueueMemory`] if the size is not 2..=4096 or the doorbells lie beyond 32
+    /// bits of BAR offset.
+    pub fn new(qid: u16, memory: QueueMemory, dstrd: u8) -> Result<QueuePair, NvmeError> {
+        if !(2..=4096).contains(&memory.entries) {
             return Err(NvmeError::BadQueueMemory);
         }
-        if cap.mpsmin() != 0 {
-            return Err(NvmeError::PageSizeUnsupported {
-                mpsmin: cap.mpsmin(),
-            });
-        }
-        // CAP.TO is in 500 ms units; 0 would be a broken device, give it one unit.
-        let timeout_ms = u32::from(cap.timeout().max(1)) * 500;
-
-        if regs.read32(registers::CC) & cc::EN != 0 || regs.read32(registers::CSTS) & csts::RDY != 0
-        {
-            regs.write32(registers::CC, 0);
-            wait_ready(regs, false, timeout_ms)?;
-        }
-        let zeros = [0u8; COMPLETION_ENTRY_SIZE];
-        for i in 0..u64::from(memory.entries) {
-            mem.write(memory.cq + i * COMPLETION_ENTRY_SIZE as u64, &zeros);
-        }
-        regs.write32(
-            registers::AQA,
-            registers::aqa(memory.entries, memory.entries),
-        );
-        write64(regs, registers::ASQ, memory.sq);
-        write64(regs, registers::ACQ, memory.cq);
-        let css = if cap.css() & Cap::CSS_IO_COMMAND_SETS != 0 {
-            cc::CSS_ALL_IO_COMMAND_SETS
-        } else if cap.css() & Cap::CSS_NVM != 0 {
-            cc::CSS_NVM
-        } else {
-            cc::CSS_ADMIN_ONLY
-        };
-        regs.write32(registers::CC, cc::enable(css));
-        wait_ready(regs, true, timeout_ms)?;
-        Ok(AdminQueue {
+        Ok(QueuePair {
+            qid,
             memory,
-            cap,
+            sq_doorbell: registers::sq_tail_doorbell(qid, dstrd)
+                .ok_or(NvmeError::BadQueueMemory)?,
+            cq_doorbell: registers::cq_head_doorbell(qid, dstrd)
+                .ok_or(NvmeError::BadQueueMemory)?,
             sq_tail: 0,
             sq_head: 0,
             cq_head: 0,
             phase: true,
             next_cid: 0,
-            stash: [None; STASH],
         })
     }
 
-    pub fn cap(&self) -> Cap {
-        self.cap
+    pub fn qid(&self) -> u16 {
+        self.qid
+    }
+
+    pub fn memory(&self) -> QueueMemory {
+        self.memory
     }
 
     pub fn sq_tail(&self) -> u16 {
@@ -219,8 +209,7 @@ impl AdminQueue {
         let slot = self.memory.sq + u64::from(self.sq_tail) * SUBMISSION_ENTRY_SIZE as u64;
         mem.write(slot, &cmd.to_bytes());
         self.sq_tail = next_tail;
-        let doorbell = registers::sq_tail_doorbell(0, self.cap.dstrd()).unwrap_or(0x1000);
-        regs.write32(doorbell, u32::from(self.sq_tail));
+        regs.write32(self.sq_doorbell, u32::from(self.sq_tail));
         Ok(cid)
     }
 
@@ -241,13 +230,169 @@ impl AdminQueue {
         if self.cq_head == 0 {
             self.phase = !self.phase;
         }
-        let doorbell = registers::cq_head_doorbell(0, self.cap.dstrd()).unwrap_or(0x1004);
-        regs.write32(doorbell, u32::from(self.cq_head));
+        regs.write32(self.cq_doorbell, u32::from(self.cq_head));
         if entry.sq_head >= self.memory.entries {
             return Err(NvmeError::BadCompletion);
         }
         self.sq_head = entry.sq_head;
         Ok(Some(entry))
+    }
+
+    /// Consumes the posted completions up to that of command `cid` and returns it, if it has
+    /// arrived. Completions of other commands met on the way go to `other`.
+    pub fn poll_completion<R: ControllerRegs, M: DmaMemory>(
+        &mut self,
+        regs: &mut R,
+        mem: &mut M,
+        cid: u16,
+        mut other: impl FnMut(CompletionEntry) -> Result<(), NvmeError>,
+    ) -> Result<Option<CompletionEntry>, NvmeError> {
+        while let Some(c) = self.poll(regs, mem)? {
+            if c.cid == cid {
+                return Ok(Some(c));
+            }
+            other(c)?;
+        }
+        Ok(None)
+    }
+
+    /// Waits up to `timeout_ms` for the completion of `cid`, whatever its status
+    /// ([`NvmeError::CommandTimeout`] if none arrives). Completions of other commands (ones an
+    /// earlier wait gave up on) go to `other`.
+    pub fn wait<R: ControllerRegs, M: DmaMemory>(
+        &mut self,
+        regs: &mut R,
+        mem: &mut M,
+        cid: u16,
+        timeout_ms: u32,
+        mut other: impl FnMut(CompletionEntry) -> Result<(), NvmeError>,
+    ) -> Result<CompletionEntry, NvmeError> {
+        poll_for(regs, timeout_ms, |regs| {
+            self.poll_completion(regs, mem, cid, &mut other)
+        })?
+        .ok_or(NvmeError::CommandTimeout { cid })
+    }
+
+    /// [`Self::submit`], then [`Self::wait`]: the completion whatever its status.
+    pub fn execute<R: ControllerRegs, M: DmaMemory>(
+        &mut self,
+        regs: &mut R,
+        mem: &mut M,
+        cmd: SubmissionEntry,
+        timeout_ms: u32,
+        other: impl FnMut(CompletionEntry) -> Result<(), NvmeError>,
+    ) -> Result<CompletionEntry, NvmeError> {
+        let cid = self.submit(regs, mem, cmd)?;
+        self.wait(regs, mem, cid, timeout_ms, other)
+    }
+}
+
+/// The admin queue pair of an enabled controller.
+#[derive(Clone, Debug)]
+pub struct AdminQueue {
+    queue: QueuePair,
+    cap: Cap,
+    stash: [Option<CompletionEntry>; STASH],
+}
+
+impl AdminQueue {
+    /// Resets and enables the controller with admin queues in `memory` (which this zeroes).
+    pub fn enable<R: ControllerRegs, M: DmaMemory>(
+        regs: &mut R,
+        mem: &mut M,
+        memory: QueueMemory,
+    ) -> Result<AdminQueue, NvmeError> {
+        let cap = Cap(read64(regs, registers::CAP));
+        if cap.0 == u64::MAX {
+            return Err(NvmeError::NoDevice);
+        }
+        let entries = u32::from(memory.entries);
+        if !(2..=cap.max_queue_entries().min(4096)).contains(&entries)
+            || memory.sq & 0xFFF != 0
+            || memory.cq & 0xFFF != 0
+        {
+            return Err(NvmeError::BadQueueMemory);
+        }
+        // Queue 0's doorbells always fit (DSTRD is at most 15).
+        let queue = QueuePair::new(0, memory, cap.dstrd())?;
+        if cap.mpsmin() != 0 {
+            return Err(NvmeError::PageSizeUnsupported {
+                mpsmin: cap.mpsmin(),
+            });
+        }
+        // CAP.TO is in 500 ms units; 0 would be a broken device, give it one unit.
+        let timeout_ms = u32::from(cap.timeout().max(1)) * 500;
+
+        if regs.read32(registers::CC) & cc::EN != 0 || regs.read32(registers::CSTS) & csts::RDY != 0
+        {
+            regs.write32(registers::CC, 0);
+            wait_ready(regs, false, timeout_ms)?;
+        }
+        let zeros = [0u8; COMPLETION_ENTRY_SIZE];
+        for i in 0..u64::from(memory.entries) {
+            mem.write(memory.cq + i * COMPLETION_ENTRY_SIZE as u64, &zeros);
+        }
+        regs.write32(
+            registers::AQA,
+            registers::aqa(memory.entries, memory.entries),
+        );
+        write64(regs, registers::ASQ, memory.sq);
+        write64(regs, registers::ACQ, memory.cq);
+        let css = if cap.css() & Cap::CSS_IO_COMMAND_SETS != 0 {
+            cc::CSS_ALL_IO_COMMAND_SETS
+        } else if cap.css() & Cap::CSS_NVM != 0 {
+            cc::CSS_NVM
+        } else {
+            cc::CSS_ADMIN_ONLY
+        };
+        regs.write32(registers::CC, cc::enable(css));
+        wait_ready(regs, true, timeout_ms)?;
+        Ok(AdminQueue {
+            queue,
+            cap,
+            stash: [None; STASH],
+        })
+    }
+
+    pub fn cap(&self) -> Cap {
+        self.cap
+    }
+
+    /// The queue pair itself (queue 0).
+    pub fn queue(&self) -> &QueuePair {
+        &self.queue
+    }
+
+    pub fn sq_tail(&self) -> u16 {
+        self.queue.sq_tail()
+    }
+
+    pub fn cq_head(&self) -> u16 {
+        self.queue.cq_head()
+    }
+
+    /// The phase tag the next new completion carries.
+    pub fn phase(&self) -> bool {
+        self.queue.phase()
+    }
+
+    /// [`QueuePair::submit`] on the admin queue.
+    pub fn submit<R: ControllerRegs, M: DmaMemory>(
+        &mut self,
+        regs: &mut R,
+        mem: &mut M,
+        cmd: SubmissionEntry,
+    ) -> Result<u16, NvmeError> {
+        self.queue.submit(regs, mem, cmd)
+    }
+
+    /// [`QueuePair::poll`] on the admin queue.
+    pub fn poll<R: ControllerRegs, M: DmaMemory>(
+        &mut self,
+        regs: &mut R,
+        mem: &mut M,
+    ) -> Result<Option<CompletionEntry>, NvmeError> {
+        self.queue.poll(regs, mem)
     }
 
     /// The completion of command `cid`, if it has arrived. Completions of other commands met on
@@ -265,14 +410,12 @@ impl AdminQueue {
         {
             return Ok(slot.take());
         }
-        while let Some(c) = self.poll(regs, mem)? {
-            if c.cid == cid {
-                return Ok(Some(c));
-            }
-            let free = self.stash.iter_mut().find(|s| s.is_none());
+        let stash = &mut self.stash;
+        self.queue.poll_completion(regs, mem, cid, |c| {
+            let free = stash.iter_mut().find(|s| s.is_none());
             *free.ok_or(NvmeError::StashFull)? = Some(c);
-        }
-        Ok(None)
+            Ok(())
+        })
     }
 
     /// Submits `cmd` and waits up to `timeout_ms` for its completion; an error status becomes
@@ -285,23 +428,19 @@ impl AdminQueue {
         timeout_ms: u32,
     ) -> Result<CompletionEntry, NvmeError> {
         let cid = self.submit(regs, mem, cmd)?;
-        for waited in 0..=timeout_ms {
-            if let Some(c) = self.poll_completion(regs, mem, cid)? {
-                let status = c.status();
-                return if status.is_success() {
-                    Ok(c)
-                } else {
-                    Err(NvmeError::Command {
-                        opcode: cmd.opcode(),
-                        status,
-                    })
-                };
-            }
-            if waited < timeout_ms {
-                regs.wait_1ms();
-            }
+        let c = poll_for(regs, timeout_ms, |regs| {
+            self.poll_completion(regs, mem, cid)
+        })?
+        .ok_or(NvmeError::CommandTimeout { cid })?;
+        let status = c.status();
+        if status.is_success() {
+            Ok(c)
+        } else {
+            Err(NvmeError::Command {
+                opcode: cmd.opcode(),
+                status,
+            })
         }
-        Err(NvmeError::CommandTimeout { cid })
     }
 }
 
@@ -310,7 +449,7 @@ fn wait_ready(
     ready: bool,
     timeout_ms: u32,
 ) -> Result<(), NvmeError> {
-    for waited in 0..=timeout_ms {
+    poll_for(regs, timeout_ms, |regs| {
         let status = regs.read32(registers::CSTS);
         if status == u32::MAX {
             return Err(NvmeError::NoDevice);
@@ -318,12 +457,7 @@ fn wait_ready(
         if status & csts::CFS != 0 && ready {
             return Err(NvmeError::ControllerFatal);
         }
-        if (status & csts::RDY != 0) == ready {
-            return Ok(());
-        }
-        if waited < timeout_ms {
-            regs.wait_1ms();
-        }
-    }
-    Err(NvmeError::ReadyTimeout { expected: ready })
+        Ok(((status & csts::RDY != 0) == ready).then_some(()))
+    })?
+    .ok_or(NvmeError::ReadyTimeout { expected: ready })
 }

@@ -1,5 +1,6 @@
 use super::admin::{
-    identify, namespace_attachment, opcode, virtualization_management, AttachSelect,
+    create_io_cq, create_io_sq, identify, namespace_attachment, opcode, virtualization_management,
+    AttachSelect,
 };
 use super::entry::{sct, COMPLETION_ENTRY_SIZE};
 use super::fake::{Fake, BUFFER, CQ, SQ};
@@ -191,6 +192,23 @@ fn identify_encodings() {
     );
     assert_eq!(identify(Cns::NamespaceControllers, 1, 0, 0).cdw10, 0x12);
     assert_eq!(identify(Cns::SubsystemControllers, 0, 0, 0).cdw10, 0x13);
+}
+
+#[test]
+fn create_queue_encoders() {
+    // Create I/O CQ: opcode 05h, QSIZE 63 (0's based) in CDW10 31:16, QID 1, PC set, IEN clear.
+    let cq = create_io_cq(1, 64, 0x10_5000);
+    assert_eq!(cq.cdw0, 0x05);
+    assert_eq!(cq.cdw10, 0x003F_0001);
+    assert_eq!(cq.cdw11, 0x0000_0001);
+    assert_eq!(cq.prp1, 0x10_5000);
+    assert_eq!((cq.nsid, cq.prp2, cq.cdw12), (0, 0, 0));
+    // Create I/O SQ: opcode 01h, CQID 1 in CDW11 31:16, PC set, priority 0.
+    let sq = create_io_sq(1, 64, 0x10_4000, 1);
+    assert_eq!(sq.cdw0, 0x01);
+    assert_eq!(sq.cdw10, 0x003F_0001);
+    assert_eq!(sq.cdw11, 0x0001_0001);
+    assert_eq!(sq.prp1, 0x10_4000);
 }
 
 #[test]
@@ -787,6 +805,23 @@ fn bad_sq_head_in_a_completion_is_an_error_not_a_panic() {
     };
     fake.state().memory[0x1000..0x1010].copy_from_slice(&c.to_bytes());
     assert_eq!(q.poll(&mut r, &mut m), Err(NvmeError::BadCompletion));
+}
+
+#[test]
+fn queue_pair_sizes_and_doorbells() {
+    let pair = QueuePair::new(1, memory(4), 2).unwrap();
+    assert_eq!((pair.qid(), pair.memory()), (1, memory(4)));
+    assert_eq!((pair.sq_tail(), pair.cq_head(), pair.phase()), (0, 0, true));
+    for bad in [memory(1), memory(4097)] {
+        assert_eq!(
+            QueuePair::new(1, bad, 0).unwrap_err(),
+            NvmeError::BadQueueMemory
+        );
+    }
+    assert_eq!(
+        QueuePair::new(0xFFFF, memory(4), 15).unwrap_err(),
+        NvmeError::BadQueueMemory
+    );
 }
 
 #[test]

@@ -139,23 +139,6 @@ fn read(slba: u64) -> SubmissionEntry {
 }
 
 #[test]
-fn create_queue_encoders() {
-    // Create I/O CQ: opcode 05h, QSIZE 63 (0's based) in CDW10 31:16, QID 1, PC set, IEN clear.
-    let cq = create_io_cq(1, 64, 0x10_5000);
-    assert_eq!(cq.cdw0, 0x05);
-    assert_eq!(cq.cdw10, 0x003F_0001);
-    assert_eq!(cq.cdw11, 0x0000_0001);
-    assert_eq!(cq.prp1, 0x10_5000);
-    assert_eq!((cq.nsid, cq.prp2, cq.cdw12), (0, 0, 0));
-    // Create I/O SQ: opcode 01h, CQID 1 in CDW11 31:16, PC set, priority 0.
-    let sq = create_io_sq(1, 64, 0x10_4000, 1);
-    assert_eq!(sq.cdw0, 0x01);
-    assert_eq!(sq.cdw10, 0x003F_0001);
-    assert_eq!(sq.cdw11, 0x0001_0001);
-    assert_eq!(sq.prp1, 0x10_4000);
-}
-
-#[test]
 fn read_write_encoders() {
     let w = io_command(nvm_opcode::WRITE, 1, 0x1_2345_6789, 512, 4096, 0x10_3000).unwrap();
     assert_eq!(w.opcode(), 0x01);
