@@ -24,6 +24,9 @@
 #          `didvisor`) at byte offset 1 MiB of /dev/nvme0n1, drop the page cache, read it back
 #          and compare (`didvisor-guest: nvme write ok` or `... mismatch`), then print the sum of
 #          the nvme interrupts in /proc/interrupts (`didvisor-guest: nvme interrupts N`)
+#   nvme-read  load nvme, drop the page cache, read 16 MiB of /dev/nvme0n1 in 4 KiB blocks, and
+#          print the nvme interrupt count (`didvisor-guest: nvme interrupts N`) — the I/O workload
+#          of `cargo xtask bench`
 #   shell  an interactive shell on the console; `exit` continues
 #   input  read one line typed on the console (10 s at most) and print it back as
 #          `didvisor-guest: input <line>`
@@ -109,6 +112,11 @@ step_nvme_write() {
 	want=$1
 	set -- $(dd if=/dev/nvme0n1 bs=65536 skip=16 count=1 2>/dev/null | sha256sum)
 	if [ "$1" = "$want" ]; then say "nvme write ok"; else say "nvme write mismatch"; fi
+	say "nvme interrupts $(nvme_interrupts)"
+}
+
+# Sum of the nvme rows of /proc/interrupts.
+nvme_interrupts() {
 	total=0
 	while read -r label rest; do
 		case "$rest" in
@@ -119,7 +127,14 @@ step_nvme_write() {
 			;;
 		esac
 	done </proc/interrupts
-	say "nvme interrupts $total"
+	echo $total
+}
+
+step_nvme_read() {
+	nvme_disk || return
+	echo 3 >/proc/sys/vm/drop_caches
+	dd if=/dev/nvme0n1 of=/dev/null bs=4096 count=4096 2>/dev/null
+	say "nvme interrupts $(nvme_interrupts)"
 }
 
 say "kernel $(uname -r)"
@@ -134,6 +149,7 @@ for step in $steps; do
 	case "$step" in
 	nvme) step_nvme ;;
 	nvme-write) step_nvme_write ;;
+	nvme-read) step_nvme_read ;;
 	shell)
 		say "shell (exit continues)"
 		sh
