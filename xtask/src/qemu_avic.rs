@@ -737,19 +737,38 @@ fn status_with_timeout(cmd: &mut Command, secs: u64) -> Result<std::process::Exi
     }
 }
 
-/// Runs avictest under the patched QEMU: with AVIC+x2AVIC advertised every check runs, with
-/// plain `-cpu max` only the AVIC-off ones (the VMCB's AVIC bits must then be ignored).
-/// Returns (passed, failed) cases.
+/// The devices of the avictest runs that check AMD-Vi guest virtual APIC posting: the IOMMU
+/// (first, so that the edu device gets an IOMMU address space) and the edu device whose MSI
+/// is posted.
+const GA_DEVICES_ON: &[&str] = &[
+    "-device",
+    "amd-iommu,intremap=on,xtsup=on,ga=on",
+    "-device",
+    "edu,addr=0x10",
+];
+const GA_DEVICES_OFF: &[&str] = &[
+    "-device",
+    "amd-iommu,intremap=on,xtsup=on",
+    "-device",
+    "edu,addr=0x10",
+];
+
+/// Runs avictest under the patched QEMU: with AVIC+x2AVIC advertised every check runs (two
+/// vCPUs), also with the AMD IOMMU in GA mode (`ga=on`: posting of the edu device's MSI) and
+/// without it (`ga=off`: GuestMode IRTEs still rejected); with plain `-cpu max` only the
+/// AVIC-off ones (the VMCB's AVIC bits must then be ignored). Returns (passed, failed) cases.
 fn smoke_avictest(bin: &Path, work: &Path) -> Result<(u32, u32)> {
     let elf = build_avictest()?;
-    // (cpu, minimum number of checks that must have run)
-    let cases = [("max,+avic,+x2avic", 90), ("max", 13)];
+    // (log name, cpu, extra devices, minimum number of checks that must have run)
+    let cases: [(&str, &str, &[&str], u32); 4] = [
+        ("avic", "max,+avic,+x2avic", &[], 113),
+        ("avic-ga", "max,+avic,+x2avic", GA_DEVICES_ON, 136),
+        ("avic-ga-off", "max,+avic,+x2avic", GA_DEVICES_OFF, 118),
+        ("noavic", "max", &[], 13),
+    ];
     let (mut passed, mut failed) = (0, 0);
-    for (cpu, min) in cases {
-        let log = work.join(format!(
-            "qemu-avic-avictest-{}.log",
-            cpu.replace([',', '+'], "_")
-        ));
+    for (name, cpu, devices, min) in cases {
+        let log = work.join(format!("qemu-avic-avictest-{name}.log"));
         let _ = fs::remove_file(&log);
         let status = status_with_timeout(
             Command::new(bin)
@@ -759,6 +778,7 @@ fn smoke_avictest(bin: &Path, work: &Path) -> Result<(u32, u32)> {
                 .arg("-debugcon")
                 .arg(format!("file:{}", log.display()))
                 .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"])
+                .args(devices)
                 .arg("-kernel")
                 .arg(&elf)
                 .stdin(Stdio::null()),
@@ -776,12 +796,12 @@ fn smoke_avictest(bin: &Path, work: &Path) -> Result<(u32, u32)> {
         match verdict {
             Ok(n) => {
                 passed += 1;
-                println!("xtask: qemu-avic smoke: avictest -cpu {cpu}: ok ({n} checks)");
+                println!("xtask: qemu-avic smoke: avictest {name} (-cpu {cpu}): ok ({n} checks)");
             }
             Err(e) => {
                 failed += 1;
                 println!(
-                    "xtask: qemu-avic smoke: avictest -cpu {cpu}: FAILED: {e} (log {})",
+                    "xtask: qemu-avic smoke: avictest {name} (-cpu {cpu}): FAILED: {e} (log {})",
                     log.display()
                 );
             }

@@ -30,6 +30,14 @@ static inline void outl(uint16_t port, uint32_t v)
     __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
 }
 
+static inline uint32_t inl(uint16_t port)
+{
+    uint32_t v;
+
+    __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
 static inline uint64_t rdmsr(uint32_t msr)
 {
     uint32_t lo, hi;
@@ -219,27 +227,34 @@ static uint8_t guest_stack[16384] PAGE;
 #define PHYS_VALID              (1ULL << 63)
 #define PHYS_RUNNING            (1ULL << 62)
 
+/*
+ * The VMCB the accessors below work on: the BSP's own (vmcb) or, while the
+ * BSP prepares a run for the second CPU, that CPU's (vmcb_ap).  Only the
+ * BSP writes VMCBs; the AP just runs them.
+ */
+static uint8_t *vm = vmcb;
+
 static void w64(uint32_t off, uint64_t v)
 {
-    *(volatile uint64_t *)(vmcb + off) = v;
+    *(volatile uint64_t *)(vm + off) = v;
 }
 
 static void w32(uint32_t off, uint32_t v)
 {
-    *(volatile uint32_t *)(vmcb + off) = v;
+    *(volatile uint32_t *)(vm + off) = v;
 }
 
 static uint64_t r64(uint32_t off)
 {
-    return *(volatile uint64_t *)(vmcb + off);
+    return *(volatile uint64_t *)(vm + off);
 }
 
 static void seg(uint32_t off, uint16_t sel, uint16_t attrib, uint32_t limit)
 {
-    *(volatile uint16_t *)(vmcb + off) = sel;
-    *(volatile uint16_t *)(vmcb + off + 2) = attrib;
-    *(volatile uint32_t *)(vmcb + off + 4) = limit;
-    *(volatile uint64_t *)(vmcb + off + 8) = 0;
+    *(volatile uint16_t *)(vm + off) = sel;
+    *(volatile uint16_t *)(vm + off + 2) = attrib;
+    *(volatile uint32_t *)(vm + off + 4) = limit;
+    *(volatile uint64_t *)(vm + off + 8) = 0;
 }
 
 static uint32_t page_ld(int page, uint32_t off)
@@ -433,7 +448,7 @@ static void vmcb_setup(void *entry, bool avic, bool trap_x2apic)
 {
     uint64_t *sp;
 
-    memset(vmcb, 0, sizeof(vmcb));
+    memset(vm, 0, 4096);
     memset(msrpm, 0, sizeof(msrpm));
     if (trap_x2apic) {
         /* MSRs 0-1FFFh: 2 bits each from byte 0; 800h-8FFh = bytes 200h-23Fh */
@@ -728,6 +743,460 @@ static void test_doorbell(void)
     check("doorbell: host WRMSR to an idle core is harmless", true);
 }
 
+/* ---- two vCPUs: guest 1 on the second CPU --------------------------------- */
+
+/*
+ * The second CPU (local APIC ID 1) is started by INIT-SIPI from the BSP
+ * (x2APIC ICR of the L1's own APIC); it comes up in the real-mode
+ * trampoline of entry.S, copied to TRAMP_PA, and ends in ap_main().  There
+ * it runs the VMCB vmcb_ap whenever the BSP asks (ap_cmd), and reports the
+ * exit.  Its guest ("guest 1") has backing[1], x2APIC ID 1, its own IDT and
+ * stack, and logs interrupts into g1_*.
+ */
+#define TRAMP_PA        0x70000
+#define MSR_APIC_BASE   0x1b
+
+extern uint8_t tramp_start[], tramp_end[];
+uint64_t ap_stack_top;
+
+static uint8_t vmcb_ap[4096] PAGE;
+static uint8_t hsave_ap[4096] PAGE;
+static uint64_t guest_idt_ap[512] PAGE;
+static uint8_t guest_stack_ap[16384] PAGE;
+static uint8_t ap_stack[16384] PAGE;
+
+static volatile uint32_t ap_alive, ap_cmd, ap_done;
+static volatile uint64_t ap_exit_code, ap_exit_rip;
+
+static volatile uint32_t g1_ready, g1_stop, g1_nlog;
+static volatile uint8_t g1_log[8];
+static volatile bool g1_isr_before[8], g1_isr_after[8];
+
+static void guest1_irq(int vec)
+{
+    unsigned n = g1_nlog;
+
+    if (n < 8) {
+        g1_log[n] = vec;
+        g1_isr_before[n] = guest_isr(vec);
+    }
+    wrmsr(0x80b, 0);                 /* EOI */
+    if (n < 8) {
+        g1_isr_after[n] = guest_isr(vec);
+    }
+    g1_nlog = n + 1;
+}
+
+#define GUEST1_HANDLER(v) \
+    __attribute__((interrupt)) static void guest1_irq_##v(struct iframe *f) \
+    { \
+        (void)f; \
+        guest1_irq(0x##v); \
+    }
+GUEST1_HANDLER(71)
+GUEST1_HANDLER(72)
+GUEST1_HANDLER(73)
+
+__attribute__((interrupt)) static void guest1_irq_other(struct iframe *f)
+{
+    (void)f;
+    guest1_irq(0xff);
+}
+
+/* Guest 1: interrupts on, say so, wait (without exits) until told to stop. */
+static void guest1_wait(void)
+{
+    __asm__ volatile("sti");
+    g1_ready = 1;
+    while (!g1_stop) {
+        __asm__ volatile("pause" ::: "memory");
+    }
+    __asm__ volatile("cli");
+}
+
+void ap_main(void)
+{
+    uint32_t seen = 0;
+
+    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+    wrmsr(MSR_VM_HSAVE_PA, (uint64_t)hsave_ap);
+    ap_alive = 1;
+    for (;;) {
+        while (ap_cmd == seen) {
+            __asm__ volatile("pause" ::: "memory");
+        }
+        seen = ap_cmd;
+        svm_run((uint64_t)vmcb_ap);
+        ap_exit_code = *(volatile uint64_t *)(vmcb_ap + VMCB_EXITCODE);
+        ap_exit_rip = *(volatile uint64_t *)(vmcb_ap + VMCB_RIP);
+        ap_done = seen;
+    }
+}
+
+/* Spin until *p == want (bounded; TCG runs both CPUs).  True if it did. */
+static bool wait_for(volatile uint32_t *p, uint32_t want)
+{
+    uint64_t i;
+
+    for (i = 0; i < 30000000ULL; i++) {
+        if (*p == want) {
+            return true;
+        }
+        __asm__ volatile("pause" ::: "memory");
+    }
+    return false;
+}
+
+static bool start_ap(void)
+{
+    int i;
+
+    memcpy((void *)TRAMP_PA, tramp_start, tramp_end - tramp_start);
+    ap_stack_top = (uint64_t)(ap_stack + sizeof(ap_stack));
+    wrmsr(MSR_APIC_BASE, rdmsr(MSR_APIC_BASE) | (1 << 11) | (1 << 10));
+    wrmsr(0x830, (1ULL << 32) | 0x4500);                    /* INIT */
+    for (i = 0; i < 2 && !ap_alive; i++) {
+        wrmsr(0x830, (1ULL << 32) | 0x4600 | (TRAMP_PA >> 12)); /* SIPI */
+        wait_for(&ap_alive, 1);
+    }
+    return ap_alive;
+}
+
+/* Prepare guest 1 in vmcb_ap and let the AP run it. */
+static void ap_run_guest1(void)
+{
+    uint64_t *sp;
+
+    g1_ready = 0;
+    g1_stop = 0;
+    g1_nlog = 0;
+    memset((void *)g1_log, 0, sizeof(g1_log));
+    vm = vmcb_ap;
+    vmcb_setup(guest1_wait, true, false);
+    w64(VMCB_AVIC_BACKING, (uint64_t)backing[1]);
+    w32(VMCB_IDTR + 4, sizeof(guest_idt_ap) - 1);
+    w64(VMCB_IDTR + 8, (uint64_t)guest_idt_ap);
+    sp = (uint64_t *)(guest_stack_ap + sizeof(guest_stack_ap)) - 2;
+    sp[0] = (uint64_t)guest_done;
+    w64(VMCB_RSP, (uint64_t)sp);
+    vm = vmcb;
+    __asm__ volatile("" ::: "memory");
+    ap_cmd = ap_cmd + 1;
+}
+
+/* Stop guest 1 and wait for the AP's #VMEXIT. */
+static bool ap_stop_guest1(void)
+{
+    g1_stop = 1;
+    return wait_for(&ap_done, ap_cmd);
+}
+
+/* backing[0] = guest 0 (BSP, entry 0), backing[1] = guest 1 (AP, entry 1). */
+static void smp_tables(bool running1)
+{
+    avic_reset();
+    page_st(1, 0x20, 1);            /* x2APIC ID 1 */
+    phys_table[1] = PHYS_VALID | 1 | (uint64_t)backing[1] |
+                    (running1 ? PHYS_RUNNING : 0);
+}
+
+static void test_smp(void)
+{
+    struct exit e;
+    uint64_t icr;
+    int i;
+
+    for (i = 0; i < 256; i++) {
+        uint64_t a = (uint64_t)guest1_irq_other;
+
+        if (i == 0x71) {
+            a = (uint64_t)guest1_irq_71;
+        } else if (i == 0x72) {
+            a = (uint64_t)guest1_irq_72;
+        } else if (i == 0x73) {
+            a = (uint64_t)guest1_irq_73;
+        }
+        guest_idt_ap[i * 2] = (a & 0xffff) | (0x08ULL << 16) |
+                              (0x8e00ULL << 32) | ((a >> 16 & 0xffff) << 48);
+        guest_idt_ap[i * 2 + 1] = a >> 32;
+    }
+    if (!start_ap()) {
+        check("smp: second CPU started by INIT-SIPI", false);
+        return;
+    }
+    check("smp: second CPU started by INIT-SIPI, SVM on", true);
+
+    /* 1. IsRunning=1: the IPI goes through the doorbell, no exit anywhere. */
+    smp_tables(true);
+    ap_run_guest1();
+    check("smp: guest 1 runs on CPU 1 with interrupts on",
+          wait_for(&g1_ready, 1));
+    icr = X2_DEST(1) | 0x71;
+    g_icr_value = icr;
+    vmcb_setup(g_icr, true, false);
+    e = run();
+    check_eq("smp ipi, IsRunning=1: no exit on the sender", e.code,
+             EXIT_VMMCALL);
+    check("smp ipi, IsRunning=1: taken by guest 1 (doorbell)",
+          wait_for(&g1_nlog, 1));
+    check_eq("smp ipi, IsRunning=1: through guest 1's IDT, vector 0x71",
+             g1_log[0], 0x71);
+    check("smp ipi, IsRunning=1: in guest 1's vISR in the handler, EOI "
+          "cleared it", g1_isr_before[0] && !g1_isr_after[0]);
+    check("smp ipi: guest 1 stopped", ap_stop_guest1());
+    check_eq("smp ipi, IsRunning=1: no exit on the receiver before its "
+             "VMMCALL", ap_exit_code, EXIT_VMMCALL);
+    check_eq("smp ipi, IsRunning=1: exactly one interrupt", g1_nlog, 1);
+    check("smp ipi, IsRunning=1: guest 1's IRR and ISR empty",
+          page_reg_clear(1, APIC_IRR) && page_reg_clear(1, APIC_ISR));
+
+    /*
+     * 2. IsRunning=0 (guest 1 descheduled): the sender exits 401h cause 1
+     * after setting the vIRR; the L1 then runs guest 1 with IsRunning=1,
+     * and the vector arrives at VMRUN, again with no exit.
+     */
+    smp_tables(false);
+    icr = X2_DEST(1) | 0x72;
+    g_icr_value = icr;
+    vmcb_setup(g_icr, true, false);
+    e = run();
+    check_401("smp ipi, IsRunning=0 (cause 1, index 1)", e, icr, 1, 1);
+    check("  guest 1's vIRR has 0x72", page_test_vec(1, APIC_IRR, 0x72));
+    phys_table[1] |= PHYS_RUNNING;
+    ap_run_guest1();
+    check("  after VMRUN on CPU 1: taken by guest 1", wait_for(&g1_nlog, 1));
+    check_eq("  vector 0x72", g1_log[0], 0x72);
+    check("  guest 1 stopped", ap_stop_guest1());
+    check_eq("  no exit on the receiver", ap_exit_code, EXIT_VMMCALL);
+
+    /*
+     * 3. The L1 posts an interrupt itself (plain store into guest 1's vIRR)
+     * and rings CPU 1's doorbell with WRMSR C001_011Bh from the host.
+     */
+    smp_tables(true);
+    ap_run_guest1();
+    check("smp host doorbell: guest 1 runs", wait_for(&g1_ready, 1));
+    page_set_vec(1, APIC_IRR, 0x73);
+    wrmsr(0xc001011b, 1);
+    check("smp host doorbell: taken by guest 1 with no exit",
+          wait_for(&g1_nlog, 1) && g1_log[0] == 0x73);
+    check("  guest 1 stopped", ap_stop_guest1());
+    check_eq("  exit is the guest's VMMCALL", ap_exit_code, EXIT_VMMCALL);
+}
+
+/* ---- AMD IOMMU guest virtual APIC posting (AMD IOMMU spec, "Guest Virtual
+ * APIC"), with the edu device's MSI ---------------------------------------- */
+
+static uint32_t pci_rd(int dev, int off)
+{
+    outl(0xcf8, 0x80000000U | (dev << 11) | (off & 0xfc));
+    return inl(0xcfc);
+}
+
+static void pci_wr(int dev, int off, uint32_t v)
+{
+    outl(0xcf8, 0x80000000U | (dev << 11) | (off & 0xfc));
+    outl(0xcfc, v);
+}
+
+/* Device number on bus 0 with vendor/device @id, or -1. */
+static int pci_find(uint32_t id)
+{
+    int dev;
+
+    for (dev = 0; dev < 32; dev++) {
+        if (pci_rd(dev, 0) == id) {
+            return dev;
+        }
+    }
+    return -1;
+}
+
+/* Point the (64-bit) MSI capability of @dev at @addr/@data and enable it. */
+static bool pci_msi(int dev, uint32_t addr, uint16_t data)
+{
+    int cap = pci_rd(dev, 0x34) & 0xfc;
+
+    while (cap && (pci_rd(dev, cap) & 0xff) != 0x05) {
+        cap = (pci_rd(dev, cap) >> 8) & 0xfc;
+    }
+    if (!cap) {
+        return false;
+    }
+    pci_wr(dev, cap + 4, addr);
+    pci_wr(dev, cap + 8, 0);
+    pci_wr(dev, cap + 12, data);
+    pci_wr(dev, cap, pci_rd(dev, cap) | (1 << 16));       /* MSI enable */
+    return true;
+}
+
+#define IOMMU_MMIO          0xfed80000UL
+#define IOMMU_DEVTAB        0x0000
+#define IOMMU_CONTROL       0x0018
+#define IOMMU_EFR           0x0030
+#define IOMMU_GALOG_BASE    0x00e0
+#define IOMMU_STATUS        0x2020
+#define IOMMU_GALOG_HEAD    0x2040
+#define IOMMU_GALOG_TAIL    0x2048
+
+#define CTL_IOMMU_EN        (1ULL << 0)
+#define CTL_GA_EN           (1ULL << 17)
+#define CTL_GAM_EN          (1ULL << 25)
+#define CTL_GALOG_EN        (1ULL << 28)
+#define CTL_GAINT_EN        (1ULL << 29)
+#define STATUS_GALOG_RUN    (1ULL << 8)
+#define STATUS_GA_INT       (1ULL << 10)
+
+/* 128-bit IRTE, GuestMode = 1 (as iommu/src/irte.rs Irte128::guest) */
+#define IRTE_REMAP_EN       (1ULL << 0)
+#define IRTE_GALOG_INTR     (1ULL << 2)
+#define IRTE_IS_RUN         (1ULL << 6)
+#define IRTE_GUEST_MODE     (1ULL << 7)
+
+#define IOMMU_MSI_VECTOR    0x90
+#define GA_TAG              0xa5a51234U
+
+static uint64_t devtab[1024] PAGE;           /* 2 pages: device IDs 0-255 */
+static uint64_t irt[2 * 2] PAGE;             /* two 128-bit entries */
+static uint64_t galog[512] PAGE;             /* 4 KiB: 512 entries */
+static uint32_t edu_bar;
+
+static uint64_t iommu_rd(uint32_t off)
+{
+    return *(volatile uint64_t *)(IOMMU_MMIO + off);
+}
+
+static void iommu_wr(uint32_t off, uint64_t v)
+{
+    *(volatile uint64_t *)(IOMMU_MMIO + off) = v;
+}
+
+static void irte_guest(int vector, bool is_run, bool ga_log_intr)
+{
+    irt[0] = IRTE_REMAP_EN | IRTE_GUEST_MODE | (1ULL << 8) |   /* dest 1 */
+             ((uint64_t)GA_TAG << 32) | (is_run ? IRTE_IS_RUN : 0) |
+             (ga_log_intr ? IRTE_GALOG_INTR : 0);
+    irt[1] = (uint64_t)vector | (uint64_t)backing[1];
+    __asm__ volatile("" ::: "memory");
+}
+
+/* The edu device raises its MSI (data = IRTE index 0) on a write to 60h. */
+static void edu_msi(void)
+{
+    *(volatile uint32_t *)(uint64_t)(edu_bar + 0x64) = 1;      /* ack */
+    *(volatile uint32_t *)(uint64_t)(edu_bar + 0x60) = 1;
+}
+
+static bool host_irr(int vec)
+{
+    return (rdmsr(0x820 + (vec >> 5)) >> (vec & 31)) & 1;
+}
+
+static void test_ga(void)
+{
+    int edu = pci_find(0x11e81234), iommu = pci_find(0x14191022);
+    uint16_t devid;
+    uint64_t efr, want;
+    bool gam;
+
+    if (edu < 0 || iommu < 0) {
+        puts_("ga: no amd-iommu or no edu device, GA checks skipped\n");
+        return;
+    }
+    devid = edu << 3;
+    efr = iommu_rd(IOMMU_EFR);
+    gam = ((efr >> 21) & 7) == 1;
+    puts_("ga: amd-iommu EFR ");
+    puthex(efr);
+    puts_(gam ? ": GAMSup vAPIC (ga=on)\n" : ": no GAMSup (ga=off)\n");
+    check("ga: EFR GASup (bit 7)", efr & (1 << 7));
+
+    edu_bar = pci_rd(edu, 0x10) & ~0xfU;
+    pci_wr(edu, 0x04, pci_rd(edu, 0x04) | 0x6);      /* memory, bus master */
+    check("ga: edu MSI programmed (IRTE index 0)",
+          edu_bar && pci_msi(edu, 0xfee00000, 0));
+    check("ga: IOMMU MSI programmed (GA log interrupt -> host vector 90h)",
+          pci_msi(iommu, 0xfee00000, IOMMU_MSI_VECTOR));
+    /* keep the IOMMU's MSI pending in the host IRR: APIC software-disabled */
+    wrmsr(0x80f, 0xff);
+
+    memset(devtab, 0, sizeof(devtab));
+    memset(galog, 0, sizeof(galog));
+    /* DTE: V; IV, IntTabLen 1 (2 entries), table, IntCtl 10b (remapped) */
+    devtab[devid * 4] = 1;
+    devtab[devid * 4 + 2] = 1 | (1 << 1) | (uint64_t)irt | (2ULL << 60);
+    iommu_wr(IOMMU_DEVTAB, (uint64_t)devtab | 1);
+    iommu_wr(IOMMU_GALOG_BASE, (uint64_t)galog | (8ULL << 56));
+    iommu_wr(IOMMU_GALOG_HEAD, 0);
+    iommu_wr(IOMMU_GALOG_TAIL, 0);
+    iommu_wr(IOMMU_CONTROL, CTL_IOMMU_EN | CTL_GA_EN | CTL_GAM_EN |
+             CTL_GALOG_EN | CTL_GAINT_EN);
+
+    if (!gam) {
+        smp_tables(false);
+        irte_guest(0x72, false, true);
+        edu_msi();
+        check("ga=off: GuestMode IRTE not posted (vIRR clear)",
+              page_reg_clear(1, APIC_IRR));
+        check_eq("ga=off: no GA log entry", iommu_rd(IOMMU_GALOG_TAIL), 0);
+        return;
+    }
+    check("ga: Status GALogRun", iommu_rd(IOMMU_STATUS) & STATUS_GALOG_RUN);
+
+    /* 1. IsRun=1: posted into guest 1's page, doorbell, taken, no exit. */
+    smp_tables(true);
+    irte_guest(0x71, true, true);
+    ap_run_guest1();
+    check("ga IsRun=1: guest 1 runs on CPU 1", wait_for(&g1_ready, 1));
+    edu_msi();
+    check("ga IsRun=1: edu MSI taken by guest 1 (doorbell)",
+          wait_for(&g1_nlog, 1));
+    check_eq("ga IsRun=1: through guest 1's IDT, vector 0x71", g1_log[0],
+             0x71);
+    check("ga IsRun=1: guest 1 stopped", ap_stop_guest1());
+    check_eq("ga IsRun=1: no exit on guest 1 before its VMMCALL",
+             ap_exit_code, EXIT_VMMCALL);
+    check_eq("ga IsRun=1: no GA log entry", iommu_rd(IOMMU_GALOG_TAIL), 0);
+    check("ga IsRun=1: host got no MSI", !host_irr(IOMMU_MSI_VECTOR));
+
+    /*
+     * 2. IsRun=0, GALogIntr=1: vIRR set, GA log entry (GATag, DeviceID,
+     * type 1), GAInt and the IOMMU's MSI; the L1 then runs guest 1, which
+     * takes the vector at VMRUN.
+     */
+    smp_tables(false);
+    irte_guest(0x72, false, true);
+    edu_msi();
+    check("ga IsRun=0: guest 1's vIRR has 0x72",
+          page_test_vec(1, APIC_IRR, 0x72));
+    check_eq("ga IsRun=0: GA log tail = 8", iommu_rd(IOMMU_GALOG_TAIL), 8);
+    want = GA_TAG | ((uint64_t)devid << 32) | (1ULL << 60);
+    check_eq("ga IsRun=0: GA log entry = GATag | DeviceID << 32 | 1 << 60",
+             galog[0], want);
+    check("ga IsRun=0: Status GAInt", iommu_rd(IOMMU_STATUS) & STATUS_GA_INT);
+    check("ga IsRun=0: GA log interrupt (IOMMU MSI) pending at the host",
+          host_irr(IOMMU_MSI_VECTOR));
+    iommu_wr(IOMMU_STATUS, STATUS_GA_INT);
+    check("ga IsRun=0: GAInt is write-1-to-clear",
+          !(iommu_rd(IOMMU_STATUS) & STATUS_GA_INT));
+    iommu_wr(IOMMU_GALOG_HEAD, 8);
+    phys_table[1] |= PHYS_RUNNING;
+    ap_run_guest1();
+    check("ga IsRun=0: taken by guest 1 after VMRUN", wait_for(&g1_nlog, 1));
+    check_eq("ga IsRun=0: vector 0x72", g1_log[0], 0x72);
+    check("ga IsRun=0: guest 1 stopped", ap_stop_guest1());
+    check_eq("ga IsRun=0: no exit on guest 1", ap_exit_code, EXIT_VMMCALL);
+
+    /* 3. IsRun=0, GALogIntr=0: only the vIRR. */
+    smp_tables(false);
+    irte_guest(0x73, false, false);
+    edu_msi();
+    check("ga IsRun=0 GALogIntr=0: vIRR has 0x73",
+          page_test_vec(1, APIC_IRR, 0x73));
+    check_eq("ga IsRun=0 GALogIntr=0: no GA log entry",
+             iommu_rd(IOMMU_GALOG_TAIL), 8);
+}
+
 /* AVIC off (or not advertised): x2APIC MSRs exit through the MSRPM. */
 static void test_avic_off(const char *name, bool avic_bits)
 {
@@ -792,6 +1261,8 @@ void avictest_main(void)
         test_nmi_icr();
         test_ipi();
         test_doorbell();
+        test_smp();
+        test_ga();
     } else {
         test_avic_off("AVIC bits set, CPUID without avic", true);
     }

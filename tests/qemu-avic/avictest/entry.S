@@ -1,6 +1,7 @@
 /*
  * avictest entry: Multiboot1 header, 32-bit protected mode -> long mode with
- * an identity map of the first 1 GiB in 2 MiB pages, then avictest_main().
+ * an identity map of the first 4 GiB in 2 MiB pages (RAM, and the MMIO of
+ * the IOMMU and PCI devices below 4 GiB), then avictest_main().
  *
  * The page-table entries have the U bit set so that the same tables serve as
  * the nested page table of the test guest (NPT walks are user accesses).
@@ -17,7 +18,7 @@
     .globl pml4
 pml4:   .skip 4096
 pdpt:   .skip 4096
-pd:     .skip 4096
+pd:     .skip 4 * 4096
 stack:  .skip 16384
 stack_top:
 
@@ -52,13 +53,19 @@ _start:
     mov %eax, pml4
     mov $(pd + 0x7), %eax
     mov %eax, pdpt
+    add $4096, %eax
+    mov %eax, pdpt + 8
+    add $4096, %eax
+    mov %eax, pdpt + 16
+    add $4096, %eax
+    mov %eax, pdpt + 24
     xor %ecx, %ecx
 1:  mov %ecx, %eax
     shl $21, %eax
     or $0x87, %eax                  /* P, RW, U, PS */
     mov %eax, pd(,%ecx,8)
     inc %ecx
-    cmp $512, %ecx
+    cmp $2048, %ecx
     jne 1b
 
     lgdt gdtr
@@ -88,6 +95,63 @@ long_mode:
     call avictest_main
 2:  hlt
     jmp 2b
+
+/*
+ * Second CPU start-up.  tramp_start..tramp_end is copied by the BSP to a
+ * page below 1 MiB whose number is the SIPI vector; the AP starts there in
+ * real mode with CS = that page << 8, IP = 0.  It loads the GDT, enters
+ * 32-bit protected mode (ap32, in place), then long mode on the BSP's page
+ * tables, and calls ap_main() on the stack at ap_stack_top.
+ */
+    .code16
+    .globl tramp_start, tramp_end
+tramp_start:
+    cli
+    mov %cs, %ax
+    mov %ax, %ds
+    lgdtl tramp_gdtr - tramp_start
+    mov %cr0, %eax
+    or $1, %eax
+    mov %eax, %cr0
+    ljmpl $0x18, $ap32
+    .align 4
+tramp_gdtr:
+    .word gdt_end - gdt - 1
+    .long gdt
+tramp_end:
+
+    .code32
+ap32:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov %cr4, %eax
+    or $0x20, %eax                  /* PAE */
+    mov %eax, %cr4
+    mov $pml4, %eax
+    mov %eax, %cr3
+    mov $0xC0000080, %ecx           /* EFER.LME */
+    rdmsr
+    or $0x100, %eax
+    wrmsr
+    mov %cr0, %eax
+    or $0x80000001, %eax            /* PG, PE */
+    mov %eax, %cr0
+    ljmp $0x08, $ap_long
+
+    .code64
+ap_long:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov %ax, %fs
+    mov %ax, %gs
+    mov ap_stack_top(%rip), %rsp
+    call ap_main
+3:  hlt
+    jmp 3b
 
 /*
  * uint64_t svm_run(uint64_t vmcb_pa): VMRUN until the next #VMEXIT.
