@@ -5,6 +5,7 @@ mod cpio;
 mod deps;
 mod linux;
 mod qemu_avic;
+mod qemu_avic_kvm;
 
 use std::env;
 use std::fs;

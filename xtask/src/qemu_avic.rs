@@ -609,7 +609,14 @@ usage: cargo xtask qemu-avic [--clean]   build (or reuse) the patched qemu-syste
                                          max,+avic,+x2avic and -cpu max, and boot
                                          build/didvisor-mb1.elf (from `cargo xtask build`) with
                                          -cpu max, max,+avic and max,+avic,+x2avic to check the
-                                         CPUID bits the hypervisor reports";
+                                         CPUID bits the hypervisor reports
+       cargo xtask qemu-avic kvm [0|1 ...]
+                                         validation by Linux KVM (issue 6 item 4, not in CI):
+                                         Debian 6.1 as L1 under -cpu max,+avic,+x2avic loads
+                                         kvm_amd avic=0, then avic=1 (or the values given), runs
+                                         a 2-vCPU L2 Linux with Debian's QEMU each time and
+                                         prints the L2's exits by reason (needs `cargo xtask
+                                         build`; several minutes)";
 
 /// `cargo xtask qemu-avic [--clean | smoke]`.
 pub fn qemu_avic(args: &[String]) -> Result {
@@ -617,6 +624,19 @@ pub fn qemu_avic(args: &[String]) -> Result {
         [] => build(false),
         [a] if a == "--clean" => build(true),
         [a] if a == "smoke" => build(false).and_then(|_| smoke()),
+        [a, rest @ ..] if a == "kvm" => {
+            let modes = if rest.is_empty() {
+                "0 1".to_string()
+            } else {
+                rest.join(" ")
+            };
+            if let Some(bad) = modes.split_whitespace().find(|m| *m != "0" && *m != "1") {
+                return fail(format!(
+                    "qemu-avic kvm: avic value `{bad}` is not 0 or 1\n\n{USAGE}"
+                ));
+            }
+            build(false).and_then(|_| crate::qemu_avic_kvm::run(&binary(), &modes))
+        }
         [a, ..] => fail(format!("qemu-avic: unexpected argument `{a}`\n\n{USAGE}")),
     }
 }
