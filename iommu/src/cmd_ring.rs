@@ -135,21 +135,9 @@ impl CommandRing {
 mod tests {
     use super::*;
     use crate::ivrs::DeviceId;
-    use crate::testmem::FakeMem;
-    use std::collections::HashMap;
-
     /// Registers only; the head never moves unless the test moves it.
-    #[derive(Default)]
-    struct Regs(HashMap<usize, u64>);
-
-    impl Mmio for Regs {
-        fn read64(&self, offset: usize) -> u64 {
-            self.0.get(&offset).copied().unwrap_or(0)
-        }
-        fn write64(&mut self, offset: usize, value: u64) {
-            self.0.insert(offset, value);
-        }
-    }
+    use crate::model::PlainRegs as Regs;
+    use crate::testmem::FakeMem;
 
     const RING: u64 = 0x10_0000;
     const SEM: Hpa = Hpa(0x20_0000);

@@ -447,20 +447,9 @@ impl EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// Registers only; the head never moves unless the test moves it.
+    use crate::model::PlainRegs as Regs;
     use crate::testmem::FakeMem;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct Regs(HashMap<usize, u64>);
-
-    impl Mmio for Regs {
-        fn read64(&self, offset: usize) -> u64 {
-            self.0.get(&offset).copied().unwrap_or(0)
-        }
-        fn write64(&mut self, offset: usize, value: u64) {
-            self.0.insert(offset, value);
-        }
-    }
 
     /// IO_PAGE_FAULT from 00:03.1 (0x19), domain 2, write (RW = bit 53), not present.
     const PAGE_FAULT: [u64; 2] = [0x2020_0002_0000_0019, 0x1234_5000];

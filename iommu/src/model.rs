@@ -21,6 +21,20 @@ use crate::mem::{FrameSource, Hpa, PhysAccess};
 use crate::regs::{self, Control, Mmio, Status};
 use crate::testmem::FakeMem;
 
+/// Register storage and nothing else (no command processing), for tests of the rings, where the
+/// test itself moves the hardware's head and tail pointers.
+#[derive(Default)]
+pub struct PlainRegs(pub HashMap<usize, u64>);
+
+impl Mmio for PlainRegs {
+    fn read64(&self, offset: usize) -> u64 {
+        self.0.get(&offset).copied().unwrap_or(0)
+    }
+    fn write64(&mut self, offset: usize, value: u64) {
+        self.0.insert(offset, value);
+    }
+}
+
 /// Memory shared by the driver (through `PhysAccess`) and the model.
 #[derive(Clone, Default)]
 pub struct SharedMem(pub Rc<RefCell<FakeMem>>);
