@@ -19,6 +19,7 @@
 
 pub mod image;
 pub mod qemu;
+pub mod report;
 
 pub use image::Module;
 pub use qemu::{

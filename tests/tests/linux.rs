@@ -9,6 +9,7 @@ use common::{console_lines, exit_counts, run_interval};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tests::qemu::{Qemu, Run};
+use tests::report::ApicCounts;
 
 /// Busy phase long enough for the guest to take thousands of local timer interrupts.
 const LONG_SEQ: u32 = 2_000_000;
@@ -111,49 +112,9 @@ fn check_guest(run: &Run, name: &str, seq: u32) -> GuestReport {
     GuestReport { nproc, local_timer }
 }
 
-/// `  x2apic msr exits: eoi 0, timer 0, ...` and `  interrupts: N sent ..., M injected at exits`
-/// of one vCPU.
-struct ApicCounts {
-    eoi: u64,
-    timer: u64,
-    icr: u64,
-    injected: u64,
-}
-
 fn apic_counts(run: &Run, name: &str, vcpu: u32) -> ApicCounts {
-    let header = format!("guest {name}: vcpu {vcpu} exits:");
-    let mut after = run.lines().skip_while(|l| l.trim_end() != header);
-    let apic = after.find(|l| l.trim_start().starts_with("x2apic msr exits:"));
-    let apic = apic.unwrap_or_else(|| run.fail(&format!("no x2apic line for {name} vcpu {vcpu}")));
-    let field = |text: &str, key: &str| -> u64 {
-        let at = text
-            .find(key)
-            .unwrap_or_else(|| run.fail(&format!("no `{key}` in `{text}`")));
-        text[at + key.len()..]
-            .trim_start()
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    let eoi = field(apic, "eoi ");
-    let timer = field(apic, "timer ");
-    let icr = field(apic, "icr ");
-    let ints = after
-        .find(|l| l.trim_start().starts_with("interrupts:"))
-        .unwrap_or_else(|| run.fail("no interrupts line"));
-    let injected = ints
-        .split(", ")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(u64::MAX);
-    ApicCounts {
-        eoi,
-        timer,
-        icr,
-        injected,
-    }
+    tests::report::apic_counts(&run.serial, name, vcpu)
+        .unwrap_or_else(|| run.fail(&format!("no x2apic/interrupt lines for {name} vcpu {vcpu}")))
 }
 
 #[test]

@@ -62,14 +62,8 @@ fn vf_guest_in(name: &str, cores: &str, vf: &str, pattern: &str, irq: &str) -> S
     )
 }
 
-/// `guest NAME: vf BDF: N device interrupts went through exits`
 fn interrupts_via_exits(run: &Run, name: &str) -> u64 {
-    let prefix = format!("guest {name}: vf ");
-    run.lines()
-        .find(|l| l.starts_with(&prefix) && l.ends_with("device interrupts went through exits"))
-        .and_then(|l| l.rsplit(": ").next())
-        .and_then(|t| t.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
+    tests::report::vf_interrupts_via_exits(&run.serial, name)
         .unwrap_or_else(|| run.fail(&format!("guest {name}: no vf interrupt count")))
 }
 

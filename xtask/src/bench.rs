@@ -105,56 +105,34 @@ fn vf_io(work: &Path) -> Result {
             .arg("nvme,serial=bench,subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4")
             .arg("-device")
             .arg("nvme-ns,drive=d0,nsid=1,shared=false,detached=true");
-        let log = work.join(format!("vf-io-{irq}.log"));
-        let files = BootFiles {
-            mb1_kernel: tests::kernel_mb1_elf(),
-            iso: PathBuf::new(),
-            ovmf_code: PathBuf::new(),
-            ovmf_vars: PathBuf::new(),
-        };
-        let _ = fs::remove_file(&log);
-        let status = Command::new("qemu-system-x86_64")
-            .args(q.qemu_args(&files, SerialOut::File(&log)))
-            .current_dir(tests::repo_root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_err(|e| format!("cannot run qemu-system-x86_64: {e}"))?;
-        let serial = fs::read_to_string(&log).unwrap_or_default();
-        let number_after = |prefix: &str| -> Option<u64> {
-            serial
-                .lines()
-                .find_map(|l| l.trim().strip_prefix(prefix))
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-        };
-        let guest_irqs = number_after("[lin] didvisor-guest: nvme interrupts ")
-            .ok_or_else(|| format!("vf io ({irq}): the guest did not report its nvme interrupts (status {status}); log {}", log.display()))?;
-        let via_exits = serial
+        let run = q
+            .timeout(TIMEOUT)
+            .run_unchecked(&format!("bench-vf-io-{irq}"));
+        let serial = &run.serial;
+        let report = |what: &str| format!("vf io ({irq}): {what}; log {}", run.log_path.display());
+        let guest_irqs: u64 = serial
             .lines()
-            .find(|l| l.ends_with("device interrupts went through exits"))
-            .and_then(|l| l.rsplit(": ").next())
-            .and_then(|t| t.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0);
-        let (total, _) = parse_exits(&serial)?;
-        let intr = number_after("intr").unwrap_or(0);
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("[lin] didvisor-guest: nvme interrupts ")
+            })
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| report("the guest did not report its nvme interrupts"))?;
+        let via_exits = tests::report::vf_interrupts_via_exits(serial, "lin")
+            .ok_or_else(|| report("no vf line"))?;
+        let table =
+            tests::report::exit_table(serial, "lin", 0).ok_or_else(|| report("no exit table"))?;
+        let apic =
+            tests::report::apic_counts(serial, "lin", 0).ok_or_else(|| report("no x2apic line"))?;
+        let exits = |reason: &str| table.get(reason).copied().unwrap_or(0);
         println!(
-            "| {irq} | {guest_irqs} | {via_exits} | {intr} | {} | {total} |",
-            eoi_exits(&serial)
+            "| {irq} | {guest_irqs} | {via_exits} | {} | {} | {} |",
+            exits("intr"),
+            apic.eoi,
+            exits("total")
         );
     }
     Ok(())
-}
-
-/// vCPU 0's EOI MSR exits.
-fn eoi_exits(serial: &str) -> u64 {
-    serial
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("x2apic msr exits: eoi "))
-        .and_then(|r| r.split(',').next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn qemu_for(c: &Config) -> (Qemu, PathBuf) {
@@ -247,27 +225,12 @@ fn measure(c: &Config, log: &Path) -> Result<Sample> {
 
 /// vCPU 0's `total` exits and its EOI + timer MSR exits, from the hypervisor's report.
 fn parse_exits(serial: &str) -> Result<(u64, u64)> {
-    let mut lines = serial
-        .lines()
-        .skip_while(|l| !l.starts_with("guest lin: vcpu 0 exits:"));
-    let total = lines
-        .find_map(|l| l.trim_start().strip_prefix("total"))
-        .and_then(|n| n.trim().parse().ok())
+    let total = tests::report::exit_table(serial, "lin", 0)
+        .and_then(|t| t.get("total").copied())
         .ok_or_else(|| "no exit total in the hypervisor's report".to_string())?;
-    let apic = lines
-        .find(|l| l.contains("x2apic msr exits:"))
+    let apic = tests::report::apic_counts(serial, "lin", 0)
         .ok_or_else(|| "no x2apic exit line".to_string())?;
-    let field = |key: &str| -> u64 {
-        apic.split(", ")
-            .find_map(|p| {
-                p.trim()
-                    .trim_start_matches("x2apic msr exits: ")
-                    .strip_prefix(key)
-            })
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((total, field("eoi ") + field("timer ")))
+    Ok((total, apic.eoi + apic.timer))
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

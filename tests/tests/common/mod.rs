@@ -22,29 +22,11 @@ pub fn with_testguest(boot: Boot, smp: u32, cmdline: &str) -> Qemu {
 /// The exit table the hypervisor prints when a guest's vCPU ends:
 /// `guest NAME: vcpu N exits:` then `  reason  count  cycles` rows and a `total` row.
 pub fn exit_counts(run: &Run, guest: &str, vcpu: u32) -> BTreeMap<String, u64> {
-    let header = format!("guest {guest}: vcpu {vcpu} exits:");
-    let mut lines = run.lines().skip_while(|l| l.trim_end() != header);
-    if lines.next().is_none() {
-        run.fail(&format!("no exit table for guest {guest} vcpu {vcpu}"));
-    }
-    let mut counts = BTreeMap::new();
-    for line in lines.skip(1) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let (Some(name), Some(count)) = (words.first(), words.get(1)) else {
-            break;
-        };
-        let Ok(count) = count.parse::<u64>() else {
-            break;
-        };
-        counts.insert(name.to_string(), count);
-        if *name == "total" {
-            break;
-        }
-    }
-    if !counts.contains_key("total") {
-        run.fail(&format!("exit table for guest {guest} has no total row"));
-    }
-    counts
+    tests::report::exit_table(&run.serial, guest, vcpu).unwrap_or_else(|| {
+        run.fail(&format!(
+            "no exit table with a total for guest {guest} vcpu {vcpu}"
+        ))
+    })
 }
 
 /// What guest `name` printed on its debug console (`[name] ...` lines), in order.

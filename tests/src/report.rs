@@ -1,0 +1,158 @@
+//! Parsers for what the hypervisor prints about a guest when it ends, shared by the integration
+//! tests and `cargo xtask bench`, so the report format is read in one place:
+//!
+//! ```text
+//! guest NAME: vcpu N exits:
+//!   exit reason                   count      cycles/exit
+//!   cpuid                             4            93158
+//!   total                           371
+//!   x2apic msr exits: eoi 0, timer 0, tpr 0, icr 0, self-ipi 0, other 35
+//!   interrupts: 404 sent to this vcpu by the hypervisor, 0 injected at exits
+//! guest NAME: vf 00:04.1: 26 device interrupts went through exits
+//! ```
+
+use std::collections::BTreeMap;
+
+/// The x2APIC exit breakdown and injections of one vCPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApicCounts {
+    pub eoi: u64,
+    pub timer: u64,
+    pub icr: u64,
+    /// Interrupts injected at exits (emulated mode).
+    pub injected: u64,
+}
+
+/// The indented lines after `guest NAME: vcpu N exits:` (the hypervisor prints the block in one
+/// piece), if that header is there.
+fn after_header<'a>(
+    serial: &'a str,
+    guest: &str,
+    vcpu: u32,
+) -> Option<impl Iterator<Item = &'a str>> {
+    let header = format!("guest {guest}: vcpu {vcpu} exits:");
+    let mut lines = serial
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .skip_while(move |l| l.trim_end() != header);
+    lines.next()?;
+    Some(lines.take_while(|l| l.starts_with(' ')))
+}
+
+/// The exit table of `guest`'s vCPU `vcpu` by reason, with its `total`; `None` without a table or
+/// without a total row.
+pub fn exit_table(serial: &str, guest: &str, vcpu: u32) -> Option<BTreeMap<String, u64>> {
+    let mut counts = BTreeMap::new();
+    for line in after_header(serial, guest, vcpu)?.skip(1) {
+        let mut words = line.split_whitespace();
+        let (Some(name), Some(count)) = (words.next(), words.next()) else {
+            break;
+        };
+        let Ok(count) = count.parse::<u64>() else {
+            break;
+        };
+        counts.insert(name.to_string(), count);
+        if name == "total" {
+            break;
+        }
+    }
+    counts.contains_key("total").then_some(counts)
+}
+
+/// The number after `key` in `text` (`"eoi 12, timer 3"`, `"timer "` -> 3).
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let at = text.find(key)? + key.len();
+    text[at..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The `x2apic msr exits:` and `interrupts:` lines of `guest`'s vCPU `vcpu`.
+pub fn apic_counts(serial: &str, guest: &str, vcpu: u32) -> Option<ApicCounts> {
+    let mut after = after_header(serial, guest, vcpu)?;
+    let apic = after.find(|l| l.trim_start().starts_with("x2apic msr exits:"))?;
+    let ints = after.find(|l| l.trim_start().starts_with("interrupts:"))?;
+    Some(ApicCounts {
+        eoi: number_after(apic, "eoi ")?,
+        timer: number_after(apic, "timer ")?,
+        icr: number_after(apic, "icr ")?,
+        injected: ints
+            .split(", ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())?
+            .parse()
+            .ok()?,
+    })
+}
+
+/// `guest NAME: vf BDF: N device interrupts went through exits`.
+pub fn vf_interrupts_via_exits(serial: &str, guest: &str) -> Option<u64> {
+    let prefix = format!("guest {guest}: vf ");
+    serial
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .find(|l| l.starts_with(&prefix) && l.ends_with("device interrupts went through exits"))?
+        .rsplit(": ")
+        .next()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPORT: &str = concat!(
+        "guest lin: vcpu 1 exits:\n",
+        "  exit reason  count  cycles/exit\n",
+        "  cpuid  9  10\n",
+        "  total  9\n",
+        "guest lin: vcpu 0 exits:\r\n",
+        "  exit reason                   count      cycles/exit\n",
+        "  intr   930   45178\n",
+        "  msr  1269  30999\n",
+        "  total  2199\n",
+        "  x2apic msr exits: eoi 1129, timer 44, tpr 2, icr 7, self-ipi 0, other 80\n",
+        "  interrupts: 345 sent to this vcpu by the hypervisor, 1129 injected at exits\n",
+        "guest lin: vf 00:04.1: 26 device interrupts went through exits\n",
+    );
+
+    #[test]
+    fn exit_table_of_the_right_vcpu() {
+        let t = exit_table(REPORT, "lin", 0).unwrap();
+        assert_eq!(t.get("intr"), Some(&930));
+        assert_eq!(t.get("total"), Some(&2199));
+        assert!(!t.contains_key("cpuid"));
+        assert_eq!(exit_table(REPORT, "lin", 1).unwrap().get("cpuid"), Some(&9));
+        assert_eq!(exit_table(REPORT, "other", 0), None);
+        assert_eq!(
+            exit_table("guest a: vcpu 0 exits:\n  x  1  1\n", "a", 0),
+            None
+        );
+    }
+
+    #[test]
+    fn apic_line_and_injections() {
+        assert_eq!(
+            apic_counts(REPORT, "lin", 0),
+            Some(ApicCounts {
+                eoi: 1129,
+                timer: 44,
+                icr: 7,
+                injected: 1129
+            })
+        );
+        assert_eq!(apic_counts(REPORT, "lin", 1), None);
+    }
+
+    #[test]
+    fn vf_interrupts() {
+        assert_eq!(vf_interrupts_via_exits(REPORT, "lin"), Some(26));
+        assert_eq!(vf_interrupts_via_exits(REPORT, "lim"), None);
+    }
+}
