@@ -116,6 +116,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     if !x2apic::supported() {
         fatal(format_args!("this CPU has no x2APIC (CPUID 1 ECX bit 21); didvisor drives local APICs in x2APIC mode"));
     }
+    x2apic::mask_legacy_pic();
     idt::init();
     init_core(0);
     let bsp = x2apic::id();

@@ -46,6 +46,18 @@ pub fn enable() {
     }
 }
 
+/// Masks every input of both legacy 8259 PICs. Firmware leaves at least the PIT's IRQ 0 unmasked
+/// and the boot core's LINT0 in ExtINT mode; the hypervisor uses only the local APICs (guests get
+/// a virtual PIC), so a tick arriving there would otherwise reach vector 8 of the host IDT.
+pub fn mask_legacy_pic() {
+    // SAFETY: writing OCW1 (the interrupt mask) of the master (0x21) and slave (0xa1) 8259 only
+    // masks interrupts; nothing in the hypervisor depends on them.
+    unsafe {
+        x86_64::instructions::port::Port::<u8>::new(0x21).write(0xff);
+        x86_64::instructions::port::Port::<u8>::new(0xa1).write(0xff);
+    }
+}
+
 /// This core's x2APIC id.
 pub fn id() -> u32 {
     // SAFETY: reading the x2APIC ID register; only called after `enable`.
