@@ -30,6 +30,12 @@
 #   shell  an interactive shell on the console; `exit` continues
 #   input  read one line typed on the console (10 s at most) and print it back as
 #          `didvisor-guest: input <line>`
+#   ipi    (2+ CPUs) an IPI workload whose targets are running: init, pinned to CPU 0, and a
+#          busy shell pinned to CPU 1 play `didvisor.ipi=N` (default 1000) rounds of signal
+#          ping-pong (SIGUSR1 there, SIGUSR2 back); the kernel kicks the running receiver
+#          with a rescheduling IPI each time (kick_process). Prints `didvisor-guest: ipi begin`,
+#          pauses a second, plays, then `didvisor-guest: ipi rounds N rescheduling M` (M = the
+#          growth of the RES counts, all CPUs) — the workload of `cargo xtask qemu-avic kvm`
 # An unknown step prints `didvisor-guest: test STEP unknown`.
 
 export PATH=/bin
@@ -46,11 +52,13 @@ echo 4 >/proc/sys/kernel/printk
 steps=
 seq_n=100000
 pattern=didvisor
+ipi_n=1000
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	didvisor.test=*) steps="$steps $(echo "${word#didvisor.test=}" | tr , ' ')" ;;
 	didvisor.seq=*) seq_n="${word#didvisor.seq=}" ;;
 	didvisor.pattern=*) pattern="${word#didvisor.pattern=}" ;;
+	didvisor.ipi=*) ipi_n="${word#didvisor.ipi=}" ;;
 	esac
 done
 
@@ -137,6 +145,54 @@ step_nvme_read() {
 	say "nvme interrupts $(nvme_interrupts)"
 }
 
+# The RES (rescheduling interrupts) row of /proc/interrupts summed over the CPUs.
+res_total() {
+	while read -r label rest; do
+		[ "$label" = RES: ] || continue
+		n=0
+		for c in $rest; do
+			case "$c" in *[!0-9]*) break ;; *) n=$((n + c)) ;; esac
+		done
+		echo $n
+		return
+	done </proc/interrupts
+	echo 0
+}
+
+# Signal ping-pong between two busy shells, one per CPU: each SIGUSR is sent to a task that
+# is running on the other CPU, so the kernel kicks that CPU with a rescheduling IPI
+# (kick_process); the next one is sent only after the reply came, so none is coalesced.
+step_ipi() {
+	if [ "$(nproc)" -lt 2 ]; then
+		say "ipi needs 2 cpus, have $(nproc)"
+		return
+	fi
+	taskset -p 1 $$ >/dev/null
+	me=$$
+	taskset -c 1 sh -c "trap 'kill -USR2 $me' USR1; while :; do :; done" &
+	pid=$!
+	got=0
+	trap 'got=1' USR2
+	# A marker for whoever counts exits around this step (kvm-l1-init.sh), then time for the
+	# busy task to settle on CPU 1.
+	say "ipi begin"
+	sleep 1
+	r0=$(res_total)
+	i=0
+	while [ $i -lt "$ipi_n" ]; do
+		got=0
+		kill -USR1 $pid
+		while [ $got = 0 ]; do :; done
+		i=$((i + 1))
+	done
+	r1=$(res_total)
+	trap - USR2
+	kill -9 $pid
+	wait $pid 2>/dev/null
+	taskset -p 3 $$ >/dev/null
+	say "ipi rounds $ipi_n rescheduling $((r1 - r0))"
+}
+
 say "kernel $(uname -r)"
 say "nproc $(nproc)"
 set -- $(seq 1 "$seq_n" | sha256sum)
@@ -150,6 +206,7 @@ for step in $steps; do
 	nvme) step_nvme ;;
 	nvme-write) step_nvme_write ;;
 	nvme-read) step_nvme_read ;;
+	ipi) step_ipi ;;
 	shell)
 		say "shell (exit continues)"
 		sh

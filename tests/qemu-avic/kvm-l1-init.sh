@@ -13,6 +13,10 @@
 #   === hist inhibit avic=N      kvm:kvm_apicv_inhibit_changed (if the event exists)
 #   === hist avic_ipi avic=N     kvm:kvm_avic_incomplete_ipi hist keyed by index
 #   === hist avic_unacc avic=N   kvm:kvm_avic_unaccelerated_access keyed by offset,rw
+#   === hist NAME@PHASE avic=N   the same hists (exit, msr, avic_ipi, avic_unacc) as they
+#                                stood when the L2 printed its `ipi begin` (PHASE ipi-begin)
+#                                and its `ipi rounds` line (ipi-end), each group followed by
+#   === l2 resume avic=N         (the L2's console goes on)
 #   === done
 export PATH=/bin:/usr/bin
 /bin/busybox --install -s /bin
@@ -30,6 +34,17 @@ done
 modes=$(cat /l2/avic-modes 2>/dev/null || echo "0 1")
 secs=$(cat /l2/timeout 2>/dev/null || echo 600)
 ev() { [ -d $T/events/kvm/$1 ]; }
+# The exit hists as they stand now, labelled with phase $1 (the L2 run's avic value in $a).
+snap() {
+    phase=$1
+    for h in "exit kvm_exit" "msr kvm_msr" "avic_ipi kvm_avic_incomplete_ipi" \
+             "avic_unacc kvm_avic_unaccelerated_access"; do
+        set -- $h
+        echo "=== hist $1@$phase avic=$a"
+        ev $2 && grep -v '^#' $T/events/kvm/$2/hist | grep -v '^$'
+    done
+    echo "=== l2 resume avic=$a"
+}
 hist_on() {  # event keys
     ev $1 && echo "hist:keys=$2:sort=hitcount" > $T/events/kvm/$1/trigger
 }
@@ -58,12 +73,21 @@ for a in $modes; do
     mon=$!
     # /l2/machine: the L2 machine options (default: microvm with qboot, see NOTES.md: SeaBIOS
     # starts the APs through the xAPIC MMIO page, i.e. xAVIC, which the patches lack).
-    timeout $secs /usr/bin/qemu-system-x86_64 -L /usr/share/qemu -enable-kvm \
+    # The L2's console goes through a reader that snapshots the hists at the L2's `ipi`
+    # step markers (its exit status through /tmp/l2rc: busybox sh has no PIPESTATUS).
+    ( timeout $secs /usr/bin/qemu-system-x86_64 -L /usr/share/qemu -enable-kvm \
         $(cat /l2/machine 2>/dev/null || echo "$L2_MACHINE") \
         -cpu host -smp 2 -m 256M -nodefaults -display none -serial stdio -no-reboot \
         -kernel /l2/vmlinuz -initrd /l2/initrd.gz \
         -append "$(cat /l2/append 2>/dev/null || echo console=ttyS0 panic=-1)" < /dev/null
-    rc=$?
+      echo $? > /tmp/l2rc ) | while IFS= read -r line; do
+        echo "$line"
+        case "$line" in
+        *"didvisor-guest: ipi begin"*) snap ipi-begin ;;
+        *"didvisor-guest: ipi rounds"*) snap ipi-end ;;
+        esac
+    done
+    rc=$(cat /tmp/l2rc 2>/dev/null || echo 255)
     kill $mon
     t1=$(cut -d. -f1 /proc/uptime)
     echo "=== l2 end avic=$a rc=$rc secs=$((t1 - t0))"

@@ -82,6 +82,7 @@ pub const APPLETS: &[&str] = &[
     "wc",
     "sync",
     "basename",
+    "taskset",
 ];
 
 /// The guest command line with `extra` (like `didvisor.test=nvme`) appended.

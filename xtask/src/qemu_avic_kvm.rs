@@ -153,7 +153,7 @@ fn l1_initramfs(kernel_tree: &Path, abi: &str, modes: &str) -> Result<Vec<u8>> {
         &mut dirs,
         "/l2/append",
         0o644,
-        linux::GUEST_CMDLINE.as_bytes(),
+        l2_cmdline().as_bytes(),
     )?;
     let init = ::tests::repo_root()
         .join("tests")
@@ -161,6 +161,15 @@ fn l1_initramfs(kernel_tree: &Path, abi: &str, modes: &str) -> Result<Vec<u8>> {
         .join("kvm-l1-init.sh");
     a.file("init", 0o755, &read(&init)?)?;
     Ok(a.finish())
+}
+
+/// Rounds of signal ping-pong the L2's `ipi` step plays between its two CPUs (guest/init.sh).
+const L2_IPI_ROUNDS: u64 = 1000;
+
+/// The L2 kernel command line: the project guest's, plus the `ipi` step, an IPI workload whose
+/// targets are running (the case AVIC accelerates; a halted target still costs an exit).
+fn l2_cmdline() -> String {
+    linux::guest_cmdline(&format!("didvisor.test=ipi didvisor.ipi={L2_IPI_ROUNDS}"))
 }
 
 /// What one `kvm_amd avic=N` section of the L1 output says.
@@ -207,6 +216,10 @@ pub fn parse_l1(out: &str) -> BTreeMap<String, Run> {
         if let Some(h) = line.find("=== ") {
             let w: Vec<&str> = line[h + 4..].split_whitespace().collect();
             let avic = |s: &str| s.strip_prefix("avic=").map(str::to_string);
+            // The L1's progress lines come in the middle of the L2's console.
+            if w.first() == Some(&"progress") {
+                continue;
+            }
             cur = None;
             match w.as_slice() {
                 ["l1", "dmesg", a] => {
@@ -220,7 +233,7 @@ pub fn parse_l1(out: &str) -> BTreeMap<String, Run> {
                         runs.entry(a).or_default().param = v.to_string();
                     }
                 }
-                ["l2", "begin", a] => {
+                ["l2", "begin" | "resume", a] => {
                     if let Some(a) = avic(a) {
                         cur = Some((a, "l2".into(), String::new()));
                     }
@@ -370,6 +383,69 @@ pub fn table_rows(run: &Run) -> BTreeMap<String, u64> {
     rows
 }
 
+/// The IPI and EOI summary of one run, from the L2's `ipi` line and the exit table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IpiSummary {
+    /// Ping-pong rounds played and rescheduling IPIs taken meanwhile (the L2's own count).
+    pub rounds: u64,
+    pub rescheduling: u64,
+    /// Exits an IPI can cost: x2APIC ICR writes, AVIC_INCOMPLETE_IPI, AVIC_NOACCEL at 300h.
+    pub ipi_exits: u64,
+    /// Exits an EOI can cost: x2APIC EOI writes, AVIC_NOACCEL at 0B0h.
+    pub eoi_exits: u64,
+}
+
+/// The hists of `run` over one phase of the L2: each `NAME@{phase}-end` minus
+/// `NAME@{phase}-begin`, filed under NAME (so [`table_rows`] reads it). None if the L1 printed
+/// no snapshot for that phase.
+pub fn phase_run(run: &Run, phase: &str) -> Option<Run> {
+    let mut out = Run::default();
+    for name in ["exit", "msr", "avic_ipi", "avic_unacc"] {
+        let end = run.hist.get(&format!("{name}@{phase}-end"));
+        let begin = run.hist.get(&format!("{name}@{phase}-begin"));
+        if name == "exit" && (end.is_none() || begin.is_none()) {
+            return None;
+        }
+        let diff = end
+            .into_iter()
+            .flatten()
+            .map(|(k, n)| {
+                let before = begin.and_then(|b| b.get(k)).copied().unwrap_or(0);
+                (k.clone(), n.saturating_sub(before))
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        out.hist.insert(name.to_string(), diff);
+    }
+    Some(out)
+}
+
+impl IpiSummary {
+    /// From the L2's `ipi` line and the exits between its `ipi begin` and `ipi rounds` lines.
+    pub fn of(run: &Run) -> Option<IpiSummary> {
+        let line = run
+            .guest
+            .iter()
+            .find_map(|l| l.strip_prefix("didvisor-guest: ipi rounds "))?;
+        let mut w = line.split_whitespace();
+        let rounds = w.next()?.parse().ok()?;
+        let rescheduling = match (w.next(), w.next()) {
+            (Some("rescheduling"), Some(n)) => n.parse().ok()?,
+            _ => return None,
+        };
+        let rows = table_rows(&phase_run(run, "ipi")?);
+        let get = |k: &str| rows.get(k).copied().unwrap_or(0);
+        Some(IpiSummary {
+            rounds,
+            rescheduling,
+            ipi_exits: get("  msr write 830h (x2APIC ICR)")
+                + get("  avic incomplete ipi")
+                + get("  avic noaccel offset 300h"),
+            eoi_exits: get("  msr write 80bh (x2APIC EOI)") + get("  avic noaccel offset b0h"),
+        })
+    }
+}
+
 /// The table, one column per avic value.
 pub fn render_table(runs: &BTreeMap<String, Run>) -> String {
     let cols: Vec<&String> = runs.keys().collect();
@@ -400,6 +476,71 @@ pub fn render_table(runs: &BTreeMap<String, Run>) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The small table the issue asks for: IPIs the L2 took and the exits they and the EOIs cost.
+pub fn render_summary(s0: &IpiSummary, s1: &IpiSummary) -> String {
+    let rows = [
+        ("signal ping-pong rounds", s0.rounds, s1.rounds),
+        (
+            "rescheduling IPIs taken (L2's RES count)",
+            s0.rescheduling,
+            s1.rescheduling,
+        ),
+        (
+            "IPI exits (ICR 830h + 401h + 402h@300h)",
+            s0.ipi_exits,
+            s1.ipi_exits,
+        ),
+        (
+            "EOI exits (EOI 80Bh + 402h@B0h)",
+            s0.eoi_exits,
+            s1.eoi_exits,
+        ),
+    ];
+    let mut out = format!(
+        "{:<44} {:>12} {:>12}\n",
+        "L2 ipi step (exits between its markers)", "avic=0", "avic=1"
+    );
+    for (name, a, b) in rows {
+        out.push_str(&format!("{name:<44} {a:>12} {b:>12}\n"));
+    }
+    out
+}
+
+/// What must hold between the avic=0 and avic=1 runs, over the L2's `ipi` step: the L2 took
+/// at least one IPI per round in both (two are expected: one each way); without AVIC each IPI
+/// cost an exit; with AVIC at most one IPI in four did (what is left: IPIs to a vCPU that KVM
+/// had just descheduled); the EOI exits fell to at most a quarter.
+pub fn judge(s0: &IpiSummary, s1: &IpiSummary) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (a, s) in [("0", s0), ("1", s1)] {
+        if s.rounds == 0 || s.rescheduling < s.rounds {
+            problems.push(format!(
+                "avic={a}: {} rescheduling IPIs for {} ping-pong rounds",
+                s.rescheduling, s.rounds
+            ));
+        }
+    }
+    if s0.ipi_exits < s0.rescheduling {
+        problems.push(format!(
+            "avic=0: {} IPI exits for {} IPIs taken (each should cost one)",
+            s0.ipi_exits, s0.rescheduling
+        ));
+    }
+    if s1.ipi_exits * 4 > s1.rescheduling {
+        problems.push(format!(
+            "avic=1: {} IPI exits for {} IPIs taken: more than one in four",
+            s1.ipi_exits, s1.rescheduling
+        ));
+    }
+    if s0.eoi_exits == 0 || s1.eoi_exits * 4 > s0.eoi_exits {
+        problems.push(format!(
+            "EOI exits: avic=0 {}, avic=1 {}: not down to a quarter",
+            s0.eoi_exits, s1.eoi_exits
+        ));
+    }
+    problems
 }
 
 /// Runs `cmd`, its stdout appended to `log`, with a deadline.
@@ -532,19 +673,13 @@ pub fn run(qemu: &Path, modes: &str) -> Result {
                 stable(r1)
             ));
         }
-        let t0 = table_rows(r0);
-        let t1 = table_rows(r1);
-        for k in [
-            "  msr write 830h (x2APIC ICR)",
-            "  msr write 80bh (x2APIC EOI)",
-        ] {
-            let (a, b) = (
-                t0.get(k).copied().unwrap_or(0),
-                t1.get(k).copied().unwrap_or(0),
-            );
-            if b >= a || a == 0 {
-                problems.push(format!("{}: avic=0 {a}, avic=1 {b}: no drop", k.trim()));
+        match (IpiSummary::of(r0), IpiSummary::of(r1)) {
+            (Some(s0), Some(s1)) => {
+                println!("{}", render_summary(&s0, &s1));
+                problems.extend(judge(&s0, &s1));
             }
+            _ => problems
+                .push("no `didvisor-guest: ipi rounds N rescheduling M` line from the L2".into()),
         }
     }
     println!("{}", render_table(&runs));
@@ -613,5 +748,81 @@ mod tests {
         assert_eq!(exit_name(0x78), "HLT");
         assert_eq!(exit_name(0x401), "AVIC_INCOMPLETE_IPI");
         assert_eq!(exit_name(0x30), "WRITE_DR0");
+    }
+
+    /// An L1 section with the `ipi` step's snapshots: `icr` ICR-write exits and `ipi`
+    /// incomplete-IPI exits (0x401) happen between the markers, on top of 5 before.
+    fn ipi_section(avic: u32, icr: u64, ipi: u64, eoi: u64, res: u64) -> String {
+        let snap = |phase: &str, k: u64| {
+            format!(
+                "=== hist exit@{phase} avic={avic}\n{{ exit_reason: 124 }} hitcount: {}\n\
+                 {{ exit_reason: 1025 }} hitcount: {}\n\
+                 === hist msr@{phase} avic={avic}\n{{ ecx: 2096, write: 1 }} hitcount: {}\n\
+                 {{ ecx: 2059, write: 1 }} hitcount: {}\n\
+                 === hist avic_ipi@{phase} avic={avic}\n{{ index: 1 }} hitcount: {}\n\
+                 === l2 resume avic={avic}\n",
+                5 + k * (icr + eoi),
+                5 + k * ipi,
+                5 + k * icr,
+                5 + k * eoi,
+                5 + k * ipi
+            )
+        };
+        format!(
+            "=== l2 begin avic={avic}\ndidvisor-guest: kernel 6.1\n\
+             === progress avic={avic} 30 1234\n#p noise\ndidvisor-guest: nproc 2\n\
+             didvisor-guest: ipi begin\n{}didvisor-guest: ipi rounds 800 rescheduling {res}\n{}\
+             didvisor-guest: done\n=== l2 end avic={avic} rc=0 secs=9\n",
+            snap("ipi-begin", 0),
+            snap("ipi-end", 1)
+        )
+    }
+
+    #[test]
+    fn ipi_step_summary_and_verdict() {
+        let out = ipi_section(0, 900, 0, 300, 850) + &ipi_section(1, 0, 40, 0, 1800);
+        let runs = parse_l1(&out);
+        // The progress line in the middle of the L2's console does not end its section.
+        assert_eq!(runs["0"].guest.len(), 5);
+        let s0 = IpiSummary::of(&runs["0"]).unwrap();
+        let s1 = IpiSummary::of(&runs["1"]).unwrap();
+        assert_eq!(
+            s0,
+            IpiSummary {
+                rounds: 800,
+                rescheduling: 850,
+                ipi_exits: 900,
+                eoi_exits: 300
+            }
+        );
+        assert_eq!((s1.ipi_exits, s1.eoi_exits, s1.rescheduling), (40, 0, 1800));
+        assert!(judge(&s0, &s1).is_empty(), "{:?}", judge(&s0, &s1));
+        assert!(render_summary(&s0, &s1).contains("IPI exits"));
+
+        // With AVIC, half the IPIs still exit: refused.
+        let bad = IpiSummary::of(&parse_l1(&ipi_section(1, 0, 900, 0, 1800))["1"]).unwrap();
+        assert_eq!(judge(&s0, &bad).len(), 1);
+        // Without AVIC, fewer exits than IPIs: the count is not trusted.
+        let few = IpiSummary {
+            ipi_exits: 10,
+            ..s0
+        };
+        assert_eq!(judge(&few, &s1).len(), 1);
+        // Too few IPIs in a run, and EOI exits that did not drop.
+        let idle = IpiSummary {
+            rescheduling: 3,
+            ipi_exits: 3,
+            ..s0
+        };
+        assert_eq!(judge(&idle, &s1).len(), 1);
+        let eoi = IpiSummary {
+            eoi_exits: 200,
+            ..s1
+        };
+        assert_eq!(judge(&s0, &eoi).len(), 1);
+        // No snapshots: no summary.
+        let mut no_snapshots = runs["0"].clone();
+        no_snapshots.hist.clear();
+        assert_eq!(IpiSummary::of(&no_snapshots), None);
     }
 }
