@@ -758,32 +758,36 @@ fn status_with_timeout(cmd: &mut Command, secs: u64) -> Result<std::process::Exi
 }
 
 /// The devices of the avictest runs that check AMD-Vi guest virtual APIC posting: the IOMMU
-/// (first, so that the edu device gets an IOMMU address space) and the edu device whose MSI
-/// is posted.
+/// (first, so that the devices behind it get an IOMMU address space), the edu device whose MSI
+/// is posted, and an NVMe controller whose MSI-X (an admin command's completion) is posted.
 const GA_DEVICES_ON: &[&str] = &[
     "-device",
     "amd-iommu,intremap=on,xtsup=on,ga=on",
     "-device",
     "edu,addr=0x10",
+    "-device",
+    "nvme,serial=avictest,addr=0x11",
 ];
 const GA_DEVICES_OFF: &[&str] = &[
     "-device",
     "amd-iommu,intremap=on,xtsup=on",
     "-device",
     "edu,addr=0x10",
+    "-device",
+    "nvme,serial=avictest,addr=0x11",
 ];
 
 /// Runs avictest under the patched QEMU: with AVIC+x2AVIC advertised every check runs (two
-/// vCPUs), also with the AMD IOMMU in GA mode (`ga=on`: posting of the edu device's MSI) and
+/// vCPUs), also with the AMD IOMMU in GA mode (`ga=on`: posting of edu's MSI and NVMe's MSI-X) and
 /// without it (`ga=off`: GuestMode IRTEs still rejected); with plain `-cpu max` only the
 /// AVIC-off ones (the VMCB's AVIC bits must then be ignored). Returns (passed, failed) cases.
 fn smoke_avictest(bin: &Path, work: &Path) -> Result<(u32, u32)> {
     let elf = build_avictest()?;
     // (log name, cpu, extra devices, minimum number of checks that must have run)
     let cases: [(&str, &str, &[&str], u32); 4] = [
-        ("avic", "max,+avic,+x2avic", &[], 113),
-        ("avic-ga", "max,+avic,+x2avic", GA_DEVICES_ON, 136),
-        ("avic-ga-off", "max,+avic,+x2avic", GA_DEVICES_OFF, 118),
+        ("avic", "max,+avic,+x2avic", &[], 221),
+        ("avic-ga", "max,+avic,+x2avic", GA_DEVICES_ON, 263),
+        ("avic-ga-off", "max,+avic,+x2avic", GA_DEVICES_OFF, 230),
         ("noavic", "max", &[], 13),
     ];
     let (mut passed, mut failed) = (0, 0);

@@ -1092,6 +1092,8 @@ static bool host_irr(int vec)
     return (rdmsr(0x820 + (vec >> 5)) >> (vec & 31)) & 1;
 }
 
+static void test_ga_nvme(bool gam, uint64_t galog_tail);
+
 static void test_ga(void)
 {
     int edu = pci_find(0x11e81234), iommu = pci_find(0x14191022);
@@ -1139,6 +1141,7 @@ static void test_ga(void)
         check("ga=off: GuestMode IRTE not posted (vIRR clear)",
               page_reg_clear(1, APIC_IRR));
         check_eq("ga=off: no GA log entry", iommu_rd(IOMMU_GALOG_TAIL), 0);
+        test_ga_nvme(false, 0);
         return;
     }
     check("ga: Status GALogRun", iommu_rd(IOMMU_STATUS) & STATUS_GALOG_RUN);
@@ -1195,6 +1198,258 @@ static void test_ga(void)
           page_test_vec(1, APIC_IRR, 0x73));
     check_eq("ga IsRun=0 GALogIntr=0: no GA log entry",
              iommu_rd(IOMMU_GALOG_TAIL), 8);
+
+    test_ga_nvme(true, 8);
+}
+
+/* ---- GA posting of the NVMe controller's MSI-X (QEMU's nvme, 1B36:0010) ---
+ *
+ * A real device interrupt through a GuestMode IRTE: avictest drives the
+ * controller's admin queue itself (NVMe base spec: CC/CSTS/AQA/ASQ/ACQ,
+ * Identify Controller), with MSI-X entry 0 aimed at IRTE 0 of the NVMe's own
+ * remapping table; the admin completion queue interrupts through vector 0.
+ */
+#define NVME_ID             0x00101b36U
+#define NVME_CC             0x14
+#define NVME_CSTS           0x1c
+#define NVME_AQA            0x24
+#define NVME_ASQ            0x28
+#define NVME_ACQ            0x30
+#define NVME_GA_TAG         0x5a5a0001U
+#define NVME_SERIAL         "avictest"
+
+static uint32_t nvme_sq[16 * 16] PAGE;       /* 16 entries of 64 bytes */
+static uint32_t nvme_cq[16 * 4] PAGE;        /* 16 entries of 16 bytes */
+static uint8_t nvme_id[4096] PAGE;
+static uint64_t irt_nvme[2 * 2] PAGE;
+static uint64_t nvme_bar;
+static unsigned nvme_dstrd, nvme_sq_tail, nvme_cq_head, nvme_phase;
+static uint16_t nvme_cid;
+
+static volatile uint32_t *nvme_reg(uint32_t off)
+{
+    return (volatile uint32_t *)(nvme_bar + off);
+}
+
+static bool nvme_wait_ready(uint32_t want)
+{
+    int i;
+
+    for (i = 0; i < 10000000; i++) {
+        if ((*nvme_reg(NVME_CSTS) & 1) == want) {
+            return true;
+        }
+        __asm__ volatile("pause");
+    }
+    return false;
+}
+
+/* BAR 0 (64-bit), MSI-X entry 0 -> (FEE00000h, IRTE 0), controller enabled. */
+static bool nvme_setup(int dev)
+{
+    int cap = pci_rd(dev, 0x34) & 0xfc;
+    uint32_t tbl, bir, hi;
+    volatile uint32_t *entry;
+
+    nvme_bar = pci_rd(dev, 0x10) & ~0xfULL;
+    hi = pci_rd(dev, 0x14);
+    if (!nvme_bar || hi) {
+        puts_("nvme: BAR 0 unassigned or above 4 GiB\n");
+        return false;
+    }
+    pci_wr(dev, 0x04, pci_rd(dev, 0x04) | 0x6);      /* memory, bus master */
+    while (cap && (pci_rd(dev, cap) & 0xff) != 0x11) {
+        cap = (pci_rd(dev, cap) >> 8) & 0xfc;
+    }
+    if (!cap) {
+        puts_("nvme: no MSI-X capability\n");
+        return false;
+    }
+    tbl = pci_rd(dev, cap + 4);
+    bir = tbl & 7;
+    if (bir != 0) {
+        puts_("nvme: MSI-X table not in BAR 0\n");
+        return false;
+    }
+    entry = (volatile uint32_t *)(nvme_bar + (tbl & ~7U));
+    entry[0] = 0xfee00000;
+    entry[1] = 0;
+    entry[2] = 0;                                    /* data: IRTE index 0 */
+    entry[3] = 0;                                    /* unmasked */
+    pci_wr(dev, cap, pci_rd(dev, cap) | (1U << 31)); /* MSI-X enable */
+
+    nvme_dstrd = (*nvme_reg(4) & 0xf);               /* CAP[35:32] */
+    *nvme_reg(NVME_CC) = 0;
+    if (!nvme_wait_ready(0)) {
+        puts_("nvme: CSTS.RDY stays 1 after CC.EN=0\n");
+        return false;
+    }
+    memset(nvme_sq, 0, sizeof(nvme_sq));
+    memset(nvme_cq, 0, sizeof(nvme_cq));
+    *nvme_reg(NVME_AQA) = (15U << 16) | 15;
+    *nvme_reg(NVME_ASQ) = (uint32_t)(uint64_t)nvme_sq;
+    *nvme_reg(NVME_ASQ + 4) = 0;
+    *nvme_reg(NVME_ACQ) = (uint32_t)(uint64_t)nvme_cq;
+    *nvme_reg(NVME_ACQ + 4) = 0;
+    /* EN, 4 KiB pages, IOSQES 6, IOCQES 4 */
+    *nvme_reg(NVME_CC) = 1 | (6U << 16) | (4U << 20);
+    nvme_sq_tail = nvme_cq_head = 0;
+    nvme_phase = 1;
+    if (!nvme_wait_ready(1)) {
+        puts_("nvme: CSTS.RDY stays 0 after CC.EN=1\n");
+        return false;
+    }
+    return true;
+}
+
+/* Submit Identify Controller into nvme_id; its completion raises the MSI-X. */
+static void nvme_identify(void)
+{
+    uint32_t *e = &nvme_sq[nvme_sq_tail * 16];
+
+    memset(nvme_id, 0, sizeof(nvme_id));
+    memset(e, 0, 64);
+    e[0] = 0x06 | ((uint32_t)++nvme_cid << 16);     /* Identify */
+    e[6] = (uint32_t)(uint64_t)nvme_id;              /* PRP1 */
+    e[10] = 1;                                       /* CNS 1: controller */
+    __asm__ volatile("" ::: "memory");
+    nvme_sq_tail = (nvme_sq_tail + 1) % 16;
+    *nvme_reg(0x1000) = nvme_sq_tail;                /* SQ 0 tail doorbell */
+}
+
+/* Wait for the completion of the last command; its status field (0 = success), or -1. */
+static int nvme_complete(void)
+{
+    volatile uint32_t *c = &nvme_cq[nvme_cq_head * 4];
+    int i, status;
+
+    for (i = 0; i < 10000000; i++) {
+        if (((c[3] >> 16) & 1) == nvme_phase) {
+            break;
+        }
+        __asm__ volatile("pause");
+    }
+    if (((c[3] >> 16) & 1) != nvme_phase || (c[3] & 0xffff) != nvme_cid) {
+        return -1;
+    }
+    status = c[3] >> 17;
+    nvme_cq_head = (nvme_cq_head + 1) % 16;
+    if (nvme_cq_head == 0) {
+        nvme_phase ^= 1;
+    }
+    *nvme_reg(0x1000 + (4U << nvme_dstrd)) = nvme_cq_head;  /* CQ 0 head */
+    return status;
+}
+
+/* The controller's serial number (Identify Controller bytes 4-23) starts with ours. */
+static bool nvme_id_has_serial(void)
+{
+    const char *want = NVME_SERIAL;
+    int i;
+
+    for (i = 0; want[i]; i++) {
+        if (nvme_id[4 + i] != (uint8_t)want[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void irte_guest_nvme(int vector, bool is_run, bool ga_log_intr)
+{
+    irt_nvme[0] = IRTE_REMAP_EN | IRTE_GUEST_MODE | (1ULL << 8) |
+                  ((uint64_t)NVME_GA_TAG << 32) |
+                  (is_run ? IRTE_IS_RUN : 0) |
+                  (ga_log_intr ? IRTE_GALOG_INTR : 0);
+    irt_nvme[1] = (uint64_t)vector | (uint64_t)backing[1];
+    __asm__ volatile("" ::: "memory");
+}
+
+/*
+ * Called by test_ga with the IOMMU on (GA log at @galog_tail), after the edu
+ * checks.  @gam: GA mode is advertised (ga=on).
+ */
+static void test_ga_nvme(bool gam, uint64_t galog_tail)
+{
+    int dev = pci_find(NVME_ID);
+    uint16_t devid;
+    uint64_t want;
+
+    if (dev < 0) {
+        puts_("ga nvme: no nvme device, NVMe checks skipped\n");
+        return;
+    }
+    devid = dev << 3;
+    /* DTE: V, TV with mode 0 (DMA untranslated), IR, IW; interrupts remapped */
+    devtab[devid * 4] = 1 | (1 << 1) | (1ULL << 61) | (1ULL << 62);
+    devtab[devid * 4 + 2] = 1 | (1 << 1) | (uint64_t)irt_nvme | (2ULL << 60);
+    check("ga nvme: controller enabled, MSI-X entry 0 -> IRTE 0",
+          nvme_setup(dev));
+
+    if (!gam) {
+        smp_tables(false);
+        irte_guest_nvme(0x72, false, true);
+        nvme_identify();
+        check_eq("ga=off nvme: Identify completes (status 0)",
+                 nvme_complete(), 0);
+        check("ga=off nvme: GuestMode IRTE not posted (vIRR clear)",
+              page_reg_clear(1, APIC_IRR));
+        check_eq("ga=off nvme: no GA log entry", iommu_rd(IOMMU_GALOG_TAIL),
+                 galog_tail);
+        return;
+    }
+
+    /*
+     * 1. IsRun=1: the completion's MSI-X is posted and taken, no exit.  (The
+     * host IRR still holds the edu run's GA log interrupt, so GAInt, cleared
+     * by test_ga, is what shows whether a new one was raised.)
+     */
+    smp_tables(true);
+    irte_guest_nvme(0x71, true, true);
+    ap_run_guest1();
+    check("ga nvme IsRun=1: guest 1 runs on CPU 1", wait_for(&g1_ready, 1));
+    nvme_identify();
+    check_eq("ga nvme IsRun=1: Identify completes (status 0)",
+             nvme_complete(), 0);
+    check("ga nvme IsRun=1: Identify data DMAed (serial " NVME_SERIAL ")",
+          nvme_id_has_serial());
+    check("ga nvme IsRun=1: MSI-X taken by guest 1 (doorbell)",
+          wait_for(&g1_nlog, 1));
+    check_eq("ga nvme IsRun=1: through guest 1's IDT, vector 0x71",
+             g1_log[0], 0x71);
+    check("ga nvme IsRun=1: guest 1 stopped", ap_stop_guest1());
+    check_eq("ga nvme IsRun=1: no exit on guest 1 before its VMMCALL",
+             ap_exit_code, EXIT_VMMCALL);
+    check_eq("ga nvme IsRun=1: no GA log entry", iommu_rd(IOMMU_GALOG_TAIL),
+             galog_tail);
+    check("ga nvme IsRun=1: no GA log interrupt (Status.GAInt clear)",
+          !(iommu_rd(IOMMU_STATUS) & STATUS_GA_INT));
+
+    /* 2. IsRun=0: vIRR, GA log entry with the NVMe's DeviceID, then VMRUN. */
+    smp_tables(false);
+    irte_guest_nvme(0x72, false, true);
+    nvme_identify();
+    check_eq("ga nvme IsRun=0: Identify completes (status 0)",
+             nvme_complete(), 0);
+    check("ga nvme IsRun=0: guest 1's vIRR has 0x72",
+          page_test_vec(1, APIC_IRR, 0x72));
+    check_eq("ga nvme IsRun=0: GA log tail advanced by one entry",
+             iommu_rd(IOMMU_GALOG_TAIL), galog_tail + 8);
+    want = NVME_GA_TAG | ((uint64_t)devid << 32) | (1ULL << 60);
+    check_eq("ga nvme IsRun=0: GA log entry = GATag | NVMe DeviceID << 32 | 1 << 60",
+             galog[galog_tail / 8], want);
+    check("ga nvme IsRun=0: GA log interrupt (Status.GAInt)",
+          iommu_rd(IOMMU_STATUS) & STATUS_GA_INT);
+    iommu_wr(IOMMU_STATUS, STATUS_GA_INT);
+    iommu_wr(IOMMU_GALOG_HEAD, galog_tail + 8);
+    phys_table[1] |= PHYS_RUNNING;
+    ap_run_guest1();
+    check("ga nvme IsRun=0: taken by guest 1 after VMRUN",
+          wait_for(&g1_nlog, 1));
+    check_eq("ga nvme IsRun=0: vector 0x72", g1_log[0], 0x72);
+    check("ga nvme IsRun=0: guest 1 stopped", ap_stop_guest1());
+    check_eq("ga nvme IsRun=0: no exit on guest 1", ap_exit_code,
+             EXIT_VMMCALL);
 }
 
 /* AVIC off (or not advertised): x2APIC MSRs exit through the MSRPM. */
@@ -1218,6 +1473,480 @@ static void test_avic_off(const char *name, bool avic_bits)
     check_eq("  C guest: first exit is MSR (7Ch)", e.code, EXIT_MSR);
     check_eq("  C guest: no interrupt delivered", g_nlog, 0);
 }
+
+/* ---- xAVIC ---------------------------------------------------------------- */
+
+/*
+ * xAVIC (APM vol. 2, 15.29.3.1): with AVIC_ENABLE and without
+ * x2AVIC_ENABLE, guest data accesses to the 4 KiB page named by the VMCB's
+ * APIC BAR field (FEE00000h here) are served from the backing page, after
+ * the nested page walk for that page.  These guests run on their own
+ * nested page table (xnpt_*): the identity map, except that GPA FEE00000h
+ * is a 4 KiB page whose NPT entry each test chooses; by default it maps
+ * xapic_dummy, a RAM page full of a pattern (as KVM maps a dummy page
+ * there).  The guests' own page tables are the host's (FEE00000h
+ * identity-mapped; the L1's APIC is in x2APIC mode, its MMIO page unused).
+ * Their interrupt handlers read vISR and write EOI through the page, from
+ * their own IDT (the x2APIC MSRs are not virtualized in xAVIC mode).
+ */
+#define XAPIC_BASE          0xfee00000UL
+#define XAPIC_PATTERN       0x5a5a5a5aU
+#define NPT_P_RW_U          0x7ULL
+#define NPT_P_U             0x5ULL
+#define VMCB_TLB_CONTROL    0x05c
+#define EXIT_NPF            0x400
+#define APIC_ID             0x020
+#define APIC_VERSION        0x030
+#define APIC_PPR            0x0a0
+#define APIC_EOI            0x0b0
+#define APIC_LDR            0x0d0
+#define APIC_DFR            0x0e0
+#define APIC_LVT0           0x350
+#define APIC_TMCCT          0x390
+#define XAPIC_DEST(d)       ((uint32_t)(d) << 24)
+
+static uint64_t xnpt_pml4[512] PAGE;
+static uint64_t xnpt_pdpt[512] PAGE;
+static uint64_t xnpt_pd3[512] PAGE;
+static uint64_t xnpt_pt[512] PAGE;
+static uint32_t xapic_dummy[1024] PAGE;
+static uint64_t guest_idt_x[512] PAGE;
+
+extern uint8_t gx_write[], gx_write_insn[], gx_write_next[];
+extern uint8_t gx_read[], gx_read_insn[], gx_readb[], gx_readb_insn[];
+extern uint8_t gx_icr[], gx_icr_insn[], gx_icr_next[];
+extern volatile uint64_t gx_addr, gx_value, gx_result, gx_icr_hi, gx_icr_lo;
+
+static uint32_t xapic_rd(uint32_t off)
+{
+    return *(volatile uint32_t *)(XAPIC_BASE + off);
+}
+
+static void xapic_wr(uint32_t off, uint32_t v)
+{
+    *(volatile uint32_t *)(XAPIC_BASE + off) = v;
+}
+
+static bool guest_xisr(int vec)
+{
+    return (xapic_rd(APIC_ISR + (vec >> 5) * 16) >> (vec & 31)) & 1;
+}
+
+static void guest_xirq(int vec)
+{
+    unsigned n = g_nlog;
+
+    if (n < 16) {
+        g_log[n] = vec;
+        g_isr_before[n] = guest_xisr(vec);
+    }
+    xapic_wr(APIC_EOI, 0);
+    if (n < 16) {
+        g_isr_after[n] = guest_xisr(vec);
+    }
+    g_nlog = n + 1;
+}
+
+#define GUEST_XHANDLER(v) \
+    __attribute__((interrupt)) static void guest_xirq_##v(struct iframe *f) \
+    { \
+        (void)f; \
+        guest_xirq(0x##v); \
+    }
+GUEST_XHANDLER(62)
+GUEST_XHANDLER(64)
+
+__attribute__((interrupt)) static void guest_xirq_other(struct iframe *f)
+{
+    (void)f;
+    guest_xirq(0xff);
+}
+
+/* The xAVIC guests' nested page table; @entry is the one for FEE00000h. */
+static void xnpt_build(uint64_t entry)
+{
+    uint64_t *pdpt = (uint64_t *)(*(uint64_t *)pml4 & ~0xfffULL);
+    uint64_t *pd3 = (uint64_t *)(pdpt[3] & ~0xfffULL);
+    int i;
+
+    for (i = 0; i < 512; i++) {
+        xnpt_pml4[i] = 0;
+        xnpt_pdpt[i] = i < 3 ? pdpt[i] : 0;
+        xnpt_pd3[i] = pd3[i];
+        xnpt_pt[i] = (XAPIC_BASE + i * 4096ULL) | NPT_P_RW_U;
+    }
+    xnpt_pml4[0] = (uint64_t)xnpt_pdpt | NPT_P_RW_U;
+    xnpt_pdpt[3] = (uint64_t)xnpt_pd3 | NPT_P_RW_U;
+    xnpt_pd3[(XAPIC_BASE >> 21) & 511] = (uint64_t)xnpt_pt | NPT_P_RW_U;
+    xnpt_pt[0] = entry;
+    for (i = 0; i < 1024; i++) {
+        xapic_dummy[i] = XAPIC_PATTERN;
+    }
+}
+
+/*
+ * VMCB for a run of @entry in xAVIC mode (AVIC_ENABLE, x2AVIC_ENABLE
+ * clear), or with AVIC off (@avic false), on the xAVIC nested page table.
+ */
+static void xavic_setup(void *entry, bool avic)
+{
+    int i;
+
+    for (i = 0; i < 256; i++) {
+        uint64_t a = (uint64_t)guest_xirq_other;
+
+        if (i == 0x62) {
+            a = (uint64_t)guest_xirq_62;
+        } else if (i == 0x64) {
+            a = (uint64_t)guest_xirq_64;
+        }
+        guest_idt_x[i * 2] = (a & 0xffff) | (0x08ULL << 16) |
+                             (0x8e00ULL << 32) | ((a >> 16 & 0xffff) << 48);
+        guest_idt_x[i * 2 + 1] = a >> 32;
+    }
+    vmcb_setup(entry, avic, false);
+    if (avic) {
+        w32(VMCB_INT_CTL, INT_CTL_AVIC);
+    }
+    w64(VMCB_N_CR3, (uint64_t)xnpt_pml4);
+    w32(VMCB_IDTR + 4, sizeof(guest_idt_x) - 1);
+    w64(VMCB_IDTR + 8, (uint64_t)guest_idt_x);
+    /* the NPT changes between runs: flush this ASID's TLB */
+    *(volatile uint8_t *)(vm + VMCB_TLB_CONTROL) = 1;
+}
+
+/* Run one of the gx_* pieces with gx_addr = FEE00000h + @off. */
+static struct exit xrun(void *entry, uint32_t off, uint32_t value, bool avic)
+{
+    gx_addr = XAPIC_BASE + off;
+    gx_value = value;
+    gx_result = 0;
+    xavic_setup(entry, avic);
+    return run();
+}
+
+static struct exit xrun_icr(uint32_t hi, uint32_t lo)
+{
+    gx_icr_hi = hi;
+    gx_icr_lo = lo;
+    xavic_setup(gx_icr, true);
+    return run();
+}
+
+static void check_x401(const char *name, struct exit e, uint32_t hi,
+                       uint32_t lo, uint32_t cause, uint32_t index)
+{
+    puts_(name);
+    puts_(":\n");
+    check_eq("  #VMEXIT AVIC_INCOMPLETE_IPI (401h)", e.code,
+             EXIT_AVIC_INCOMPLETE_IPI);
+    check_eq("  EXITINFO1 = ICR high:low", e.info1,
+             ((uint64_t)hi << 32) | lo);
+    check_eq("  EXITINFO2 = cause << 32 | index", e.info2,
+             ((uint64_t)cause << 32) | index);
+    check_eq("  trap style, RIP past the ICR low store", e.rip,
+             (uint64_t)gx_icr_next);
+}
+
+/* ID and version reads, TPR write, PPR read, CR8: no exit. */
+static void guest_x_regs(void)
+{
+    uint64_t cr8;
+
+    g_val[0] = xapic_rd(APIC_ID);
+    g_val[1] = xapic_rd(APIC_VERSION);
+    xapic_wr(APIC_TPR, 0x40);
+    g_val[2] = xapic_rd(APIC_PPR);
+    __asm__ volatile("mov %%cr8, %0" : "=r"(cr8));
+    g_val[3] = cr8;
+}
+
+/* Two self-IPIs through ICR low (self shorthand) with IF=0, then IF=1. */
+static void guest_x_selfipi(void)
+{
+    __asm__ volatile("cli");
+    xapic_wr(APIC_ICR_LO, (1U << 18) | 0x62);
+    xapic_wr(APIC_ICR_LO, (1U << 18) | 0x64);
+    g_val[0] = xapic_rd(APIC_IRR + 3 * 16);     /* vectors 96-127 */
+    g_val[1] = g_nlog;
+    __asm__ volatile("sti; nop; nop; cli" ::: "memory");
+}
+
+static void test_xavic_traps(void)
+{
+    static const struct {
+        const char *name;
+        uint32_t off, val;
+    } regs[] = {
+        { "TMICT (380h)", APIC_TMICT, 0x12345 },
+        { "LVT0 (350h)", APIC_LVT0, 0x10700 },
+        { "LDR (0D0h)", APIC_LDR, 0x01000000 },
+        { "DFR (0E0h)", APIC_DFR, 0x0fffffff },
+        { "APIC ID (20h)", APIC_ID, 0x05000000 },
+    };
+    struct exit e;
+    unsigned i;
+
+    for (i = 0; i < sizeof(regs) / sizeof(regs[0]); i++) {
+        avic_reset();
+        e = xrun(gx_write, regs[i].off, regs[i].val, true);
+        puts_("xavic write ");
+        puts_(regs[i].name);
+        puts_(":\n");
+        check_eq("  #VMEXIT AVIC_NOACCEL (402h)", e.code, EXIT_AVIC_NOACCEL);
+        check_eq("  EXITINFO1 = offset | write", e.info1,
+                 regs[i].off | (1ULL << 32));
+        check_eq("  trap style, RIP past the store", e.rip,
+                 (uint64_t)gx_write_next);
+        check_eq("  value in the backing page", page_ld(0, regs[i].off),
+                 regs[i].val);
+    }
+
+    avic_reset();
+    e = xrun(gx_read, APIC_TMCCT, 0, true);
+    check_eq("xavic TMCCT read: #VMEXIT AVIC_NOACCEL (402h)", e.code,
+             EXIT_AVIC_NOACCEL);
+    check_eq("xavic TMCCT read: EXITINFO1 = 390h, read", e.info1, APIC_TMCCT);
+    check_eq("xavic TMCCT read: fault style, RIP on the load", e.rip,
+             (uint64_t)gx_read_insn);
+
+    /* Not a 32-bit access at a register offset: fault style (model's choice) */
+    avic_reset();
+    e = xrun(gx_readb, APIC_ID, 0, true);
+    check_eq("xavic 8-bit read of 20h: #VMEXIT AVIC_NOACCEL", e.code,
+             EXIT_AVIC_NOACCEL);
+    check_eq("xavic 8-bit read of 20h: EXITINFO1 = 20h, read", e.info1,
+             APIC_ID);
+    check_eq("xavic 8-bit read of 20h: fault style, RIP on the load", e.rip,
+             (uint64_t)gx_readb_insn);
+    e = xrun(gx_read, APIC_ID + 2, 0, true);
+    check_eq("xavic misaligned 32-bit read at 22h: #VMEXIT AVIC_NOACCEL",
+             e.code, EXIT_AVIC_NOACCEL);
+    check_eq("xavic misaligned 32-bit read at 22h: fault style", e.rip,
+             (uint64_t)gx_read_insn);
+}
+
+static void test_xavic_ipi(void)
+{
+    struct exit e;
+
+    ipi_tables();
+    e = xrun_icr(XAPIC_DEST(2), 0x72);
+    check_x401("xavic ipi via ICR high, ICR low to a not-running target "
+               "(cause 1, index 2)", e, XAPIC_DEST(2), 0x72, 1, 2);
+    check("  target's vIRR set before the exit",
+          page_test_vec(2, APIC_IRR, 0x72));
+    check_eq("  ICR high (310h) stored in the page", page_ld(0, APIC_ICR_HI),
+             XAPIC_DEST(2));
+    check_eq("  ICR low (300h) stored in the page", page_ld(0, APIC_ICR_LO),
+             0x72);
+
+    ipi_tables();
+    e = xrun_icr(XAPIC_DEST(3), 0x72);
+    check_x401("xavic ipi to an invalid entry (cause 2)", e, XAPIC_DEST(3),
+               0x72, 2, 3);
+
+    ipi_tables();
+    e = xrun_icr(XAPIC_DEST(0xff), 0x74);
+    check_x401("xavic broadcast FFh (first failure: 2 not running)", e,
+               XAPIC_DEST(0xff), 0x74, 1, 2);
+    check("  self, 1 and 2 have the vector",
+          page_test_vec(0, APIC_IRR, 0x74) &&
+          page_test_vec(1, APIC_IRR, 0x74) &&
+          page_test_vec(2, APIC_IRR, 0x74));
+
+    ipi_tables();
+    e = xrun_icr(XAPIC_DEST(1), 0x400);
+    check_x401("xavic NMI through ICR low (cause 0)", e, XAPIC_DEST(1), 0x400,
+               0, 0);
+
+    if (!ap_alive) {
+        puts_("xavic: no second CPU, running-target check skipped\n");
+        return;
+    }
+    /* IsRunning=1 target on CPU 1 (guest 1 in x2AVIC mode): no exit. */
+    smp_tables(true);
+    ap_run_guest1();
+    check("xavic smp ipi: guest 1 runs on CPU 1", wait_for(&g1_ready, 1));
+    e = xrun_icr(XAPIC_DEST(1), 0x71);
+    check_eq("xavic smp ipi, IsRunning=1: no exit on the sender", e.code,
+             EXIT_VMMCALL);
+    check("xavic smp ipi, IsRunning=1: taken by guest 1 (doorbell)",
+          wait_for(&g1_nlog, 1) && g1_log[0] == 0x71);
+    check("xavic smp ipi: guest 1 stopped", ap_stop_guest1());
+    check_eq("xavic smp ipi: no exit on the receiver before its VMMCALL",
+             ap_exit_code, EXIT_VMMCALL);
+}
+
+/*
+ * Logical destinations (15.29.4, 15.29.10).  xAVIC: the logical APIC ID
+ * table, flat (DFR FFFF_FFFFh: bit i = entry i) and cluster (DFR
+ * 0FFF_FFFFh: cluster c, bit i = entry c * 4 + i), each valid entry naming
+ * a guest physical APIC ID.  x2AVIC: no table, cluster dest[31:16] and bit
+ * i of dest[15:0] are physical ID cluster << 4 | i.  Tables as in
+ * ipi_tables(): 1 running (idle CPU 1), 2 not running, max index 7.
+ */
+static void test_logical(void)
+{
+    struct exit e;
+    uint64_t icr;
+
+    /* xAVIC flat: bit 0 -> ID 1, bit 1 -> ID 2, bit 2 invalid */
+    ipi_tables();
+    page_st(0, APIC_DFR, 0xffffffff);
+    logical_table[0] = (1U << 31) | 1;
+    logical_table[1] = (1U << 31) | 2;
+    e = xrun_icr(XAPIC_DEST(0x01), (1U << 11) | 0x71);
+    check_eq("xavic logical flat 01h -> ID 1 (running): no exit", e.code,
+             EXIT_VMMCALL);
+    check("xavic logical flat 01h: ID 1's vIRR has the vector",
+          page_test_vec(1, APIC_IRR, 0x71) && page_reg_clear(2, APIC_IRR));
+
+    ipi_tables();
+    page_st(0, APIC_DFR, 0xffffffff);
+    logical_table[0] = (1U << 31) | 1;
+    logical_table[1] = (1U << 31) | 2;
+    e = xrun_icr(XAPIC_DEST(0x03), (1U << 11) | 0x72);
+    check_x401("xavic logical flat 03h -> IDs 1, 2 (cause 1, index 2)", e,
+               XAPIC_DEST(0x03), (1U << 11) | 0x72, 1, 2);
+    check("  IDs 1 and 2 have the vector",
+          page_test_vec(1, APIC_IRR, 0x72) &&
+          page_test_vec(2, APIC_IRR, 0x72));
+
+    ipi_tables();
+    page_st(0, APIC_DFR, 0xffffffff);
+    e = xrun_icr(XAPIC_DEST(0x04), (1U << 11) | 0x72);
+    check_x401("xavic logical flat 04h, entry 2 not valid (cause 2, "
+               "index 2)", e, XAPIC_DEST(0x04), (1U << 11) | 0x72, 2, 2);
+
+    /* xAVIC cluster: cluster 1, bit 1 = entry 5 -> ID 2 */
+    ipi_tables();
+    page_st(0, APIC_DFR, 0x0fffffff);
+    logical_table[5] = (1U << 31) | 2;
+    e = xrun_icr(XAPIC_DEST(0x12), (1U << 11) | 0x73);
+    check_x401("xavic logical cluster 12h -> entry 5 -> ID 2 (cause 1, "
+               "index 2)", e, XAPIC_DEST(0x12), (1U << 11) | 0x73, 1, 2);
+    check("  ID 2 has the vector", page_test_vec(2, APIC_IRR, 0x73));
+
+    /* x2AVIC: cluster 0, bits 1 and 2 -> physical IDs 1 and 2 */
+    icr = X2_DEST(0x00000006) | (1U << 11) | 0x74;
+    e = run_icr(icr);
+    check_401("x2avic logical 6h -> IDs 1, 2 (cause 1, index 2)", e, icr, 1,
+              2);
+    check("  IDs 1 and 2 have the vector",
+          page_test_vec(1, APIC_IRR, 0x74) &&
+          page_test_vec(2, APIC_IRR, 0x74));
+    icr = X2_DEST(0x00000002) | (1U << 11) | 0x75;
+    e = run_icr(icr);
+    check_eq("x2avic logical 2h -> ID 1 (running): no exit", e.code,
+             EXIT_VMMCALL);
+    check("x2avic logical 2h: ID 1's vIRR has the vector",
+          page_test_vec(1, APIC_IRR, 0x75));
+    /* cluster 1, bit 0 = physical ID 16, beyond max index 7 */
+    icr = X2_DEST(0x00010001) | (1U << 11) | 0x75;
+    check_401("x2avic logical 10001h -> ID 16 > max index (cause 2, "
+              "index 16)", run_icr(icr), icr, 2, 16);
+}
+
+static void test_xavic(void)
+{
+    struct exit e;
+
+    puts_("xavic: AVIC_ENABLE without x2AVIC_ENABLE, APIC BAR FEE00000h\n");
+    xnpt_build((uint64_t)xapic_dummy | NPT_P_RW_U);
+
+    /* 1. register reads and the TPR through the page, no exit */
+    avic_reset();
+    page_st(0, APIC_ID, 0x03000000);
+    page_st(0, APIC_VERSION, 0x80050010);
+    xavic_setup(guest_x_regs, true);
+    e = run();
+    check_eq("xavic regs: no exit before the guest's VMMCALL", e.code,
+             EXIT_VMMCALL);
+    check_eq("xavic regs: APIC ID read = backing page value", g_val[0],
+             0x03000000);
+    check_eq("xavic regs: version read = backing page value", g_val[1],
+             0x80050010);
+    check_eq("xavic regs: TPR write accelerated into the page",
+             page_ld(0, APIC_TPR), 0x40);
+    check_eq("xavic regs: PPR read = 40h", g_val[2], 0x40);
+    check_eq("xavic regs: CR8 reads vTPR[7:4]", g_val[3], 4);
+    check_eq("xavic regs: the page the NPT maps there is untouched",
+             xapic_dummy[APIC_TPR / 4], XAPIC_PATTERN);
+
+    /* 2. self-IPIs through ICR low, EOI through the page */
+    avic_reset();
+    xavic_setup(guest_x_selfipi, true);
+    e = run();
+    check_eq("xavic selfipi: no exit before the guest's VMMCALL", e.code,
+             EXIT_VMMCALL);
+    check_eq("xavic selfipi: vIRR 0x62 and 0x64 read through 230h", g_val[0],
+             (1U << 2) | (1U << 4));
+    check_eq("xavic selfipi: nothing delivered while RFLAGS.IF=0", g_val[1],
+             0);
+    check_eq("xavic selfipi: two interrupts through the guest IDT", g_nlog,
+             2);
+    check("xavic selfipi: 0x64 first, then 0x62",
+          g_log[0] == 0x64 && g_log[1] == 0x62);
+    check("xavic selfipi: vector in vISR (read through the page) in the "
+          "handler", g_isr_before[0] && g_isr_before[1]);
+    check("xavic selfipi: EOI write (0B0h) cleared vISR",
+          !g_isr_after[0] && !g_isr_after[1]);
+    check("xavic selfipi: IRR and ISR empty at the end",
+          page_reg_clear(0, APIC_IRR) && page_reg_clear(0, APIC_ISR));
+    check_eq("xavic selfipi: ICR low holds the last write",
+             page_ld(0, APIC_ICR_LO), (1U << 18) | 0x64);
+
+    /* 3. trap- and fault-style exits, 4. IPIs */
+    test_xavic_traps();
+    test_xavic_ipi();
+
+    /* 5. the nested page walk comes first: no NPT mapping -> #NPF */
+    avic_reset();
+    xnpt_build(0);
+    e = xrun(gx_read, APIC_ID, 0, true);
+    check_eq("xavic, APIC BAR not mapped in the NPT: #VMEXIT NPF (400h)",
+             e.code, EXIT_NPF);
+    check_eq("xavic, not mapped: EXITINFO2 = the GPA", e.info2,
+             XAPIC_BASE + APIC_ID);
+    check_eq("xavic, not mapped: RIP on the load", e.rip,
+             (uint64_t)gx_read_insn);
+
+    /* read-only NPT mapping: reads served, writes #NPF */
+    avic_reset();
+    page_st(0, APIC_ID, 0x07000000);
+    xnpt_build((uint64_t)xapic_dummy | NPT_P_U);
+    e = xrun(gx_read, APIC_ID, 0, true);
+    check_eq("xavic, read-only NPT entry: read, no exit", e.code,
+             EXIT_VMMCALL);
+    check_eq("xavic, read-only NPT entry: read from the backing page",
+             gx_result, 0x07000000);
+    e = xrun(gx_write, APIC_TPR, 0x30, true);
+    check_eq("xavic, read-only NPT entry: write -> #VMEXIT NPF", e.code,
+             EXIT_NPF);
+    check_eq("xavic, read-only NPT entry: EXITINFO1 P|W", e.info1 & 3, 3);
+    check_eq("xavic, read-only NPT entry: TPR not written",
+             page_ld(0, APIC_TPR), 0);
+
+    /* 6. AVIC off: the access goes through the NPT to the page mapped */
+    avic_reset();
+    page_st(0, APIC_ID, 0x07000000);
+    xnpt_build((uint64_t)xapic_dummy | NPT_P_RW_U);
+    e = xrun(gx_read, APIC_ID, 0, false);
+    check_eq("xavic off: read, no exit", e.code, EXIT_VMMCALL);
+    check_eq("xavic off: read returns the NPT-mapped page", gx_result,
+             XAPIC_PATTERN);
+    e = xrun(gx_write, APIC_TPR, 0x30, false);
+    check_eq("xavic off: write, no exit", e.code, EXIT_VMMCALL);
+    check("xavic off: write lands in the NPT-mapped page, not the backing "
+          "page", xapic_dummy[APIC_TPR / 4] == 0x30 &&
+          page_ld(0, APIC_TPR) == 0);
+
+    /* 7. logical destinations, xAVIC and x2AVIC */
+    test_logical();
+}
+
+/* ---- end of xAVIC ---------------------------------------------------------- */
 
 void avictest_main(void)
 {
@@ -1271,6 +2000,7 @@ void avictest_main(void)
         test_doorbell();
         test_smp();
         test_ga();
+        test_xavic();
     } else {
         test_avic_off("AVIC bits set, CPUID without avic", true);
     }

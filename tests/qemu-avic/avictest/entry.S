@@ -232,4 +232,56 @@ g_icr_next:
     .align 8
 g_icr_value: .quad 0
 
+/*
+ * xAVIC pieces: 32-bit MMIO accesses to the APIC BAR page at FEE00000h.
+ * gx_write stores gx_value at gx_addr; gx_read / gx_readb load a dword / a
+ * byte from gx_addr into gx_result; gx_icr writes gx_icr_hi to ICR high
+ * (310h), then gx_icr_lo to ICR low (300h), which sends.
+ */
+    .section .text
+    .globl gx_write, gx_write_insn, gx_write_next
+gx_write:
+    mov gx_addr(%rip), %rdx
+    mov gx_value(%rip), %eax
+gx_write_insn:
+    movl %eax, (%rdx)
+gx_write_next:
+    vmmcall
+
+    .globl gx_read, gx_read_insn
+gx_read:
+    mov gx_addr(%rip), %rdx
+gx_read_insn:
+    movl (%rdx), %eax
+    mov %rax, gx_result(%rip)
+    vmmcall
+
+    .globl gx_readb, gx_readb_insn
+gx_readb:
+    mov gx_addr(%rip), %rdx
+gx_readb_insn:
+    movzbl (%rdx), %eax
+    mov %rax, gx_result(%rip)
+    vmmcall
+
+    .globl gx_icr, gx_icr_insn, gx_icr_next
+gx_icr:
+    mov $0xfee00000, %edx
+    mov gx_icr_hi(%rip), %eax
+    movl %eax, 0x310(%rdx)
+    mov gx_icr_lo(%rip), %eax
+gx_icr_insn:
+    movl %eax, 0x300(%rdx)
+gx_icr_next:
+    vmmcall
+
+    .section .data
+    .align 8
+    .globl gx_addr, gx_value, gx_result, gx_icr_hi, gx_icr_lo
+gx_addr:    .quad 0xfee00000
+gx_value:   .quad 0
+gx_result:  .quad 0
+gx_icr_hi:  .quad 0
+gx_icr_lo:  .quad 0
+
     .section .note.GNU-stack, "", @progbits
