@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # /init of the L1 initramfs of `cargo xtask qemu-avic kvm` (issue 6 item 4). Runs inside the
-# Debian 6.1 L1 kernel booted under the patched QEMU. For each `kvm_amd avic=` value in
-# /l2/avic-modes (default "0 1"): load kvm_amd with it, run the L2 (Debian's
+# Debian 6.1 L1 kernel booted under the patched QEMU. For each mode in /l2/avic-modes (default
+# "0 1"; a mode is a `kvm_amd avic=` value, with a trailing x for an xAPIC-mode L2 on q35):
+# load kvm_amd with it, run the L2 (Debian's
 # qemu-system-x86_64 with KVM, 2 vCPUs, the project's guest kernel + initramfs) and count the
 # L2's exits with ftrace hist triggers. Output, parsed by xtask (keep the format):
 #   === l1 dmesg avic=N          KVM/SVM/AVIC lines of dmesg after loading kvm_amd
@@ -27,6 +28,9 @@ mount -t debugfs debugfs /sys/kernel/debug
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 T=/sys/kernel/tracing
 L2_MACHINE="-machine microvm,pit=off,pic=off,rtc=off,isa-serial=on -bios /usr/share/qemu/qboot.rom"
+# Modes ending in x ("1x"): the L2 in xAPIC mode (its APIC through the MMIO page, i.e. xAVIC
+# with avic=1) on q35/SeaBIOS (a PIT that does not re-inject, which would inhibit AVIC).
+L2_MACHINE_XAPIC="-machine q35 -global kvm-pit.lost_tick_policy=discard"
 # /m/order: the modules in load order, kvm_amd last (loaded per run below).
 for m in $(cat /m/order 2>/dev/null || echo irqbypass kvm ccp kvm_amd); do
     [ $m = kvm_amd ] || insmod /m/$m.ko
@@ -52,8 +56,15 @@ hist_off() {
     ev $1 && echo "!hist:keys=$2:sort=hitcount" > $T/events/kvm/$1/trigger
 }
 for a in $modes; do
+    avic=${a%x}
+    machine=$(cat /l2/machine 2>/dev/null || echo "$L2_MACHINE")
+    append=$(cat /l2/append 2>/dev/null || echo console=ttyS0 panic=-1)
+    if [ "$avic" != "$a" ]; then
+        machine=$L2_MACHINE_XAPIC
+        append="$append nox2apic"
+    fi
     n0=$(dmesg | wc -l)
-    insmod /m/kvm_amd.ko avic=$a
+    insmod /m/kvm_amd.ko avic=$avic
     sleep 1
     echo "=== l1 dmesg avic=$a"
     dmesg | tail -n +$((n0 + 1)) | grep -iE "kvm|avic|svm"
@@ -71,15 +82,13 @@ for a in $modes; do
         grep -v '^#' $T/events/kvm/kvm_exit/hist | grep hitcount | tail -4 | sed 's/^/#p /'
       done ) &
     mon=$!
-    # /l2/machine: the L2 machine options (default: microvm with qboot, see NOTES.md: SeaBIOS
-    # starts the APs through the xAPIC MMIO page, i.e. xAVIC, which the patches lack).
+    # /l2/machine: the L2 machine options of the x2APIC modes (default: microvm with qboot,
+    # which starts no AP itself; the x modes exercise SeaBIOS and xAPIC).
     # The L2's console goes through a reader that snapshots the hists at the L2's `ipi`
     # step markers (its exit status through /tmp/l2rc: busybox sh has no PIPESTATUS).
-    ( timeout $secs /usr/bin/qemu-system-x86_64 -L /usr/share/qemu -enable-kvm \
-        $(cat /l2/machine 2>/dev/null || echo "$L2_MACHINE") \
+    ( timeout $secs /usr/bin/qemu-system-x86_64 -L /usr/share/qemu -enable-kvm $machine \
         -cpu host -smp 2 -m 256M -nodefaults -display none -serial stdio -no-reboot \
-        -kernel /l2/vmlinuz -initrd /l2/initrd.gz \
-        -append "$(cat /l2/append 2>/dev/null || echo console=ttyS0 panic=-1)" < /dev/null
+        -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "$append" < /dev/null
       echo $? > /tmp/l2rc ) | while IFS= read -r line; do
         echo "$line"
         case "$line" in

@@ -54,12 +54,13 @@ commands:
                        with the default guests (or S) and build/testguest.elf as module
                        `testguest`; exit 0 when the hypervisor reports all guests ended
                        cleanly (debug-exit 0x10), non-zero otherwise. -smp 4 by default.
-  qemu-avic [smoke | kvm [0] [1]]
+  qemu-avic [smoke | kvm [MODE...]]
                        build QEMU 10.0.2 with tests/qemu-avic/*.patch (SVM AVIC/x2AVIC emulation)
                        into ~/.cache/didvisor/qemu (rebuilt only when the series changes); smoke:
                        run its bare-metal avictest and the hypervisor's CPUID check on it; kvm:
-                       a Debian L1 on it runs a 2-vCPU L2 under KVM with kvm_amd avic=0 and
-                       avic=1 and prints the L2's exits (IPI and EOI exits must drop)
+                       a Debian L1 on it runs a 2-vCPU L2 under KVM with kvm_amd avic=0,
+                       avic=1 and avic=1 with an xAPIC L2 (modes 0 1 1x) and prints the
+                       L2's exits (IPI and EOI exits must drop)
   bench                boot the Debian guest directly in QEMU and under didvisor (direct and
                        emulated), 3 rounds, and print time to init, the ratio to plain QEMU,
                        and the hypervisor's exit counts as a table

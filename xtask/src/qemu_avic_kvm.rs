@@ -28,7 +28,7 @@ const L2_FIRMWARE: &[&str] = &[
     "/usr/share/qemu/linuxboot.bin",
     "/usr/share/qemu/qboot.rom",
 ];
-/// The L1 deadline (both L2 runs).
+/// The L1 deadline (all L2 runs).
 const L1_TIMEOUT_SECS: u64 = 1500;
 
 fn read(p: &Path) -> Result<Vec<u8>> {
@@ -421,8 +421,9 @@ pub fn phase_run(run: &Run, phase: &str) -> Option<Run> {
 }
 
 impl IpiSummary {
-    /// From the L2's `ipi` line and the exits between its `ipi begin` and `ipi rounds` lines.
-    pub fn of(run: &Run) -> Option<IpiSummary> {
+    /// From the L2's `ipi` line and the exits between its `ipi begin` and `ipi rounds` lines;
+    /// `xapic`: the L2 ran in xAPIC mode (its APIC is MMIO).
+    pub fn of(run: &Run, xapic: bool) -> Option<IpiSummary> {
         let line = run
             .guest
             .iter()
@@ -438,9 +439,12 @@ impl IpiSummary {
         Some(IpiSummary {
             rounds,
             rescheduling,
+            // An xAPIC guest's ICR and EOI writes that AVIC does not take are MMIO: NPF
+            // exits (counted once, here).
             ipi_exits: get("  msr write 830h (x2APIC ICR)")
                 + get("  avic incomplete ipi")
-                + get("  avic noaccel offset 300h"),
+                + get("  avic noaccel offset 300h")
+                + if xapic { get("exit NPF") } else { 0 },
             eoi_exits: get("  msr write 80bh (x2APIC EOI)") + get("  avic noaccel offset b0h"),
         })
     }
@@ -478,43 +482,40 @@ pub fn render_table(runs: &BTreeMap<String, Run>) -> String {
     s
 }
 
-/// The small table the issue asks for: IPIs the L2 took and the exits they and the EOIs cost.
-pub fn render_summary(s0: &IpiSummary, s1: &IpiSummary) -> String {
-    let rows = [
-        ("signal ping-pong rounds", s0.rounds, s1.rounds),
-        (
-            "rescheduling IPIs taken (L2's RES count)",
-            s0.rescheduling,
-            s1.rescheduling,
-        ),
-        (
-            "IPI exits (ICR 830h + 401h + 402h@300h)",
-            s0.ipi_exits,
-            s1.ipi_exits,
-        ),
-        (
-            "EOI exits (EOI 80Bh + 402h@B0h)",
-            s0.eoi_exits,
-            s1.eoi_exits,
-        ),
+/// The small table the issue asks for: IPIs the L2 took and the exits they and the EOIs cost,
+/// one column per mode.
+pub fn render_summary(cols: &[(&str, IpiSummary)]) -> String {
+    let rows: [(&str, fn(&IpiSummary) -> u64); 4] = [
+        ("signal ping-pong rounds", |s| s.rounds),
+        ("rescheduling IPIs taken (L2's RES count)", |s| {
+            s.rescheduling
+        }),
+        ("IPI exits (ICR 830h + 401h + 402h@300h)¹", |s| s.ipi_exits),
+        ("EOI exits (EOI 80Bh + 402h@B0h)", |s| s.eoi_exits),
     ];
-    let mut out = format!(
-        "{:<44} {:>12} {:>12}\n",
-        "L2 ipi step (exits between its markers)", "avic=0", "avic=1"
-    );
-    for (name, a, b) in rows {
-        out.push_str(&format!("{name:<44} {a:>12} {b:>12}\n"));
+    let mut out = format!("{:<44}", "L2 ipi step (exits between its markers)");
+    for (m, _) in cols {
+        out.push_str(&format!(" {:>12}", format!("avic={m}")));
     }
+    out.push('\n');
+    for (name, f) in rows {
+        out.push_str(&format!("{name:<44}"));
+        for (_, s) in cols {
+            out.push_str(&format!(" {:>12}", f(s)));
+        }
+        out.push('\n');
+    }
+    out.push_str("¹ xAPIC modes (x) also count every NPF exit: APIC MMIO that AVIC did not take\n");
     out
 }
 
-/// What must hold between the avic=0 and avic=1 runs, over the L2's `ipi` step: the L2 took
-/// at least one IPI per round in both (two are expected: one each way); without AVIC each IPI
-/// cost an exit; with AVIC at most one IPI in four did (what is left: IPIs to a vCPU that KVM
-/// had just descheduled); the EOI exits fell to at most a quarter.
-pub fn judge(s0: &IpiSummary, s1: &IpiSummary) -> Vec<String> {
+/// What must hold between the avic=0 run and an AVIC run (`mode`, e.g. "1" or "1x"), over the
+/// L2's `ipi` step: the L2 took at least one IPI per round in both (two are expected: one each
+/// way); without AVIC each IPI cost an exit; with AVIC at most one IPI in four did (what is
+/// left: IPIs to a vCPU that KVM had just descheduled); the EOI exits fell to at most a quarter.
+pub fn judge(s0: &IpiSummary, mode: &str, s1: &IpiSummary) -> Vec<String> {
     let mut problems = Vec::new();
-    for (a, s) in [("0", s0), ("1", s1)] {
+    for (a, s) in [("0", s0), (mode, s1)] {
         if s.rounds == 0 || s.rescheduling < s.rounds {
             problems.push(format!(
                 "avic={a}: {} rescheduling IPIs for {} ping-pong rounds",
@@ -530,17 +531,25 @@ pub fn judge(s0: &IpiSummary, s1: &IpiSummary) -> Vec<String> {
     }
     if s1.ipi_exits * 4 > s1.rescheduling {
         problems.push(format!(
-            "avic=1: {} IPI exits for {} IPIs taken: more than one in four",
+            "avic={mode}: {} IPI exits for {} IPIs taken: more than one in four",
             s1.ipi_exits, s1.rescheduling
         ));
     }
     if s0.eoi_exits == 0 || s1.eoi_exits * 4 > s0.eoi_exits {
         problems.push(format!(
-            "EOI exits: avic=0 {}, avic=1 {}: not down to a quarter",
+            "EOI exits: avic=0 {}, avic={mode} {}: not down to a quarter",
             s0.eoi_exits, s1.eoi_exits
         ));
     }
     problems
+}
+
+/// `kvm_amd avic=` values to run, each optionally with `x` (an xAPIC-mode L2 on q35).
+pub const DEFAULT_MODES: &str = "0 1 1x";
+
+/// Whether `m` is a mode [`run`] knows.
+pub fn valid_mode(m: &str) -> bool {
+    matches!(m, "0" | "1" | "0x" | "1x")
 }
 
 /// Runs `cmd`, its stdout appended to `log`, with a deadline.
@@ -650,10 +659,10 @@ pub fn run(qemu: &Path, modes: &str) -> Result {
             problems.push(format!("avic={m}: no output from L1 for this run"));
         }
     }
-    if let Some(r) = runs.get("1") {
+    for (m, r) in runs.iter().filter(|(m, _)| m.starts_with('1')) {
         for want in ["AVIC enabled", "x2AVIC enabled"] {
             if !r.dmesg.iter().any(|l| l.contains(want)) {
-                problems.push(format!("avic=1: L1 dmesg lacks `{want}`"));
+                problems.push(format!("avic={m}: L1 dmesg lacks `{want}`"));
             }
         }
     }
@@ -665,21 +674,29 @@ pub fn run(qemu: &Path, modes: &str) -> Result {
             .cloned()
             .collect()
     };
-    if let (Some(r0), Some(r1)) = (runs.get("0"), runs.get("1")) {
-        if stable(r0) != stable(r1) {
-            problems.push(format!(
-                "L2 output differs: avic=0 {:?}, avic=1 {:?}",
-                stable(r0),
-                stable(r1)
-            ));
+    let mut cols = Vec::new();
+    for (m, r) in &runs {
+        match IpiSummary::of(r, m.ends_with('x')) {
+            Some(s) => cols.push((m.as_str(), s)),
+            None => problems.push(format!(
+                "avic={m}: no `didvisor-guest: ipi rounds N rescheduling M` line from the L2 \
+                 or no exit snapshots around it"
+            )),
         }
-        match (IpiSummary::of(r0), IpiSummary::of(r1)) {
-            (Some(s0), Some(s1)) => {
-                println!("{}", render_summary(&s0, &s1));
-                problems.extend(judge(&s0, &s1));
+    }
+    if !cols.is_empty() {
+        println!("{}", render_summary(&cols));
+    }
+    if let (Some(r0), Some((_, s0))) = (runs.get("0"), cols.iter().find(|(m, _)| *m == "0")) {
+        for (m, s1) in cols.iter().filter(|(m, _)| m.starts_with('1')) {
+            if stable(r0) != stable(&runs[*m]) {
+                problems.push(format!(
+                    "L2 output differs: avic=0 {:?}, avic={m} {:?}",
+                    stable(r0),
+                    stable(&runs[*m])
+                ));
             }
-            _ => problems
-                .push("no `didvisor-guest: ipi rounds N rescheduling M` line from the L2".into()),
+            problems.extend(judge(s0, m, s1));
         }
     }
     println!("{}", render_table(&runs));
@@ -784,8 +801,8 @@ mod tests {
         let runs = parse_l1(&out);
         // The progress line in the middle of the L2's console does not end its section.
         assert_eq!(runs["0"].guest.len(), 5);
-        let s0 = IpiSummary::of(&runs["0"]).unwrap();
-        let s1 = IpiSummary::of(&runs["1"]).unwrap();
+        let s0 = IpiSummary::of(&runs["0"], false).unwrap();
+        let s1 = IpiSummary::of(&runs["1"], false).unwrap();
         assert_eq!(
             s0,
             IpiSummary {
@@ -796,33 +813,40 @@ mod tests {
             }
         );
         assert_eq!((s1.ipi_exits, s1.eoi_exits, s1.rescheduling), (40, 0, 1800));
-        assert!(judge(&s0, &s1).is_empty(), "{:?}", judge(&s0, &s1));
-        assert!(render_summary(&s0, &s1).contains("IPI exits"));
+        assert!(
+            judge(&s0, "1", &s1).is_empty(),
+            "{:?}",
+            judge(&s0, "1", &s1)
+        );
+        let table = render_summary(&[("0", s0), ("1", s1), ("1x", s1)]);
+        assert!(table.contains("IPI exits"));
+        assert!(table.lines().next().unwrap().ends_with("avic=1x"));
+        assert!(valid_mode("1x") && valid_mode("0") && !valid_mode("2") && !valid_mode("x"));
 
         // With AVIC, half the IPIs still exit: refused.
-        let bad = IpiSummary::of(&parse_l1(&ipi_section(1, 0, 900, 0, 1800))["1"]).unwrap();
-        assert_eq!(judge(&s0, &bad).len(), 1);
+        let bad = IpiSummary::of(&parse_l1(&ipi_section(1, 0, 900, 0, 1800))["1"], false).unwrap();
+        assert_eq!(judge(&s0, "1", &bad).len(), 1);
         // Without AVIC, fewer exits than IPIs: the count is not trusted.
         let few = IpiSummary {
             ipi_exits: 10,
             ..s0
         };
-        assert_eq!(judge(&few, &s1).len(), 1);
+        assert_eq!(judge(&few, "1", &s1).len(), 1);
         // Too few IPIs in a run, and EOI exits that did not drop.
         let idle = IpiSummary {
             rescheduling: 3,
             ipi_exits: 3,
             ..s0
         };
-        assert_eq!(judge(&idle, &s1).len(), 1);
+        assert_eq!(judge(&idle, "1", &s1).len(), 1);
         let eoi = IpiSummary {
             eoi_exits: 200,
             ..s1
         };
-        assert_eq!(judge(&s0, &eoi).len(), 1);
+        assert_eq!(judge(&s0, "1", &eoi).len(), 1);
         // No snapshots: no summary.
         let mut no_snapshots = runs["0"].clone();
         no_snapshots.hist.clear();
-        assert_eq!(IpiSummary::of(&no_snapshots), None);
+        assert_eq!(IpiSummary::of(&no_snapshots, false), None);
     }
 }

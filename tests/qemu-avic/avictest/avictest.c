@@ -363,6 +363,38 @@ extern uint8_t g_selfipi[], g_selfipi_insn[];
 extern uint8_t g_nmi_icr[], g_nmi_icr_next[];
 extern uint8_t g_icr[], g_icr_next[];
 extern volatile uint64_t g_icr_value;
+extern uint8_t g_msr_rd[], g_msr_rd_insn[];
+extern uint8_t g_msr_wr[], g_msr_wr_insn[], g_msr_wr_next[];
+extern volatile uint64_t g_msr_num, g_msr_value;
+
+/* the L1's own IDT: #GP recovery and an interrupt counter (entry.S) */
+extern uint8_t host_gp[], host_msi[], host_iret[];
+extern volatile uint32_t host_msi_count;
+int rdmsr_safe(uint32_t msr, uint64_t *val);
+int wrmsr_safe(uint32_t msr, uint64_t val);
+static uint64_t host_idt[512] PAGE;
+
+static void host_idt_set(int vec, void *h)
+{
+    uint64_t a = (uint64_t)h;
+
+    host_idt[vec * 2] = (a & 0xffff) | (0x08ULL << 16) |
+                        (0x8e00ULL << 32) | ((a >> 16 & 0xffff) << 48);
+    host_idt[vec * 2 + 1] = a >> 32;
+}
+
+static void host_idt_load(void)
+{
+    struct __attribute__((packed)) {
+        uint16_t limit;
+        uint64_t base;
+    } idtr = { sizeof(host_idt) - 1, (uint64_t)host_idt };
+
+    host_idt_set(13, host_gp);
+    host_idt_set(0x90, host_msi);           /* IOMMU_MSI_VECTOR */
+    host_idt_set(0xff, host_iret);          /* spurious */
+    __asm__ volatile("lidt %0" : : "m"(idtr));
+}
 
 static void guest_reset_log(void)
 {
@@ -417,6 +449,16 @@ static void guest_tpr(void)
 }
 
 /* Take whatever the host left pending in the backing page. */
+/* MOV to CR8, then MOV from CR8 (V_TPR, 15.29.4.1). */
+static void guest_cr8(void)
+{
+    uint64_t cr8;
+
+    __asm__ volatile("mov %%cr8, %0" : "=r"(cr8));
+    g_val[0] = cr8;
+    __asm__ volatile("mov %0, %%cr8" : : "r"(9ULL));
+}
+
 static void guest_sti(void)
 {
     __asm__ volatile("sti; nop; nop; cli" ::: "memory");
@@ -433,6 +475,7 @@ static void guest_done(void)
 /* ---- host side ------------------------------------------------------------ */
 
 static bool have_avic, have_x2avic, have_npt;
+static unsigned maxphyaddr;     /* CPUID 8000_0008 EAX[7:0] */
 
 struct exit {
     uint64_t code, info1, info2, rip;
@@ -563,6 +606,86 @@ static void test_tpr(void)
     check_eq("tpr: delivered after CR8 <- 0", g_val[3], 1);
     check_eq("tpr: vector 0x45", g_log[0], 0x45);
     check_eq("tpr: backing page TPR = 0", page_ld(0, APIC_TPR), 0);
+
+    /* V_TPR (15.29.3.1, 15.29.4.1): TPR writes copy bits 7:4 into it */
+    avic_reset();
+    g_msr_num = 0x808;
+    g_msr_value = 0x7c;
+    vmcb_setup(g_msr_wr, true, false);
+    e = run();
+    check_eq("v_tpr: TPR write 7Ch through MSR 808h: no exit", e.code,
+             EXIT_VMMCALL);
+    check_eq("v_tpr: VMCB V_TPR (int_ctl[3:0]) = 7 after #VMEXIT",
+             r64(VMCB_INT_CTL) & 0xf, 7);
+    avic_reset();
+    vmcb_setup(guest_cr8, true, false);
+    w32(VMCB_INT_CTL, INT_CTL_AVIC | INT_CTL_X2AVIC | 6);   /* V_TPR 6 */
+    e = run();
+    check_eq("v_tpr: CR8 read returns V_TPR (6; page TPR 0)", g_val[0], 6);
+    check_eq("v_tpr: CR8 <- 9: VMCB V_TPR = 9", r64(VMCB_INT_CTL) & 0xf, 9);
+    check_eq("v_tpr: CR8 <- 9: backing page TPR = 90h", page_ld(0, APIC_TPR),
+             0x90);
+}
+
+/*
+ * x2APIC mode's access checks come before AVIC's (15.29.10; APM 16.11,
+ * Table 16-6): #GP for a write to a read-only register, a read of a
+ * write-only one, an MSR x2APIC mode lacks and reserved bits.  SELF_IPI is
+ * handled as an ICR self-IPI: vector < 16 is 401h cause 4.
+ */
+static struct exit run_msr(void *entry, uint32_t msr, uint64_t val)
+{
+    avic_reset();
+    g_msr_num = msr;
+    g_msr_value = val;
+    vmcb_setup(entry, true, false);
+    return run();
+}
+
+#define EXIT_GP (EXIT_EXCP_BASE + 13)
+
+static void test_x2apic_checks(void)
+{
+    static const struct {
+        const char *name;
+        bool write;
+        uint32_t msr;
+        uint64_t val;
+    } gp[] = {
+        { "ID write (802h, read-only)", true, 0x802, 5 },
+        { "LDR write (80Dh, read-only)", true, 0x80d, 1 },
+        { "EOI read (80Bh, write-only)", false, 0x80b, 0 },
+        { "SELF_IPI read (83Fh, write-only)", false, 0x83f, 0 },
+        { "DFR read (80Eh, not in x2APIC mode)", false, 0x80e, 0 },
+        { "ESR write of 1 (828h, must be 0)", true, 0x828, 1 },
+        { "TMICT write with bit 32 set", true, 0x838, 1ULL << 32 },
+        { "LVTT write, bits 18:17 = 10b (bits 31:18 MBZ)", true, 0x832,
+          (2 << 17) | 0x40 },
+    };
+    struct exit e;
+    unsigned i;
+
+    for (i = 0; i < sizeof(gp) / sizeof(gp[0]); i++) {
+        e = run_msr(gp[i].write ? g_msr_wr : g_msr_rd, gp[i].msr, gp[i].val);
+        puts_("x2avic ");
+        puts_(gp[i].name);
+        puts_(":\n");
+        check_eq("  #GP (exit 4Dh), not AVIC_NOACCEL", e.code, EXIT_GP);
+        check_eq("  RIP on the instruction", e.rip,
+                 (uint64_t)(gp[i].write ? g_msr_wr_insn : g_msr_rd_insn));
+    }
+    check_eq("x2avic ID write: backing page ID unchanged", page_ld(0, 0x20),
+             0);
+
+    e = run_msr(g_msr_wr, 0x83f, 0x0e);
+    check_eq("x2avic SELF_IPI vector 0Eh: #VMEXIT AVIC_INCOMPLETE_IPI",
+             e.code, EXIT_AVIC_INCOMPLETE_IPI);
+    check_eq("x2avic SELF_IPI vector 0Eh: cause 4 (invalid vector)",
+             e.info2 >> 32, 4);
+    check_eq("x2avic SELF_IPI vector 0Eh: EXITINFO1 = self-IPI ICR",
+             e.info1, (1ULL << 18) | 0x0e);
+    check_eq("x2avic SELF_IPI vector 0Eh: trap style, RIP past WRMSR", e.rip,
+             (uint64_t)g_msr_wr_next);
 }
 
 static void test_timer_traps(void)
@@ -626,14 +749,15 @@ static void test_nmi_icr(void)
 /*
  * IPIs through the physical APIC ID table (15.29.4): entry 0 is the sender
  * (running), 1 runs on host APIC ID 1 (the idle second CPU), 2 is not
- * running, 3 is not valid, 4 has no backing page; max index 7.
+ * running, 3 is not valid, 4 has a backing page above MAXPHYADDR (an
+ * invalid physical address, 15.29.4.3); max index 7.
  */
 static void ipi_tables(void)
 {
     avic_reset();
     phys_table[1] = PHYS_VALID | PHYS_RUNNING | 1 | (uint64_t)backing[1];
     phys_table[2] = PHYS_VALID | 2 | (uint64_t)backing[2];
-    phys_table[4] = PHYS_VALID | PHYS_RUNNING | 1;
+    phys_table[4] = PHYS_VALID | PHYS_RUNNING | 1 | (1ULL << maxphyaddr);
 }
 
 static struct exit run_icr(uint64_t icr)
@@ -662,7 +786,8 @@ static void check_401(const char *name, struct exit e, uint64_t icr,
 static void test_ipi(void)
 {
     struct exit e;
-    uint64_t icr;
+    uint64_t icr, irr0;
+    uint32_t saved;
 
     e = run_icr(X2_DEST(1) | 0x71);
     check_eq("ipi to a running target: no exit", e.code, EXIT_VMMCALL);
@@ -682,8 +807,23 @@ static void test_ipi(void)
     icr = X2_DEST(9) | 0x72;
     check_401("ipi beyond the max index (cause 2)", run_icr(icr), icr, 2, 9);
     icr = X2_DEST(4) | 0x72;
-    check_401("ipi to an entry without backing page (cause 3)", run_icr(icr),
-              icr, 3, 4);
+    check_401("ipi to a backing page above MAXPHYADDR (cause 3)",
+              run_icr(icr), icr, 3, 4);
+
+    /* A backing page at address 0 is valid: vIRR set there, no exit. */
+    irr0 = 0x200 + (0x72 >> 5) * 16;        /* launder the constant */
+    __asm__ volatile("" : "+r"(irr0));
+    saved = *(volatile uint32_t *)irr0;
+    ipi_tables();
+    phys_table[5] = PHYS_VALID | PHYS_RUNNING | 1;
+    g_icr_value = X2_DEST(5) | 0x72;
+    vmcb_setup(g_icr, true, false);
+    e = run();
+    check_eq("ipi to a backing page at address 0: no exit (not cause 3)",
+             e.code, EXIT_VMMCALL);
+    check("  vIRR bit 72h set in the page at 0",
+          *(volatile uint32_t *)irr0 & (1U << (0x72 & 31)));
+    *(volatile uint32_t *)irr0 = saved;
     icr = X2_DEST(1) | 0x0e;
     check_401("ipi with vector 0Eh (cause 4)", run_icr(icr), icr, 4, 0);
     check("  nothing set", page_reg_clear(1, APIC_IRR));
@@ -728,6 +868,7 @@ static void guest_doorbell(void)
 static void test_doorbell(void)
 {
     struct exit e;
+    uint64_t v;
 
     avic_reset();
     vmcb_setup(guest_doorbell, true, false);
@@ -739,8 +880,13 @@ static void test_doorbell(void)
              1);
     check_eq("doorbell: vector 0x71", g_log[0], 0x71);
     /* from the host, to the idle second CPU: no effect, no #GP */
-    wrmsr(0xc001011b, 1);
-    check("doorbell: host WRMSR to an idle core is harmless", true);
+    check_eq("doorbell: host WRMSR to an idle core is harmless (no #GP)",
+             wrmsr_safe(0xc001011b, 1), 0);
+    /* Figure 15-22: bits 63:8 MBZ; any read is #GP */
+    check_eq("doorbell: host WRMSR with bits 63:8 set (101h): #GP",
+             wrmsr_safe(0xc001011b, 0x101), 1);
+    check_eq("doorbell: host RDMSR C001_011Bh: #GP",
+             rdmsr_safe(0xc001011b, &v), 1);
 }
 
 /* ---- two vCPUs: guest 1 on the second CPU --------------------------------- */
@@ -1092,13 +1238,33 @@ static bool host_irr(int vec)
     return (rdmsr(0x820 + (vec >> 5)) >> (vec & 31)) & 1;
 }
 
+/*
+ * Take the interrupts pending at the host's APIC: software-enable it, open
+ * an interrupt window (GIF is 0 after every #VMEXIT: STGI, STI), then close
+ * it and disable the APIC again (so later MSIs stay in IRR).  Returns how
+ * many IOMMU MSIs host_msi has counted so far.
+ */
+static uint32_t host_msi_drain(void)
+{
+    int i;
+
+    wrmsr(0x80f, 0x1ff);
+    __asm__ volatile("stgi; sti");
+    for (i = 0; i < 1000; i++) {
+        __asm__ volatile("pause" ::: "memory");
+    }
+    __asm__ volatile("cli; clgi");
+    wrmsr(0x80f, 0xff);
+    return host_msi_count;
+}
+
 static void test_ga_nvme(bool gam, uint64_t galog_tail);
 
 static void test_ga(void)
 {
     int edu = pci_find(0x11e81234), iommu = pci_find(0x14191022);
     uint16_t devid;
-    uint64_t efr, want;
+    uint64_t efr, want, galog_base_reset;
     bool gam;
 
     if (edu < 0 || iommu < 0) {
@@ -1124,6 +1290,7 @@ static void test_ga(void)
 
     memset(devtab, 0, sizeof(devtab));
     memset(galog, 0, sizeof(galog));
+    galog_base_reset = iommu_rd(IOMMU_GALOG_BASE);
     /* DTE: V; IV, IntTabLen 1 (2 entries), table, IntCtl 10b (remapped) */
     devtab[devid * 4] = 1;
     devtab[devid * 4 + 2] = 1 | (1 << 1) | (uint64_t)irt | (2ULL << 60);
@@ -1145,6 +1312,24 @@ static void test_ga(void)
         return;
     }
     check("ga: Status GALogRun", iommu_rd(IOMMU_STATUS) & STATUS_GALOG_RUN);
+    check_eq("ga: GALogLen resets to 1000b (512 entries)",
+             galog_base_reset >> 56 & 0xf, 8);
+    iommu_wr(IOMMU_GALOG_HEAD, ~0ULL);
+    check_eq("ga: GA log head pointer is bits 15:3",
+             iommu_rd(IOMMU_GALOG_HEAD), 0xfff8);
+    iommu_wr(IOMMU_GALOG_HEAD, 0);
+
+    /* 0. GAMEn 011b (reserved, not 001b): GuestMode IRTEs are not posted */
+    iommu_wr(IOMMU_CONTROL, CTL_IOMMU_EN | CTL_GA_EN | (3ULL << 25) |
+             CTL_GALOG_EN | CTL_GAINT_EN);
+    smp_tables(false);
+    irte_guest(0x72, false, true);
+    edu_msi();
+    check("ga GAMEn=011b: GuestMode IRTE not posted (vIRR clear)",
+          page_reg_clear(1, APIC_IRR));
+    check_eq("ga GAMEn=011b: no GA log entry", iommu_rd(IOMMU_GALOG_TAIL), 0);
+    iommu_wr(IOMMU_CONTROL, CTL_IOMMU_EN | CTL_GA_EN | CTL_GAM_EN |
+             CTL_GALOG_EN | CTL_GAINT_EN);
 
     /* 1. IsRun=1: posted into guest 1's page, doorbell, taken, no exit. */
     smp_tables(true);
@@ -1179,10 +1364,24 @@ static void test_ga(void)
     check("ga IsRun=0: Status GAInt", iommu_rd(IOMMU_STATUS) & STATUS_GA_INT);
     check("ga IsRun=0: GA log interrupt (IOMMU MSI) pending at the host",
           host_irr(IOMMU_MSI_VECTOR));
+    check_eq("ga IsRun=0: the host takes one IOMMU MSI (vector 90h)",
+             host_msi_drain(), 1);
+    /* GAInt still set: the next entry is logged without an interrupt */
+    edu_msi();
+    check_eq("ga IsRun=0 again, GAInt still set: GA log tail = 16",
+             iommu_rd(IOMMU_GALOG_TAIL), 16);
+    check_eq("ga IsRun=0 again: no second IOMMU MSI (GAInt 0->1 only)",
+             host_msi_drain(), 1);
     iommu_wr(IOMMU_STATUS, STATUS_GA_INT);
     check("ga IsRun=0: GAInt is write-1-to-clear",
           !(iommu_rd(IOMMU_STATUS) & STATUS_GA_INT));
-    iommu_wr(IOMMU_GALOG_HEAD, 8);
+    edu_msi();
+    check_eq("ga IsRun=0 after GAInt cleared: GA log tail = 24",
+             iommu_rd(IOMMU_GALOG_TAIL), 24);
+    check_eq("ga IsRun=0 after GAInt cleared: a new IOMMU MSI",
+             host_msi_drain(), 2);
+    iommu_wr(IOMMU_STATUS, STATUS_GA_INT);
+    iommu_wr(IOMMU_GALOG_HEAD, 24);
     phys_table[1] |= PHYS_RUNNING;
     ap_run_guest1();
     check("ga IsRun=0: taken by guest 1 after VMRUN", wait_for(&g1_nlog, 1));
@@ -1197,9 +1396,9 @@ static void test_ga(void)
     check("ga IsRun=0 GALogIntr=0: vIRR has 0x73",
           page_test_vec(1, APIC_IRR, 0x73));
     check_eq("ga IsRun=0 GALogIntr=0: no GA log entry",
-             iommu_rd(IOMMU_GALOG_TAIL), 8);
+             iommu_rd(IOMMU_GALOG_TAIL), 24);
 
-    test_ga_nvme(true, 8);
+    test_ga_nvme(true, 24);
 }
 
 /* ---- GA posting of the NVMe controller's MSI-X (QEMU's nvme, 1B36:0010) ---
@@ -1400,9 +1599,9 @@ static void test_ga_nvme(bool gam, uint64_t galog_tail)
     }
 
     /*
-     * 1. IsRun=1: the completion's MSI-X is posted and taken, no exit.  (The
-     * host IRR still holds the edu run's GA log interrupt, so GAInt, cleared
-     * by test_ga, is what shows whether a new one was raised.)
+     * 1. IsRun=1: the completion's MSI-X is posted and taken, no exit.
+     * (GAInt, cleared by test_ga, shows whether a GA log interrupt was
+     * raised.)
      */
     smp_tables(true);
     irte_guest_nvme(0x71, true, true);
@@ -1472,6 +1671,41 @@ static void test_avic_off(const char *name, bool avic_bits)
     e = run();
     check_eq("  C guest: first exit is MSR (7Ch)", e.code, EXIT_MSR);
     check_eq("  C guest: no interrupt delivered", g_nlog, 0);
+}
+
+/* VMEXIT_INVALID (-1); QEMU stores only EXITCODE[31:0], so compare those */
+#define EXIT_INVALID    0xffffffffU
+
+/*
+ * VMRUN checks of the AVIC fields: x2AVIC_ENABLE without AVIC_ENABLE
+ * (15.29.4.1) and AVIC_PHYSICAL_MAX_INDEX (0F8h bits 11:0) above 511 in
+ * x2AVIC mode or above 255 in xAVIC mode (15.29.4.3) fail VMRUN.
+ */
+static struct exit run_vmrun_check(uint32_t int_ctl, uint32_t max_index)
+{
+    avic_reset();
+    vmcb_setup(guest_done, true, false);
+    w32(VMCB_INT_CTL, int_ctl);
+    w64(VMCB_AVIC_PHYSICAL, (uint64_t)phys_table | max_index);
+    return run();
+}
+
+static void test_vmrun_checks(void)
+{
+    check_eq("vmrun: x2AVIC_ENABLE without AVIC_ENABLE: VMEXIT_INVALID",
+             run_vmrun_check(INT_CTL_X2AVIC, 7).code & 0xffffffff,
+             EXIT_INVALID);
+    check_eq("vmrun: x2AVIC, max index 511: runs",
+             run_vmrun_check(INT_CTL_AVIC | INT_CTL_X2AVIC, 511).code,
+             EXIT_VMMCALL);
+    check_eq("vmrun: x2AVIC, max index 512: VMEXIT_INVALID",
+             run_vmrun_check(INT_CTL_AVIC | INT_CTL_X2AVIC, 512).code &
+             0xffffffff, EXIT_INVALID);
+    check_eq("vmrun: xAVIC, max index 255: runs",
+             run_vmrun_check(INT_CTL_AVIC, 255).code, EXIT_VMMCALL);
+    check_eq("vmrun: xAVIC, max index 256: VMEXIT_INVALID",
+             run_vmrun_check(INT_CTL_AVIC, 256).code & 0xffffffff,
+             EXIT_INVALID);
 }
 
 /* ---- xAVIC ---------------------------------------------------------------- */
@@ -1709,6 +1943,26 @@ static void test_xavic_traps(void)
     check_eq("xavic TMCCT read: EXITINFO1 = 390h, read", e.info1, APIC_TMCCT);
     check_eq("xavic TMCCT read: fault style, RIP on the load", e.rip,
              (uint64_t)gx_read_insn);
+
+    /* Table 15-22: EOI and RRR reads are allowed (the page's value) */
+    avic_reset();
+    page_st(0, APIC_EOI, 0xe0e0);
+    e = xrun(gx_read, APIC_EOI, 0, true);
+    check_eq("xavic EOI read: allowed, no exit", e.code, EXIT_VMMCALL);
+    check_eq("xavic EOI read: the backing page value", gx_result, 0xe0e0);
+    avic_reset();
+    page_st(0, 0xc0, 0xc0c0);
+    e = xrun(gx_read, 0xc0, 0, true);
+    check_eq("xavic RRR (0C0h) read: allowed, no exit", e.code, EXIT_VMMCALL);
+    check_eq("xavic RRR (0C0h) read: the backing page value", gx_result,
+             0xc0c0);
+    /* an offset the table does not list (3A0h): allowed, written */
+    avic_reset();
+    e = xrun(gx_write, 0x3a0, 0x3a3a, true);
+    check_eq("xavic write of unlisted 3A0h: allowed, no exit", e.code,
+             EXIT_VMMCALL);
+    check_eq("xavic write of unlisted 3A0h: in the backing page",
+             page_ld(0, 0x3a0), 0x3a3a);
 
     /* Not a 32-bit access at a register offset: fault style (model's choice) */
     avic_reset();
@@ -1968,6 +2222,9 @@ void avictest_main(void)
     puts_(have_avic ? ": avic yes" : ": avic no");
     puts_(have_x2avic ? ", x2avic yes\n" : ", x2avic no\n");
     check("npt advertised", have_npt);
+    cpuid(0x80000008, &a, &b, &c, &d);
+    maxphyaddr = a & 0xff;
+    host_idt_load();
 
     /*
      * Mask both 8259s: the BIOS leaves the PIT's IRQ 0 unmasked, and the
@@ -1991,9 +2248,11 @@ void avictest_main(void)
     test_avic_off("avic off in the VMCB", false);
     if (have_avic && have_x2avic) {
         test_avic_off("avic on, MSRPM intercepts 800h-8FFh", true);
+        test_vmrun_checks();
         test_selfipi_eoi();
         test_tpr();
         test_timer_traps();
+        test_x2apic_checks();
         test_level_eoi();
         test_nmi_icr();
         test_ipi();
@@ -2003,6 +2262,11 @@ void avictest_main(void)
         test_xavic();
     } else {
         test_avic_off("AVIC bits set, CPUID without avic", true);
+        avic_reset();
+        vmcb_setup(guest_done, true, false);
+        w32(VMCB_INT_CTL, INT_CTL_X2AVIC);
+        check_eq("x2AVIC_ENABLE alone, CPUID without avic: ignored, runs",
+                 run().code, EXIT_VMMCALL);
     }
 
     puts_("avictest: ");

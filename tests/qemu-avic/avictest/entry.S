@@ -232,6 +232,126 @@ g_icr_next:
     .align 8
 g_icr_value: .quad 0
 
+/* g_msr_rd / g_msr_wr: RDMSR into / WRMSR of g_msr_value, MSR g_msr_num */
+    .section .text
+    .globl g_msr_rd, g_msr_rd_insn, g_msr_wr, g_msr_wr_insn, g_msr_wr_next
+g_msr_rd:
+    mov g_msr_num(%rip), %ecx
+g_msr_rd_insn:
+    rdmsr
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, g_msr_value(%rip)
+    vmmcall
+
+g_msr_wr:
+    mov g_msr_num(%rip), %ecx
+    mov g_msr_value(%rip), %rax
+    mov %rax, %rdx
+    shr $32, %rdx
+g_msr_wr_insn:
+    wrmsr
+g_msr_wr_next:
+    vmmcall
+
+    .section .data
+    .align 8
+    .globl g_msr_num, g_msr_value
+g_msr_num:      .quad 0
+g_msr_value:    .quad 0
+
+/*
+ * The L1's own IDT (host_idt in avictest.c).  rdmsr_safe / wrmsr_safe arm
+ * host_gp_fixup with their recovery address; host_gp (#GP) resumes there,
+ * dropping the error code.  A #GP with nothing armed ends the run (fail).
+ * host_msi counts an interrupt (the IOMMU's MSI, vector 90h) and EOIs the
+ * x2APIC; host_iret takes the spurious vector.
+ */
+    .section .text
+    .globl host_gp, host_msi, host_iret, rdmsr_safe, wrmsr_safe
+host_gp:
+    push %rax
+    mov host_gp_fixup(%rip), %rax
+    test %rax, %rax
+    jz host_gp_unexpected
+    mov %rax, 16(%rsp)              /* RIP, above RAX and the error code */
+    movq $0, host_gp_fixup(%rip)
+    pop %rax
+    add $8, %rsp
+    iretq
+host_gp_unexpected:
+    lea host_gp_msg(%rip), %rsi
+    mov $0xe9, %dx
+host_gp_puts:
+    lodsb
+    test %al, %al
+    jz host_gp_exit
+    out %al, %dx
+    jmp host_gp_puts
+host_gp_exit:
+    mov $0xf4, %dx
+    mov $0x11, %eax
+    out %eax, %dx
+host_gp_hlt:
+    hlt
+    jmp host_gp_hlt
+
+host_msi:
+    push %rax
+    push %rcx
+    push %rdx
+    lock incl host_msi_count(%rip)
+    mov $0x80b, %ecx                /* x2APIC EOI */
+    xor %eax, %eax
+    xor %edx, %edx
+    wrmsr
+    pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+
+host_iret:
+    iretq
+
+/* int rdmsr_safe(uint32_t msr, uint64_t *val): 0, or 1 after a #GP */
+rdmsr_safe:
+    lea rdmsr_safe_gp(%rip), %rax
+    mov %rax, host_gp_fixup(%rip)
+    mov %edi, %ecx
+    rdmsr
+    movq $0, host_gp_fixup(%rip)
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, (%rsi)
+    xor %eax, %eax
+    ret
+rdmsr_safe_gp:
+    mov $1, %eax
+    ret
+
+/* int wrmsr_safe(uint32_t msr, uint64_t val): 0, or 1 after a #GP */
+wrmsr_safe:
+    lea wrmsr_safe_gp(%rip), %rax
+    mov %rax, host_gp_fixup(%rip)
+    mov %edi, %ecx
+    mov %rsi, %rax
+    mov %rsi, %rdx
+    shr $32, %rdx
+    wrmsr
+    movq $0, host_gp_fixup(%rip)
+    xor %eax, %eax
+    ret
+wrmsr_safe_gp:
+    mov $1, %eax
+    ret
+
+    .section .data
+    .align 8
+    .globl host_msi_count
+host_gp_fixup:  .quad 0
+host_msi_count: .long 0
+host_gp_msg:    .asciz "FAIL unexpected #GP in the L1\n"
+
 /*
  * xAVIC pieces: 32-bit MMIO accesses to the APIC BAR page at FEE00000h.
  * gx_write stores gx_value at gx_addr; gx_read / gx_readb load a dword / a
