@@ -482,10 +482,13 @@ pub fn render_table(runs: &BTreeMap<String, Run>) -> String {
     s
 }
 
+/// One row of [`render_summary`]: which number of an [`IpiSummary`] it shows.
+type SummaryField = fn(&IpiSummary) -> u64;
+
 /// The small table the issue asks for: IPIs the L2 took and the exits they and the EOIs cost,
 /// one column per mode.
 pub fn render_summary(cols: &[(&str, IpiSummary)]) -> String {
-    let rows: [(&str, fn(&IpiSummary) -> u64); 4] = [
+    let rows: [(&str, SummaryField); 4] = [
         ("signal ping-pong rounds", |s| s.rounds),
         ("rescheduling IPIs taken (L2's RES count)", |s| {
             s.rescheduling
