@@ -15,10 +15,13 @@
 //! | [`backing`] | backing-page register layout, IRR/ISR helpers, doorbell | §15.29.3, §15.29.6 |
 //! | [`model`] | a software model of the IPI delivery the hardware performs | §15.29.4 |
 //! | [`features`] | CPUID checks | CPUID 8000_000A |
+//! | [`selftest`] | expectations and judge of the boot-time self-test | §15.29.3–§15.29.10 |
 //!
 //! Facts were taken from `shared/design.md` ("Facts to design AVIC/GA by", from Linux
 //! `arch/x86/kvm/svm/avic.c` and `asm/svm.h`) and checked against the APM (publication 24593,
-//! rev. 3.4x) §15.29. QEMU TCG emulates no AVIC: everything here is tested on the host only.
+//! rev. 3.4x) §15.29. Upstream QEMU TCG emulates no AVIC: this crate is tested on the host, and
+//! [`selftest`] judges what the hypervisor's boot-time self-test observes on the machine itself
+//! (and under the patched QEMU of `tests/qemu-avic/`).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -27,6 +30,7 @@ pub mod backing;
 pub mod exit;
 pub mod features;
 pub mod model;
+pub mod selftest;
 pub mod table;
 pub mod vmcb;
 

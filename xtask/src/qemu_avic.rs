@@ -659,6 +659,36 @@ pub fn check_svm_line(serial: &str, avic: bool, x2avic: bool) -> std::result::Re
     }
 }
 
+/// How many checks the hypervisor's boot-time AVIC self-test runs (`avic::selftest::CHECKS`).
+pub const AVIC_SELFTEST_CHECKS: usize = 4;
+
+/// The hypervisor's AVIC self-test line: `avic: self-test (x2AVIC|xAVIC) passed: 4 of 4
+/// checks` in the mode the CPU offers, or the skipped line without AVIC.
+pub fn check_avic_selftest_line(
+    serial: &str,
+    avic: bool,
+    x2avic: bool,
+) -> std::result::Result<(), String> {
+    const SKIPPED: &str =
+        "avic: not supported by this CPU (CPUID 8000_000A EDX bit 13 clear); self-test skipped";
+    let line = serial
+        .lines()
+        .map(str::trim_end)
+        .find(|l| l.starts_with("avic: self-test (") || *l == SKIPPED);
+    let want = if !avic {
+        SKIPPED.to_string()
+    } else {
+        let mode = if x2avic { "x2AVIC" } else { "xAVIC" };
+        let n = AVIC_SELFTEST_CHECKS;
+        format!("avic: self-test ({mode}) passed: {n} of {n} checks")
+    };
+    match line {
+        Some(l) if l == want => Ok(()),
+        Some(l) => Err(format!("expected `{want}`, got `{l}`")),
+        None => Err(format!("no AVIC self-test line (expected `{want}`)")),
+    }
+}
+
 /// Compiler flags for avictest: freestanding 64-bit code, no red zone (the guest takes
 /// interrupts on the same stack), no SSE (`__attribute__((interrupt))` handlers need that).
 const AVICTEST_CFLAGS: &[&str] = &[
@@ -838,7 +868,8 @@ fn smoke_avictest(bin: &Path, work: &Path) -> Result<(u32, u32)> {
 }
 
 /// Runs avictest (see [`smoke_avictest`]), then boots the hypervisor image under the patched
-/// QEMU and checks CPUID 8000_000A EDX bits 13 and 18 as the hypervisor sees them; the guests
+/// QEMU and checks CPUID 8000_000A EDX bits 13 and 18 as the hypervisor sees them and the
+/// verdict of its boot-time AVIC self-test (passed in the CPU's mode, or skipped); the guests
 /// must still end cleanly.
 fn smoke() -> Result {
     let bin = binary();
@@ -884,15 +915,24 @@ fn smoke() -> Result {
             .status()
             .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
         let serial = fs::read_to_string(&log).unwrap_or_default();
-        let verdict = check_svm_line(&serial, avic, x2avic).and_then(|_| match status.code() {
-            Some(33) => Ok(()),
-            Some(c) => Err(format!("QEMU exit {}", ::tests::describe_exit(c))),
-            None => Err(format!("QEMU killed: {status}")),
-        });
+        let verdict = check_svm_line(&serial, avic, x2avic)
+            .and_then(|_| check_avic_selftest_line(&serial, avic, x2avic))
+            .and_then(|_| match status.code() {
+                Some(33) => Ok(()),
+                Some(c) => Err(format!("QEMU exit {}", ::tests::describe_exit(c))),
+                None => Err(format!("QEMU killed: {status}")),
+            });
         match verdict {
             Ok(()) => {
                 passed += 1;
-                println!("xtask: qemu-avic smoke: -cpu {cpu}: ok");
+                let selftest = serial
+                    .lines()
+                    .find(|l| l.starts_with("avic: self-test") || l.starts_with("avic: not"))
+                    .unwrap_or_default();
+                println!(
+                    "xtask: qemu-avic smoke: -cpu {cpu}: ok ({})",
+                    selftest.trim_end()
+                );
             }
             Err(e) => {
                 failed += 1;
@@ -1049,6 +1089,30 @@ mod tests {
         assert!(check_svm_line(serial, true, true).is_err());
         assert!(check_svm_line(serial, false, false).is_err());
         assert!(check_svm_line("nothing\n", false, false).is_err());
+    }
+
+    #[test]
+    fn avic_selftest_line() {
+        let x2 = "svm: enabled on 2 of 2 cpus\navic: check 1 of 4 ok: self-IPI: ...\n\
+                  avic: self-test (x2AVIC) passed: 4 of 4 checks\r\nguest a: ended\n";
+        assert_eq!(check_avic_selftest_line(x2, true, true), Ok(()));
+        // The mode must be the one the CPU offers.
+        assert!(check_avic_selftest_line(x2, true, false).is_err());
+        assert!(check_avic_selftest_line(x2, false, false).is_err());
+        let x = "avic: self-test (xAVIC) passed: 4 of 4 checks\n";
+        assert_eq!(check_avic_selftest_line(x, true, false), Ok(()));
+        let failed = "avic: self-test (xAVIC) FAILED: delivery: handler runs: got 0, expected 1 \
+                      (3 of 4 checks passed)\n";
+        let e = check_avic_selftest_line(failed, true, false).unwrap_err();
+        assert!(e.contains("FAILED: delivery"), "{e}");
+        // Fewer checks than the self-test has.
+        let short = "avic: self-test (xAVIC) passed: 3 of 3 checks\n";
+        assert!(check_avic_selftest_line(short, true, false).is_err());
+        let skipped = "avic: not supported by this CPU (CPUID 8000_000A EDX bit 13 clear); \
+                       self-test skipped\n";
+        assert_eq!(check_avic_selftest_line(skipped, false, false), Ok(()));
+        assert!(check_avic_selftest_line(skipped, true, true).is_err());
+        assert!(check_avic_selftest_line("svm: enabled\n", false, false).is_err());
     }
 
     #[test]

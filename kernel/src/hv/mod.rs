@@ -3,6 +3,8 @@
 
 pub mod acpi;
 pub mod apic;
+pub mod avic_selftest;
+pub mod avic_selftest_guest;
 pub mod canary;
 pub mod cpu;
 pub mod exit;
@@ -146,6 +148,11 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     if enabled as usize != cpus.len {
         fatal(format_args!("svm: not every cpu enabled SVM"));
     }
+    // Before any guest: check on this machine what `irq=avic` will rely on.
+    avic_selftest::run(
+        features.features.bits(),
+        HOST_VMCB[0].load(Ordering::SeqCst),
+    );
     if let Some(ecam) = &platform.ecam {
         pci_host::list(ecam);
     }
@@ -183,8 +190,9 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
                 ));
             }
             fatal(format_args!(
-                "guest {}: irq=avic is not implemented yet; use irq=direct or irq=emulated",
-                g.name
+                "guest {}: irq=avic is not implemented yet (AVIC self-test: {}); use irq=direct or irq=emulated",
+                g.name,
+                avic_selftest::verdict()
             ));
         }
         let vf = match (g.vf, vfs.get(index)) {
