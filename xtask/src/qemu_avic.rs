@@ -818,9 +818,9 @@ fn smoke_avictest(bin: &Path, work: &Path) -> Result<(u32, u32)> {
     let elf = build_avictest()?;
     // (log name, cpu, extra devices, minimum number of checks that must have run)
     let cases: [(&str, &str, &[&str], u32); 4] = [
-        ("avic", "max,+avic,+x2avic", &[], 262),
-        ("avic-ga", "max,+avic,+x2avic", GA_DEVICES_ON, 313),
-        ("avic-ga-off", "max,+avic,+x2avic", GA_DEVICES_OFF, 271),
+        ("avic", "max,+avic,+x2avic", &[], 266),
+        ("avic-ga", "max,+avic,+x2avic", GA_DEVICES_ON, 317),
+        ("avic-ga-off", "max,+avic,+x2avic", GA_DEVICES_OFF, 275),
         ("noavic", "max", &[], 14),
     ];
     let (mut passed, mut failed) = (0, 0);

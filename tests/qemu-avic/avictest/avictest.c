@@ -1690,6 +1690,45 @@ static struct exit run_vmrun_check(uint32_t int_ctl, uint32_t max_index)
     return run();
 }
 
+/*
+ * The AVIC pointers must be legal physical addresses; they are checked at
+ * VMRUN (15.29.4.3).  One above MAXPHYADDR at a time: the backing page and
+ * the physical table (both modes), the logical table (xAVIC, where it is
+ * used; x2AVIC does not use it, 15.29.10).
+ */
+static struct exit run_pointer_check(uint32_t int_ctl, uint32_t field)
+{
+    uint64_t bad = 1ULL << maxphyaddr;
+
+    avic_reset();
+    vmcb_setup(guest_done, true, false);
+    w32(VMCB_INT_CTL, int_ctl);
+    if (field == VMCB_AVIC_PHYSICAL) {
+        w64(field, bad | 7);
+    } else {
+        w64(field, bad);
+    }
+    return run();
+}
+
+static void test_vmrun_pointer_checks(void)
+{
+    check_eq("vmrun: x2AVIC, backing page above MAXPHYADDR: VMEXIT_INVALID",
+             run_pointer_check(INT_CTL_AVIC | INT_CTL_X2AVIC,
+                               VMCB_AVIC_BACKING).code & 0xffffffff,
+             EXIT_INVALID);
+    check_eq("vmrun: x2AVIC, physical table above MAXPHYADDR: VMEXIT_INVALID",
+             run_pointer_check(INT_CTL_AVIC | INT_CTL_X2AVIC,
+                               VMCB_AVIC_PHYSICAL).code & 0xffffffff,
+             EXIT_INVALID);
+    check_eq("vmrun: xAVIC, logical table above MAXPHYADDR: VMEXIT_INVALID",
+             run_pointer_check(INT_CTL_AVIC, VMCB_AVIC_LOGICAL).code &
+             0xffffffff, EXIT_INVALID);
+    check_eq("vmrun: xAVIC, backing page above MAXPHYADDR: VMEXIT_INVALID",
+             run_pointer_check(INT_CTL_AVIC, VMCB_AVIC_BACKING).code &
+             0xffffffff, EXIT_INVALID);
+}
+
 static void test_vmrun_checks(void)
 {
     check_eq("vmrun: x2AVIC_ENABLE without AVIC_ENABLE: VMEXIT_INVALID",
@@ -1706,6 +1745,7 @@ static void test_vmrun_checks(void)
     check_eq("vmrun: xAVIC, max index 256: VMEXIT_INVALID",
              run_vmrun_check(INT_CTL_AVIC, 256).code & 0xffffffff,
              EXIT_INVALID);
+    test_vmrun_pointer_checks();
 }
 
 /* ---- xAVIC ---------------------------------------------------------------- */
