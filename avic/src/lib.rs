@@ -13,6 +13,7 @@
 //! | [`vmcb`] | the VMCB AVIC fields (0x060, 0x098, 0x0E0, 0x0F0, 0x0F8) | §15.29.3.1, App. B |
 //! | [`exit`] | decoding of the two AVIC exits, trap vs fault | §15.29.9 |
 //! | [`backing`] | backing-page register layout, IRR/ISR helpers, doorbell | §15.29.3, §15.29.6 |
+//! | [`mode`] | the hypervisor's `irq=avic` mode: backing page at reset, exit actions, admission, counters | §15.29.3, §15.29.9, §15.29.10 |
 //! | [`model`] | a software model of the IPI delivery the hardware performs | §15.29.4 |
 //! | [`features`] | CPUID checks | CPUID 8000_000A |
 //! | [`selftest`] | expectations and judge of the boot-time self-test | §15.29.3–§15.29.10 |
@@ -29,6 +30,7 @@
 pub mod backing;
 pub mod exit;
 pub mod features;
+pub mod mode;
 pub mod model;
 pub mod selftest;
 pub mod table;

@@ -92,6 +92,8 @@ pub struct BootFiles {
 /// A QEMU boot of didvisor, built up and then [`run`](Qemu::run).
 #[derive(Debug, Clone)]
 pub struct Qemu {
+    /// The QEMU binary (default `qemu-system-x86_64` from PATH).
+    binary: PathBuf,
     smp: u32,
     memory_mb: u32,
     cpu: String,
@@ -116,6 +118,7 @@ impl Qemu {
     /// 60 s timeout, expect a clean exit (33).
     pub fn new() -> Qemu {
         Qemu {
+            binary: PathBuf::from("qemu-system-x86_64"),
             smp: 4,
             memory_mb: 1024,
             cpu: "max".into(),
@@ -134,6 +137,17 @@ impl Qemu {
     pub fn type_after(mut self, marker: &str, text: &str) -> Self {
         self.serial_input = Some((marker.into(), text.into()));
         self
+    }
+
+    /// Runs another QEMU binary (the patched AVIC build of `tests/qemu-avic/`).
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = path.into();
+        self
+    }
+
+    /// The QEMU binary this run uses.
+    pub fn binary_path(&self) -> &std::path::Path {
+        &self.binary
     }
 
     pub fn smp(mut self, n: u32) -> Self {
@@ -319,7 +333,7 @@ impl Qemu {
             });
         }
         let args = self.qemu_args(&files, SerialOut::File(&log_path));
-        let command_line = format!("qemu-system-x86_64 {}", shell_words(&args));
+        let command_line = format!("{} {}", self.binary.display(), shell_words(&args));
         let _ = fs::write(work.join("qemu-command.txt"), &command_line);
         eprintln!("[{test_name}] {command_line}");
         let stderr_path = work.join("qemu-stderr.txt");
@@ -341,14 +355,17 @@ impl Qemu {
             Typist::start(fifo, log_path.clone(), marker, text)
         });
         let start = Instant::now();
-        let mut child = Command::new("qemu-system-x86_64")
+        let mut child = Command::new(&self.binary)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("starting qemu-system-x86_64 (run `cargo xtask deps`): {e}")
+                panic!(
+                    "starting {} (run `cargo xtask deps`): {e}",
+                    self.binary.display()
+                )
             });
         let mut timed_out = false;
         let status = loop {

@@ -10,6 +10,10 @@
 //!   interrupts: 404 sent to this vcpu by the hypervisor, 0 injected at exits
 //! guest NAME: vf 00:04.1: 26 device interrupts went through exits
 //! ```
+//!
+//! In `irq=avic` mode one more indented line follows `interrupts:` (see `avic::mode::AvicCounts`):
+//! `avic: exits eoi 0, timer 31, apic 7, tmcct 3, gp 0, fixed-ipi 0, start-ipi 2, other-ipi 0,
+//! ipi-errors 0; posted timer 250, device 12, doorbells 12`.
 
 use std::collections::BTreeMap;
 
@@ -88,6 +92,41 @@ pub fn apic_counts(serial: &str, guest: &str, vcpu: u32) -> Option<ApicCounts> {
     })
 }
 
+/// The AVIC exits and postings of one vCPU in `irq=avic` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AvicCounts {
+    /// 402h exits for level-triggered EOIs.
+    pub eoi: u64,
+    /// 402h exits for timer-register writes.
+    pub timer: u64,
+    /// 401h exits for fixed IPIs (a target not running).
+    pub fixed_ipi: u64,
+    /// 401h exits for INIT/SIPI.
+    pub start_ipi: u64,
+    /// 401h exits for invalid IPIs.
+    pub ipi_errors: u64,
+    /// Timer vectors posted into the backing page before a VMRUN.
+    pub posted_timer: u64,
+    /// Device interrupts posted into the backing page.
+    pub posted_device: u64,
+}
+
+/// The `avic:` line of `guest`'s vCPU `vcpu`.
+pub fn avic_counts(serial: &str, guest: &str, vcpu: u32) -> Option<AvicCounts> {
+    let mut after = after_header(serial, guest, vcpu)?;
+    let line = after.find(|l| l.trim_start().starts_with("avic: exits"))?;
+    let (exits, posted) = line.split_once("; posted")?;
+    Some(AvicCounts {
+        eoi: number_after(exits, "eoi ")?,
+        timer: number_after(exits, "timer ")?,
+        fixed_ipi: number_after(exits, "fixed-ipi ")?,
+        start_ipi: number_after(exits, "start-ipi ")?,
+        ipi_errors: number_after(exits, "ipi-errors ")?,
+        posted_timer: number_after(posted, "timer ")?,
+        posted_device: number_after(posted, "device ")?,
+    })
+}
+
 /// `guest NAME: vf BDF: N device interrupts went through exits`.
 pub fn vf_interrupts_via_exits(serial: &str, guest: &str) -> Option<u64> {
     let prefix = format!("guest {guest}: vf ");
@@ -120,7 +159,33 @@ mod tests {
         "  x2apic msr exits: eoi 1129, timer 44, tpr 2, icr 7, self-ipi 0, other 80\n",
         "  interrupts: 345 sent to this vcpu by the hypervisor, 1129 injected at exits\n",
         "guest lin: vf 00:04.1: 26 device interrupts went through exits\n",
+        "guest av: vcpu 0 exits:\n",
+        "  exit reason  count  cycles/exit\n",
+        "  intr  855  57959\n",
+        "  avic_noaccel  873  40490\n",
+        "  total  1728\n",
+        "  x2apic msr exits: eoi 0, timer 0, tpr 0, icr 0, self-ipi 0, other 0\n",
+        "  interrupts: 198 sent to this vcpu by the hypervisor, 0 injected at exits\n",
+        "  avic: exits eoi 0, timer 807, apic 39, tmcct 27, gp 0, fixed-ipi 2, start-ipi 4, other-ipi 0, ipi-errors 1; posted timer 902, device 198, doorbells 198\n",
     );
+
+    #[test]
+    fn avic_line() {
+        assert_eq!(
+            avic_counts(REPORT, "av", 0),
+            Some(AvicCounts {
+                eoi: 0,
+                timer: 807,
+                fixed_ipi: 2,
+                start_ipi: 4,
+                ipi_errors: 1,
+                posted_timer: 902,
+                posted_device: 198,
+            })
+        );
+        assert_eq!(avic_counts(REPORT, "lin", 0), None);
+        assert_eq!(exit_table(REPORT, "av", 0).unwrap().get("intr"), Some(&855));
+    }
 
     #[test]
     fn exit_table_of_the_right_vcpu() {

@@ -6,6 +6,7 @@ mod deps;
 mod linux;
 mod qemu_avic;
 mod qemu_avic_kvm;
+mod qemu_avic_linux;
 
 use std::env;
 use std::fs;
@@ -65,13 +66,16 @@ commands:
                        emulated), 3 rounds, and print time to init, the ratio to plain QEMU,
                        and the hypervisor's exit counts as a table
   linux-run [--mode direct|avic|emulated] [--smp N] [--append S] [--prebuilt]
-            [-- QEMU ARGS...]
+            [--qemu PATH] [--cpu MODEL] [-- QEMU ARGS...]
                        build, then boot the hypervisor with the Debian kernel as guest `lin`
                        (modules build/linux/vmlinuz `linux`, build/linux/initrd.cpio.gz
                        `initrd`; irq=MODE, default direct; S is added to the guest's kernel
-                       command line, e.g. didvisor.test=nvme). -smp 2 by default. Exit 0
+                       command line, e.g. didvisor.test=nvme). -smp 2 by default; the
+                       guest gets every CPU but the service core (--smp 3: 2 vCPUs). Exit 0
                        when the guest printed `didvisor-guest: done` and the hypervisor
-                       ended cleanly (debug-exit 0x10).
+                       ended cleanly (debug-exit 0x10). --qemu runs another QEMU binary
+                       and --cpu another -cpu model (default max); for --mode avic:
+                       --qemu $(cargo xtask qemu-avic | tail -1) --cpu max,+avic,+x2avic
   linux-qemu [--smp N] [--append S] [--prebuilt] [-- QEMU ARGS...]
                        the same kernel and initramfs directly in QEMU (-kernel, -initrd,
                        -smp 1 -m 256M by default, like the guest), no hypervisor: the
@@ -387,6 +391,9 @@ struct RunOpts {
     mode: Option<String>,
     smp: Option<u32>,
     append: Option<String>,
+    /// `--qemu PATH` and `--cpu MODEL` (linux-run).
+    qemu: Option<String>,
+    cpu: Option<String>,
     prebuilt: bool,
     /// Arguments after `--`, passed to QEMU.
     extra: Vec<String>,
@@ -409,7 +416,14 @@ fn parse_run_opts(args: &[String], allowed: &[&str]) -> Result<RunOpts> {
             continue;
         }
         let mut matched = false;
-        for flag in ["--cmdline", "--mode", "--smp", "--append"] {
+        for flag in [
+            "--cmdline",
+            "--mode",
+            "--smp",
+            "--append",
+            "--qemu",
+            "--cpu",
+        ] {
             if !allowed.contains(&flag) {
                 continue;
             }
@@ -435,6 +449,8 @@ fn parse_run_opts(args: &[String], allowed: &[&str]) -> Result<RunOpts> {
                             })?,
                     )
                 }
+                "--qemu" => o.qemu = Some(v),
+                "--cpu" => o.cpu = Some(v),
                 _ => o.append = Some(v),
             }
             break;
@@ -466,7 +482,8 @@ fn qemu_console(q: &Qemu, kernel: &Path, watch: Option<&str>) -> Result<Console>
     };
     let qargs = q.qemu_args(&files, SerialOut::Stdio);
     banner(&format!(
-        "qemu-system-x86_64 {} (Ctrl-A X quits)",
+        "{} {} (Ctrl-A X quits)",
+        q.binary_path().display(),
         qargs
             .iter()
             .map(|a| if a.contains(' ') || a.is_empty() {
@@ -478,12 +495,12 @@ fn qemu_console(q: &Qemu, kernel: &Path, watch: Option<&str>) -> Result<Console>
             .join(" ")
     ));
     let start = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
+    let mut child = Command::new(q.binary_path())
         .args(&qargs)
         .current_dir(repo_root())
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run qemu-system-x86_64: {e}"))?;
+        .map_err(|e| format!("cannot run {}: {e}", q.binary_path().display()))?;
     let mut out = child
         .stdout
         .take()
@@ -596,16 +613,35 @@ fn report_linux_boot(what: &str, c: &Console) {
 
 /// `linux-run`: the Debian kernel as a guest of the hypervisor.
 fn linux_run(args: &[String]) -> Result {
-    let o = parse_run_opts(args, &["--mode", "--smp", "--append", "--prebuilt"])?;
+    let o = parse_run_opts(
+        args,
+        &[
+            "--mode",
+            "--smp",
+            "--append",
+            "--prebuilt",
+            "--qemu",
+            "--cpu",
+        ],
+    )?;
     build_or_stage(o.prebuilt)?;
+    let smp = o.smp.unwrap_or(2);
+    // One vCPU per QEMU CPU but the service core's.
+    let cores = if smp > 2 {
+        format!("cores=1-{},", smp - 1)
+    } else {
+        "cores=1,".to_string()
+    };
     let spec = linux::guest_spec(
         o.mode.as_deref().unwrap_or("direct"),
         o.append.as_deref().unwrap_or(""),
-    );
+    )
+    .replacen("cores=1,", &cores, 1);
     let mut q = Qemu::new()
-        .smp(o.smp.unwrap_or(2))
+        .binary(o.qemu.as_deref().unwrap_or("qemu-system-x86_64"))
+        .smp(smp)
         .memory_mb(1024)
-        .cpu("max")
+        .cpu(o.cpu.as_deref().unwrap_or("max"))
         .boot(Boot::Multiboot1)
         .cmdline(&run_cmdline(&spec))
         .module(linux::vmlinuz(), linux::KERNEL_MODULE_NAME)
@@ -762,10 +798,22 @@ mod tests_ {
                 mode: Some("emulated".into()),
                 smp: Some(3),
                 append: Some("didvisor.test=nvme".into()),
+                qemu: None,
+                cpu: None,
                 prebuilt: true,
                 extra: s(&["-s", "--smp"]),
             }
         );
+        let o = parse_run_opts(
+            &s(&["--qemu", "/q/qemu", "--cpu", "max,+avic,+x2avic"]),
+            &["--qemu", "--cpu"],
+        )
+        .unwrap();
+        assert_eq!(
+            (o.qemu.as_deref(), o.cpu.as_deref()),
+            (Some("/q/qemu"), Some("max,+avic,+x2avic"))
+        );
+        assert!(parse_run_opts(&s(&["--qemu", "/q"]), &["--smp"]).is_err());
         assert_eq!(parse_run_opts(&[], &all).unwrap(), RunOpts::default());
         assert!(parse_run_opts(&s(&["--mode", "posted"]), &all).is_err());
         assert!(parse_run_opts(&s(&["--smp", "0"]), &all).is_err());

@@ -943,6 +943,22 @@ fn smoke() -> Result {
             }
         }
     }
+    // The hypervisor's irq=avic mode with the Debian guest, and its refusals.
+    for p in [::tests::linux_kernel(), ::tests::linux_initrd()] {
+        if !p.is_file() {
+            return fail(format!(
+                "{} missing: run `cargo xtask build` first",
+                p.display()
+            ));
+        }
+    }
+    let seq: String = (1..=crate::qemu_avic_linux::SEQ)
+        .map(|i| format!("{i}\n"))
+        .collect();
+    let checksum = sha256_of(seq.as_bytes())?;
+    let (p, f) = crate::qemu_avic_linux::smoke(&bin, &checksum);
+    passed += p;
+    failed += f;
     println!("qemu-avic smoke: {passed} passed, {failed} failed");
     if failed > 0 {
         return fail(format!(

@@ -1,9 +1,12 @@
-//! The guest's x2APIC MSRs in both exitless-or-not modes, and the routing of the IPIs guests send.
+//! The guest's x2APIC MSRs in every interrupt mode, and the routing of the IPIs guests send.
 //!
 //! - emulated: every x2APIC MSR exits and is served by the vCPU's virtual local APIC.
 //! - direct: only what `didvisor::irqchip::direct` traps exits here: ID/LDR/version reads, ICR
 //!   writes (translated to physical IPIs between the guest's own cores), SVR writes (kept enabled)
 //!   and writes to LVTs wired to the host platform (ignored).
+//! - avic: no x2APIC MSR exits at all (AVIC takes them); the ICR of an IPI AVIC does not deliver
+//!   (401h cause 0: INIT, SIPI, NMI, lowest priority) comes here as a write to the vCPU's `Lapic`
+//!   model and is routed like an emulated-mode IPI (see `avic_vcpu`).
 
 use super::platform::VirtualPlatform;
 use super::timer;

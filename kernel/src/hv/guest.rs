@@ -141,10 +141,10 @@ impl Vm {
         }
     }
 
-    /// Direct mode leaves HLT to the hardware, so a guest halted for good never exits by itself:
-    /// an NMI (one exit per vCPU per period) lets each vCPU check.
+    /// Direct and avic modes leave HLT to the hardware, so a guest halted for good never exits by
+    /// itself: an NMI (one exit per vCPU per period) lets each vCPU check.
     pub fn watchdog(&self) {
-        if self.config.irq == IrqMode::Direct {
+        if self.config.irq != IrqMode::Emulated {
             self.recall_vcpus();
         }
     }
@@ -300,6 +300,16 @@ pub fn build(
             let access = didvisor::irqchip::direct::direct_mode_access(msr);
             let _ = msr_map.set(msr, MsrRw::Read, !access.read);
             let _ = msr_map.set(msr, MsrRw::Write, !access.write);
+        }
+    }
+    if config.irq == IrqMode::Avic {
+        // x2AVIC serves the x2APIC MSRs (accelerated, a 402h exit, or #GP); an intercept would
+        // take precedence (APM §15.29.10). IA32_APIC_BASE stays intercepted.
+        for msr in avic::mode::X2APIC_MSRS {
+            if let Some((read, write)) = avic::mode::intercepts_x2apic_msr(msr) {
+                let _ = msr_map.set(msr, MsrRw::Read, read);
+                let _ = msr_map.set(msr, MsrRw::Write, write);
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod acpi;
 pub mod apic;
+pub mod avic_mode;
 pub mod avic_selftest;
 pub mod avic_selftest_guest;
 pub mod canary;
@@ -183,17 +184,20 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
             ));
         }
         if g.irq == didvisor::config::IrqMode::Avic {
-            if !avic::features::avic_supported(features.features.bits()) {
-                fatal(format_args!(
-                    "guest {}: irq=avic needs SVM AVIC (CPUID 8000_000A EDX bit 13), which this CPU lacks; use irq=direct or irq=emulated",
-                    g.name
-                ));
+            let selftest = match avic_selftest::verdict() {
+                avic_selftest::Verdict::Unsupported => avic::mode::SelfTest::Unsupported,
+                avic_selftest::Verdict::Passed(m) => avic::mode::SelfTest::Passed(m),
+                _ => avic::mode::SelfTest::NotPassed,
+            };
+            let cores = g.cores.iter().map(|c| cpus.ids[c]);
+            if let Err(why) = avic::mode::admit(selftest, g.vf.is_some(), cores) {
+                log::error!(
+                    "guest {}: {why} (AVIC self-test: {}); use irq=direct or irq=emulated; the guest does not start",
+                    g.name,
+                    avic_selftest::verdict()
+                );
+                continue;
             }
-            fatal(format_args!(
-                "guest {}: irq=avic is not implemented yet (AVIC self-test: {}); use irq=direct or irq=emulated",
-                g.name,
-                avic_selftest::verdict()
-            ));
         }
         let vf = match (g.vf, vfs.get(index)) {
             (Some(bdf), Some(Err(why))) => {

@@ -6,10 +6,13 @@
 //! guest's port and MMIO accesses. Interrupts reach a vCPU
 //! - in `emulated` mode: set in its virtual local APIC, plus a kick IPI so its core exits and injects;
 //! - in `direct` mode: as a physical fixed IPI with the guest's vector to its core, taken through the
-//!   guest's IDT with no exit.
+//!   guest's IDT with no exit;
+//! - in `avic` mode: set in its AVIC backing page's IRR, plus a doorbell to its core, taken with no
+//!   exit (see `avic_mode`).
 //!
 //! Lock order: legacy devices, then IOAPIC, then a local APIC. No lock is held across VMRUN.
 
+use super::avic_mode::AvicGuest;
 use super::{idt, timer, x2apic};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use didvisor::config::IrqMode;
@@ -110,6 +113,8 @@ pub struct VirtualPlatform {
     /// When the legacy devices next need a tick (u64::MAX: none), so the service core's loop
     /// does not take their lock (and slow down the vCPU's port accesses) for nothing.
     next_tick: AtomicU64,
+    /// `irq=avic`: the backing pages and APIC-ID tables.
+    pub avic: Option<AvicGuest>,
 }
 
 impl VirtualPlatform {
@@ -135,6 +140,7 @@ impl VirtualPlatform {
             parked: AtomicU32::new(0),
             npt_generation: AtomicU64::new(0),
             next_tick: AtomicU64::new(u64::MAX),
+            avic: (mode == IrqMode::Avic).then(|| AvicGuest::new(&vcpu_cores[..vcpu_count])),
         }
     }
 
@@ -224,7 +230,12 @@ impl VirtualPlatform {
                     x2apic::send_fixed(core, vector);
                 }
             }
-            IrqMode::Emulated | IrqMode::Avic => {
+            IrqMode::Avic => {
+                if let Some(avic) = &self.avic {
+                    avic.post_device(vcpu, vector, trigger == TriggerMode::Level);
+                }
+            }
+            IrqMode::Emulated => {
                 slot.lapic.lock().accept(vector, trigger);
                 if core != u32::MAX && core != x2apic::id() {
                     x2apic::send_fixed(core, idt::VECTOR_KICK);

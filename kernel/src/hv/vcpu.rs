@@ -24,6 +24,9 @@ use svm::paging::GuestMemory;
 use svm::segment::LongModeEntry;
 use svm::{Gpa, Gva, Vmcb};
 
+#[path = "avic_vcpu.rs"]
+mod avic_vcpu;
+
 /// Debug console port (one byte per OUT), as in Bochs and QEMU.
 pub const DEBUG_CONSOLE_PORT: u16 = 0xe9;
 /// The IOAPIC's MMIO page (the MADT tells the guest).
@@ -54,6 +57,8 @@ pub struct Vcpu {
     apic_timer_per_ms: u64,
     /// The guest's nested-page-table generation this vCPU's TLB last saw.
     npt_generation: u64,
+    /// `irq=avic`: the AVIC exits and postings of this vCPU.
+    avic: avic::mode::AvicCounts,
 }
 
 /// How the run loop continues after an exit.
@@ -79,6 +84,7 @@ impl Vcpu {
             injected: 0,
             apic_timer_per_ms: 0,
             npt_generation: 0,
+            avic: avic::mode::AvicCounts::default(),
         };
         if vm.config.irq != IrqMode::Direct {
             v.apic_timer_per_ms = x2apic::calibrate_timer(timer::tsc_per_ms()).max(1);
@@ -108,11 +114,15 @@ impl Vcpu {
             | InterceptMisc1::IOIO_PROT
             | InterceptMisc1::MSR_PROT
             | InterceptMisc1::SHUTDOWN;
-        if vm.config.irq != IrqMode::Direct {
+        match vm.config.irq {
             // Emulated: host interrupts (wake-up timer, kicks) exit so the hypervisor can inject;
-            // HLT exits so it can wait for the next virtual interrupt. In direct mode neither
-            // exits: physical interrupts go through the guest's IDT and HLT halts the real core.
-            misc1 |= InterceptMisc1::INTR | InterceptMisc1::HLT;
+            // HLT exits so it can wait for the next virtual interrupt.
+            IrqMode::Emulated => misc1 |= InterceptMisc1::INTR | InterceptMisc1::HLT,
+            // AVIC: the host timer that stands in for the guest's LAPIC timer exits; HLT halts the
+            // core in guest mode, and a doorbell or the host timer ends it (see avic_mode).
+            IrqMode::Avic => misc1 |= InterceptMisc1::INTR,
+            // Direct: physical interrupts go through the guest's IDT and HLT halts the real core.
+            IrqMode::Direct => {}
         }
         v.set_misc1(misc1);
         v.set_misc2(InterceptMisc2::VMRUN | InterceptMisc2::VMMCALL);
@@ -129,6 +139,10 @@ impl Vcpu {
         v.set_tlb_control(TlbControl::FlushAll);
         v.set_nested_control(NestedControl::NP_ENABLE);
         v.n_cr3 = vm.npt_root;
+        if vm.config.irq == IrqMode::Avic {
+            self.avic_enable();
+        }
+        let v = self.vmcb();
         let gdt_limit = (guest_layout::GDT_ENTRIES.len() * 8 - 1) as u32;
         v.set_long_mode_state(&LongModeEntry {
             cr3: guest_layout::PML4,
@@ -174,9 +188,12 @@ impl Vcpu {
             }
         }
         self.vm.mark_started();
+        self.avic_set_running(true);
         loop {
-            if self.vm.config.irq != IrqMode::Direct {
-                self.prepare_emulated_entry();
+            match self.vm.config.irq {
+                IrqMode::Emulated => self.prepare_emulated_entry(),
+                IrqMode::Avic => self.prepare_avic_entry(),
+                IrqMode::Direct => {}
             }
             let generation = self.platform().npt_generation.load(Ordering::Acquire);
             if generation != self.npt_generation {
@@ -200,6 +217,7 @@ impl Vcpu {
                 break;
             }
         }
+        self.avic_set_running(false);
         if self.vm.config.irq != IrqMode::Direct {
             x2apic::arm_timer(idt::VECTOR_HOST_TIMER, 0);
         } else {
@@ -221,6 +239,9 @@ impl Vcpu {
             slot.delivered.load(Ordering::Relaxed),
             self.injected
         );
+        if self.vm.config.irq == IrqMode::Avic {
+            println!("  {}", self.avic_counts());
+        }
     }
 
     /// The state a startup IPI leaves an application processor in (AMD APM vol. 2, 14.1.5 and
@@ -279,6 +300,12 @@ impl Vcpu {
         }
         let deadline = lapic.next_timer_deadline();
         drop(lapic);
+        self.arm_host_timer(deadline, now);
+    }
+
+    /// Arms this core's host timer to fire at `deadline` (hypervisor nanoseconds; `None` stops
+    /// it): the stand-in for the guest's LAPIC timer in the emulated and avic modes.
+    fn arm_host_timer(&self, deadline: Option<u64>, now: u64) {
         let ticks = deadline.map_or(0, |d| {
             let ns = d.saturating_sub(now).max(1000);
             (u128::from(ns) * u128::from(self.apic_timer_per_ms) / 1_000_000)
@@ -357,7 +384,7 @@ impl Vcpu {
             // The hypervisor's NMIs: recall at guest end (handled above) and, in direct mode, the
             // service core's once-a-second look at whether the guest halted for good.
             ExitCode::Nmi => {
-                if self.vm.config.irq == IrqMode::Direct && self.halted_with_interrupts_off(rip) {
+                if self.vm.config.irq != IrqMode::Emulated && self.halted_with_interrupts_off(rip) {
                     self.park(rip)
                 } else {
                     Next::Resume
@@ -368,6 +395,8 @@ impl Vcpu {
                 Next::Resume
             }
             ExitCode::Hlt => self.halt(rip),
+            ExitCode::AvicIncompleteIpi => self.avic_incomplete_ipi(info1, info2),
+            ExitCode::AvicNoAccel => self.avic_noaccel(info1, info2),
             ExitCode::Shutdown => self.end(format_args!("triple fault (shutdown) at rip {rip:#x}")),
             ExitCode::Vmrun | ExitCode::Vmmcall => self.inject(EventInj::exception(VECTOR_UD, None)),
             ExitCode::Invalid => {
@@ -460,6 +489,7 @@ impl Vcpu {
     /// often parks its other processors like this while one of them shuts down; the guest is over
     /// only when every vCPU is parked.
     fn park(&mut self, rip: u64) -> Next {
+        self.avic_set_running(false);
         if self.platform().park() {
             return self.end(format_args!(
                 "halted forever (every vcpu in HLT with interrupts disabled; last at rip {rip:#x})"
@@ -567,14 +597,20 @@ impl Vcpu {
                 apic::write(self.platform(), vcpu, msr, value)
             }
         };
+        self.finish_apic(outcome, 2)
+    }
+
+    /// Acts on an x2APIC access's outcome; `len` is how far RIP moves on success (2 for an
+    /// intercepted RDMSR/WRMSR, 0 after a trap-like AVIC exit).
+    fn finish_apic(&mut self, outcome: ApicOutcome, len: u64) -> Next {
         match outcome {
             ApicOutcome::Done => {
-                self.vmcb().rip += 2;
+                self.vmcb().rip += len;
                 Next::Resume
             }
             ApicOutcome::Fault => {
                 log::debug!(
-                    "guest {}: vcpu {}: {access:?} of x2APIC MSR {msr:#x}: #GP",
+                    "guest {}: vcpu {}: x2APIC access: #GP",
                     self.vm.config.name,
                     self.id
                 );
@@ -586,7 +622,7 @@ impl Vcpu {
                     didvisor::irqchip::DeliveryMode::Init => slot.init(),
                     _ => slot.startup(ipi.vector),
                 }
-                self.vmcb().rip += 2;
+                self.vmcb().rip += len;
                 Next::Resume
             }
         }

@@ -164,6 +164,15 @@ impl Lapic {
         true
     }
 
+    /// `irq=avic`: takes the highest vector this model raised (timer, error LVT) out of its IRR,
+    /// with whether it is level-triggered, so the caller can post it to the AVIC backing page,
+    /// where priority, ISR and EOI are the hardware's.
+    pub fn take_requested(&mut self) -> Option<(u8, bool)> {
+        let vector = self.irr.highest()?;
+        self.irr.remove(vector);
+        Some((vector, self.tmr.contains(vector)))
+    }
+
     /// End of interrupt: retires the highest in-service vector and returns it with whether it was
     /// level-triggered; `None` if nothing was in service.
     pub fn eoi(&mut self) -> Option<(u8, bool)> {

@@ -476,3 +476,27 @@ fn init_resets_all_but_the_id() {
     apic.init_reset();
     assert_eq!(apic, Lapic::new(7, GHZ));
 }
+
+/// `irq=avic`: the timer's vector leaves the model's IRR for the backing page, once per expiry,
+/// and a periodic timer re-arms.
+#[test]
+fn avic_takes_the_timer_vector_out_of_the_model() {
+    let mut apic = enabled(0);
+    assert_eq!(apic.take_requested(), None);
+    // Periodic, vector ECh, divide by 1, 1000 ticks of the 1 GHz clock = 1 us.
+    write(&mut apic, MSR_TIMER_DIVIDE, 0xb);
+    write(&mut apic, MSR_LVT_TIMER, (1 << 17) | 0xec);
+    write(&mut apic, MSR_TIMER_INITIAL, 1000);
+    assert_eq!(apic.next_timer_deadline(), Some(1000));
+    assert!(!apic.tick(999));
+    assert_eq!(apic.take_requested(), None);
+    assert!(apic.tick(1000));
+    assert_eq!(apic.take_requested(), Some((0xec, false)));
+    assert_eq!(apic.take_requested(), None, "taken once");
+    assert_eq!(apic.next_timer_deadline(), Some(2000), "periodic re-arms");
+    // Nothing went in service: ISR and EOI are the hardware's in this mode.
+    assert_eq!(read(&apic, MSR_ISR0 + 7), 0);
+    // A level-triggered request keeps its trigger mode.
+    apic.accept(0x41, TriggerMode::Level);
+    assert_eq!(apic.take_requested(), Some((0x41, true)));
+}

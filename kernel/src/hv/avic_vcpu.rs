@@ -1,0 +1,165 @@
+//! A vCPU in `irq=avic` mode (x2AVIC): what it does before each VMRUN and with the two AVIC
+//! exits. The decisions are `avic::mode`'s; this is the glue to the vCPU, its emulated timer and
+//! the virtual IOAPIC.
+//!
+//! - Before VMRUN: the emulated LAPIC timer is settled; an expiry is posted as the guest's timer
+//!   vector in the backing page IRR (AVIC delivers it at VMRUN, by priority, into vISR; the
+//!   guest's EOI is accelerated), and the host timer on this core is armed for the next expiry.
+//!   Its interrupt is the one exit per tick this increment pays (INTR is intercepted).
+//! - 401h: INIT/SIPI/NMI and other types AVIC does not deliver are emulated like in the other
+//!   modes; "target not running" rings the targets (AVIC already set their IRR bits); invalid
+//!   IPIs are logged, counted and dropped.
+//! - 402h: trapped writes of the timer registers and of SPIV/ESR/LVTs go to the hypervisor's view
+//!   (`Lapic`), level EOIs to the virtual IOAPIC, TMCCT reads are emulated, the rest is #GP.
+
+use super::super::avic_mode::AvicGuest;
+use super::apic;
+use super::{timer, Next, Vcpu, VECTOR_GP};
+use crate::println;
+use avic::mode::{self, IpiAction, NoAccelAction};
+use avic::{IncompleteIpi, NoAccel};
+use core::sync::atomic::Ordering;
+use didvisor::irqchip::x2apic::MSR_ICR;
+use svm::event::EventInj;
+
+/// Invalid IPIs reported one by one per vCPU; the rest are only counted.
+const IPI_ERROR_REPORT_LIMIT: u64 = 8;
+
+impl Vcpu {
+    fn avic_guest(&self) -> &'static AvicGuest {
+        self.vm
+            .platform
+            .avic
+            .as_ref()
+            .expect("irq=avic guests are built with their AVIC pages")
+    }
+
+    /// Before each VMRUN: post what the emulated timer raised, arm the host timer for its next
+    /// expiry.
+    pub(super) fn prepare_avic_entry(&mut self) {
+        let now = timer::nanos();
+        let vcpu = self.id as usize;
+        let avic = self.avic_guest();
+        let mut lapic = self.platform().vcpus[vcpu].lapic.lock();
+        lapic.tick(now);
+        while let Some((vector, level)) = lapic.take_requested() {
+            avic.set_irr(vcpu, vector, level);
+            self.avic.posted_timer += 1;
+        }
+        let deadline = lapic.next_timer_deadline();
+        drop(lapic);
+        self.arm_host_timer(deadline, now);
+    }
+
+    /// Exit 401h (trap-like: the ICR write is done, RIP is past it).
+    pub(super) fn avic_incomplete_ipi(&mut self, info1: u64, info2: u64) -> Next {
+        let ipi = IncompleteIpi::decode(info1, info2);
+        self.avic.record_incomplete_ipi(&ipi);
+        match mode::incomplete_ipi_action(&ipi) {
+            IpiAction::Emulate => {
+                let outcome = apic::write(self.platform(), self.id as usize, MSR_ICR, ipi.icr.0);
+                self.finish_apic(outcome, 0)
+            }
+            IpiAction::WakeTargets => {
+                let avic = self.avic_guest();
+                for vcpu in (0..self.platform().vcpu_count).filter(|&v| v != self.id as usize) {
+                    avic.ring(vcpu);
+                }
+                Next::Resume
+            }
+            IpiAction::GuestError(cause) => {
+                if self.avic.ipi_errors <= IPI_ERROR_REPORT_LIMIT {
+                    println!(
+                        "guest {}: vcpu {}: IPI that AVIC cannot deliver (icr {:#x}, cause {cause:?}, index {}): dropped",
+                        self.vm.config.name, self.id, ipi.icr.0, ipi.index
+                    );
+                }
+                Next::Resume
+            }
+        }
+    }
+
+    /// Exit 402h.
+    pub(super) fn avic_noaccel(&mut self, info1: u64, info2: u64) -> Next {
+        let n = NoAccel::decode(info1, info2);
+        let action = mode::noaccel_action(&n);
+        self.avic.record_noaccel(action);
+        let vcpu = self.id as usize;
+        let avic = self.avic_guest();
+        let platform = self.platform();
+        let now = timer::nanos();
+        match action {
+            NoAccelAction::TimerWrite { msr } | NoAccelAction::MirrorWrite { msr } => {
+                let value = avic.read(vcpu, n.offset);
+                let mut lapic = platform.vcpus[vcpu].lapic.lock();
+                if let Err(e) = lapic.write_msr(msr, u64::from(value), now) {
+                    log::debug!(
+                        "guest {}: vcpu {}: trapped write {value:#x} to x2APIC MSR {msr:#x}: {e:?}",
+                        self.vm.config.name,
+                        self.id
+                    );
+                }
+                // The page shows the register as the APIC has it (an LVT stays masked while the
+                // APIC is software-disabled; ESR latches the errors).
+                if let Ok(view) = lapic.read_msr(msr, now) {
+                    avic.write(vcpu, n.offset, view as u32);
+                }
+                Next::Resume
+            }
+            NoAccelAction::LevelEoi { vector } => {
+                avic.clear_isr(vcpu, vector);
+                let again = platform.ioapic.lock().eoi(vector);
+                for d in again.iter() {
+                    platform.deliver(d);
+                }
+                Next::Resume
+            }
+            NoAccelAction::ReadTimerCurrent => {
+                let msr = mode::msr_of(n.offset);
+                let value = platform.vcpus[vcpu]
+                    .lapic
+                    .lock()
+                    .read_msr(msr, now)
+                    .unwrap_or(0);
+                self.vmcb().rax = value & 0xffff_ffff;
+                self.regs.rdx = value >> 32;
+                // Fault-style: RIP is on the RDMSR (2 bytes).
+                self.vmcb().rip += 2;
+                Next::Resume
+            }
+            NoAccelAction::InjectGp => {
+                log::debug!(
+                    "guest {}: vcpu {}: unaccelerated x2APIC access {n:?}: #GP",
+                    self.vm.config.name,
+                    self.id
+                );
+                self.inject(EventInj::exception(VECTOR_GP, Some(0)))
+            }
+            NoAccelAction::Ignore => Next::Resume,
+        }
+    }
+
+    /// The line printed under the exit table.
+    pub(super) fn avic_counts(&self) -> avic::mode::AvicCounts {
+        let vcpu = self.id as usize;
+        let avic = self.avic_guest();
+        let mut c = self.avic;
+        c.posted_device = avic.posted_device[vcpu].load(Ordering::Relaxed);
+        c.doorbells = avic.doorbells[vcpu].load(Ordering::Relaxed);
+        c
+    }
+
+    pub(super) fn avic_set_running(&self, running: bool) {
+        if let Some(avic) = &self.vm.platform.avic {
+            avic.set_running(self.id as usize, running);
+        }
+    }
+
+    /// The VMCB's AVIC fields (x2AVIC).
+    pub(super) fn avic_enable(&mut self) {
+        let setup = self.avic_guest().setup(self.id as usize);
+        if let Err(e) = avic::vmcb::enable(self.vmcb(), &setup) {
+            panic!("AVIC set-up of vcpu {}: {e:?}", self.id);
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! `cargo xtask qemu-avic smoke`, the hypervisor's `irq=avic` part: the Debian guest (1 and 2
+//! vCPUs) boots under the patched QEMU with `-cpu max,+avic,+x2avic` to its init and powers off,
+//! with the same kernel/nproc/checksum lines as in the other modes, and the exit tables show
+//! what AVIC takes over (no EOI exits, no exits for fixed IPIs between the vCPUs, no x2APIC MSR
+//! intercepts) and what still exits (the emulated timer's INTR exits). Then the refusals: a CPU
+//! without AVIC and one with xAVIC only refuse the `irq=avic` guest and run the other one.
+
+use crate::linux;
+use std::path::Path;
+use std::time::Duration;
+use tests::qemu::Qemu;
+use tests::report;
+
+/// Lines of `seq 1 100000` the guest's init hashes (guest/init.sh's default).
+pub const SEQ: u32 = 100_000;
+
+/// What one Linux guest run must show; `Ok` carries a one-line summary.
+pub fn check_linux_run(
+    serial: &str,
+    guest: &str,
+    vcpus: u32,
+    kernel: &str,
+    checksum: &str,
+) -> Result<String, String> {
+    let prefix = format!("[{guest}] didvisor-guest: ");
+    let lines: Vec<&str> = serial
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .collect();
+    let value = |key: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')))
+            .map(str::trim)
+            .ok_or_else(|| format!("guest {guest} printed no `{key}` line"))
+    };
+    if value("kernel")? != kernel {
+        return Err(format!("kernel {} is not {kernel}", value("kernel")?));
+    }
+    if value("nproc")? != vcpus.to_string() {
+        return Err(format!("nproc {}, expected {vcpus}", value("nproc")?));
+    }
+    if value("checksum")? != checksum {
+        return Err(format!("checksum {} is not {checksum}", value("checksum")?));
+    }
+    if !lines.contains(&"done") {
+        return Err(format!(
+            "guest {guest} did not reach `didvisor-guest: done`"
+        ));
+    }
+    let ended = format!("guest {guest}: ended: power-off request (ACPI PM1a SLP_EN)");
+    if !serial.contains(&ended) {
+        return Err(format!("no `{ended}`"));
+    }
+    // /proc/interrupts rows, summed over the CPUs.
+    let row = |label: &str| -> u64 {
+        let full = format!("[{guest}] ");
+        serial
+            .lines()
+            .filter_map(|l| l.trim_end_matches('\r').strip_prefix(full.as_str()))
+            .find(|l| l.trim_start().starts_with(label))
+            .map_or(0, |l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .take(vcpus as usize)
+                    .filter_map(|n| n.parse::<u64>().ok())
+                    .sum()
+            })
+    };
+    let (loc, res, cal) = (row("LOC:"), row("RES:"), row("CAL:"));
+    if loc == 0 {
+        return Err("the guest took no local timer interrupts (LOC)".into());
+    }
+    if vcpus > 1 && res + cal == 0 {
+        return Err("the guest took no rescheduling/function-call IPIs (RES, CAL)".into());
+    }
+    let mut intr = 0;
+    for vcpu in 0..vcpus {
+        let table = report::exit_table(serial, guest, vcpu)
+            .ok_or_else(|| format!("no exit table for vcpu {vcpu}"))?;
+        let apic = report::apic_counts(serial, guest, vcpu)
+            .ok_or_else(|| format!("no x2apic line for vcpu {vcpu}"))?;
+        let avic = report::avic_counts(serial, guest, vcpu)
+            .ok_or_else(|| format!("no avic line for vcpu {vcpu}"))?;
+        if apic.eoi + apic.timer + apic.icr != 0 {
+            return Err(format!(
+                "vcpu {vcpu}: x2APIC MSR exits {apic:?}; AVIC takes them"
+            ));
+        }
+        if avic.eoi != 0 {
+            return Err(format!("vcpu {vcpu}: {} EOI exits", avic.eoi));
+        }
+        if avic.fixed_ipi != 0 {
+            return Err(format!(
+                "vcpu {vcpu}: {} exits for fixed IPIs",
+                avic.fixed_ipi
+            ));
+        }
+        if avic.ipi_errors != 0 {
+            return Err(format!("vcpu {vcpu}: {} invalid IPIs", avic.ipi_errors));
+        }
+        if avic.posted_timer == 0 {
+            return Err(format!("vcpu {vcpu}: no timer vector posted"));
+        }
+        if table.contains_key("hlt") || table.contains_key("vintr") {
+            return Err(format!(
+                "vcpu {vcpu}: HLT/VINTR exits in avic mode: {table:?}"
+            ));
+        }
+        intr += table.get("intr").copied().unwrap_or(0);
+    }
+    if intr == 0 {
+        return Err("no INTR exits: the emulated timer's host interrupts are not counted".into());
+    }
+    if vcpus > 1 && report::avic_counts(serial, guest, 0).map_or(0, |a| a.start_ipi) < 2 {
+        return Err("vcpu 0 did not start vcpu 1 with INIT and SIPI (401h cause 0)".into());
+    }
+    Ok(format!(
+        "LOC {loc}, RES {res}, CAL {cal}; EOI exits 0, fixed-IPI exits 0, timer INTR exits {intr}"
+    ))
+}
+
+/// The refusal cases: (name, -cpu, the line the `irq=avic` guest's refusal must contain).
+const REFUSALS: [(&str, &str, &str); 2] = [
+    (
+        "noavic",
+        "max",
+        "guest a: irq=avic needs SVM AVIC (CPUID 8000_000A EDX bit 13), which this CPU lacks",
+    ),
+    (
+        "xavic",
+        "max,+avic",
+        "guest a: irq=avic needs x2AVIC for now (CPUID 8000_000A EDX bit 18); this CPU has xAVIC only",
+    ),
+];
+
+/// The refusal must be there, guest a must not start, guest b must end normally.
+pub fn check_refusal(serial: &str, message: &str) -> Result<(), String> {
+    if !serial.lines().any(|l| l.contains(message)) {
+        return Err(format!("no line `{message}`"));
+    }
+    if serial.contains("guest a: vcpu 0 starts") {
+        return Err("the refused guest started".into());
+    }
+    if !serial.contains("guest b: ended") {
+        return Err("the other guest did not run to its end".into());
+    }
+    Ok(())
+}
+
+/// Runs the Linux boots and the refusals with QEMU `bin`; returns (passed, failed).
+pub fn smoke(bin: &Path, checksum: &str) -> (u32, u32) {
+    let (mut passed, mut failed) = (0, 0);
+    let mut verdict = |what: &str, r: Result<String, String>, log: &Path| match r {
+        Ok(summary) => {
+            passed += 1;
+            println!("xtask: qemu-avic smoke: {what}: ok ({summary})");
+        }
+        Err(e) => {
+            failed += 1;
+            println!(
+                "xtask: qemu-avic smoke: {what}: FAILED: {e} (log {})",
+                log.display()
+            );
+        }
+    };
+    let kernel = tests::linux_version();
+    for (vcpus, cores) in [(1u32, "1"), (2, "1-2")] {
+        let name = format!("qemu-avic-smoke-linux-avic-{vcpus}vcpu");
+        let guest = format!(
+            "guest=lin,cores={cores},mem=256M,kernel={},initrd={},irq=avic,cmdline=\"console=ttyS0 quiet\"",
+            linux::KERNEL_MODULE_NAME,
+            linux::INITRD_MODULE_NAME
+        );
+        let run = Qemu::new()
+            .binary(bin)
+            .cpu("max,+avic,+x2avic")
+            .smp(vcpus + 1)
+            .memory_mb(1024)
+            .cmdline(&format!("debug-exit=0xf4 {guest}"))
+            .module(tests::linux_kernel(), linux::KERNEL_MODULE_NAME)
+            .module(tests::linux_initrd(), linux::INITRD_MODULE_NAME)
+            .timeout(Duration::from_secs(300))
+            .run_unchecked(&name);
+        let result = match (run.timed_out, run.exit_code) {
+            (false, Some(33)) => check_linux_run(&run.serial, "lin", vcpus, &kernel, checksum),
+            (true, _) => Err("QEMU timed out".into()),
+            (_, code) => Err(format!("QEMU exit {code:?}")),
+        };
+        if result.is_ok() {
+            for vcpu in 0..vcpus {
+                print_exit_table(&run.serial, vcpu);
+            }
+        }
+        verdict(
+            &format!("linux irq=avic, {vcpus} vCPU(s) (-cpu max,+avic,+x2avic)"),
+            result,
+            &run.log_path,
+        );
+    }
+    for (name, cpu, message) in REFUSALS {
+        let run = Qemu::new()
+            .binary(bin)
+            .cpu(cpu)
+            .smp(3)
+            .memory_mb(512)
+            .cmdline("debug-exit=0xf4 guest=a,cores=1,mem=16M,kernel=testguest,irq=avic guest=b,cores=2,mem=16M,kernel=testguest")
+            .module(tests::testguest(), "testguest")
+            .timeout(Duration::from_secs(60))
+            .run_unchecked(&format!("qemu-avic-smoke-refusal-{name}"));
+        let result = match run.exit_code {
+            Some(33) => check_refusal(&run.serial, message).map(|()| message.to_string()),
+            code => Err(format!("QEMU exit {code:?}")),
+        };
+        verdict(
+            &format!("irq=avic refused (-cpu {cpu})"),
+            result,
+            &run.log_path,
+        );
+    }
+    (passed, failed)
+}
+
+/// Prints the hypervisor's exit block for `lin`'s vCPU `vcpu`.
+fn print_exit_table(serial: &str, vcpu: u32) {
+    let header = format!("guest lin: vcpu {vcpu} exits:");
+    let mut lines = serial
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .skip_while(|l| l.trim_end() != header);
+    if let Some(h) = lines.next() {
+        println!("  {h}");
+        for l in lines.take_while(|l| l.starts_with(' ')) {
+            println!("  {l}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests_ {
+    use super::*;
+
+    fn serial(vcpus: u32, eoi: u64, fixed: u64, res: u64) -> String {
+        let mut s = String::new();
+        s.push_str("[lin] didvisor-guest: kernel 6.1.0-56-amd64\n");
+        s.push_str(&format!("[lin] didvisor-guest: nproc {vcpus}\n"));
+        s.push_str("[lin] didvisor-guest: checksum abc\n");
+        s.push_str("[lin] didvisor-guest: interrupts-begin\n");
+        s.push_str("[lin]            CPU0       CPU1\n");
+        s.push_str("[lin] LOC:        856        753   Local timer interrupts\n");
+        s.push_str(&format!(
+            "[lin] RES:        {res}        0   Rescheduling interrupts\n"
+        ));
+        s.push_str("[lin] CAL:          0          0   Function call interrupts\n");
+        s.push_str("[lin] didvisor-guest: interrupts-end\n");
+        s.push_str("[lin] didvisor-guest: done\n");
+        s.push_str(
+            "guest lin: ended: power-off request (ACPI PM1a SLP_EN) (ran from 1 us to 2 us)\n",
+        );
+        for v in (0..vcpus).rev() {
+            s.push_str(&format!("guest lin: vcpu {v} exits:\n"));
+            s.push_str("  exit reason  count  cycles/exit\n  intr  855  1\n  total  855\n");
+            s.push_str("  x2apic msr exits: eoi 0, timer 0, tpr 0, icr 0, self-ipi 0, other 0\n");
+            s.push_str(
+                "  interrupts: 1 sent to this vcpu by the hypervisor, 0 injected at exits\n",
+            );
+            s.push_str(&format!("  avic: exits eoi {eoi}, timer 8, apic 3, tmcct 2, gp 0, fixed-ipi {fixed}, start-ipi 2, other-ipi 0, ipi-errors 0; posted timer 9, device 1, doorbells 1\n"));
+        }
+        s
+    }
+
+    #[test]
+    fn linux_run_checks() {
+        let k = "6.1.0-56-amd64";
+        let ok = check_linux_run(&serial(2, 0, 0, 5), "lin", 2, k, "abc").unwrap();
+        assert!(
+            ok.contains("RES 5") && ok.contains("timer INTR exits 1710"),
+            "{ok}"
+        );
+        assert!(check_linux_run(&serial(1, 0, 0, 0), "lin", 1, k, "abc").is_ok());
+        let e = |s: String, n| check_linux_run(&s, "lin", n, k, "abc").unwrap_err();
+        assert!(e(serial(2, 1, 0, 5), 2).contains("EOI exits"));
+        assert!(e(serial(2, 0, 3, 5), 2).contains("fixed IPIs"));
+        assert!(e(serial(2, 0, 0, 0), 2).contains("IPIs (RES, CAL)"));
+        assert!(e(serial(2, 0, 0, 5), 1).contains("nproc"));
+        assert!(check_linux_run(&serial(1, 0, 0, 0), "lin", 1, k, "abd")
+            .unwrap_err()
+            .contains("checksum"));
+        let no_done = serial(1, 0, 0, 0).replace("didvisor-guest: done", "x");
+        assert!(e(no_done, 1).contains("did not reach"));
+        let no_intr = serial(1, 0, 0, 0).replace("  intr  855  1\n", "");
+        assert!(e(no_intr, 1).contains("no INTR exits"));
+    }
+
+    #[test]
+    fn refusal_checks() {
+        let m = REFUSALS[0].2;
+        let good = format!("error: {m} (AVIC self-test: x); use irq=direct\nguest b: vcpu 0 starts on cpu 2\nguest b: ended: power-off\n");
+        assert!(check_refusal(&good, m).is_ok());
+        assert!(check_refusal("guest b: ended\n", m).is_err());
+        assert!(check_refusal(&format!("{good}guest a: vcpu 0 starts on cpu 1\n"), m).is_err());
+        assert!(check_refusal(&format!("error: {m}\n"), m).is_err());
+    }
+}
