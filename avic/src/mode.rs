@@ -10,8 +10,10 @@
 //!   (402h, after the write) and faults what it cannot serve (402h before it, e.g. TMCCT reads).
 //! * IPIs it cannot deliver (INIT, SIPI, NMI, lowest priority, level) exit 401h cause 0 and are
 //!   emulated; cause 1 (a target not running) has already set the IRR and asks for a wake-up.
-//! * The LAPIC timer is the hypervisor's: its registers trap, a host timer on the guest's core
-//!   stands in for it, and its vector is posted to the backing page before the next VMRUN.
+//! * The LAPIC timer is the hypervisor's: its registers trap (the guest's core updates the
+//!   emulated timer and publishes its next deadline), and the service core, when a published
+//!   deadline has passed, posts the timer vector into the backing page and rings the doorbell of
+//!   the vCPU's core. No host timer, no INTR exit.
 
 use crate::backing::BackingPage;
 use crate::exit::{delivery_mode, reg, AccessKind, IncompleteIpi, IpiFailure, NoAccel};
@@ -171,6 +173,23 @@ pub const fn doorbell(host_apic_id: u32) -> Option<u64> {
     }
 }
 
+/// A published timer deadline meaning "nothing to wait for" (stopped, masked, one-shot done).
+pub const NO_DEADLINE: u64 = u64::MAX;
+
+/// The word a vCPU's next timer deadline is published as for the service core (hypervisor
+/// nanoseconds; [`NO_DEADLINE`] for none).
+pub const fn deadline_word(deadline: Option<u64>) -> u64 {
+    match deadline {
+        Some(d) if d < NO_DEADLINE => d,
+        _ => NO_DEADLINE,
+    }
+}
+
+/// Whether the service core must settle a vCPU's timer at `now`, given its published word.
+pub const fn timer_due(word: u64, now: u64) -> bool {
+    word != NO_DEADLINE && now >= word
+}
+
 /// Why a guest with `irq=avic` does not start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -265,7 +284,8 @@ pub struct AvicCounts {
     pub other_ipi: u64,
     /// 401h exits for invalid IPIs (causes 2–4).
     pub ipi_errors: u64,
-    /// Timer vectors the hypervisor set in this vCPU's IRR before a VMRUN.
+    /// Timer vectors posted into this vCPU's IRR (by the service core at the deadline, or by
+    /// the guest's core when a trapped timer write settled an expiry).
     pub posted_timer: u64,
     /// Device interrupts (virtual IOAPIC) set in this vCPU's IRR.
     pub posted_device: u64,

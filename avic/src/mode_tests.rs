@@ -183,3 +183,15 @@ fn doorbell_values() {
     assert_eq!(doorbell(0xFF), Some(0xFF));
     assert_eq!(doorbell(0x100), None);
 }
+
+#[test]
+fn published_timer_deadlines() {
+    assert_eq!(deadline_word(None), NO_DEADLINE);
+    assert_eq!(deadline_word(Some(5)), 5);
+    assert_eq!(deadline_word(Some(u64::MAX)), NO_DEADLINE);
+    assert!(!timer_due(deadline_word(Some(100)), 99));
+    assert!(timer_due(deadline_word(Some(100)), 100));
+    assert!(timer_due(deadline_word(Some(100)), 1000));
+    assert!(!timer_due(NO_DEADLINE, u64::MAX), "none is never due");
+    assert!(timer_due(0, 0));
+}

@@ -99,13 +99,15 @@ pub struct AvicCounts {
     pub eoi: u64,
     /// 402h exits for timer-register writes.
     pub timer: u64,
+    /// 402h exits for TMCCT reads (emulated).
+    pub tmcct: u64,
     /// 401h exits for fixed IPIs (a target not running).
     pub fixed_ipi: u64,
     /// 401h exits for INIT/SIPI.
     pub start_ipi: u64,
     /// 401h exits for invalid IPIs.
     pub ipi_errors: u64,
-    /// Timer vectors posted into the backing page before a VMRUN.
+    /// Timer vectors posted into the backing page (by the service core, or before a VMRUN).
     pub posted_timer: u64,
     /// Device interrupts posted into the backing page.
     pub posted_device: u64,
@@ -119,6 +121,7 @@ pub fn avic_counts(serial: &str, guest: &str, vcpu: u32) -> Option<AvicCounts> {
     Some(AvicCounts {
         eoi: number_after(exits, "eoi ")?,
         timer: number_after(exits, "timer ")?,
+        tmcct: number_after(exits, "tmcct ")?,
         fixed_ipi: number_after(exits, "fixed-ipi ")?,
         start_ipi: number_after(exits, "start-ipi ")?,
         ipi_errors: number_after(exits, "ipi-errors ")?,
@@ -176,6 +179,7 @@ mod tests {
             Some(AvicCounts {
                 eoi: 0,
                 timer: 807,
+                tmcct: 27,
                 fixed_ipi: 2,
                 start_ipi: 4,
                 ipi_errors: 1,

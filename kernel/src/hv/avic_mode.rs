@@ -4,6 +4,13 @@
 //! points at a valid page), and the two things other cores do to a vCPU: post a vector into
 //! its IRR and ring its core's doorbell.
 //!
+//! The exitless timer: each vCPU's emulated LAPIC timer (its `Lapic`, under the vCPU's spin
+//! lock) publishes its next deadline here, lock-free; whoever settles the timer (the guest's
+//! core before each VMRUN, after its trapped timer writes; the service core when a published
+//! deadline has passed) posts what it raised into the IRR and publishes the next deadline while
+//! it holds the lock, so the word always belongs to the latest timer state. The service core
+//! rings the doorbell; the guest's core needs no host timer and takes no INTR exit.
+//!
 //! IsRunning is 1 from a vCPU's first VMRUN until it is parked or ends: it stays set across the
 //! short exits a running vCPU takes (a doorbell that reaches the core in host mode is dropped,
 //! but the next VMRUN evaluates the IRR anyway, §15.29.8.3), and HLT is not intercepted, so a
@@ -13,12 +20,13 @@
 //! through 32/64-bit atomics (this module's `unsafe`).
 
 use super::memory;
-use super::platform::MAX_VCPUS;
+use super::platform::{VcpuSlot, MAX_VCPUS};
 use avic::exit::reg;
 use avic::mode;
 use avic::vmcb::AvicSetup;
 use avic::PhysicalIdEntry;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use didvisor::irqchip::Lapic;
 use svm::{Gpa, Hpa};
 use x86_64::registers::model_specific::Msr;
 
@@ -34,6 +42,11 @@ pub struct AvicGuest {
     /// Per vCPU, counted by whichever core did it: device vectors posted, doorbells rung.
     pub posted_device: [AtomicU64; MAX_VCPUS],
     pub doorbells: [AtomicU64; MAX_VCPUS],
+    /// Per vCPU: timer vectors posted (by either core).
+    pub posted_timer: [AtomicU64; MAX_VCPUS],
+    /// Per vCPU: its timer's next deadline (`mode::deadline_word`), written under its `lapic`
+    /// lock, read by the service core without it.
+    timer_deadline: [AtomicU64; MAX_VCPUS],
 }
 
 impl AvicGuest {
@@ -49,6 +62,8 @@ impl AvicGuest {
             cores: [u32::MAX; MAX_VCPUS],
             posted_device: [const { AtomicU64::new(0) }; MAX_VCPUS],
             doorbells: [const { AtomicU64::new(0) }; MAX_VCPUS],
+            posted_timer: [const { AtomicU64::new(0) }; MAX_VCPUS],
+            timer_deadline: [const { AtomicU64::new(mode::NO_DEADLINE) }; MAX_VCPUS],
         };
         for (vcpu, &core) in cores.iter().enumerate().take(vcpu_count) {
             let page = memory::alloc_zeroed(PAGE, PAGE);
@@ -164,6 +179,40 @@ impl AvicGuest {
         self.posted_device[vcpu].fetch_add(1, Ordering::Relaxed);
         self.set_irr(vcpu, vector, level);
         self.ring(vcpu);
+    }
+
+    /// Settles vCPU `vcpu`'s timer (`lapic` is its APIC, locked by the caller) up to `now`: the
+    /// vectors it raised go into the IRR, its next deadline is published. Returns whether
+    /// anything was posted (the caller rings the doorbell if the vCPU runs on another core).
+    pub fn settle_timer(&self, vcpu: usize, lapic: &mut Lapic, now: u64) -> bool {
+        if vcpu >= self.vcpu_count {
+            return false;
+        }
+        let mut posted = false;
+        let next = lapic.settle_for_posting(now, |vector, level| {
+            self.set_irr(vcpu, vector, level);
+            posted = true;
+        });
+        if posted {
+            self.posted_timer[vcpu].fetch_add(1, Ordering::Relaxed);
+        }
+        self.timer_deadline[vcpu].store(mode::deadline_word(next), Ordering::Release);
+        posted
+    }
+
+    /// The service core's timer work: every vCPU whose published deadline has passed gets its
+    /// timer settled, the vector posted and its core's doorbell rung (no exit on that core when
+    /// it is in guest mode, halted or not).
+    pub fn expire_timers(&self, vcpus: &[VcpuSlot], now: u64) {
+        for (vcpu, slot) in vcpus.iter().enumerate().take(self.vcpu_count) {
+            if !mode::timer_due(self.timer_deadline[vcpu].load(Ordering::Acquire), now) {
+                continue;
+            }
+            let posted = self.settle_timer(vcpu, &mut slot.lapic.lock(), now);
+            if posted {
+                self.ring(vcpu);
+            }
+        }
     }
 }
 

@@ -2,10 +2,12 @@
 //! exits. The decisions are `avic::mode`'s; this is the glue to the vCPU, its emulated timer and
 //! the virtual IOAPIC.
 //!
-//! - Before VMRUN: the emulated LAPIC timer is settled; an expiry is posted as the guest's timer
-//!   vector in the backing page IRR (AVIC delivers it at VMRUN, by priority, into vISR; the
-//!   guest's EOI is accelerated), and the host timer on this core is armed for the next expiry.
-//!   Its interrupt is the one exit per tick this increment pays (INTR is intercepted).
+//! - Before VMRUN: the emulated LAPIC timer is settled (a trapped TMICT/TDCR/LVTT write may have
+//!   changed it or found an expiry due); an expiry is posted as the guest's timer vector in the
+//!   backing page IRR (AVIC delivers it at VMRUN, by priority, into vISR; the guest's EOI is
+//!   accelerated), and the next deadline is published for the service core, which posts the
+//!   expiries that fall while the guest runs and rings this core's doorbell. No host timer is
+//!   armed here and INTR is not intercepted (see `Vcpu::init_vmcb`).
 //! - 401h: INIT/SIPI/NMI and other types AVIC does not deliver are emulated like in the other
 //!   modes; "target not running" rings the targets (AVIC already set their IRR bits); invalid
 //!   IPIs are logged, counted and dropped.
@@ -34,21 +36,13 @@ impl Vcpu {
             .expect("irq=avic guests are built with their AVIC pages")
     }
 
-    /// Before each VMRUN: post what the emulated timer raised, arm the host timer for its next
-    /// expiry.
+    /// Before each VMRUN: post what the emulated timer raised and publish its next deadline
+    /// (this core evaluates the IRR at VMRUN, so no doorbell).
     pub(super) fn prepare_avic_entry(&mut self) {
         let now = timer::nanos();
         let vcpu = self.id as usize;
-        let avic = self.avic_guest();
         let mut lapic = self.platform().vcpus[vcpu].lapic.lock();
-        lapic.tick(now);
-        while let Some((vector, level)) = lapic.take_requested() {
-            avic.set_irr(vcpu, vector, level);
-            self.avic.posted_timer += 1;
-        }
-        let deadline = lapic.next_timer_deadline();
-        drop(lapic);
-        self.arm_host_timer(deadline, now);
+        self.avic_guest().settle_timer(vcpu, &mut lapic, now);
     }
 
     /// Exit 401h (trap-like: the ICR write is done, RIP is past it).
@@ -146,6 +140,7 @@ impl Vcpu {
         let mut c = self.avic;
         c.posted_device = avic.posted_device[vcpu].load(Ordering::Relaxed);
         c.doorbells = avic.doorbells[vcpu].load(Ordering::Relaxed);
+        c.posted_timer = avic.posted_timer[vcpu].load(Ordering::Relaxed);
         c
     }
 

@@ -260,8 +260,12 @@ impl VirtualPlatform {
         }
     }
 
-    /// The service core's periodic work for this guest: device timers, when one is due.
+    /// The service core's periodic work for this guest: the `irq=avic` vCPUs' LAPIC timers
+    /// (posted with a doorbell), and device timers, when one is due.
     pub fn service_tick(&self, now: u64) {
+        if let Some(avic) = &self.avic {
+            avic.expire_timers(&self.vcpus[..self.vcpu_count], now);
+        }
         if now < self.next_tick.load(Ordering::Acquire) {
             return;
         }

@@ -118,9 +118,15 @@ impl Vcpu {
             // Emulated: host interrupts (wake-up timer, kicks) exit so the hypervisor can inject;
             // HLT exits so it can wait for the next virtual interrupt.
             IrqMode::Emulated => misc1 |= InterceptMisc1::INTR | InterceptMisc1::HLT,
-            // AVIC: the host timer that stands in for the guest's LAPIC timer exits; HLT halts the
-            // core in guest mode, and a doorbell or the host timer ends it (see avic_mode).
-            IrqMode::Avic => misc1 |= InterceptMisc1::INTR,
+            // AVIC: no INTR intercept. Nothing sends this core a maskable interrupt while it runs
+            // an avic vCPU: the LAPIC timer is posted by the service core with the AVIC doorbell
+            // (not an interrupt), device interrupts likewise, the kick vector is emulated mode's
+            // only, VFs are refused, and the hypervisor's recalls are NMIs (intercepted). Should a
+            // stray one come anyway, V_INTR_MASKING (below) keeps it pending in the physical APIC
+            // under the host's RFLAGS.IF, which is 0 at VMRUN (APM vol. 2 §15.21.1), instead of
+            // letting the guest's IF take it through the guest's IDT. HLT halts the core in guest
+            // mode and the doorbell ends it (see avic_mode).
+            IrqMode::Avic => {}
             // Direct: physical interrupts go through the guest's IDT and HLT halts the real core.
             IrqMode::Direct => {}
         }
@@ -140,6 +146,8 @@ impl Vcpu {
         v.set_nested_control(NestedControl::NP_ENABLE);
         v.n_cr3 = vm.npt_root;
         if vm.config.irq == IrqMode::Avic {
+            let v = self.vmcb();
+            v.set_int_ctl(v.int_ctl() | IntCtl::V_INTR_MASKING);
             self.avic_enable();
         }
         let v = self.vmcb();
@@ -230,18 +238,18 @@ impl Vcpu {
                 self.vm.config.name, self.id
             );
         }
+        // One print, so that another core's report cannot land inside this vCPU's block.
+        let avic = (self.vm.config.irq == IrqMode::Avic).then(|| self.avic_counts());
         println!(
-            "guest {}: vcpu {} exits:\n{}\n  {}\n  interrupts: {} sent to this vcpu by the hypervisor, {} injected at exits",
+            "guest {}: vcpu {} exits:\n{}\n  {}\n  interrupts: {} sent to this vcpu by the hypervisor, {} injected at exits{}",
             self.vm.config.name,
             self.id,
             self.stats.table(&ExitCode::index_name),
             self.apic_exits,
             slot.delivered.load(Ordering::Relaxed),
-            self.injected
+            self.injected,
+            AvicLine(avic)
         );
-        if self.vm.config.irq == IrqMode::Avic {
-            println!("  {}", self.avic_counts());
-        }
     }
 
     /// The state a startup IPI leaves an application processor in (AMD APM vol. 2, 14.1.5 and
@@ -304,7 +312,7 @@ impl Vcpu {
     }
 
     /// Arms this core's host timer to fire at `deadline` (hypervisor nanoseconds; `None` stops
-    /// it): the stand-in for the guest's LAPIC timer in the emulated and avic modes.
+    /// it): the stand-in for the guest's LAPIC timer in the emulated mode.
     fn arm_host_timer(&self, deadline: Option<u64>, now: u64) {
         let ticks = deadline.map_or(0, |d| {
             let ns = d.saturating_sub(now).max(1000);
@@ -791,5 +799,17 @@ impl GuestMemory for RamView<'_> {
         Some(u64::from_le_bytes(
             self.0.get(o..o.checked_add(8)?)?.try_into().ok()?,
         ))
+    }
+}
+
+/// The `irq=avic` counter line of a vCPU's report (with its line break), or nothing.
+struct AvicLine(Option<avic::mode::AvicCounts>);
+
+impl core::fmt::Display for AvicLine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.0 {
+            Some(c) => write!(f, "\n  {c}"),
+            None => Ok(()),
+        }
     }
 }

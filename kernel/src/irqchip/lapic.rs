@@ -173,6 +173,24 @@ impl Lapic {
         Some((vector, self.tmr.contains(vector)))
     }
 
+    /// `irq=avic`: settles the timer up to `now`, hands every vector the model raised (the
+    /// timer's, an error LVT's) to `post` with whether it is level-triggered, and returns when
+    /// the timer next needs settling ([`Lapic::next_timer_deadline`]). Whichever core holds the
+    /// vCPU's APIC calls it: the guest's core after its trapped timer writes, the service core
+    /// when the published deadline has passed. A periodic timer re-arms at its next period
+    /// boundary, so TMCCT reads stay exact whoever settled it last.
+    pub fn settle_for_posting(
+        &mut self,
+        now: Nanos,
+        mut post: impl FnMut(u8, bool),
+    ) -> Option<Nanos> {
+        self.tick(now);
+        while let Some((vector, level)) = self.take_requested() {
+            post(vector, level);
+        }
+        self.next_timer_deadline()
+    }
+
     /// End of interrupt: retires the highest in-service vector and returns it with whether it was
     /// level-triggered; `None` if nothing was in service.
     pub fn eoi(&mut self) -> Option<(u8, bool)> {

@@ -500,3 +500,71 @@ fn avic_takes_the_timer_vector_out_of_the_model() {
     apic.accept(0x41, TriggerMode::Level);
     assert_eq!(apic.take_requested(), Some((0x41, true)));
 }
+
+/// Runs `settle_for_posting` and collects what it posted.
+fn settle(apic: &mut Lapic, now: Nanos) -> (Vec<(u8, bool)>, Option<Nanos>) {
+    let mut posted = Vec::new();
+    let next = apic.settle_for_posting(now, |v, level| posted.push((v, level)));
+    (posted, next)
+}
+
+/// `irq=avic`, the exitless timer: the service core settles one-shot expiries from the
+/// published deadline; TMCCT follows the deadline; a masked or stopped timer publishes none.
+#[test]
+fn avic_one_shot_settles_from_the_deadline() {
+    // Divide by 16 at 1 GHz: 16 ns a tick; 1000 ticks = 16 us.
+    let mut apic = enabled(0);
+    write(&mut apic, MSR_TIMER_DIVIDE, 0b0011);
+    write(&mut apic, MSR_LVT_TIMER, 0xec);
+    apic.write_msr(MSR_TIMER_INITIAL, 1000, 100).unwrap();
+    // The guest core settles after the trapped TMICT write: nothing due, deadline published.
+    assert_eq!(settle(&mut apic, 100), (vec![], Some(16_100)));
+    assert_eq!(apic.read_msr(MSR_TIMER_CURRENT, 8_100), Ok(500));
+    // The service core is early: nothing; on time: one edge-triggered vector, no new deadline.
+    assert_eq!(settle(&mut apic, 16_099), (vec![], Some(16_100)));
+    assert_eq!(settle(&mut apic, 16_100), (vec![(0xec, false)], None));
+    assert_eq!(apic.read_msr(MSR_TIMER_CURRENT, 16_100), Ok(0));
+    assert_eq!(settle(&mut apic, 99_999), (vec![], None), "posted once");
+    // Masked: the count runs (TMCCT), nothing is posted, no deadline to watch.
+    write(&mut apic, MSR_LVT_TIMER, 0x1_00ec);
+    apic.write_msr(MSR_TIMER_INITIAL, 1000, 200_000).unwrap();
+    assert_eq!(settle(&mut apic, 200_000), (vec![], None));
+    assert_eq!(apic.read_msr(MSR_TIMER_CURRENT, 204_000), Ok(750));
+    assert_eq!(settle(&mut apic, 300_000), (vec![], None));
+    // TMICT 0 stops it.
+    write(&mut apic, MSR_LVT_TIMER, 0xec);
+    apic.write_msr(MSR_TIMER_INITIAL, 0, 400_000).unwrap();
+    assert_eq!(settle(&mut apic, 400_000), (vec![], None));
+}
+
+/// Periodic: each settle re-arms at the next period boundary (not at "now"), so a late service
+/// core neither drifts the timer nor loses TMCCT consistency; a TDCR write rescales what is left.
+#[test]
+fn avic_periodic_rearms_on_period_boundaries() {
+    // Divide by 2 at 1 GHz: 2 ns a tick, 500 ticks = 1000 ns.
+    let mut apic = enabled(0);
+    write(&mut apic, MSR_TIMER_DIVIDE, 0b0000);
+    write(&mut apic, MSR_LVT_TIMER, 0x2_00ec);
+    write(&mut apic, MSR_TIMER_INITIAL, 500);
+    assert_eq!(settle(&mut apic, 0), (vec![], Some(1000)));
+    // 30 ns late: posted, next deadline still on the grid.
+    assert_eq!(settle(&mut apic, 1030), (vec![(0xec, false)], Some(2000)));
+    assert_eq!(apic.read_msr(MSR_TIMER_CURRENT, 1030), Ok(485));
+    assert_eq!(apic.read_msr(MSR_TIMER_CURRENT, 1500), Ok(250));
+    // Three periods late: one vector (one IRR bit), two missed, the grid kept.
+    assert_eq!(settle(&mut apic, 4100), (vec![(0xec, false)], Some(5000)));
+    assert_eq!(apic.timer_missed_periods(), 2);
+    // TDCR to divide by 4 at 4500 (250 ticks left of the period, now 4 ns each): 5500.
+    apic.write_msr(MSR_TIMER_DIVIDE, 0b0001, 4500).unwrap();
+    assert_eq!(settle(&mut apic, 4500), (vec![], Some(5500)));
+    assert_eq!(apic.read_msr(MSR_TIMER_CURRENT, 5000), Ok(125));
+    // Then full periods of 500 ticks at 4 ns.
+    assert_eq!(settle(&mut apic, 5500), (vec![(0xec, false)], Some(7500)));
+    // An error LVT interrupt the model raised travels with the timer's, level stays edge.
+    write(&mut apic, MSR_LVT_ERROR, 0xfe);
+    apic.accept(0x05, TriggerMode::Edge);
+    assert_eq!(
+        settle(&mut apic, 7500),
+        (vec![(0xfe, false), (0xec, false)], Some(9500))
+    );
+}
