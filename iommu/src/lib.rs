@@ -70,6 +70,7 @@
 //!     device_table, device_table_pages: 512, command_buffer, command_log2: 8,
 //!     event_log, event_log2: 8, semaphore, irte_format: IrteFormat::Bits128, x2apic: true,
 //!     control: Control::from_ivhd_flags(ivhd.flags), spins: 10_000_000,
+//!     ga_log: Some(GaLogConfig { base: ga_log_page, shadow_tail }),
 //! };
 //! let mut unit = Iommu::init(mmio, &mut mem, &cfg)?;          // every device blocked
 //! let mut pt = IoPageTable::new(&mut frames)?;                 // per guest
@@ -106,7 +107,7 @@ use pagetable::testmem;
 
 pub use cmd_ring::CommandRing;
 pub use command::{Command, CommandError, PageRange};
-pub use driver::{Config, DriverError, EventPoll, Iommu};
+pub use driver::{Config, DriverError, EventPoll, GaLogConfig, GaPoll, Iommu};
 pub use dte::{DomainId, Dte, DteError, InterruptRemap};
 pub use event::{Event, EventLog};
 pub use ga::{GaLog, GaLogEntry, GaTag, PostRefusal, PostTarget};
