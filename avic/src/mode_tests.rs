@@ -155,10 +155,7 @@ fn admission() {
     use VfPosting::{Ga, NoGa, NoVf};
     assert_eq!(admit(SelfTest::Passed(Mode::X2avic), NoVf, ok), Ok(()));
     assert_eq!(admit(SelfTest::Passed(Mode::X2avic), Ga, ok), Ok(()));
-    assert_eq!(
-        admit(SelfTest::Unsupported, NoVf, ok),
-        Err(Refusal::NoAvic)
-    );
+    assert_eq!(admit(SelfTest::Unsupported, NoVf, ok), Err(Refusal::NoAvic));
     assert_eq!(
         admit(SelfTest::Passed(Mode::Xavic), NoVf, ok),
         Err(Refusal::XavicOnly)

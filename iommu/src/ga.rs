@@ -238,7 +238,10 @@ impl GaLog {
         }
         mem.write_u64(self.shadow_tail, 0);
         r.write64(regs::GA_LOG_BASE, self.base_register());
-        r.write64(regs::GA_LOG_TAIL_ADDRESS, self.shadow_tail.0 & 0x000F_FFFF_FFFF_FFF8);
+        r.write64(
+            regs::GA_LOG_TAIL_ADDRESS,
+            self.shadow_tail.0 & 0x000F_FFFF_FFFF_FFF8,
+        );
         r.write64(regs::GA_LOG_HEAD, 0);
         r.write64(regs::GA_LOG_TAIL, 0);
         self.head = 0;
@@ -252,8 +255,8 @@ impl GaLog {
         mem: &mut M,
         f: &mut F,
     ) -> usize {
-        let tail = (r.read64(regs::GA_LOG_TAIL) & regs::GA_LOG_POINTER_MASK) as u32
-            & (self.bytes() - 1);
+        let tail =
+            (r.read64(regs::GA_LOG_TAIL) & regs::GA_LOG_POINTER_MASK) as u32 & (self.bytes() - 1);
         let mut count = 0;
         while self.head != tail {
             let slot = Hpa(self.base.0 + self.head as u64);

@@ -6,9 +6,9 @@ use crate::command::{
     INVALIDATE_IOMMU_PAGES,
 };
 use crate::dte::InterruptRemap;
+use crate::ga::GaLogEntry;
 use crate::io_pgtable::{walk, IoPageTable, IoPerm};
 use crate::irte::{DestMode, IntType, InterruptTable, Irte};
-use crate::ga::GaLogEntry;
 use crate::model::{FakeIommu, SharedMem};
 use crate::msi::MsiMessage;
 use crate::testmem::FakeMem;

@@ -52,12 +52,7 @@ pub struct VfHost {
 
 impl VfHost {
     /// `avic` mode: vCPU `vcpu` starts or stops running; IsRunning and the IRTEs' IsRun follow.
-    pub fn set_vcpu_running(
-        &self,
-        avic: &super::avic_mode::AvicGuest,
-        vcpu: usize,
-        running: bool,
-    ) {
+    pub fn set_vcpu_running(&self, avic: &super::avic_mode::AvicGuest, vcpu: usize, running: bool) {
         self.posted
             .set_running(avic, &self.irt, self.device(), vcpu, running);
     }
@@ -293,10 +288,14 @@ fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntr
     let mut refused = false;
     if let (IrqMode::Avic, Some(avic)) = (platform.mode, &platform.avic) {
         let target = (!entry.masked() && vcpu < avic.vcpu_count()).then_some((message, vcpu));
-        if let Err(why) =
-            host.posted
-                .program(host.guest_index, avic, &host.irt, host.device(), index, target)
-        {
+        if let Err(why) = host.posted.program(
+            host.guest_index,
+            avic,
+            &host.irt,
+            host.device(),
+            index,
+            target,
+        ) {
             refused = true;
             println!(
                 "guest {}: vf MSI-X vector {index} (address {:#x}, data {:#x}) cannot be posted: {why}; left masked",
