@@ -60,6 +60,8 @@ pub static IOMMU: Once<Mutex<Iommu<Registers>>> = Once::new();
 pub struct IommuDescription {
     pub mmio_base: u64,
     pub control: Control,
+    /// Its own PCI function (requester id), whose MSI capability carries its interrupts.
+    pub device_id: u16,
 }
 
 /// Brings up the IOMMU with all devices blocked. The caller reports failure.
@@ -161,5 +163,40 @@ pub fn poll_ga_log() {
             }
             None => log::warn!("iommu: GA log: tag {tag:#x} names no avic vCPU"),
         }
+    }
+}
+
+/// Routes the IOMMU's own interrupt (its MSI capability; GAIntEn makes it fire when GAInt goes
+/// 0 -> 1) to this core, the service core, with `VECTOR_GA_LOG`. The service core runs with
+/// interrupts off: it looks for the vector in its IRR (`take_ga_interrupt`).
+pub fn route_ga_interrupt(ecam: &super::pci_host::Ecam, device_id: u16) {
+    if !ga_enabled() {
+        return;
+    }
+    let bdf = didvisor::pci::Bdf::from_routing_id(device_id);
+    let Some(cap) =
+        didvisor::pci::capability::find_capability(ecam, bdf, didvisor::pci::capability::id::MSI)
+    else {
+        println!("iommu: {bdf} has no MSI capability: the GA log is polled once a second only");
+        return;
+    };
+    let apic = super::x2apic::id();
+    let message = iommu::MsiMessage::fixed(apic as u8, super::idt::VECTOR_GA_LOG);
+    let mut ecam = *ecam;
+    match didvisor::pci::msi::program(&mut ecam, bdf, cap, message.address, message.data as u16) {
+        Ok(()) if apic <= 0xFF => println!(
+            "iommu: GA log interrupt: MSI of {bdf} to cpu apic {apic}, vector {:#x}",
+            super::idt::VECTOR_GA_LOG
+        ),
+        _ => println!("iommu: cannot route the GA log interrupt of {bdf}: polled once a second"),
+    }
+}
+
+/// On the service core: the GA log interrupt is pending. Take it (a one-instruction interrupt
+/// window whose handler EOIs it) so the next one can arrive, then drain the log.
+pub fn take_ga_interrupt() {
+    if super::x2apic::irr_pending(super::idt::VECTOR_GA_LOG) {
+        super::cpu::take_pending_interrupts();
+        poll_ga_log();
     }
 }

@@ -163,6 +163,8 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
             log::error!(
                 "iommu: bring-up failed ({e:?}): no DMA isolation, so no device passthrough"
             );
+        } else if let Some(ecam) = &platform.ecam {
+            iommu_hw::route_ga_interrupt(ecam, desc.device_id);
         }
     }
     log::info!("memory: {} MiB free for guests", memory::free_bytes() >> 20);
@@ -243,12 +245,14 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     let mut console = ConsoleInput::new(cfg.console_guest().filter(|&i| built[i]));
     while guest::ended_count() < running {
         console.poll();
-        iommu_hw::poll_ga_log();
+        iommu_hw::take_ga_interrupt();
         let now = timer::nanos();
         let watch = now >= next_watch;
         if watch {
             next_watch = now + WATCHDOG_PERIOD_NS;
             iommu_hw::poll_events();
+            // In case an interrupt was lost (or could not be routed).
+            iommu_hw::poll_ga_log();
         }
         for index in (0..cfg.guest_count()).filter(|&i| built[i]) {
             let vm = guest::vm(index);
