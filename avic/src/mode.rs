@@ -199,8 +199,9 @@ pub enum Refusal {
     XavicOnly,
     /// The self-test did not pass (or did not run).
     SelfTestFailed,
-    /// `vf=` with `irq=avic`: VF interrupts would need IOMMU GA posting (next increment).
-    WithVf,
+    /// `vf=` with `irq=avic`: the VF's interrupts need an IOMMU in guest virtual APIC (GA) mode
+    /// to be posted, and there is none.
+    VfWithoutGa,
     /// A core of the guest has a host APIC ID the doorbell cannot name (above FFh).
     ApicIdTooLarge(u32),
 }
@@ -215,8 +216,8 @@ impl core::fmt::Display for Refusal {
                 "irq=avic needs x2AVIC for now (CPUID 8000_000A EDX bit 18); this CPU has xAVIC only",
             ),
             Self::SelfTestFailed => f.write_str("irq=avic: the AVIC self-test did not pass"),
-            Self::WithVf => f.write_str(
-                "irq=avic with vf= is not implemented yet (VF interrupts need AMD-Vi GA posting, the next step)",
+            Self::VfWithoutGa => f.write_str(
+                "irq=avic with vf= needs an AMD-Vi IOMMU in guest virtual APIC mode (EFR GASup and GAMSup 001b) to post the VF's interrupts; this one has none",
             ),
             Self::ApicIdTooLarge(id) => write!(
                 f,
@@ -237,11 +238,24 @@ pub enum SelfTest {
     NotPassed,
 }
 
-/// Whether a guest may run with `irq=avic`: x2AVIC must have passed the self-test, no VF may be
-/// passed through, and every host APIC ID of its cores must fit the doorbell.
+/// What the IOMMU offers a guest's VF, as far as `irq=avic` is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VfPosting {
+    /// The guest has no VF.
+    NoVf,
+    /// The guest has a VF and the IOMMU runs in guest virtual APIC (GA) mode: its MSIs are
+    /// posted into the backing pages.
+    Ga,
+    /// The guest has a VF but there is no IOMMU in GA mode.
+    NoGa,
+}
+
+/// Whether a guest may run with `irq=avic`: x2AVIC must have passed the self-test, a VF needs
+/// the IOMMU's GA mode, and every host APIC ID of its cores must fit the doorbell (and the
+/// IRTE's Destination).
 pub fn admit(
     selftest: SelfTest,
-    has_vf: bool,
+    vf: VfPosting,
     core_apic_ids: impl IntoIterator<Item = u32>,
 ) -> Result<(), Refusal> {
     match selftest {
@@ -250,8 +264,8 @@ pub fn admit(
         SelfTest::NotPassed => return Err(Refusal::SelfTestFailed),
         SelfTest::Passed(Mode::X2avic) => {}
     }
-    if has_vf {
-        return Err(Refusal::WithVf);
+    if vf == VfPosting::NoGa {
+        return Err(Refusal::VfWithoutGa);
     }
     if let Some(id) = core_apic_ids.into_iter().find(|&id| doorbell(id).is_none()) {
         return Err(Refusal::ApicIdTooLarge(id));
@@ -262,7 +276,7 @@ pub fn admit(
 /// What one vCPU in `irq=avic` mode counted, printed with its exit table:
 ///
 /// ```text
-/// avic: exits eoi 0, timer 31, apic 7, tmcct 3, gp 0, fixed-ipi 0, start-ipi 2, other-ipi 0, ipi-errors 0; posted timer 250, device 12, doorbells 12
+/// avic: exits eoi 0, timer 31, apic 7, tmcct 3, gp 0, fixed-ipi 0, start-ipi 2, other-ipi 0, ipi-errors 0; posted timer 250, device 12, doorbells 12, ga-log 0
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AvicCounts {
@@ -291,6 +305,9 @@ pub struct AvicCounts {
     pub posted_device: u64,
     /// Doorbells rung for this vCPU's core.
     pub doorbells: u64,
+    /// GA log entries naming this vCPU: a VF interrupt the IOMMU posted while it was not
+    /// running (the IOMMU set the IRR itself; the entry only wakes the vCPU).
+    pub ga_log: u64,
 }
 
 impl AvicCounts {
@@ -326,7 +343,7 @@ impl core::fmt::Display for AvicCounts {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "avic: exits eoi {}, timer {}, apic {}, tmcct {}, gp {}, fixed-ipi {}, start-ipi {}, other-ipi {}, ipi-errors {}; posted timer {}, device {}, doorbells {}",
+            "avic: exits eoi {}, timer {}, apic {}, tmcct {}, gp {}, fixed-ipi {}, start-ipi {}, other-ipi {}, ipi-errors {}; posted timer {}, device {}, doorbells {}, ga-log {}",
             self.eoi,
             self.timer,
             self.apic,
@@ -338,7 +355,8 @@ impl core::fmt::Display for AvicCounts {
             self.ipi_errors,
             self.posted_timer,
             self.posted_device,
-            self.doorbells
+            self.doorbells,
+            self.ga_log
         )
     }
 }

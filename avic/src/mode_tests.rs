@@ -141,9 +141,10 @@ fn counts_by_kind_and_their_line() {
     );
     assert_eq!((c.timer, c.apic, c.eoi, c.tmcct, c.gp), (1, 1, 1, 1, 1));
     c.posted_timer = 5;
+    c.ga_log = 3;
     assert_eq!(
         c.to_string(),
-        "avic: exits eoi 1, timer 1, apic 1, tmcct 1, gp 1, fixed-ipi 1, start-ipi 2, other-ipi 1, ipi-errors 1; posted timer 5, device 0, doorbells 0"
+        "avic: exits eoi 1, timer 1, apic 1, tmcct 1, gp 1, fixed-ipi 1, start-ipi 2, other-ipi 1, ipi-errors 1; posted timer 5, device 0, doorbells 0, ga-log 3"
     );
     assert_eq!(Icr(0xFD).vector(), 0xFD);
 }
@@ -151,30 +152,39 @@ fn counts_by_kind_and_their_line() {
 #[test]
 fn admission() {
     let ok = [1u32, 2];
-    assert_eq!(admit(SelfTest::Passed(Mode::X2avic), false, ok), Ok(()));
+    use VfPosting::{Ga, NoGa, NoVf};
+    assert_eq!(admit(SelfTest::Passed(Mode::X2avic), NoVf, ok), Ok(()));
+    assert_eq!(admit(SelfTest::Passed(Mode::X2avic), Ga, ok), Ok(()));
+    assert_eq!(admit(SelfTest::Unsupported, NoVf, ok), Err(Refusal::NoAvic));
     assert_eq!(
-        admit(SelfTest::Unsupported, false, ok),
-        Err(Refusal::NoAvic)
-    );
-    assert_eq!(
-        admit(SelfTest::Passed(Mode::Xavic), false, ok),
+        admit(SelfTest::Passed(Mode::Xavic), NoVf, ok),
         Err(Refusal::XavicOnly)
     );
     assert_eq!(
-        admit(SelfTest::NotPassed, false, ok),
+        admit(SelfTest::NotPassed, NoVf, ok),
         Err(Refusal::SelfTestFailed)
     );
     assert_eq!(
-        admit(SelfTest::Passed(Mode::X2avic), true, ok),
-        Err(Refusal::WithVf)
+        admit(SelfTest::Passed(Mode::X2avic), NoGa, ok),
+        Err(Refusal::VfWithoutGa)
+    );
+    // The self-test verdict comes first: GA does not make up for a failed or xAVIC-only test.
+    assert_eq!(
+        admit(SelfTest::NotPassed, Ga, ok),
+        Err(Refusal::SelfTestFailed)
     );
     assert_eq!(
-        admit(SelfTest::Passed(Mode::X2avic), false, [1, 0x100]),
+        admit(SelfTest::Passed(Mode::Xavic), Ga, ok),
+        Err(Refusal::XavicOnly)
+    );
+    assert_eq!(
+        admit(SelfTest::Passed(Mode::X2avic), Ga, [1, 0x100]),
         Err(Refusal::ApicIdTooLarge(0x100))
     );
     assert!(Refusal::XavicOnly.to_string().contains("needs x2AVIC"));
     assert!(Refusal::NoAvic.to_string().contains("EDX bit 13"));
-    assert!(Refusal::WithVf.to_string().contains("vf="));
+    assert!(Refusal::VfWithoutGa.to_string().contains("vf="));
+    assert!(Refusal::VfWithoutGa.to_string().contains("GAMSup"));
 }
 
 #[test]

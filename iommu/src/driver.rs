@@ -5,15 +5,18 @@
 //! Bring-up ([`Iommu::init`], following spec §2 "Architectural Overview" and the register
 //! descriptions of §3.4; the same order as Linux's `early_enable_iommu`):
 //! 1. Read the Extended Feature Register; refuse features the configuration asks for but the
-//!    IOMMU lacks (GASup for 128-bit IRTEs, XTSup for x2APIC).
+//!    IOMMU lacks (GASup for 128-bit IRTEs, XTSup for x2APIC). The guest virtual APIC mode is
+//!    taken when offered (GASup, GAMSup = 001b) and the configuration gives a GA log.
 //! 2. Disable: Control = 0, then wait (bounded) for Status.CmdBufRun and EventLogRun to clear;
 //!    clear the write-1-to-clear Status bits.
 //! 3. Write every device table entry as [`Dte::blocked`] (an all-zero entry would let DMA
 //!    through), then the Device Table Base Address Register.
 //! 4. Program the command buffer and event log base registers and zero their pointers; clear
 //!    the exclusion range.
-//! 5. Write the configuration bits (Coherent, InvTimeOut, IVHD-derived bits, GAEn, XTEn), then
-//!    the same with CmdBufEn, EventLogEn and IommuEn.
+//!    With GA: program the GA log base (GALogLen 1000b, 512 entries), its shadow tail address
+//!    and zero its head/tail.
+//! 5. Write the configuration bits (Coherent, InvTimeOut, IVHD-derived bits, GAEn, GAMEn = 001b
+//!    with GA, XTEn), then the same with CmdBufEn, EventLogEn, IommuEn (and GALogEn, GAIntEn).
 //! 6. Invalidate everything the IOMMU may have cached (INVALIDATE_IOMMU_ALL, or per device and
 //!    per domain without IASup) and wait for completion.
 //!
@@ -25,6 +28,7 @@ use crate::cmd_ring::CommandRing;
 use crate::command::{Command, CommandError, PageRange};
 use crate::dte::{DomainId, Dte};
 use crate::event::{Event, EventLog, EventLogError};
+use crate::ga::{self, GaLog, GaLogEntry};
 use crate::irte::IrteFormat;
 use crate::ivrs::DeviceId;
 use crate::mem::{Hpa, Iova, PhysAccess};
@@ -58,6 +62,28 @@ pub struct Config {
     pub control: Control,
     /// How many times to poll a completion store (or a Status bit) before giving up.
     pub spins: u32,
+    /// Memory for the GA log: with it, an IOMMU whose EFR offers the guest virtual APIC mode
+    /// (GASup, GAMSup = 001b; 128-bit IRTEs) is put in that mode (GAEn, GAMEn = 001b, GALogEn,
+    /// GAIntEn). Without it, or without the features, GuestMode IRTEs are not available.
+    pub ga_log: Option<GaLogConfig>,
+}
+
+/// Memory for the GA log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GaLogConfig {
+    /// 4 KiB, 4 KiB aligned: 512 entries (GALogLen 1000b).
+    pub base: Hpa,
+    /// An 8-byte word the IOMMU mirrors its tail pointer into.
+    pub shadow_tail: Hpa,
+}
+
+/// The result of [`Iommu::poll_ga_log`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GaPoll {
+    /// Entries handed to the callback.
+    pub entries: usize,
+    /// The log had overflowed (entries were lost); logging has been restarted.
+    pub overflowed: bool,
 }
 
 /// Device table pages needed to cover requester ids `0..=max`.
@@ -113,6 +139,7 @@ pub struct Iommu<R> {
     semaphore: Hpa,
     spins: u32,
     irte_format: IrteFormat,
+    ga_log: Option<GaLog>,
 }
 
 impl<R: Mmio> Iommu<R> {
@@ -149,6 +176,18 @@ impl<R: Mmio> Iommu<R> {
             }
         }
 
+        let ga_log = match config.ga_log {
+            Some(c)
+                if ga::vapic_supported(features) && config.irte_format == IrteFormat::Bits128 =>
+            {
+                Some(
+                    GaLog::new(c.base, ga::GA_LOG_LEN_512, c.shadow_tail)
+                        .map_err(|_| DriverError::BadConfig("GA log"))?,
+                )
+            }
+            _ => None,
+        };
+
         // 2. Disable and wait for the command buffer and event log to stop.
         regs.write64(regs::CONTROL, 0);
         let running = Status::CMD_BUF_RUN | Status::EVENT_LOG_RUN;
@@ -181,6 +220,7 @@ impl<R: Mmio> Iommu<R> {
             semaphore: config.semaphore,
             spins: config.spins,
             irte_format: config.irte_format,
+            ga_log,
         };
 
         // 3. Block every device, then point the IOMMU at the table.
@@ -198,18 +238,30 @@ impl<R: Mmio> Iommu<R> {
         iommu.events.program(&mut iommu.regs, mem);
         iommu.regs.write64(regs::EXCLUSION_BASE, 0);
         iommu.regs.write64(regs::EXCLUSION_LIMIT, 0);
+        if let Some(log) = iommu.ga_log.as_mut() {
+            log.program(&mut iommu.regs, mem);
+        }
 
         // 5. Configuration, then enables.
-        let enables = Control::IOMMU_EN | Control::CMD_BUF_EN | Control::EVENT_LOG_EN;
-        let mut control =
-            (config.control - enables - Control::EVENT_INT_EN - Control::COM_WAIT_INT_EN)
-                | Control::COHERENT;
+        let mut enables = Control::IOMMU_EN | Control::CMD_BUF_EN | Control::EVENT_LOG_EN;
+        let mut control = (config.control
+            - enables
+            - Control::EVENT_INT_EN
+            - Control::COM_WAIT_INT_EN
+            - Control::GA_LOG_EN
+            - Control::GA_INT_EN)
+            .with_gam_en(0)
+            | Control::COHERENT;
         control = control.with_inv_timeout(InvTimeout::S1);
         if config.irte_format == IrteFormat::Bits128 {
             control |= Control::GA_EN;
         }
         if config.x2apic {
             control |= Control::XT_EN;
+        }
+        if iommu.ga_log.is_some() {
+            control = control.with_gam_en(ga::GAM_VAPIC);
+            enables |= Control::GA_LOG_EN | Control::GA_INT_EN;
         }
         iommu.regs.write64(regs::CONTROL, control.bits());
         iommu.control = control | enables;
@@ -228,6 +280,42 @@ impl<R: Mmio> Iommu<R> {
     /// The Control value written.
     pub fn control(&self) -> Control {
         self.control
+    }
+
+    /// Whether the guest virtual APIC mode is on: GuestMode IRTEs post into backing pages and
+    /// not-running targets are logged in the GA log.
+    pub fn ga_enabled(&self) -> bool {
+        self.ga_log.is_some()
+    }
+
+    /// Hand every GA log entry to `f`. Status.GAInt is cleared first, so an entry written after
+    /// the drain raises a new interrupt; after an overflow (GALOverflow; logging stopped) the
+    /// bit is cleared and logging re-enabled.
+    pub fn poll_ga_log<M: PhysAccess, F: FnMut(GaLogEntry)>(
+        &mut self,
+        mem: &mut M,
+        f: &mut F,
+    ) -> GaPoll {
+        let Some(log) = self.ga_log.as_mut() else {
+            return GaPoll::default();
+        };
+        let status = Status::from_bits_retain(self.regs.read64(regs::STATUS));
+        if status.contains(Status::GA_INT) {
+            self.regs.write64(regs::STATUS, Status::GA_INT.bits());
+        }
+        let entries = log.poll(&mut self.regs, mem, f);
+        let overflowed = status.contains(Status::GA_LOG_OVERFLOW);
+        if overflowed {
+            let without = self.control - Control::GA_LOG_EN;
+            self.regs.write64(regs::CONTROL, without.bits());
+            self.regs
+                .write64(regs::STATUS, Status::GA_LOG_OVERFLOW.bits());
+            self.regs.write64(regs::CONTROL, self.control.bits());
+        }
+        GaPoll {
+            entries,
+            overflowed,
+        }
     }
 
     /// The IRTE format DTEs' interrupt tables must use.

@@ -43,6 +43,7 @@
 //! | [`irte`] | §2.2.5 "Interrupt Remapping Tables" (32-bit and 128-bit IRTE formats, guest virtual APIC entries) |
 //! | [`msi`] | §2.2.5 (which MSI data bits select an IRTE); Intel SDM vol. 3A "Message Signalled Interrupts" (MSI format) |
 //! | [`command`], [`cmd_ring`] | §2.4 "Commands" (§2.4.1 COMPLETION_WAIT, §2.4.2 INVALIDATE_DEVTAB_ENTRY, §2.4.3 INVALIDATE_IOMMU_PAGES, §2.4.5 INVALIDATE_INTERRUPT_TABLE, §2.4.8 INVALIDATE_IOMMU_ALL) |
+//! | [`ga`] | §2.2.5.2 guest virtual APIC posting, §2.7 "Guest Virtual APIC (GA) Logging": GATag encoding, posted IRTE from an MSI, GA log ring and entries |
 //! | [`event`] | §2.5 "Event Logging" (one subsection per event code) |
 //! | [`driver`] | the initialization order of §2/§3.4, as Linux's `drivers/iommu/amd/init.c` does it |
 //!
@@ -52,7 +53,8 @@
 //! # What QEMU's `-device amd-iommu` does not do (QEMU 10; see `shared/platform.md`)
 //! - With `pt=on` (its default) it translates no device DMA at all: run it with `pt=off`.
 //! - It never writes the event log: DMA faults are visible only as failed device I/O.
-//! - GuestMode = 1 IRTEs (vAPIC posting, GA) are rejected, and there is no GA log. The
+//! - GuestMode = 1 IRTEs (vAPIC posting, GA) are rejected, and there is no GA log (the patched
+//!   QEMU of `tests/qemu-avic/` has both with `ga=on`). The
 //!   128-bit format (Control.GAEn) with GuestMode = 0 works; 32-bit destinations need
 //!   `xtsup=on` (QEMU looks at the property, not at Control.XTEn; this driver sets XTEn as the
 //!   spec requires).
@@ -68,6 +70,7 @@
 //!     device_table, device_table_pages: 512, command_buffer, command_log2: 8,
 //!     event_log, event_log2: 8, semaphore, irte_format: IrteFormat::Bits128, x2apic: true,
 //!     control: Control::from_ivhd_flags(ivhd.flags), spins: 10_000_000,
+//!     ga_log: Some(GaLogConfig { base: ga_log_page, shadow_tail }),
 //! };
 //! let mut unit = Iommu::init(mmio, &mut mem, &cfg)?;          // every device blocked
 //! let mut pt = IoPageTable::new(&mut frames)?;                 // per guest
@@ -88,6 +91,7 @@ pub mod command;
 pub mod driver;
 pub mod dte;
 pub mod event;
+pub mod ga;
 pub mod io_pgtable;
 pub mod irte;
 pub mod ivrs;
@@ -103,9 +107,10 @@ use pagetable::testmem;
 
 pub use cmd_ring::CommandRing;
 pub use command::{Command, CommandError, PageRange};
-pub use driver::{Config, DriverError, EventPoll, Iommu};
+pub use driver::{Config, DriverError, EventPoll, GaLogConfig, GaPoll, Iommu};
 pub use dte::{DomainId, Dte, DteError, InterruptRemap};
 pub use event::{Event, EventLog};
+pub use ga::{GaLog, GaLogEntry, GaTag, PostRefusal, PostTarget};
 pub use io_pgtable::{IoPageTable, IoPerm, MapError};
 pub use irte::{DestMode, IntType, InterruptTable, Irte, Irte128, Irte32, IrteFormat};
 pub use ivrs::{DeviceId, Ivrs, IvrsError};

@@ -90,6 +90,11 @@ impl FakeIommu {
         }
     }
 
+    /// The IOMMU sets write-1-to-clear Status bits (e.g. GAInt after writing the GA log).
+    pub fn raise(&mut self, bits: Status) {
+        self.status |= bits.bits();
+    }
+
     fn reg(&self, offset: usize) -> u64 {
         self.regs.get(&offset).copied().unwrap_or(0)
     }

@@ -54,6 +54,16 @@ pub const EVENT_HEAD: usize = 0x2010;
 pub const EVENT_TAIL: usize = 0x2018;
 /// IOMMU Status Register ([`Status`]).
 pub const STATUS: usize = 0x2020;
+/// Guest Virtual APIC Log Base Address Register (GALogLen 59:56, base 51:12; p. 233).
+pub const GA_LOG_BASE: usize = 0x00E0;
+/// Guest Virtual APIC Log Tail Address Register: where the IOMMU mirrors its tail (p. 233).
+pub const GA_LOG_TAIL_ADDRESS: usize = 0x00E8;
+/// Guest Virtual APIC Log Head Pointer Register (offset in bits 15:3; p. 258).
+pub const GA_LOG_HEAD: usize = 0x2040;
+/// Guest Virtual APIC Log Tail Pointer Register (offset in bits 15:3; p. 259).
+pub const GA_LOG_TAIL: usize = 0x2048;
+/// The offset bits (15:3) of the GA log head and tail pointers.
+pub const GA_LOG_POINTER_MASK: u64 = 0xFFF8;
 
 /// Bits 51:12: a 4 KiB-aligned physical address in a base register or table entry.
 pub const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
@@ -200,6 +210,11 @@ impl Control {
     /// GAMEn, 27:25.
     pub const fn gam_en(self) -> u8 {
         field(self.bits(), 25, 3) as u8
+    }
+
+    /// The same with GAMEn (27:25) set to `mode` (001b: guest virtual APIC mode).
+    pub const fn with_gam_en(self, mode: u8) -> Self {
+        Self::from_bits_retain((self.bits() & !Self::GAM_EN_MASK) | place(mode as u64, 25, 3))
     }
 
     /// The control bits firmware asks for in an IVHD flags byte (IVRS §5.2.2): HtTunEn,
@@ -393,6 +408,10 @@ mod tests {
         assert_eq!(c.inv_timeout(), 4);
         assert_eq!(c.with_inv_timeout(InvTimeout::None).bits(), 0x1001);
         assert_eq!(Control::from_bits_retain(1 << 25).gam_en(), 1);
+        // GAEn + GAMEn 001b + GALogEn + GAIntEn: 0x2_0000 | 0x200_0000 | 0x3000_0000.
+        let ga = (Control::GA_EN | Control::GA_LOG_EN | Control::GA_INT_EN).with_gam_en(1);
+        assert_eq!(ga.bits(), 0x3202_0000);
+        assert_eq!(ga.with_gam_en(0).bits(), 0x3002_0000);
     }
 
     #[test]

@@ -59,9 +59,9 @@ commands:
                        build QEMU 10.0.2 with tests/qemu-avic/*.patch (SVM AVIC/x2AVIC emulation)
                        into ~/.cache/didvisor/qemu (rebuilt only when the series changes); smoke:
                        run its bare-metal avictest and the hypervisor's CPUID check on it; kvm:
-                       a Debian L1 on it runs a 2-vCPU L2 under KVM with kvm_amd avic=0,
-                       avic=1 and avic=1 with an xAPIC L2 (modes 0 1 1x) and prints the
-                       L2's exits (IPI and EOI exits must drop)
+                       a Debian L1 on it runs a 2-vCPU L2 under KVM with kvm_amd avic=0
+                       and avic=1 (modes 0 1; 1x: avic=1 with an xAPIC L2, not by default)
+                       and prints the L2's exits (IPI and EOI exits must drop)
   bench                boot the Debian guest directly in QEMU and under didvisor (direct and
                        emulated), 3 rounds, and print time to init, the ratio to plain QEMU,
                        and the hypervisor's exit counts as a table

@@ -614,9 +614,10 @@ usage: cargo xtask qemu-avic [--clean]   build (or reuse) the patched qemu-syste
                                          validation by Linux KVM (issue 6 item 4, step 7 of
                                          `cargo xtask test`): Debian 6.1 as L1 under -cpu
                                          max,+avic,+x2avic runs a 2-vCPU L2 Linux with Debian's
-                                         QEMU once per MODE (default 0 1 1x: kvm_amd avic=0,
-                                         avic=1, avic=1 with an xAPIC-mode L2 on q35) and
-                                         prints the L2's exits (needs `cargo xtask build`)";
+                                         QEMU once per MODE (default 0 1: kvm_amd avic=0,
+                                         avic=1; also 1x: avic=1 with an xAPIC-mode L2 on
+                                         q35, see tests/qemu-avic/NOTES.md) and prints the
+                                         L2's exits (needs `cargo xtask build`)";
 
 /// `cargo xtask qemu-avic [--clean | smoke]`.
 pub fn qemu_avic(args: &[String]) -> Result {

@@ -3,8 +3,11 @@
 //! with the same kernel/nproc/checksum lines as in the other modes, and the exit tables show
 //! what AVIC takes over (no EOI exits, no exits for fixed IPIs between the vCPUs, no x2APIC MSR
 //! intercepts, no INTR exits: the service core posts the LAPIC timer's vector with the doorbell)
-//! and what still exits (the trapped timer-register writes, 402h). Then the refusals: a CPU
-//! without AVIC and one with xAVIC only refuse the `irq=avic` guest and run the other one.
+//! and what still exits (the trapped timer-register writes, 402h). Then a guest with an NVMe
+//! VF (`amd-iommu,...,ga=on`): the stock nvme driver writes a pattern, the VF's MSI-X entries are
+//! posted by the IOMMU into the backing page (GA mode) and none of its interrupts exits. Then the
+//! refusals: a CPU without AVIC and one with xAVIC only refuse the `irq=avic` guest and run the
+//! other one, and so does an IOMMU without GA mode for an `irq=avic` guest with a VF.
 
 use crate::linux;
 use std::path::Path;
@@ -126,6 +129,116 @@ pub fn check_linux_run(
     ))
 }
 
+/// What the `irq=avic` guest with a VF must show (besides the pattern on the disk image).
+pub fn check_vf_run(serial: &str, guest: &str) -> Result<String, String> {
+    let console = format!("[{guest}] didvisor-guest: ");
+    let lines: Vec<&str> = serial
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter_map(|l| l.strip_prefix(console.as_str()))
+        .collect();
+    if !lines.contains(&"nvme write ok") {
+        return Err(format!("guest {guest} did not report `nvme write ok`"));
+    }
+    let interrupts: u64 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("nvme interrupts "))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or("no `nvme interrupts N` line")?;
+    if interrupts == 0 {
+        return Err("the guest counted no nvme interrupts".into());
+    }
+    let via_exits = report::vf_interrupts_via_exits(serial, guest)
+        .ok_or("no `device interrupts went through exits` line")?;
+    if via_exits != 0 {
+        return Err(format!(
+            "{via_exits} VF interrupts arrived as host vectors (INTR exits)"
+        ));
+    }
+    let posted = serial
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix(&format!("guest {guest}: vf "))?;
+            let (_, counts) = rest.split_once(": ")?;
+            let (n, refused) = counts.split_once(" MSI-X entries posted (GA), ")?;
+            Some((
+                n.parse::<u64>().ok()?,
+                refused.split(' ').next()?.parse::<u64>().ok()?,
+            ))
+        })
+        .ok_or("no `MSI-X entries posted (GA)` line")?;
+    if posted.0 == 0 || posted.1 != 0 {
+        return Err(format!(
+            "{} MSI-X entries posted, {} refused",
+            posted.0, posted.1
+        ));
+    }
+    let table = report::exit_table(serial, guest, 0).ok_or("no exit table for vcpu 0")?;
+    let avic = report::avic_counts(serial, guest, 0).ok_or("no avic line for vcpu 0")?;
+    if avic.eoi != 0 {
+        return Err(format!("{} EOI exits", avic.eoi));
+    }
+    if table.contains_key("hlt") || table.contains_key("vintr") {
+        return Err(format!("HLT/VINTR exits in avic mode: {table:?}"));
+    }
+    if !serial.contains(&format!("guest {guest}: ended: power-off request")) {
+        return Err("the guest did not power off".into());
+    }
+    Ok(format!(
+        "nvme write ok, nvme interrupts {interrupts}, of them through exits 0, MSI-X entries posted {}, INTR exits (timer) {}",
+        posted.0,
+        table.get("intr").copied().unwrap_or(0)
+    ))
+}
+
+/// The VF run's machine: IOMMU (`ga` on or off) and QEMU's NVMe controller with SR-IOV
+/// (as `tests/tests/passthrough.rs`), namespace 1 backed by a fresh 64 MiB image.
+fn with_nvme(q: Qemu, ga: bool, disk: &Path, spare: &Path) -> Qemu {
+    let ga = if ga { ",ga=on" } else { "" };
+    q.arg("-device")
+        .arg(&format!("amd-iommu,intremap=on,xtsup=on,pt=off{ga}"))
+        .arg("-drive")
+        .arg(&format!("file={},if=none,id=d0,format=raw", disk.display()))
+        .arg("-drive")
+        .arg(&format!("file={},if=none,id=d1,format=raw", spare.display()))
+        .arg("-device")
+        .arg("nvme-subsys,id=subsys0")
+        .arg("-device")
+        .arg("nvme,serial=didvisor,subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4")
+        .arg("-device")
+        .arg("nvme-ns,drive=d0,nsid=1,shared=false,detached=true")
+        .arg("-device")
+        .arg("nvme-ns,drive=d1,nsid=2,shared=false,detached=true")
+}
+
+/// Two fresh 64 MiB images for `test`.
+fn fresh_disks(test: &str) -> [std::path::PathBuf; 2] {
+    let dir = tests::target_dir().join("test-work").join(test);
+    std::fs::create_dir_all(&dir).expect("work dir");
+    [dir.join("ns1.img"), dir.join("ns2.img")].map(|p| {
+        let f = std::fs::File::create(&p).expect("disk image");
+        f.set_len(64 << 20).expect("disk size");
+        p
+    })
+}
+
+/// Whether `disk` holds at 1 MiB the 64 KiB block guest/init.sh's `nvme-write` writes:
+/// `PATTERN-0\nPATTERN-1\n...` cut at 64 KiB.
+pub fn check_pattern(disk: &Path, pattern: &str) -> Result<(), String> {
+    let mut want: Vec<u8> = (0..2048)
+        .flat_map(|i| format!("{pattern}-{i}\n").into_bytes())
+        .collect();
+    want.resize(65536, 0);
+    let data = std::fs::read(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+    if data.get(1 << 20..(1 << 20) + 65536) != Some(want.as_slice()) {
+        return Err(format!(
+            "{} does not hold the `{pattern}` block at 1 MiB",
+            disk.display()
+        ));
+    }
+    Ok(())
+}
+
 /// The refusal cases: (name, -cpu, the line the `irq=avic` guest's refusal must contain).
 const REFUSALS: [(&str, &str, &str); 2] = [
     (
@@ -139,6 +252,10 @@ const REFUSALS: [(&str, &str, &str); 2] = [
         "guest a: irq=avic needs x2AVIC for now (CPUID 8000_000A EDX bit 18); this CPU has xAVIC only",
     ),
 ];
+
+/// The refusal of an `irq=avic` guest with a VF when the IOMMU has no GA mode.
+const VF_NO_GA: &str =
+    "guest a: irq=avic with vf= needs an AMD-Vi IOMMU in guest virtual APIC mode";
 
 /// The refusal must be there, guest a must not start, guest b must end normally.
 pub fn check_refusal(serial: &str, message: &str) -> Result<(), String> {
@@ -200,6 +317,62 @@ pub fn smoke(bin: &Path, checksum: &str) -> (u32, u32) {
         }
         verdict(
             &format!("linux irq=avic, {vcpus} vCPU(s) (-cpu max,+avic,+x2avic)"),
+            result,
+            &run.log_path,
+        );
+    }
+    {
+        let name = "qemu-avic-smoke-linux-avic-vf";
+        let [disk, spare] = fresh_disks(name);
+        let guest = format!(
+            "guest=lin,cores=1,mem=256M,kernel={},initrd={},irq=avic,vf=00:04.1,cmdline=\"console=ttyS0 quiet didvisor.test=nvme-write didvisor.pattern=posted\"",
+            linux::KERNEL_MODULE_NAME,
+            linux::INITRD_MODULE_NAME
+        );
+        let q = Qemu::new()
+            .binary(bin)
+            .cpu("max,+avic,+x2avic")
+            .smp(2)
+            .memory_mb(1024)
+            .cmdline(&format!("debug-exit=0xf4 {guest}"))
+            .module(tests::linux_kernel(), linux::KERNEL_MODULE_NAME)
+            .module(tests::linux_initrd(), linux::INITRD_MODULE_NAME)
+            .timeout(Duration::from_secs(300));
+        let run = with_nvme(q, true, &disk, &spare).run_unchecked(name);
+        let result = match (run.timed_out, run.exit_code) {
+            (false, Some(33)) => check_vf_run(&run.serial, "lin").and_then(|summary| {
+                check_pattern(&disk, "posted").map(|()| format!("{summary}, pattern on disk"))
+            }),
+            (true, _) => Err("QEMU timed out".into()),
+            (_, code) => Err(format!("QEMU exit {code:?}")),
+        };
+        if result.is_ok() {
+            print_exit_table(&run.serial, 0);
+        }
+        verdict(
+            "linux irq=avic with an NVMe VF (amd-iommu ga=on)",
+            result,
+            &run.log_path,
+        );
+    }
+    {
+        let name = "qemu-avic-smoke-refusal-vf-noga";
+        let [disk, spare] = fresh_disks(name);
+        let q = Qemu::new()
+            .binary(bin)
+            .cpu("max,+avic,+x2avic")
+            .smp(3)
+            .memory_mb(512)
+            .cmdline("debug-exit=0xf4 guest=a,cores=1,mem=16M,kernel=testguest,irq=avic,vf=00:04.1 guest=b,cores=2,mem=16M,kernel=testguest")
+            .module(tests::testguest(), "testguest")
+            .timeout(Duration::from_secs(60));
+        let run = with_nvme(q, false, &disk, &spare).run_unchecked(name);
+        let result = match run.exit_code {
+            Some(33) => check_refusal(&run.serial, VF_NO_GA).map(|()| VF_NO_GA.to_string()),
+            code => Err(format!("QEMU exit {code:?}")),
+        };
+        verdict(
+            "irq=avic with vf= refused (amd-iommu without ga=on)",
             result,
             &run.log_path,
         );
@@ -306,6 +479,63 @@ mod tests_ {
         assert!(check_linux_run(&zero, "lin", 1, k, "abc").is_ok());
         let unposted = serial(2, 0, 0, 5).replacen("posted timer 9", "posted timer 0", 1);
         assert!(e(unposted, 2).contains("vcpu 1: no timer vector posted"));
+    }
+
+    fn vf_serial(interrupts: u64, via_exits: u64, posted: u64, refused: u64) -> String {
+        let mut s = String::new();
+        s.push_str("[lin] didvisor-guest: nvme write ok\n");
+        s.push_str(&format!(
+            "[lin] didvisor-guest: nvme interrupts {interrupts}\n"
+        ));
+        s.push_str(&format!(
+            "guest lin: vf 00:04.1: {via_exits} device interrupts went through exits\n"
+        ));
+        s.push_str(&format!(
+            "guest lin: vf 00:04.1: {posted} MSI-X entries posted (GA), {refused} refused\n"
+        ));
+        s.push_str(
+            "guest lin: ended: power-off request (ACPI PM1a SLP_EN) (ran from 1 us to 2 us)\n",
+        );
+        s.push_str("guest lin: vcpu 0 exits:\n  exit reason  count  cycles/exit\n  intr  159  1\n  total  159\n");
+        s.push_str("  avic: exits eoi 0, timer 12, apic 33, tmcct 27, gp 0, fixed-ipi 0, start-ipi 0, other-ipi 0, ipi-errors 0; posted timer 304, device 365, doorbells 178, ga-log 0\n");
+        s
+    }
+
+    #[test]
+    fn vf_run_checks() {
+        let ok = check_vf_run(&vf_serial(18, 0, 2, 0), "lin").unwrap();
+        assert!(
+            ok.contains("nvme interrupts 18") && ok.contains("posted 2"),
+            "{ok}"
+        );
+        let e = |s: String| check_vf_run(&s, "lin").unwrap_err();
+        assert!(e(vf_serial(0, 0, 2, 0)).contains("no nvme interrupts"));
+        assert!(e(vf_serial(18, 3, 2, 0)).contains("host vectors"));
+        assert!(e(vf_serial(18, 0, 0, 0)).contains("0 MSI-X entries posted"));
+        assert!(e(vf_serial(18, 0, 2, 1)).contains("1 refused"));
+        assert!(
+            e(vf_serial(18, 0, 2, 0).replace("nvme write ok", "nvme write mismatch"))
+                .contains("nvme write ok")
+        );
+    }
+
+    #[test]
+    fn pattern_check() {
+        let dir = std::env::temp_dir().join(format!("didvisor-pattern-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let disk = dir.join("d.img");
+        let mut data = vec![0u8; 2 << 20];
+        let block: Vec<u8> = (0..2048)
+            .flat_map(|i| format!("p-{i}\n").into_bytes())
+            .collect();
+        data[1 << 20..(1 << 20) + block.len().min(65536)]
+            .copy_from_slice(&block[..block.len().min(65536)]);
+        std::fs::write(&disk, &data).unwrap();
+        assert!(check_pattern(&disk, "p").is_ok());
+        assert!(check_pattern(&disk, "q").is_err());
+        std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+        assert!(check_pattern(&disk, "p").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::command::{
     INVALIDATE_IOMMU_PAGES,
 };
 use crate::dte::InterruptRemap;
+use crate::ga::GaLogEntry;
 use crate::io_pgtable::{walk, IoPageTable, IoPerm};
 use crate::irte::{DestMode, IntType, InterruptTable, Irte};
 use crate::model::{FakeIommu, SharedMem};
@@ -16,6 +17,7 @@ const DT: u64 = 0x100_0000;
 const CMD: u64 = 0x200_0000;
 const EVT: u64 = 0x201_0000;
 const SEM: u64 = 0x202_0000;
+const GALOG: u64 = 0x203_0000;
 /// An EFR like QEMU's `amd-iommu,xtsup=on`: PreF, PPR, XT, GT, IA, GA, HE, HATS = GATS = 10b.
 const QEMU_EFR: u64 = 0x29D7;
 const VF: DeviceId = DeviceId::new(0, 3, 1);
@@ -33,6 +35,7 @@ fn config(pages: u64) -> Config {
         x2apic: true,
         control: Control::from_ivhd_flags(crate::ivrs::IvhdFlags::empty()),
         spins: 1000,
+        ga_log: None,
     }
 }
 
@@ -42,6 +45,7 @@ fn memory() -> SharedMem {
     m.back(CMD, 0x1000);
     m.back(EVT, 0x1000);
     m.back(SEM, 0x1000);
+    m.back(GALOG, 0x2000);
     // Garbage where the device table goes: init must overwrite all of it.
     for i in 0..(2 * 4096 / 8) {
         m.poke(DT + 8 * i, 0xFFFF_FFFF_FFFF_FFFF);
@@ -443,4 +447,102 @@ fn passthrough_setup_as_the_kernel_would_do_it() {
         .dte(&mem, DeviceId::new(0, 3, 0))
         .unwrap()
         .blocks_dma());
+}
+
+/// QEMU's EFR with `ga=on` (patch 0006): GAMSup = 001b at 23:21 as well.
+const QEMU_GA_EFR: u64 = QEMU_EFR | 0x20_0000;
+
+fn ga_config() -> Config {
+    Config {
+        ga_log: Some(GaLogConfig {
+            base: Hpa(GALOG),
+            shadow_tail: Hpa(GALOG + 0x1000),
+        }),
+        ..config(2)
+    }
+}
+
+#[test]
+fn ga_mode_when_offered_and_asked_for() {
+    let (iommu, _) = setup_with(QEMU_GA_EFR, &ga_config());
+    assert!(iommu.ga_enabled());
+    let c = iommu.control();
+    assert!(c.contains(Control::GA_EN | Control::GA_LOG_EN | Control::GA_INT_EN | Control::XT_EN));
+    assert_eq!(c.gam_en(), 1);
+    // GA log: base | GALogLen 1000b << 56; tail address; pointers zero.
+    assert_eq!(
+        iommu.regs().read64(regs::GA_LOG_BASE),
+        0x0800_0000_0000_0000 | GALOG
+    );
+    assert_eq!(
+        iommu.regs().read64(regs::GA_LOG_TAIL_ADDRESS),
+        GALOG + 0x1000
+    );
+    // The log is programmed before anything is enabled: the first Control write with an
+    // enable bit comes after the GA log base write.
+    let writes = &iommu.regs().writes;
+    let base_at = writes
+        .iter()
+        .position(|(o, _)| *o == regs::GA_LOG_BASE)
+        .unwrap();
+    let first_en = writes
+        .iter()
+        .position(|(o, v)| *o == regs::CONTROL && v & Control::IOMMU_EN.bits() != 0)
+        .unwrap();
+    assert!(base_at < first_en);
+    // Configuration first (GAEn, GAMEn), enables (GALogEn, GAIntEn) with the second write.
+    let controls = iommu.regs().writes_to(regs::CONTROL);
+    let config_write = Control::from_bits_retain(controls[controls.len() - 2]);
+    assert_eq!(config_write.gam_en(), 1);
+    assert!(!config_write.intersects(Control::GA_LOG_EN | Control::GA_INT_EN));
+
+    // Without GAMSup (plain QEMU) or without a log: 128-bit IRTEs, no vAPIC mode.
+    for (efr, cfg) in [(QEMU_EFR, ga_config()), (QEMU_GA_EFR, config(2))] {
+        let (iommu, _) = setup_with(efr, &cfg);
+        assert!(!iommu.ga_enabled());
+        let c = iommu.control();
+        assert!(c.contains(Control::GA_EN));
+        assert_eq!(c.gam_en(), 0);
+        assert!(!c.intersects(Control::GA_LOG_EN | Control::GA_INT_EN));
+    }
+}
+
+#[test]
+fn ga_log_entries_are_decoded_and_overflow_restarts_logging() {
+    let (mut iommu, mut mem) = setup_with(QEMU_GA_EFR, &ga_config());
+    // The IOMMU logs GA_GUEST_NR for 00:03.1, GATag 0x8001_0000, and raises GAInt.
+    mem.write_u64(Hpa(GALOG), 0x1000_0019_8001_0000);
+    iommu.regs_mut().write64(regs::GA_LOG_TAIL, 8);
+    iommu.regs_mut().raise(Status::GA_INT);
+    let mut got = Vec::new();
+    let r = iommu.poll_ga_log(&mut mem, &mut |e| got.push(e));
+    assert_eq!(
+        r,
+        GaPoll {
+            entries: 1,
+            overflowed: false
+        }
+    );
+    assert_eq!(
+        got,
+        vec![GaLogEntry::GuestNotRunning {
+            tag: 0x8001_0000,
+            device: VF
+        }]
+    );
+    assert!(!iommu.status().contains(Status::GA_INT));
+    assert_eq!(iommu.regs().read64(regs::GA_LOG_HEAD), 8);
+    // Overflow: GALogEn off, the bit cleared, GALogEn on again.
+    iommu.regs_mut().raise(Status::GA_LOG_OVERFLOW);
+    let before = iommu.regs().writes_to(regs::CONTROL).len();
+    let r = iommu.poll_ga_log(&mut mem, &mut |_| {});
+    assert!(r.overflowed);
+    let controls = iommu.regs().writes_to(regs::CONTROL);
+    assert_eq!(controls.len(), before + 2);
+    assert_eq!(controls[before] & Control::GA_LOG_EN.bits(), 0);
+    assert_eq!(controls[before + 1], iommu.control().bits());
+    assert!(!iommu.status().contains(Status::GA_LOG_OVERFLOW));
+    // Without GA mode there is nothing to poll.
+    let (mut plain, mut mem) = setup();
+    assert_eq!(plain.poll_ga_log(&mut mem, &mut |_| {}), GaPoll::default());
 }

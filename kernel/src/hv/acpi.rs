@@ -105,6 +105,7 @@ pub fn discover(boot: &BootInfo) -> Platform {
                     if i == 0 {
                         iommu = Some(super::iommu_hw::IommuDescription {
                             mmio_base: unit.mmio_base,
+                            device_id: unit.device_id.0,
                             control: iommu::Control::from_ivhd_flags(unit.flags),
                         });
                     }

@@ -47,6 +47,8 @@ pub struct AvicGuest {
     /// Per vCPU: its timer's next deadline (`mode::deadline_word`), written under its `lapic`
     /// lock, read by the service core without it.
     timer_deadline: [AtomicU64; MAX_VCPUS],
+    /// Per vCPU: GA log entries that named it (a VF interrupt posted while it was not running).
+    pub ga_log: [AtomicU64; MAX_VCPUS],
 }
 
 impl AvicGuest {
@@ -64,6 +66,7 @@ impl AvicGuest {
             doorbells: [const { AtomicU64::new(0) }; MAX_VCPUS],
             posted_timer: [const { AtomicU64::new(0) }; MAX_VCPUS],
             timer_deadline: [const { AtomicU64::new(mode::NO_DEADLINE) }; MAX_VCPUS],
+            ga_log: [const { AtomicU64::new(0) }; MAX_VCPUS],
         };
         for (vcpu, &core) in cores.iter().enumerate().take(vcpu_count) {
             let page = memory::alloc_zeroed(PAGE, PAGE);
@@ -89,6 +92,20 @@ impl AvicGuest {
             x2avic: true,
             apic_bar: Gpa(mode::APIC_BAR),
         }
+    }
+
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpu_count
+    }
+
+    /// Host-physical address of vCPU `vcpu`'s backing page (`vcpu` < `vcpu_count`).
+    pub fn backing_page(&self, vcpu: usize) -> u64 {
+        self.backing[vcpu]
+    }
+
+    /// x2APIC id of vCPU `vcpu`'s core.
+    pub fn core(&self, vcpu: usize) -> u32 {
+        self.cores[vcpu]
     }
 
     fn entry(&self, vcpu: usize) -> &'static AtomicU64 {

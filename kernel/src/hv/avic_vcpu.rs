@@ -141,12 +141,17 @@ impl Vcpu {
         c.posted_device = avic.posted_device[vcpu].load(Ordering::Relaxed);
         c.doorbells = avic.doorbells[vcpu].load(Ordering::Relaxed);
         c.posted_timer = avic.posted_timer[vcpu].load(Ordering::Relaxed);
+        c.ga_log = avic.ga_log[vcpu].load(Ordering::Relaxed);
         c
     }
 
     pub(super) fn avic_set_running(&self, running: bool) {
-        if let Some(avic) = &self.vm.platform.avic {
-            avic.set_running(self.id as usize, running);
+        let vcpu = self.id as usize;
+        match (&self.vm.platform.avic, self.vm.vf.get()) {
+            // IsRun in the VF's posted IRTEs follows IsRunning (`vf_posting`).
+            (Some(avic), Some(vf)) => vf.set_vcpu_running(avic, vcpu, running),
+            (Some(avic), None) => avic.set_running(vcpu, running),
+            _ => {}
         }
     }
 

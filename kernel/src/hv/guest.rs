@@ -111,6 +111,15 @@ impl Vm {
                 vf.bdf,
                 vf.via_exits.load(Ordering::Relaxed)
             );
+            if self.config.irq == didvisor::config::IrqMode::Avic {
+                println!(
+                    "guest {}: vf {}: {} MSI-X entries posted (GA), {} refused",
+                    self.config.name,
+                    vf.bdf,
+                    vf.posted.posted.load(Ordering::Relaxed),
+                    vf.posted.refused.load(Ordering::Relaxed)
+                );
+            }
         }
         {
             let legacy = self.platform.legacy.lock();

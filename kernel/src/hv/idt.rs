@@ -83,6 +83,8 @@ pub static NMI_COUNT: AtomicU64 = AtomicU64::new(0);
 /// Direct-mode cores never use them: every vector on such a core belongs to the guest.
 pub const VECTOR_HOST_TIMER: u8 = 0xf0;
 pub const VECTOR_KICK: u8 = 0xf1;
+/// The IOMMU's GA log interrupt, on the service core (which looks at its IRR, see `iommu_hw`).
+pub const VECTOR_GA_LOG: u8 = 0xf2;
 pub const VECTOR_SPURIOUS: u8 = 0xff;
 /// Host vectors for passed-through devices' interrupts in emulated mode: remapping entry `i` of
 /// the VF on a core raises `VECTOR_DEVICE_BASE + i` there (the core runs one vCPU, so the vector
@@ -104,7 +106,7 @@ pub fn take_device_interrupts() -> u32 {
 
 extern "C" {
     static exception_stubs: [u64; 32];
-    static host_interrupt_stubs: [u64; 3];
+    static host_interrupt_stubs: [u64; 4];
     static device_stubs: [u64; 32];
 }
 
@@ -133,9 +135,14 @@ pub fn init() {
                 Gate::interrupt(handler, 0)
         };
     }
-    for (vector, &handler) in [VECTOR_HOST_TIMER, VECTOR_KICK, VECTOR_SPURIOUS]
-        .iter()
-        .zip(host)
+    for (vector, &handler) in [
+        VECTOR_HOST_TIMER,
+        VECTOR_KICK,
+        VECTOR_GA_LOG,
+        VECTOR_SPURIOUS,
+    ]
+    .iter()
+    .zip(host)
     {
         // SAFETY: only the bootstrap processor writes the IDT, before any core loads it.
         unsafe {
@@ -292,6 +299,7 @@ STUB \v, 0
 .endr
 STUB 240, 0
 STUB 241, 0
+STUB 242, 0
 STUB 255, 0
 
 .section .rodata
@@ -305,6 +313,7 @@ device_stubs:
 host_interrupt_stubs:
     .quad exception_stub_240
     .quad exception_stub_241
+    .quad exception_stub_242
     .quad exception_stub_255
 .global exception_stubs
 exception_stubs:

@@ -5,7 +5,8 @@
 
 use super::memory;
 use crate::println;
-use iommu::driver::{Config, Iommu};
+use iommu::driver::{Config, GaLogConfig, Iommu};
+use iommu::ga::{GaLogEntry, GaTag};
 use iommu::mem::{FrameSource, Hpa, PhysAccess};
 use iommu::{Control, IrteFormat, Mmio};
 use spin::{Mutex, Once};
@@ -59,6 +60,8 @@ pub static IOMMU: Once<Mutex<Iommu<Registers>>> = Once::new();
 pub struct IommuDescription {
     pub mmio_base: u64,
     pub control: Control,
+    /// Its own PCI function (requester id), whose MSI capability carries its interrupts.
+    pub device_id: u16,
 }
 
 /// Brings up the IOMMU with all devices blocked. The caller reports failure.
@@ -76,6 +79,10 @@ pub fn init(desc: IommuDescription) -> Result<(), iommu::driver::DriverError> {
         x2apic: true,
         control: desc.control,
         spins: 50_000_000,
+        ga_log: Some(GaLogConfig {
+            base: Hpa(memory::alloc_zeroed(4096, 4096)),
+            shadow_tail: Hpa(memory::alloc_zeroed(4096, 4096)),
+        }),
     };
     let unit = Iommu::init(
         Registers {
@@ -84,8 +91,13 @@ pub fn init(desc: IommuDescription) -> Result<(), iommu::driver::DriverError> {
         &mut HostMemory,
         &config,
     )?;
+    let ga = if unit.ga_enabled() {
+        "guest virtual APIC mode (GAEn, GAMEn 001b, GA log of 512 entries)"
+    } else {
+        "no guest virtual APIC mode (EFR lacks GASup or GAMSup 001b)"
+    };
     println!(
-        "iommu: enabled at {:#x}: all devices blocked, 128-bit IRTEs with x2APIC destinations",
+        "iommu: enabled at {:#x}: all devices blocked, 128-bit IRTEs with x2APIC destinations, {ga}",
         desc.mmio_base
     );
     IOMMU.call_once(|| Mutex::new(unit));
@@ -99,5 +111,92 @@ pub fn poll_events() {
         let _ = unit.poll_events(&mut HostMemory, &mut |event| {
             println!("iommu: event: {event}")
         });
+    }
+}
+
+/// Whether an IOMMU is up in guest virtual APIC mode (`irq=avic` guests may then have VFs).
+pub fn ga_enabled() -> bool {
+    IOMMU.get().is_some_and(|u| u.lock().ga_enabled())
+}
+
+/// GA log entries taken per call at most (the rest wait for the next call).
+const GA_BATCH: usize = 32;
+
+/// The service core, in its loop: each GA log entry names (by GATag) a vCPU the IOMMU posted a
+/// VF interrupt to while its IRTE said not running. The IRR bit is already set; ring the vCPU
+/// (it may have started running since), or it finds the bit at its next VMRUN.
+pub fn poll_ga_log() {
+    let Some(unit) = IOMMU.get() else { return };
+    let mut tags = [0u32; GA_BATCH];
+    let mut n = 0;
+    {
+        let Some(mut unit) = unit.try_lock() else {
+            return;
+        };
+        if !unit.ga_enabled() {
+            return;
+        }
+        let poll = unit.poll_ga_log(&mut HostMemory, &mut |entry| match entry {
+            GaLogEntry::GuestNotRunning { tag, .. } if n < GA_BATCH => {
+                tags[n] = tag;
+                n += 1;
+            }
+            GaLogEntry::GuestNotRunning { tag, device } => {
+                log::warn!("iommu: GA log: tag {tag:#x} from {device:?} beyond this batch")
+            }
+            GaLogEntry::Other { raw } => log::warn!("iommu: GA log: unknown entry {raw:#x}"),
+        });
+        if poll.overflowed {
+            log::warn!("iommu: GA log overflowed; logging restarted");
+        }
+    }
+    for &tag in &tags[..n] {
+        let target = GaTag::decode(tag).and_then(|t| {
+            let vm = super::guest::try_vm(usize::from(t.guest))?;
+            let avic = vm.platform.avic.as_ref()?;
+            (usize::from(t.vcpu) < avic.vcpu_count()).then_some((avic, usize::from(t.vcpu)))
+        });
+        match target {
+            Some((avic, vcpu)) => {
+                avic.ga_log[vcpu].fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                avic.ring(vcpu);
+            }
+            None => log::warn!("iommu: GA log: tag {tag:#x} names no avic vCPU"),
+        }
+    }
+}
+
+/// Routes the IOMMU's own interrupt (its MSI capability; GAIntEn makes it fire when GAInt goes
+/// 0 -> 1) to this core, the service core, with `VECTOR_GA_LOG`. The service core runs with
+/// interrupts off: it looks for the vector in its IRR (`take_ga_interrupt`).
+pub fn route_ga_interrupt(ecam: &super::pci_host::Ecam, device_id: u16) {
+    if !ga_enabled() {
+        return;
+    }
+    let bdf = didvisor::pci::Bdf::from_routing_id(device_id);
+    let Some(cap) =
+        didvisor::pci::capability::find_capability(ecam, bdf, didvisor::pci::capability::id::MSI)
+    else {
+        println!("iommu: {bdf} has no MSI capability: the GA log is polled once a second only");
+        return;
+    };
+    let apic = super::x2apic::id();
+    let message = iommu::MsiMessage::fixed(apic as u8, super::idt::VECTOR_GA_LOG);
+    let mut ecam = *ecam;
+    match didvisor::pci::msi::program(&mut ecam, bdf, cap, message.address, message.data as u16) {
+        Ok(()) if apic <= 0xFF => println!(
+            "iommu: GA log interrupt: MSI of {bdf} to cpu apic {apic}, vector {:#x}",
+            super::idt::VECTOR_GA_LOG
+        ),
+        _ => println!("iommu: cannot route the GA log interrupt of {bdf}: polled once a second"),
+    }
+}
+
+/// On the service core: the GA log interrupt is pending. Take it (a one-instruction interrupt
+/// window whose handler EOIs it) so the next one can arrive, then drain the log.
+pub fn take_ga_interrupt() {
+    if super::x2apic::irr_pending(super::idt::VECTOR_GA_LOG) {
+        super::cpu::take_pending_interrupts();
+        poll_ga_log();
     }
 }

@@ -22,6 +22,7 @@ pub mod smp;
 pub mod svm_hw;
 pub mod timer;
 pub mod vcpu;
+pub mod vf_posting;
 pub mod vmrun;
 pub mod x2apic;
 
@@ -162,6 +163,8 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
             log::error!(
                 "iommu: bring-up failed ({e:?}): no DMA isolation, so no device passthrough"
             );
+        } else if let Some(ecam) = &platform.ecam {
+            iommu_hw::route_ga_interrupt(ecam, desc.device_id);
         }
     }
     log::info!("memory: {} MiB free for guests", memory::free_bytes() >> 20);
@@ -190,7 +193,12 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
                 _ => avic::mode::SelfTest::NotPassed,
             };
             let cores = g.cores.iter().map(|c| cpus.ids[c]);
-            if let Err(why) = avic::mode::admit(selftest, g.vf.is_some(), cores) {
+            let vf = match (g.vf.is_some(), iommu_hw::ga_enabled()) {
+                (false, _) => avic::mode::VfPosting::NoVf,
+                (true, true) => avic::mode::VfPosting::Ga,
+                (true, false) => avic::mode::VfPosting::NoGa,
+            };
+            if let Err(why) = avic::mode::admit(selftest, vf, cores) {
                 log::error!(
                     "guest {}: {why} (AVIC self-test: {}); use irq=direct or irq=emulated; the guest does not start",
                     g.name,
@@ -237,11 +245,14 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     let mut console = ConsoleInput::new(cfg.console_guest().filter(|&i| built[i]));
     while guest::ended_count() < running {
         console.poll();
+        iommu_hw::take_ga_interrupt();
         let now = timer::nanos();
         let watch = now >= next_watch;
         if watch {
             next_watch = now + WATCHDOG_PERIOD_NS;
             iommu_hw::poll_events();
+            // In case an interrupt was lost (or could not be routed).
+            iommu_hw::poll_ga_log();
         }
         for index in (0..cfg.guest_count()).filter(|&i| built[i]) {
             let vm = guest::vm(index);

@@ -2,7 +2,9 @@
 //! RAM, its BARs mapped into the guest by the nested page tables except the MSI-X table, which stays
 //! under the hypervisor: each MSI-X entry the guest programs becomes an interrupt remapping entry.
 //! In `direct` mode that entry targets the guest's own core with the guest's vector, so the
-//! device's interrupt goes through the guest's IDT without an exit.
+//! device's interrupt goes through the guest's IDT without an exit; in `avic` mode it is a
+//! GuestMode entry posting the guest's vector into the target vCPU's backing page
+//! (`vf_posting`), again without an exit.
 
 use super::guest::Vm;
 use super::iommu_hw::{HostMemory, IOMMU};
@@ -42,9 +44,23 @@ pub struct VfHost {
     guest_vectors: [core::sync::atomic::AtomicU8; super::idt::DEVICE_VECTORS],
     /// Device interrupts that went through an exit (emulated mode); direct mode never sees them.
     pub via_exits: core::sync::atomic::AtomicU64,
+    /// The guest's index (its vCPUs' GATags name it).
+    guest_index: u8,
+    /// `avic` mode: the GuestMode entries and what became of the guest's MSI-X entries.
+    pub posted: super::vf_posting::Posted,
 }
 
 impl VfHost {
+    /// `avic` mode: vCPU `vcpu` starts or stops running; IsRunning and the IRTEs' IsRun follow.
+    pub fn set_vcpu_running(&self, avic: &super::avic_mode::AvicGuest, vcpu: usize, running: bool) {
+        self.posted
+            .set_running(avic, &self.irt, self.device(), vcpu, running);
+    }
+
+    fn device(&self) -> DeviceId {
+        DeviceId(self.bdf.routing_id())
+    }
+
     /// Emulated mode: raises in `vcpu`'s virtual APIC the guest vectors of the MSI-X entries whose
     /// host vectors this core took (`pending`, one bit per entry). Returns how many.
     pub fn deliver_emulated(
@@ -128,6 +144,8 @@ pub fn attach(
         irt,
         guest_vectors: [const { core::sync::atomic::AtomicU8::new(0) }; super::idt::DEVICE_VECTORS],
         via_exits: core::sync::atomic::AtomicU64::new(0),
+        guest_index: index as u8,
+        posted: super::vf_posting::Posted::new(),
     };
     vm.platform
         .legacy
@@ -267,38 +285,80 @@ fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntr
     };
     let vcpu = usize::from(message.dest_id());
     let platform = &vm.platform;
+    let mut refused = false;
+    if let (IrqMode::Avic, Some(avic)) = (platform.mode, &platform.avic) {
+        let target = (!entry.masked() && vcpu < avic.vcpu_count()).then_some((message, vcpu));
+        if let Err(why) = host.posted.program(
+            host.guest_index,
+            avic,
+            &host.irt,
+            host.device(),
+            index,
+            target,
+        ) {
+            refused = true;
+            println!(
+                "guest {}: vf MSI-X vector {index} (address {:#x}, data {:#x}) cannot be posted: {why}; left masked",
+                vm.config.name, message.address, message.data
+            );
+        }
+    } else {
+        program_remapped(vm, host, index, &entry, &message);
+    }
+    // The device's own entry: a remappable message naming the table index.
+    let Some(table) = host.table_hpa(vm) else {
+        return;
+    };
+    let Some(remappable) = MsiMessage::remappable(index) else {
+        return;
+    };
+    let at = table + u64::from(index) * 16;
+    let masked = entry.masked() || vcpu >= platform.vcpu_count || refused;
+    let words = [
+        remappable.address_lo(),
+        remappable.address_hi(),
+        remappable.data,
+        u32::from(masked),
+    ];
+    for (i, w) in words.iter().enumerate() {
+        // SAFETY: the VF's MSI-X table entry `index` (inside the VF's BAR, which the hypervisor
+        // placed and keeps decoding); the guest has no mapping of this page.
+        unsafe { core::ptr::write_volatile((at + i as u64 * 4) as *mut u32, *w) };
+    }
+}
+
+/// `direct` and `emulated` modes: the remapped (GuestMode = 0) entry for `message`.
+fn program_remapped(
+    vm: &Vm,
+    host: &VfHost,
+    index: u16,
+    entry: &msix::MsixTableEntry,
+    message: &MsiMessage,
+) {
+    let vcpu = usize::from(message.dest_id());
+    let platform = &vm.platform;
     let irte = if entry.masked() || vcpu >= platform.vcpu_count {
         Irte::Bits128(iommu::Irte128::DISABLED)
     } else {
-        match platform.mode {
-            IrqMode::Direct => {
-                let core = platform.vcpu_core_apic_id(vcpu);
-                Irte::remapped(
-                    IrteFormat::Bits128,
-                    message.vector(),
-                    core,
-                    iommu::DestMode::Physical,
-                    iommu::IntType::Fixed,
-                )
-                .unwrap_or(Irte::Bits128(iommu::Irte128::DISABLED))
-            }
+        let core = platform.vcpu_core_apic_id(vcpu);
+        let vector = match platform.mode {
+            IrqMode::Direct => message.vector(),
             // Emulated: a host vector standing for this entry, on the vCPU's core; the exit it
             // causes injects the guest's vector (see `deliver_emulated`).
             IrqMode::Emulated | IrqMode::Avic => {
                 host.guest_vectors[usize::from(index)]
                     .store(message.vector(), core::sync::atomic::Ordering::Release);
-                let core = platform.vcpu_core_apic_id(vcpu);
-                let host_vector = super::idt::VECTOR_DEVICE_BASE + index as u8;
-                Irte::remapped(
-                    IrteFormat::Bits128,
-                    host_vector,
-                    core,
-                    iommu::DestMode::Physical,
-                    iommu::IntType::Fixed,
-                )
-                .unwrap_or(Irte::Bits128(iommu::Irte128::DISABLED))
+                super::idt::VECTOR_DEVICE_BASE + index as u8
             }
-        }
+        };
+        Irte::remapped(
+            IrteFormat::Bits128,
+            vector,
+            core,
+            iommu::DestMode::Physical,
+            iommu::IntType::Fixed,
+        )
+        .unwrap_or(Irte::Bits128(iommu::Irte128::DISABLED))
     };
     if host.irt.set(&mut HostMemory, index, irte).is_err() {
         println!(
@@ -310,27 +370,7 @@ fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntr
     if let Some(unit) = IOMMU.get() {
         let _ = unit
             .lock()
-            .invalidate_interrupt_table(&mut HostMemory, DeviceId(host.bdf.routing_id()));
-    }
-    // The device's own entry: a remappable message naming the table index.
-    let Some(table) = host.table_hpa(vm) else {
-        return;
-    };
-    let Some(remappable) = MsiMessage::remappable(index) else {
-        return;
-    };
-    let at = table + u64::from(index) * 16;
-    let masked = entry.masked() || vcpu >= platform.vcpu_count;
-    let words = [
-        remappable.address_lo(),
-        remappable.address_hi(),
-        remappable.data,
-        u32::from(masked),
-    ];
-    for (i, w) in words.iter().enumerate() {
-        // SAFETY: the VF's MSI-X table entry `index` (inside the VF's BAR, which the hypervisor
-        // placed and keeps decoding); the guest has no mapping of this page.
-        unsafe { core::ptr::write_volatile((at + i as u64 * 4) as *mut u32, *w) };
+            .invalidate_interrupt_table(&mut HostMemory, host.device());
     }
 }
 

@@ -341,7 +341,13 @@ impl Vcpu {
             return;
         }
         if let Some(host) = self.vm.vf.get() {
-            host.deliver_emulated(self.platform(), self.id as usize, pending);
+            if self.vm.config.irq == IrqMode::Avic {
+                // Posted VF interrupts never arrive as host vectors: count any that did.
+                host.via_exits
+                    .fetch_add(u64::from(pending.count_ones()), Ordering::Relaxed);
+            } else {
+                host.deliver_emulated(self.platform(), self.id as usize, pending);
+            }
         }
     }
 

@@ -100,6 +100,15 @@ pub fn send_nmi(apic_id: u32) {
     write_icr((u64::from(apic_id) << 32) | (0b100 << 8));
 }
 
+/// Whether `vector` is pending in this core's IRR (x2APIC IRR MSRs 820h–827h, 32 vectors each),
+/// for a core that runs with interrupts off and looks before opening a window.
+pub fn irr_pending(vector: u8) -> bool {
+    let msr = 0x820 + u32::from(vector / 32);
+    // SAFETY: the IRR MSRs are read-only x2APIC registers; reading has no side effects.
+    let word = unsafe { Msr::new(msr).read() };
+    word & (1 << (vector % 32)) != 0
+}
+
 /// Signals the end of the interrupt being handled on this core.
 pub fn eoi() {
     // SAFETY: writing 0 to the x2APIC EOI register ends the in-service interrupt of this core.

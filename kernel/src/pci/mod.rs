@@ -13,6 +13,7 @@
 //! | `bar.rs`         | BAR decoding and sizing (all-ones method, decode disabled meanwhile)|
 //! | `capability.rs`  | standard (0x34) and extended (0x100) capability lists               |
 //! | `sriov.rs`       | SR-IOV extended capability, VF routing ids, VF BAR placement        |
+//! | `msi.rs`         | MSI capability: one message, for the hypervisor's own interrupts    |
 //! | `msix.rs`        | MSI-X capability and table entries                                  |
 //! | `passthrough.rs` | a VF's virtual configuration space and MSI-X table for a guest      |
 //! | `window.rs`      | free room in the 32-bit MMIO hole for BARs the hypervisor places    |
@@ -32,6 +33,7 @@ pub mod bar;
 pub mod capability;
 pub mod enumerate;
 pub mod header;
+pub mod msi;
 pub mod msix;
 pub mod passthrough;
 pub mod sriov;

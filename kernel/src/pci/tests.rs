@@ -540,3 +540,51 @@ fn fake_vfs_disappear_when_vf_enable_clears() {
     s.write_control(&mut e, SriovControl::empty());
     assert!(!e.functions.contains_key(&bdf(0, 3, 2).routing_id()));
 }
+
+#[test]
+fn msi_capability_programmed_and_enabled() {
+    use super::msi::{program, MsiError};
+    let b = bdf(0, 2, 0);
+    // An MSI capability at 0x40 like QEMU's amd-iommu: 64-bit capable (control 0x0080), with a
+    // stale Multiple Message Enable (0x0010) to be cleared.
+    let mut f = FakeFunction::new();
+    f.put8(0x40, 0x05).put16(0x42, 0x0090);
+    f.writable32(0x40, 0x0071_0000)
+        .writable32(0x44, 0xFFFF_FFFC)
+        .writable32(0x48, 0xFFFF_FFFF)
+        .writable32(0x4C, 0x0000_FFFF);
+    let mut ecam = FakeEcam::default();
+    ecam.add(b, f);
+    // Service core x2APIC id 0, vector 0xF1: address FEE0_0000h, data 0x00F1.
+    program(&mut ecam, b, 0x40, 0xFEE0_0000, 0xF1).unwrap();
+    let f = ecam.function(b);
+    assert_eq!(f.get32(0x44), 0xFEE0_0000);
+    assert_eq!(f.get32(0x48), 0);
+    assert_eq!(f.get16(0x4C), 0xF1);
+    assert_eq!(f.get16(0x42), 0x0081, "enabled, one message");
+    // Enable comes last: the first write to the header disables.
+    let headers: Vec<u32> = ecam
+        .writes
+        .iter()
+        .filter(|w| w.1 == 0x40)
+        .map(|w| w.2)
+        .collect();
+    assert_eq!(headers.len(), 2);
+    assert_eq!(headers[0] >> 16 & 1, 0);
+    assert_eq!(headers[1] >> 16 & 1, 1);
+    // A 32-bit-only capability: data at +8; a high address is refused.
+    let mut g = FakeFunction::new();
+    g.put8(0x50, 0x05)
+        .writable32(0x50, 0x0071_0000)
+        .writable32(0x54, 0xFFFF_FFFC)
+        .writable32(0x58, 0xFFFF);
+    let c = bdf(0, 3, 0);
+    ecam.add(c, g);
+    program(&mut ecam, c, 0x50, 0xFEE0_1000, 0x41).unwrap();
+    assert_eq!(ecam.function(c).get32(0x54), 0xFEE0_1000);
+    assert_eq!(ecam.function(c).get16(0x58), 0x41);
+    assert_eq!(
+        program(&mut ecam, c, 0x50, 1 << 32, 0x41),
+        Err(MsiError::AddressTooHigh)
+    );
+}

@@ -1,0 +1,136 @@
+//! VF interrupts of an `irq=avic` guest, posted by the IOMMU in guest virtual APIC (GA) mode:
+//! each MSI-X entry the guest programs becomes a GuestMode IRTE (`iommu::ga::post`) that sets the
+//! guest's vector in the target vCPU's backing page IRR and rings the doorbell of its core while
+//! IsRun = 1 — no exit and no hypervisor code on the way. While IsRun = 0 the IOMMU still sets
+//! the IRR and writes a GA log entry naming the vCPU (GATag); the service core's
+//! `iommu_hw::poll_ga_log` then rings it, or the vCPU picks the IRR up at its next VMRUN.
+//!
+//! IsRun follows the physical APIC-ID table's IsRunning: both change together under this VF's
+//! lock (`set_running`), IsRunning first when a vCPU starts and IsRun first when it stops, and an
+//! entry the guest programs reads IsRunning under the same lock, so no IRTE keeps IsRun = 1 for a
+//! vCPU that has stopped. Every IRTE write is followed by INVALIDATE_INTERRUPT_TABLE +
+//! COMPLETION_WAIT (the spec does not require it for IsRun/Destination, Linux does it anyway).
+
+use super::avic_mode::AvicGuest;
+use super::iommu_hw::{HostMemory, IOMMU};
+use core::sync::atomic::{AtomicU64, Ordering};
+use iommu::ga::{self, GaTag, PostRefusal, PostTarget};
+use iommu::{DeviceId, Hpa, InterruptTable, Irte, Irte128, MsiMessage};
+use spin::Mutex;
+
+const ENTRIES: usize = super::idt::DEVICE_VECTORS;
+
+/// The posted entries of one VF.
+pub struct Posted {
+    /// Per MSI-X entry: the vCPU it posts to and the IRTE written.
+    entries: Mutex<[Option<(usize, Irte128)>; ENTRIES]>,
+    /// MSI-X entries written as GuestMode IRTEs.
+    pub posted: AtomicU64,
+    /// MSI-X entries the guest programmed that cannot be posted (left disabled and masked).
+    pub refused: AtomicU64,
+}
+
+impl Posted {
+    pub const fn new() -> Self {
+        Self {
+            entries: Mutex::new([None; ENTRIES]),
+            posted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Writes IRTE `index` for `msg` aimed at `vcpu` (`None`: disabled). On a refusal the entry
+    /// is disabled and the reason returned.
+    pub fn program(
+        &self,
+        guest: u8,
+        avic: &AvicGuest,
+        irt: &InterruptTable,
+        device: DeviceId,
+        index: u16,
+        target: Option<(MsiMessage, usize)>,
+    ) -> Result<(), PostRefusal> {
+        let mut entries = self.entries.lock();
+        let result = match target {
+            Some((msg, vcpu)) => ga::post(
+                &msg,
+                &PostTarget {
+                    backing_page: Hpa(avic.backing_page(vcpu)),
+                    host_apic_id: avic.core(vcpu),
+                    running: avic.is_running(vcpu),
+                    tag: GaTag {
+                        guest,
+                        vcpu: vcpu as u16,
+                    },
+                },
+            )
+            .map(|e| (vcpu, e)),
+            None => Ok((0, Irte128::DISABLED)),
+        };
+        let (vcpu, irte) = match result {
+            Ok(x) => x,
+            Err(_) => (0, Irte128::DISABLED),
+        };
+        let slot = usize::from(index);
+        entries[slot] = irte.remap_enabled().then_some((vcpu, irte));
+        write(irt, device, index, irte);
+        match result {
+            Ok(_) if irte.remap_enabled() => {
+                self.posted.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(why) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                Err(why)
+            }
+        }
+    }
+
+    /// vCPU `vcpu` starts running (first VMRUN) or stops (parked, ended): IsRunning in the
+    /// physical table and IsRun in every IRTE posting to it, in the order that never leaves
+    /// IsRun = 1 for a vCPU that is not running.
+    pub fn set_running(
+        &self,
+        avic: &AvicGuest,
+        irt: &InterruptTable,
+        device: DeviceId,
+        vcpu: usize,
+        running: bool,
+    ) {
+        let mut entries = self.entries.lock();
+        if running {
+            avic.set_running(vcpu, true);
+        }
+        for (index, slot) in entries.iter_mut().enumerate() {
+            if let Some((v, irte)) = slot {
+                if *v == vcpu {
+                    *irte = irte.with_running(running, avic.core(vcpu));
+                    write(irt, device, index as u16, *irte);
+                }
+            }
+        }
+        if !running {
+            avic.set_running(vcpu, false);
+        }
+    }
+}
+
+/// Writes one 128-bit entry, then INVALIDATE_INTERRUPT_TABLE + COMPLETION_WAIT.
+fn write(irt: &InterruptTable, device: DeviceId, index: u16, irte: Irte128) {
+    if irt
+        .set(&mut HostMemory, index, Irte::Bits128(irte))
+        .is_err()
+    {
+        log::error!("iommu: cannot write remapping entry {index} of {device:?}");
+        return;
+    }
+    if let Some(unit) = IOMMU.get() {
+        if let Err(e) = unit
+            .lock()
+            .invalidate_interrupt_table(&mut HostMemory, device)
+        {
+            log::error!("iommu: invalidating the interrupt table of {device:?}: {e:?}");
+        }
+    }
+}
