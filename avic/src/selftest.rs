@@ -141,14 +141,7 @@ pub fn backing_page(apic_id: u32, mode: Mode) -> BackingPage {
         p.write(reg::DFR, 0xFFFF_FFFF);
     }
     p.write(reg::SPIV, 0x1FF);
-    for lvt in [
-        reg::LVT_TIMER,
-        reg::LVT_THERMAL,
-        reg::LVT_PMC,
-        reg::LVT_LINT0,
-        reg::LVT_LINT1,
-        reg::LVT_ERROR,
-    ] {
+    for lvt in crate::mode::LVTS {
         p.write(lvt, 1 << 16);
     }
     p

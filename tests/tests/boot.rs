@@ -117,14 +117,7 @@ fn pci_functions_and_sriov_are_listed() {
     std::fs::create_dir_all(disk.parent().expect("parent")).expect("work dir");
     std::fs::write(&disk, vec![0u8; 1 << 20]).expect("disk image");
     let run = didvisor(Boot::Multiboot1, 1, "")
-        .arg("-drive")
-        .arg(&format!("file={},if=none,id=d0,format=raw", disk.display()))
-        .arg("-device")
-        .arg("nvme-subsys,id=subsys0")
-        .arg("-device")
-        .arg("nvme,serial=abc,subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4")
-        .arg("-device")
-        .arg("nvme-ns,drive=d0,nsid=1,shared=false,detached=true")
+        .nvme_sriov("abc", &[&disk])
         .run("pci_functions_and_sriov_are_listed");
     run.assert_line("pci: 00:00.0 [8086:29c0] class 06.00.00");
     run.assert_line("[1b36:0010] class 01.08.02");

@@ -8,21 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tests::qemu::{Expected, Qemu, Run};
 
-/// QEMU's NVMe controller with SR-IOV (two VFs) and two detached namespaces, backed by `disks`
-/// (platform.md has the working option set).
+/// QEMU's NVMe controller with SR-IOV (two VFs) and two detached namespaces, backed by `disks`.
 fn nvme_args(q: Qemu, disks: &[PathBuf; 2]) -> Qemu {
-    q.arg("-drive")
-        .arg(&format!("file={},if=none,id=d0,format=raw", disks[0].display()))
-        .arg("-drive")
-        .arg(&format!("file={},if=none,id=d1,format=raw", disks[1].display()))
-        .arg("-device")
-        .arg("nvme-subsys,id=subsys0")
-        .arg("-device")
-        .arg("nvme,serial=didvisor,subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4")
-        .arg("-device")
-        .arg("nvme-ns,drive=d0,nsid=1,shared=false,detached=true")
-        .arg("-device")
-        .arg("nvme-ns,drive=d1,nsid=2,shared=false,detached=true")
+    q.nvme_sriov("didvisor", &[&disks[0], &disks[1]])
 }
 
 fn disks(test: &str) -> [PathBuf; 2] {

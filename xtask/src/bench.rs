@@ -119,14 +119,7 @@ fn vf_io(work: &Path) -> Result {
             .module(linux::initrd(), linux::INITRD_MODULE_NAME)
             .arg("-device")
             .arg(iommu)
-            .arg("-drive")
-            .arg(&format!("file={},if=none,id=d0,format=raw", disk.display()))
-            .arg("-device")
-            .arg("nvme-subsys,id=subsys0")
-            .arg("-device")
-            .arg("nvme,serial=bench,subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4")
-            .arg("-device")
-            .arg("nvme-ns,drive=d0,nsid=1,shared=false,detached=true");
+            .nvme_sriov("bench", &[&disk]);
         let run = q
             .timeout(TIMEOUT)
             .run_unchecked(&format!("bench-vf-io-{irq}"));

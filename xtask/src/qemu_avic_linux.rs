@@ -197,18 +197,7 @@ fn with_nvme(q: Qemu, ga: bool, disk: &Path, spare: &Path) -> Qemu {
     let ga = if ga { ",ga=on" } else { "" };
     q.arg("-device")
         .arg(&format!("amd-iommu,intremap=on,xtsup=on,pt=off{ga}"))
-        .arg("-drive")
-        .arg(&format!("file={},if=none,id=d0,format=raw", disk.display()))
-        .arg("-drive")
-        .arg(&format!("file={},if=none,id=d1,format=raw", spare.display()))
-        .arg("-device")
-        .arg("nvme-subsys,id=subsys0")
-        .arg("-device")
-        .arg("nvme,serial=didvisor,subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4")
-        .arg("-device")
-        .arg("nvme-ns,drive=d0,nsid=1,shared=false,detached=true")
-        .arg("-device")
-        .arg("nvme-ns,drive=d1,nsid=2,shared=false,detached=true")
+        .nvme_sriov("didvisor", &[disk, spare])
 }
 
 /// Two fresh 64 MiB images for `test`.
