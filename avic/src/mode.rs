@@ -1,4 +1,4 @@
-//! The hypervisor's `irq=avic` interrupt mode (x2AVIC, first increment): what a vCPU's backing
+//! The hypervisor's `irq=avic` interrupt mode (x2AVIC; VF interrupts posted by the IOMMU): what a vCPU's backing
 //! page starts as, which exits mean what, when a guest may run in this mode at all, and the
 //! per-vCPU counters the hypervisor prints. The hardware glue is `kernel/src/hv/avic_mode.rs`
 //! and `kernel/src/hv/avic_vcpu.rs`; everything here is plain logic, tested on the host.

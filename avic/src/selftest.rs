@@ -142,7 +142,7 @@ pub fn backing_page(apic_id: u32, mode: Mode) -> BackingPage {
     }
     p.write(reg::SPIV, 0x1FF);
     for lvt in crate::mode::LVTS {
-        p.write(lvt, 1 << 16);
+        p.write(lvt, crate::mode::LVT_MASK);
     }
     p
 }
