@@ -1,5 +1,6 @@
-//! `cargo xtask deps`: install the host packages the build and the tests need, and fetch the
-//! Linux guest's kernel package (`linux::fetch_kernel`).
+//! `cargo xtask deps`: add the Rust targets and components `rust-toolchain.toml` names
+//! (`toolchain`), install the host packages the build and the tests need, and fetch the Linux
+//! guest's kernel package (`linux::fetch_kernel`).
 
 use std::fs;
 use std::path::Path;
@@ -209,6 +210,8 @@ pub(crate) fn apt_command(args: &[&str]) -> Command {
 /// Installs what is missing, then fetches the guest kernel (see `linux::fetch_kernel`).
 /// Idempotent: does nothing (and needs no network) when all is there.
 pub fn deps() -> Result {
+    // The bare-metal target first: without it nothing of didvisor builds.
+    crate::toolchain::ensure()?;
     let qemu = qemu_major();
     let qemu_ok = qemu.is_some_and(|v| v >= QEMU_MAJOR);
     let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();

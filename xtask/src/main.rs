@@ -7,6 +7,7 @@ mod linux;
 mod qemu_avic;
 mod qemu_avic_kvm;
 mod qemu_avic_linux;
+mod toolchain;
 
 use std::env;
 use std::fs;
@@ -33,7 +34,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  deps                 install missing host packages (QEMU >= 10 from bookworm-backports,
+  deps                 add the Rust targets/components rust-toolchain.toml names (rustup),
+                       install missing host packages (QEMU >= 10 from bookworm-backports,
                        GRUB BIOS+EFI, xorriso, mtools, OVMF, cpio, busybox-static, acpica-tools), then fetch
                        the Debian 12 guest kernel (linux-image-<ver>, the release
                        `apt-cache depends linux-image-amd64` names) into the cache and stage
@@ -694,7 +696,13 @@ fn linux_qemu(args: &[String]) -> Result {
 }
 
 fn test() -> Result {
-    banner("test [1/7]: host packages");
+    banner("test [1/7]: set-up (Rust target and components, host packages, guest kernel)");
+    if env::var_os("CI").is_some() {
+        // CI proves the path a fresh machine takes: the target missing, the set-up adding it.
+        toolchain::check_setup_path(TARGET)?;
+    } else {
+        println!("xtask: set-up check (remove and reinstall {TARGET}) runs under CI=true only");
+    }
     deps::deps()?;
     banner("test [2/7]: boot images");
     build()?;
