@@ -33,7 +33,7 @@ pub const HYPERVISOR_MAX: u32 = 0x4000_0001;
 pub const KVM_COMPAT_BASE: u32 = 0x4000_0100;
 pub const KVM_SIGNATURE: &[u8; 12] = b"KVMKVMKVM\0\0\0";
 
-mod bit {
+pub mod bit {
     // Leaf 1 EDX (AMD APM vol. 3, appendix E.3.2): machine check, MTRRs and MCA are not virtualised.
     pub const MCE: u32 = 1 << 7;
     pub const MTRR: u32 = 1 << 12;

@@ -1,10 +1,12 @@
 //! didvisor's policy and encoding logic that needs no hardware: configuration parsing, the CPUID policy,
-//! exit statistics, the ELF loader, the physical frame allocator, the guest boot layout and the guest
-//! debug console. The bare-metal binary (`main.rs`) is thin glue around these; `cargo test -p kernel`
+//! the intercept table (`intercepts`), exit statistics, the ELF loader, the physical frame allocator,
+//! a guest's page-table frame budget (`table_frames`) and BAR mappings (`bar_mapping`), the guest boot
+//! layout and the guest debug console. The bare-metal binary (`main.rs`) is thin glue around these; `cargo test -p kernel`
 //! runs them on the host.
 #![cfg_attr(not(test), no_std)]
 
 pub mod acpi_tables;
+pub mod bar_mapping;
 pub mod config;
 pub mod console;
 pub mod cpuid;
@@ -14,9 +16,11 @@ pub mod elf;
 pub mod frames;
 pub mod guest_layout;
 pub mod inject;
+pub mod intercepts;
 pub mod irqchip;
 pub mod linux;
 pub mod msr;
 pub mod nvme;
 pub mod pci;
 pub mod stats;
+pub mod table_frames;

@@ -33,6 +33,8 @@ pub enum InvalidState {
     Cr3ReservedBits,
     /// CR4\[63:32\] are not zero.
     Cr4HighBits,
+    /// A CR4 bit this processor reserves (see [`cr4_reserved`]) is set.
+    Cr4ReservedBits,
     /// DR6\[63:32\] are not zero.
     Dr6HighBits,
     /// DR7\[63:32\] are not zero.
@@ -55,8 +57,57 @@ pub enum InvalidState {
     AsidZero,
 }
 
+/// The CR4 bits a processor reserves (APM vol. 2 §3.1.3, "CR4 Register"), from the CPUID
+/// feature words that define them: leaf 1 ECX and leaf 7.0 EBX/ECX. Bit 15 and bits 31:26 are
+/// reserved everywhere; a feature bit is reserved where CPUID does not report the feature.
+/// The Intel-only bits (VMXE 13, SMXE 14, KL 19, PKS 24, UINTR 25) follow their CPUID bits too.
+pub const fn cr4_reserved(leaf1_ecx: u32, leaf7_ebx: u32, leaf7_ecx: u32) -> u64 {
+    // (CR4 bit, CPUID word: 0 = leaf 1 ECX, 1 = leaf 7 EBX, 2 = leaf 7 ECX, bit)
+    const FEATURES: [(u32, u8, u32); 14] = [
+        (11, 2, 2),  // UMIP
+        (12, 2, 16), // LA57
+        (13, 0, 5),  // VMXE
+        (14, 0, 6),  // SMXE
+        (16, 1, 0),  // FSGSBASE
+        (17, 0, 17), // PCIDE
+        (18, 0, 26), // OSXSAVE (XSAVE)
+        (19, 2, 23), // KL
+        (20, 1, 7),  // SMEP
+        (21, 1, 20), // SMAP
+        (22, 2, 3),  // PKE
+        (23, 2, 7),  // CET (shadow stacks)
+        (24, 2, 31), // PKS
+        (25, 2, 5),  // UINTR (leaf 7 EDX on Intel; no AMD processor has it: ECX bit 5 is WAITPKG)
+    ];
+    let mut reserved = (1u64 << 15) | (0x3f << 26) | !0xffff_ffff;
+    let mut i = 0;
+    while i < FEATURES.len() {
+        let (cr4_bit, word, cpuid_bit) = FEATURES[i];
+        let w = match word {
+            0 => leaf1_ecx,
+            1 => leaf7_ebx,
+            _ => leaf7_ecx,
+        };
+        // UINTR is never offered (no AMD CPUID bit), whatever ECX bit 5 says.
+        if w & (1 << cpuid_bit) == 0 || cr4_bit == 25 {
+            reserved |= 1 << cr4_bit;
+        }
+        i += 1;
+    }
+    reserved
+}
+
 /// Check the VMCB the way `VMRUN` does. `phys_addr_bits` is CPUID 8000_0008 EAX\[7:0\].
 pub fn check_guest_state(v: &Vmcb, phys_addr_bits: u8) -> Result<(), InvalidState> {
+    check_guest_state_with(v, phys_addr_bits, !0xffff_ffff)
+}
+
+/// [`check_guest_state`] with the processor's reserved CR4 bits (from [`cr4_reserved`]).
+pub fn check_guest_state_with(
+    v: &Vmcb,
+    phys_addr_bits: u8,
+    cr4_reserved_bits: u64,
+) -> Result<(), InvalidState> {
     let max_phys = 1u64 << phys_addr_bits.clamp(32, 52);
     let long_mode = v.efer & EFER_LME != 0 && v.cr0 & CR0_PG != 0;
     if v.efer & EFER_SVME == 0 {
@@ -73,6 +124,9 @@ pub fn check_guest_state(v: &Vmcb, phys_addr_bits: u8) -> Result<(), InvalidStat
     }
     if v.cr4 >> 32 != 0 {
         return Err(InvalidState::Cr4HighBits);
+    }
+    if v.cr4 & cr4_reserved_bits != 0 {
+        return Err(InvalidState::Cr4ReservedBits);
     }
     if v.dr6 >> 32 != 0 {
         return Err(InvalidState::Dr6HighBits);
@@ -183,6 +237,32 @@ mod tests {
         v.event_inj = 0x8000_0030;
         assert_eq!(check_guest_state(&v, 48), Ok(()));
         v.event_inj = 0x0000_0330; // not valid: ignored
+        assert_eq!(check_guest_state(&v, 48), Ok(()));
+    }
+
+    #[test]
+    fn cr4_reserved_bits_follow_cpuid() {
+        // No features at all: every feature bit reserved, the classic bits 10:0 not.
+        let none = cr4_reserved(0, 0, 0);
+        assert_eq!(none & 0x7ff, 0);
+        for bit in [
+            11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 31, 32, 63,
+        ] {
+            assert_ne!(none & (1 << bit), 0, "bit {bit}");
+        }
+        // XSAVE, PCID, FSGSBASE, SMEP, SMAP, UMIP, PKE: those bits become usable.
+        let some = cr4_reserved(1 << 26 | 1 << 17, 1 | 1 << 7 | 1 << 20, 1 << 2 | 1 << 3);
+        for bit in [11, 16, 17, 18, 20, 21, 22] {
+            assert_eq!(some & (1 << bit), 0, "bit {bit}");
+        }
+        assert_ne!(some & (1 << 13), 0, "VMXE stays reserved without VMX");
+        assert_ne!(cr4_reserved(0, 0, 1 << 5) & (1 << 25), 0, "UINTR never");
+        let mut v = good();
+        v.cr4 |= 1 << 13;
+        assert_eq!(
+            check_guest_state_with(&v, 48, none),
+            Err(InvalidState::Cr4ReservedBits)
+        );
         assert_eq!(check_guest_state(&v, 48), Ok(()));
     }
 }

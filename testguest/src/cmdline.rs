@@ -3,7 +3,9 @@
 //! - `end=poweroff|triple-fault|reset|halt|nvme-dma`: how the run ends (the first `end=` word
 //!   counts; none means `poweroff`, the full check sequence);
 //! - `canary=0xADDR` (up to [`MAX_CANARIES`], hex, `0x` optional): guest-physical addresses outside
-//!   the guest's RAM that `end=nvme-dma` points NVMe data transfers at.
+//!   the guest's RAM that `end=nvme-dma` points NVMe data transfers at (and `attack=` at VMSAVE);
+//! - `attack=NAME[,NAME...]` (any number of words): attacks on the hypervisor ([`Attack`]) run
+//!   before the normal checks, each reporting what the processor did.
 //!
 //! Other words are ignored.
 
@@ -22,6 +24,160 @@ pub enum Ending {
     Halt,
     /// Drive the passed-through NVMe VF at 00:01.0, DMA inside and outside RAM, then power-off.
     NvmeDma,
+}
+
+/// One attack of the attack guest (`attack=` words), in the order the guest runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attack {
+    /// VMSAVE / VMLOAD with RAX = the first canary (a host-physical page).
+    Vmsave,
+    Vmload,
+    /// CLGI, STGI, SKINIT, INVLPGA of ASID 0.
+    Clgi,
+    Stgi,
+    Skinit,
+    Invlpga,
+    /// RDPRU, MONITOR, MWAIT (hidden features).
+    Rdpru,
+    Monitor,
+    Mwait,
+    /// WBINVD, WBNOINVD, INVD (cross-core cache effects).
+    Wbinvd,
+    Wbnoinvd,
+    Invd,
+    /// XSETBV with a feature bit CPUID does not show.
+    Xsetbv,
+    /// x2APIC SVR with reserved bits 11:10; timer LVT with SMI delivery; error LVT with NMI.
+    Svr,
+    LvtSmi,
+    LvtErrorNmi,
+    /// A fixed IPI with vector 3 to itself; NMI, INIT and fixed broadcasts through the ICR.
+    IpiLowVector,
+    IcrBroadcasts,
+    /// The IOAPIC's PIT entry with vector 4, the PIT running.
+    IoapicLowVector,
+    /// Writes of VM_HSAVE_PA, VM_CR, EFER without SVME, SYSCFG, HWCR, IA32_APIC_BASE, TSC.
+    SvmMsrs,
+    /// Port writes to the 8259s, PIT, CMOS, 92h and reads of CF8/CFC.
+    Ports,
+    /// The VF's BAR 0 moved 100,000 times, then its old place read.
+    BarMoves,
+    /// An 8-byte read that starts 4 bytes before the end of the VF's BAR 0.
+    MmioStraddle,
+    /// An MSI-X entry of the VF programmed with vector 2 and unmasked.
+    MsixLowVector,
+    /// CR4 with reserved bit 15 (last: if the processor takes it, VMRUN refuses the guest).
+    Cr4Reserved,
+}
+
+impl Attack {
+    /// Every attack that needs no VF, in running order (`attack=cpu`).
+    pub const CPU: [Attack; 20] = [
+        Attack::Vmsave,
+        Attack::Vmload,
+        Attack::Clgi,
+        Attack::Stgi,
+        Attack::Skinit,
+        Attack::Invlpga,
+        Attack::Rdpru,
+        Attack::Monitor,
+        Attack::Mwait,
+        Attack::Wbinvd,
+        Attack::Wbnoinvd,
+        Attack::Invd,
+        Attack::Xsetbv,
+        Attack::Svr,
+        Attack::LvtSmi,
+        Attack::LvtErrorNmi,
+        Attack::IpiLowVector,
+        Attack::IcrBroadcasts,
+        Attack::IoapicLowVector,
+        Attack::SvmMsrs,
+    ];
+    /// The attacks on the VF at 00:01.0 (`attack=vf`).
+    pub const VF: [Attack; 3] = [
+        Attack::BarMoves,
+        Attack::MmioStraddle,
+        Attack::MsixLowVector,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Attack::Vmsave => "vmsave",
+            Attack::Vmload => "vmload",
+            Attack::Clgi => "clgi",
+            Attack::Stgi => "stgi",
+            Attack::Skinit => "skinit",
+            Attack::Invlpga => "invlpga",
+            Attack::Rdpru => "rdpru",
+            Attack::Monitor => "monitor",
+            Attack::Mwait => "mwait",
+            Attack::Wbinvd => "wbinvd",
+            Attack::Wbnoinvd => "wbnoinvd",
+            Attack::Invd => "invd",
+            Attack::Xsetbv => "xsetbv",
+            Attack::Svr => "svr",
+            Attack::LvtSmi => "lvt-smi",
+            Attack::LvtErrorNmi => "lvt-error-nmi",
+            Attack::IpiLowVector => "ipi-low-vector",
+            Attack::IcrBroadcasts => "icr-broadcasts",
+            Attack::IoapicLowVector => "ioapic-low-vector",
+            Attack::SvmMsrs => "svm-msrs",
+            Attack::Ports => "ports",
+            Attack::BarMoves => "bar-moves",
+            Attack::MmioStraddle => "mmio-straddle",
+            Attack::MsixLowVector => "msix-low-vector",
+            Attack::Cr4Reserved => "cr4-reserved",
+        }
+    }
+
+    fn all() -> impl Iterator<Item = Attack> {
+        Self::CPU
+            .into_iter()
+            .chain([Attack::Ports])
+            .chain(Self::VF)
+            .chain([Attack::Cr4Reserved])
+    }
+
+    fn from_name(name: &str) -> Option<Attack> {
+        Self::all().find(|a| a.name() == name)
+    }
+}
+
+/// How many attacks one command line can name.
+pub const MAX_ATTACKS: usize = 32;
+
+/// The `attack=` list, in command line order (`cpu` and `vf` stand for their groups).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attacks {
+    list: [Option<Attack>; MAX_ATTACKS],
+    len: usize,
+}
+
+impl Default for Attacks {
+    fn default() -> Self {
+        Self {
+            list: [None; MAX_ATTACKS],
+            len: 0,
+        }
+    }
+}
+
+impl Attacks {
+    pub fn iter(&self) -> impl Iterator<Item = Attack> + '_ {
+        self.list[..self.len].iter().flatten().copied()
+    }
+
+    fn push(&mut self, a: Attack) -> bool {
+        match self.list.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some(a);
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// The `canary=` addresses, in command line order.
@@ -52,6 +208,7 @@ impl Canaries {
 pub struct Command {
     pub ending: Ending,
     pub canaries: Canaries,
+    pub attacks: Attacks,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +219,10 @@ pub enum CmdlineError<'a> {
     BadCanary(&'a str),
     /// More than [`MAX_CANARIES`] `canary=` words.
     TooManyCanaries,
+    /// An `attack=` name none of [`Attack`]'s.
+    UnknownAttack(&'a str),
+    /// More than [`MAX_ATTACKS`] attacks.
+    TooManyAttacks,
 }
 
 impl fmt::Display for CmdlineError<'_> {
@@ -72,6 +233,8 @@ impl fmt::Display for CmdlineError<'_> {
             CmdlineError::TooManyCanaries => {
                 write!(f, "more than {MAX_CANARIES} canary addresses")
             }
+            CmdlineError::UnknownAttack(v) => write!(f, "unknown attack \"{v}\""),
+            CmdlineError::TooManyAttacks => write!(f, "more than {MAX_ATTACKS} attacks"),
         }
     }
 }
@@ -99,7 +262,32 @@ pub fn parse(cmdline: &str) -> Result<Command, CmdlineError<'_>> {
             return Err(CmdlineError::TooManyCanaries);
         }
     }
-    Ok(Command { ending, canaries })
+    let mut attacks = Attacks::default();
+    for name in cmdline
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("attack="))
+        .flat_map(|v| v.split(','))
+    {
+        let one;
+        let group: &[Attack] = match name {
+            "cpu" => &Attack::CPU,
+            "vf" => &Attack::VF,
+            _ => {
+                one = [Attack::from_name(name).ok_or(CmdlineError::UnknownAttack(name))?];
+                &one
+            }
+        };
+        for &a in group {
+            if !attacks.push(a) {
+                return Err(CmdlineError::TooManyAttacks);
+            }
+        }
+    }
+    Ok(Command {
+        ending,
+        canaries,
+        attacks,
+    })
 }
 
 /// A hex number of 1 to 16 digits, with an optional `0x`/`0X` prefix and nothing else (no sign,
@@ -187,5 +375,31 @@ mod tests {
             CmdlineError::TooManyCanaries.to_string(),
             "more than 4 canary addresses"
         );
+    }
+
+    #[test]
+    fn attacks() {
+        let c = parse("attack=vmsave,clgi attack=cr4-reserved").unwrap();
+        let names: Vec<&str> = c.attacks.iter().map(Attack::name).collect();
+        assert_eq!(names, ["vmsave", "clgi", "cr4-reserved"]);
+        let cpu = parse("attack=cpu").unwrap();
+        assert_eq!(cpu.attacks.iter().count(), Attack::CPU.len());
+        let vf = parse("attack=vf,ports").unwrap();
+        assert_eq!(vf.attacks.iter().last(), Some(Attack::Ports));
+        assert_eq!(vf.attacks.iter().count(), 4);
+        assert_eq!(
+            parse("attack=vmsave,nope"),
+            Err(CmdlineError::UnknownAttack("nope"))
+        );
+        assert_eq!(parse("attack="), Err(CmdlineError::UnknownAttack("")));
+        assert_eq!(
+            parse("attack=cpu attack=cpu"),
+            Err(CmdlineError::TooManyAttacks)
+        );
+        // Every name parses back to its attack.
+        for a in Attack::all() {
+            assert_eq!(Attack::from_name(a.name()), Some(a));
+        }
+        assert_eq!(parse("").unwrap().attacks.iter().count(), 0);
     }
 }

@@ -214,6 +214,11 @@ extern "C" fn guest_main(ram: u64, vcpu: u64, cmdline: u64) -> ! {
             halt()
         }
     };
+    if command.attacks.iter().next().is_some() {
+        let canary = command.canaries.as_slice().first().copied().unwrap_or(0);
+        crate::attack::run(command.attacks.iter(), canary);
+        say!("testguest: attacks done");
+    }
     match command.ending {
         Ending::TripleFault => triple_fault(),
         Ending::Reset => reset(),

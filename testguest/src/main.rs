@@ -18,6 +18,8 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
+mod attack;
+#[cfg(target_os = "none")]
 mod guest;
 #[cfg(target_os = "none")]
 mod nvme;

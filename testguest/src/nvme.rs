@@ -40,7 +40,7 @@ use crate::guest::{power_off, Console};
 const CONFIG_ADDRESS: u16 = 0xcf8;
 const CONFIG_DATA: u16 = 0xcfc;
 /// 00:01.0, where the hypervisor puts the VF.
-const VF: Bdf = Bdf::from_routing_id(1 << 3);
+pub(crate) const VF: Bdf = Bdf::from_routing_id(1 << 3);
 /// QEMU's NVMe controller (PF and VF alike).
 const VENDOR_ID: u16 = 0x1b36;
 const DEVICE_ID: u16 = 0x0010;
@@ -170,7 +170,7 @@ fn rdtsc() -> u64 {
 
 /// PCI configuration mechanism #1 (PCI Local Bus Specification 3.0 §3.2.2.3.2), bus 0..255,
 /// the 256-byte header only.
-struct Conf1;
+pub(crate) struct Conf1;
 
 impl Conf1 {
     fn select(bdf: Bdf, offset: u16) {
@@ -376,7 +376,7 @@ pub fn run(ram: u64, canaries: &[u64]) -> ! {
 }
 
 /// Step 1: the VF's BAR0, with Memory Space and Bus Master on; `None` if no function answers.
-fn find_vf() -> Option<u64> {
+pub(crate) fn find_vf() -> Option<u64> {
     let mut cfg = Conf1;
     let bdf = VF;
     let id = cfg.read32(bdf, header::VENDOR_DEVICE);

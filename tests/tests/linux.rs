@@ -117,6 +117,11 @@ fn apic_counts(run: &Run, name: &str, vcpu: u32) -> ApicCounts {
         .unwrap_or_else(|| run.fail(&format!("no x2apic/interrupt lines for {name} vcpu {vcpu}")))
 }
 
+/// Direct mode traps the timer LVT's writes to filter them (isolation: no delivery mode, no
+/// reserved bit reaches the physical LVT); Linux writes it a few times per boot, never per tick
+/// (it reprograms the initial count, which stays the guest's).
+const MAX_DIRECT_LVTT_WRITES: u64 = 8;
+
 #[test]
 fn linux_one_vcpu_direct_takes_timer_interrupts_without_exits() {
     let run =
@@ -136,10 +141,11 @@ fn linux_one_vcpu_direct_takes_timer_interrupts_without_exits() {
         );
     }
     let apic = apic_counts(&run, "lin", 0);
-    assert_eq!(
-        (apic.eoi, apic.timer),
-        (0, 0),
-        "timer programming and EOIs must not exit in direct mode"
+    assert_eq!(apic.eoi, 0, "EOIs must not exit in direct mode");
+    assert!(
+        apic.timer <= MAX_DIRECT_LVTT_WRITES,
+        "timer programming must not exit per tick in direct mode: {} timer exits",
+        apic.timer
     );
     assert_eq!(apic.injected, 0, "nothing is injected in direct mode");
 }
@@ -190,10 +196,9 @@ fn two_vcpus(irq: &str) {
     for vcpu in 0..2 {
         let apic = apic_counts(&run, "lin", vcpu);
         if irq == "direct" {
-            assert_eq!(
-                (apic.eoi, apic.timer),
-                (0, 0),
-                "vcpu {vcpu}: EOI/timer exits in direct mode"
+            assert!(
+                apic.eoi == 0 && apic.timer <= MAX_DIRECT_LVTT_WRITES,
+                "vcpu {vcpu}: EOI/timer exits in direct mode: {apic:?}"
             );
         } else {
             assert!(

@@ -2,8 +2,9 @@
 //!
 //! - emulated: every x2APIC MSR exits and is served by the vCPU's virtual local APIC.
 //! - direct: only what `didvisor::irqchip::direct` traps exits here: ID/LDR/version reads, ICR
-//!   writes (translated to physical IPIs between the guest's own cores), SVR writes (kept enabled)
-//!   and writes to LVTs wired to the host platform (ignored).
+//!   writes (translated to physical IPIs between the guest's own cores), SVR and timer/error LVT
+//!   writes (filtered: only the bits the register offers, SVR kept enabled) and writes to LVTs
+//!   wired to the host platform (ignored).
 //! - avic: no x2APIC MSR exits at all (AVIC takes them); the ICR of an IPI AVIC does not deliver
 //!   (401h cause 0: INIT, SIPI, NMI, lowest priority) comes here as a write to the vCPU's `Lapic`
 //!   model and is routed like an emulated-mode IPI (see `avic_vcpu`).
@@ -61,12 +62,21 @@ pub fn write(platform: &VirtualPlatform, vcpu: usize, msr: u32, value: u64) -> A
                     .store(value, core::sync::atomic::Ordering::Relaxed);
                 route_ipi(platform, vcpu, didvisor::irqchip::decode_icr(value))
             }
-            regs::MSR_SVR => {
-                // The guest's spurious vector and focus bits, but the APIC stays software-enabled:
-                // the hypervisor's device IPIs must keep reaching this core.
-                // SAFETY: this core is dedicated to this vCPU; SVR only affects its own APIC.
-                unsafe { Msr::new(regs::MSR_SVR).write((value & 0xfff) | 0x100) };
-                ApicOutcome::Done
+            // SVR, timer and error LVT: only the bits `filter_write` lets through reach the
+            // physical register (the APIC stays enabled; no delivery mode, no reserved bit).
+            regs::MSR_SVR | regs::MSR_LVT_TIMER | regs::MSR_LVT_ERROR => {
+                match didvisor::irqchip::direct::filter_write(msr, value) {
+                    Ok(v) => {
+                        // SAFETY: this core is dedicated to this vCPU; these registers only
+                        // affect its own APIC, and `v` holds only bits the register defines.
+                        unsafe { Msr::new(msr).write(v) };
+                        ApicOutcome::Done
+                    }
+                    Err(why) => {
+                        log::debug!("direct-mode x2APIC write {msr:#x} <- {value:#x}: {why:?}");
+                        ApicOutcome::Fault
+                    }
+                }
             }
             // LINT0/LINT1, thermal and perf LVTs reach beyond this guest (see irqchip::direct).
             regs::MSR_LVT_LINT0

@@ -355,7 +355,7 @@ impl TestVm {
                 ExitCode::Intr => cpu::take_pending_interrupts(),
                 ExitCode::Nmi => {}
                 ExitCode::Invalid => {
-                    let why = svm::consistency::check_guest_state(self.vmcb(), 52);
+                    let why = super::svm_hw::check_vmcb(self.vmcb());
                     log::info!("avic: VMRUN refused the test guest (VMEXIT_INVALID): {why:?}");
                     return exit;
                 }
@@ -463,7 +463,7 @@ impl TestVm {
 
 /// Maps the RAM pages at GPA 0 and the dummy APIC page at the APIC BAR; returns the root.
 fn nested_page_table(base: u64) -> Result<u64, &'static str> {
-    let mut npt = NptMapper::new(NptMemory).map_err(|_| "no memory for the NPT")?;
+    let mut npt = NptMapper::new(NptMemory::default()).map_err(|_| "no memory for the NPT")?;
     let rw = PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::USER;
     npt.map(Gpa(0), Hpa(pa(base, page::RAM)), page::RAM_PAGES * 4096, rw)
         .map_err(|_| "cannot map the test RAM")?;

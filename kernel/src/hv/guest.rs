@@ -105,6 +105,14 @@ impl Vm {
         }
         let start = self.started_tsc.load(Ordering::SeqCst);
         if let Some(vf) = self.vf.get() {
+            // Its BAR mappings changed the nested page tables at run time: what they took.
+            if let Some(npt) = self.npt.try_lock() {
+                let f = npt.mem().frames.counts();
+                println!(
+                    "guest {}: nested page tables: {} table frames taken, {} in use, {} free",
+                    self.config.name, f.taken, f.in_use, f.free
+                );
+            }
             println!(
                 "guest {}: vf {}: {} device interrupts went through exits",
                 self.config.name,
@@ -120,6 +128,13 @@ impl Vm {
                     vf.posted.refused.load(Ordering::Relaxed)
                 );
             }
+        }
+        let illegal = self.platform.illegal_vectors.load(Ordering::Relaxed);
+        if illegal > 0 {
+            println!(
+                "guest {}: {illegal} interrupts aimed at vectors below 16 were dropped",
+                self.config.name
+            );
         }
         {
             let legacy = self.platform.legacy.lock();
@@ -192,7 +207,12 @@ impl Vm {
 /// Nested-page-table frames come from the hypervisor's allocator; tables are written through the
 /// identity map. The traits are the `pagetable` crate's (`svm::paging` and `iommu::mem` re-export
 /// the same ones), so this one implementation serves NPT and I/O page tables alike.
-pub struct NptMemory;
+/// Each table has its own frame book-keeping: after the guest is built its tables may grow only
+/// by `table_frames::RUNTIME_FRAMES`, and emptied tables give their frames back.
+#[derive(Default)]
+pub struct NptMemory {
+    pub frames: didvisor::table_frames::TableFrames,
+}
 
 impl PhysAccess for NptMemory {
     fn read_u64(&self, pa: Hpa) -> u64 {
@@ -208,7 +228,14 @@ impl PhysAccess for NptMemory {
 
 impl FrameSource for NptMemory {
     fn alloc_frame(&mut self) -> Option<Hpa> {
-        memory::try_alloc_zeroed(4096, 4096, memory::MAPPED_LIMIT).map(Hpa)
+        self.frames
+            .alloc(|| memory::try_alloc_zeroed(4096, 4096, memory::MAPPED_LIMIT))
+            .ok()
+            .map(Hpa)
+    }
+
+    fn free_frame(&mut self, frame: Hpa) {
+        self.frames.free(frame.as_u64());
     }
 }
 
@@ -274,10 +301,14 @@ pub fn build(
         GuestBoot::Linux(load_linux(config, boot, ram)?)
     };
 
-    let mut npt = NptMapper::new(NptMemory).map_err(BuildError::Npt)?;
+    let mut npt = NptMapper::new(NptMemory::default()).map_err(BuildError::Npt)?;
     let flags = PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::USER;
     npt.map(Gpa(0), Hpa(ram_hpa), ram_size, flags)
         .map_err(BuildError::Npt)?;
+    // From here on (BAR mappings at run time) its tables grow by a fixed budget only.
+    npt.mem_mut()
+        .frames
+        .limit_growth(didvisor::table_frames::RUNTIME_FRAMES as u32);
 
     let npt_root = npt.root().as_u64();
     let mut cores = [u32::MAX; super::platform::MAX_VCPUS];

@@ -10,6 +10,7 @@ use super::guest::Vm;
 use super::iommu_hw::{HostMemory, IOMMU};
 use super::pci_host::Ecam;
 use crate::println;
+use didvisor::bar_mapping::{self, BarPlacement};
 use didvisor::config::IrqMode;
 use didvisor::devices::pci::DevFn;
 use didvisor::pci::msix::{self, MsixInfo};
@@ -20,8 +21,6 @@ use iommu::{
     DeviceId, DomainId, Dte, Hpa, InterruptTable, IoPageTable, IoPerm, Iova, Irte, IrteFormat,
     MsiMessage,
 };
-use svm::paging::PteFlags;
-use svm::{Gpa, Hpa as NptHpa};
 
 /// Where the guest sees the VF: bus 0, device 1, function 0.
 pub const GUEST_DEVFN: DevFn = DevFn(1 << 3);
@@ -180,10 +179,10 @@ pub fn apply_events(vm: &Vm, host: &VfHost) {
         };
         let Some(event) = event else { return };
         match event {
-            PassthroughEvent::MemoryDecode { enabled } => map_bars(vm, enabled),
-            PassthroughEvent::BarMoved { .. } => {
-                map_bars(vm, false);
-                map_bars(vm, true);
+            PassthroughEvent::MemoryDecode { enabled } => map_bars(vm, enabled, None),
+            PassthroughEvent::BarMoved { index, from, to } => {
+                map_bars(vm, false, Some((index, from)));
+                map_bars(vm, true, Some((index, to)));
             }
             PassthroughEvent::BusMaster { enabled } => {
                 let mut ecam = host.ecam;
@@ -225,40 +224,58 @@ pub fn apply_events(vm: &Vm, host: &VfHost) {
     }
 }
 
-/// Maps (or unmaps) the VF's BARs at the GPAs the guest gave them, all but the MSI-X table page.
-fn map_bars(vm: &Vm, map: bool) {
+/// Maps (or unmaps) the VF's BARs at the GPAs the guest gave them, all but the MSI-X table page
+/// (`didvisor::bar_mapping`). `only` = (BAR, GPA): just that BAR, at that GPA (a move: its old
+/// place is unmapped, then its new one mapped). A mapping that fails (the guest's table budget
+/// spent, or an overlap) ends this guest only.
+fn map_bars(vm: &Vm, map: bool, only: Option<(u8, u64)>) {
     let bars = {
         let legacy = vm.platform.legacy.lock();
         let Some(vf) = legacy.pci_bus().get(GUEST_DEVFN) else {
             return;
         };
         let (table_bir, table) = vf.msix_table_range();
-        let mut bars = [None; 6];
+        let trapped = (table.start & !0xfff)..table.end.next_multiple_of(4096);
+        let mut bars: [Option<(u8, BarPlacement)>; 6] = Default::default();
         for (i, b) in bars.iter_mut().enumerate() {
-            *b = vf
-                .bar(i as u8)
-                .map(|bar| (bar, i as u8 == table_bir, (table.start, table.end)));
+            let i = i as u8;
+            if only.is_some_and(|(index, _)| index != i) {
+                continue;
+            }
+            *b = vf.bar(i).map(|bar| {
+                let placement = BarPlacement {
+                    gpa: only.map_or(bar.gpa, |(_, gpa)| gpa),
+                    hpa: bar.hpa,
+                    size: bar.size,
+                    trapped: if i == table_bir {
+                        trapped.clone()
+                    } else {
+                        0..0
+                    },
+                };
+                (i, placement)
+            });
         }
         bars
     };
     let mut npt = vm.npt.lock();
-    for (bar, has_table, (table_start, table_end)) in bars.iter().flatten().copied() {
-        if bar.gpa == 0 || bar.gpa < vm.ram_size {
-            continue;
-        }
-        let size = bar.size.next_multiple_of(4096);
-        let table_page = (table_start & !0xfff)..table_end.next_multiple_of(4096);
-        let mut offset = 0;
-        while offset < size {
-            let trapped = has_table && table_page.contains(&offset);
-            let gpa = Gpa(bar.gpa + offset);
-            if map && !trapped {
-                let flags = PteFlags::WRITABLE | PteFlags::PCD | PteFlags::PWT;
-                let _ = npt.map(gpa, NptHpa(bar.hpa + offset), 4096, flags);
-            } else {
-                let _ = npt.unmap(gpa, 4096);
-            }
-            offset += 4096;
+    for (index, bar) in bars.iter().flatten() {
+        let result = if map {
+            bar_mapping::map_bar(&mut npt, bar, vm.ram_size)
+        } else {
+            bar_mapping::unmap_bar(&mut npt, bar, vm.ram_size)
+        };
+        if let Err(e) = result {
+            let frames = npt.mem().frames.counts();
+            drop(npt);
+            vm.end(format_args!(
+                "vf BAR {index} at gpa {:#x}: nested page table {}: {e:?} ({} table frames taken, {} in use)",
+                bar.gpa,
+                if map { "mapping failed" } else { "unmapping failed" },
+                frames.taken,
+                frames.in_use
+            ));
+            return;
         }
     }
     if !map {
@@ -313,7 +330,8 @@ fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntr
         return;
     };
     let at = table + u64::from(index) * 16;
-    let masked = entry.masked() || vcpu >= platform.vcpu_count || refused;
+    let illegal = message.vector() < didvisor::irqchip::MIN_VECTOR;
+    let masked = entry.masked() || vcpu >= platform.vcpu_count || refused || illegal;
     let words = [
         remappable.address_lo(),
         remappable.address_hi(),
@@ -337,7 +355,13 @@ fn program_remapped(
 ) {
     let vcpu = usize::from(message.dest_id());
     let platform = &vm.platform;
-    let irte = if entry.masked() || vcpu >= platform.vcpu_count {
+    let illegal = message.vector() < didvisor::irqchip::MIN_VECTOR;
+    if illegal && !entry.masked() {
+        platform
+            .illegal_vectors
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+    let irte = if entry.masked() || vcpu >= platform.vcpu_count || illegal {
         Irte::Bits128(iommu::Irte128::DISABLED)
     } else {
         let core = platform.vcpu_core_apic_id(vcpu);
@@ -377,34 +401,35 @@ fn program_remapped(
 /// A guest access to the trapped MSI-X page of its VF: the table is emulated, the rest of the page
 /// (PBA, registers) forwarded to the device. `None` if `gpa` is not in a VF BAR.
 pub fn mmio(vm: &Vm, host: &VfHost, gpa: u64, size: u8, write: Option<u64>) -> Option<u64> {
-    let (bar, bar_offset) = {
+    let (index, bar_offset, hpa, table_bir) = {
         let legacy = vm.platform.legacy.lock();
         let vf = legacy.pci_bus().get(GUEST_DEVFN)?;
-        (0..6u8)
-            .filter_map(|i| vf.bar(i))
-            .find(|b| b.gpa != 0 && (b.gpa..b.gpa + b.size).contains(&gpa))
-            .map(|b| (b, gpa - b.gpa))?
+        // The whole access inside one BAR with decoding on, or it is not the VF's.
+        let (index, offset) = vf.bar_access(gpa, size)?;
+        (index, offset, vf.bar(index)?.hpa, vf.msix_table_range().0)
     };
-    let result = {
+    let result = if index == table_bir {
         let mut legacy = vm.platform.legacy.lock();
         let vf = legacy.pci_bus_mut().get_mut(GUEST_DEVFN)?;
         match write {
             Some(value) => vf.msix_write(bar_offset, size, value).then_some(0),
             None => vf.msix_read(bar_offset, size),
         }
+    } else {
+        None
     };
     let value = match result {
         Some(v) => v,
-        None => forward(bar.hpa + bar_offset, size, write),
+        None => forward(hpa + bar_offset, size, write),
     };
     apply_events(vm, host);
     Some(value)
 }
 
-/// A device register access passed on unchanged.
+/// A device register access passed on unchanged (`size` is 1, 2, 4 or 8: `bar_access`).
 fn forward(hpa: u64, size: u8, write: Option<u64>) -> u64 {
-    // SAFETY: `hpa` lies in the VF's BAR, outside its MSI-X table: device registers the guest may
-    // touch anyway through its mapping of the same BAR.
+    // SAFETY: `hpa..hpa + size` lies wholly in the VF's BAR (`bar_access`), outside its MSI-X
+    // table: device registers the guest may touch anyway through its mapping of the same BAR.
     unsafe {
         match (size, write) {
             (8, Some(v)) => core::ptr::write_volatile(hpa as *mut u64, v),

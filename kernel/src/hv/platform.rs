@@ -105,6 +105,8 @@ pub struct VirtualPlatform {
     /// Device interrupts routed (all modes), and of those sent as physical IPIs (direct mode).
     pub device_irqs: AtomicU64,
     pub direct_ipis: AtomicU64,
+    /// Interrupts the guest aimed at vectors 0-15 (IPIs, IOAPIC entries, VF MSI-X), dropped.
+    pub illegal_vectors: AtomicU64,
     /// vCPUs halted with interrupts disabled for good.
     parked: AtomicU32,
     /// Bumped whenever the guest's nested page tables lose a mapping; each vCPU flushes its TLB
@@ -137,6 +139,7 @@ impl VirtualPlatform {
             vcpu_cores: cores,
             device_irqs: AtomicU64::new(0),
             direct_ipis: AtomicU64::new(0),
+            illegal_vectors: AtomicU64::new(0),
             parked: AtomicU32::new(0),
             npt_generation: AtomicU64::new(0),
             next_tick: AtomicU64::new(u64::MAX),
@@ -220,6 +223,13 @@ impl VirtualPlatform {
 
     /// Raises `vector` in vCPU `vcpu` the way its interrupt mode does it.
     pub fn interrupt_vcpu(&self, vcpu: usize, vector: u8, trigger: TriggerMode) {
+        // Vectors 0-15 are never delivered by an APIC (an illegal vector is an APIC error on the
+        // sender and the receiver); as physical IPIs from the service core they would raise
+        // errors there. Dropped and counted, in every mode.
+        if vector < didvisor::irqchip::MIN_VECTOR {
+            self.illegal_vectors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let slot = &self.vcpus[vcpu];
         slot.delivered.fetch_add(1, Ordering::Relaxed);
         let core = slot.core_apic_id.load(Ordering::Acquire);

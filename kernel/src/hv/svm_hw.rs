@@ -100,3 +100,13 @@ impl core::fmt::Display for Summary {
         )
     }
 }
+
+/// The consistency checks VMRUN makes (`svm::consistency`), with this processor's physical
+/// address width and reserved CR4 bits: the precise reason for a VMEXIT_INVALID.
+pub fn check_vmcb(v: &svm::Vmcb) -> Result<(), svm::consistency::InvalidState> {
+    let phys_bits = cpuid(0x8000_0008).0 as u8;
+    let (_, _, leaf1_ecx, _) = cpuid(1);
+    let (_, leaf7_ebx, leaf7_ecx, _) = cpuid(7);
+    let cr4_reserved = svm::consistency::cr4_reserved(leaf1_ecx, leaf7_ebx, leaf7_ecx);
+    svm::consistency::check_guest_state_with(v, phys_bits, cr4_reserved)
+}

@@ -19,7 +19,7 @@ use didvisor::msr::{InjectGp, MsrFile, MsrWrite, UnknownMsrs, VmcbMsrs};
 use didvisor::stats::{ApicMsrExits, ExitStats};
 use svm::event::EventInj;
 use svm::exit::{ExitCode, IoDirection, IoioExit, MsrAccess, NpfExit};
-use svm::intercept::{IntCtl, IntState, InterceptMisc1, InterceptMisc2, NestedControl, TlbControl};
+use svm::intercept::{IntCtl, IntState, InterceptMisc1, NestedControl, TlbControl};
 use svm::paging::GuestMemory;
 use svm::segment::LongModeEntry;
 use svm::{Gpa, Gva, Vmcb};
@@ -106,32 +106,11 @@ impl Vcpu {
     fn init_vmcb(&mut self) {
         let (vm, id) = (self.vm, self.id);
         let v = self.vmcb();
-        let mut misc1 = InterceptMisc1::NMI
-            | InterceptMisc1::SMI
-            | InterceptMisc1::INIT
-            | InterceptMisc1::CPUID
-            | InterceptMisc1::INVD
-            | InterceptMisc1::IOIO_PROT
-            | InterceptMisc1::MSR_PROT
-            | InterceptMisc1::SHUTDOWN;
-        match vm.config.irq {
-            // Emulated: host interrupts (wake-up timer, kicks) exit so the hypervisor can inject;
-            // HLT exits so it can wait for the next virtual interrupt.
-            IrqMode::Emulated => misc1 |= InterceptMisc1::INTR | InterceptMisc1::HLT,
-            // AVIC: no INTR intercept. Nothing sends this core a maskable interrupt while it runs
-            // an avic vCPU: the LAPIC timer is posted by the service core with the AVIC doorbell
-            // (not an interrupt), device interrupts likewise, the kick vector is emulated mode's
-            // only, VFs are refused, and the hypervisor's recalls are NMIs (intercepted). Should a
-            // stray one come anyway, V_INTR_MASKING (below) keeps it pending in the physical APIC
-            // under the host's RFLAGS.IF, which is 0 at VMRUN (APM vol. 2 §15.21.1), instead of
-            // letting the guest's IF take it through the guest's IDT. HLT halts the core in guest
-            // mode and the doorbell ends it (see avic_mode).
-            IrqMode::Avic => {}
-            // Direct: physical interrupts go through the guest's IDT and HLT halts the real core.
-            IrqMode::Direct => {}
-        }
+        // The whole intercept set, and why each bit is there: `didvisor::intercepts`.
+        let (misc1, misc2, misc3) = didvisor::intercepts::initial(vm.config.irq);
         v.set_misc1(misc1);
-        v.set_misc2(InterceptMisc2::VMRUN | InterceptMisc2::VMMCALL);
+        v.set_misc2(misc2);
+        v.set_misc3(misc3);
         if log::log_enabled!(log::Level::Trace) {
             // Diagnostics: see every exception but page faults and debug traps, then re-inject it.
             for vector in (0..32).filter(|v| ![1, 3, 14].contains(v)) {
@@ -412,10 +391,19 @@ impl Vcpu {
             ExitCode::AvicIncompleteIpi => self.avic_incomplete_ipi(info1, info2),
             ExitCode::AvicNoAccel => self.avic_noaccel(info1, info2),
             ExitCode::Shutdown => self.end(format_args!("triple fault (shutdown) at rip {rip:#x}")),
-            ExitCode::Vmrun | ExitCode::Vmmcall => self.inject(EventInj::exception(VECTOR_UD, None)),
+            // The exits of instructions a guest may not run natively, by the table's response.
+            other if didvisor::intercepts::response(other).is_some() => {
+                self.intercepted_instruction(other, rip)
+            }
+            // A pending SMI: taken by firmware in host context once the exit path sets GIF.
+            ExitCode::Smi => Next::Resume,
             ExitCode::Invalid => {
-                let why = svm::consistency::check_guest_state(self.vmcb(), 52);
-                self.end(format_args!("VMRUN refused the guest state (VMEXIT_INVALID): {why:?}"))
+                let why = super::svm_hw::check_vmcb(self.vmcb());
+                let v = self.vmcb();
+                let (cr0, cr3, cr4, efer) = (v.cr0, v.cr3, v.cr4, v.efer);
+                self.end(format_args!(
+                    "VMRUN refused the guest state (VMEXIT_INVALID): {why:?} (cr0 {cr0:#x}, cr3 {cr3:#x}, cr4 {cr4:#x}, efer {efer:#x})"
+                ))
             }
             other => self.end(format_args!(
                 "unhandled exit {} ({:#x}) at rip {rip:#x}, exitinfo1 {info1:#x}, exitinfo2 {info2:#x}",
@@ -428,6 +416,64 @@ impl Vcpu {
     fn inject(&mut self, ev: EventInj) -> Next {
         self.vmcb().inject(ev);
         Next::Resume
+    }
+
+    /// An instruction the intercept table answers (`didvisor::intercepts`): #UD, a no-op, or a
+    /// checked XSETBV.
+    fn intercepted_instruction(&mut self, exit: ExitCode, rip: u64) -> Next {
+        use didvisor::intercepts::{self as table, Response, XsetbvFault};
+        let opcode = match exit {
+            ExitCode::Wbinvd => table::OPCODE_WBINVD,
+            ExitCode::Invd => table::OPCODE_INVD,
+            _ => table::OPCODE_XSETBV,
+        };
+        match table::response(exit) {
+            Some(Response::Nop | Response::CheckedXsetbv) => {}
+            _ => return self.inject(EventInj::exception(VECTOR_UD, None)),
+        }
+        let mut bytes = [0u8; insn::MAX_INSN_LEN];
+        let n = self.fetch_instruction(rip, &mut bytes);
+        let long = self.cpu_mode() == insn::Mode::Long64;
+        let Some(len) = table::length_of(&bytes[..n], opcode, long) else {
+            return self.inject(EventInj::exception(VECTOR_UD, None));
+        };
+        if exit == ExitCode::Xsetbv {
+            let value = (self.regs.rdx << 32) | (self.vmcb().rax & 0xffff_ffff);
+            let osxsave = self.vmcb().cr4 & didvisor::cpuid::bit::CR4_OSXSAVE != 0;
+            let cpl = self.vmcb().cpl;
+            let supported = self.guest_xcr0_supported();
+            match table::check_xsetbv(self.regs.rcx as u32, value, cpl, osxsave, supported) {
+                Ok(v) => write_xcr0(v),
+                Err(XsetbvFault::NotEnabled) => {
+                    return self.inject(EventInj::exception(VECTOR_UD, None))
+                }
+                Err(XsetbvFault::Gp) => {
+                    return self.inject(EventInj::exception(VECTOR_GP, Some(0)))
+                }
+            }
+        }
+        self.vmcb().rip = rip + u64::from(len);
+        Next::Resume
+    }
+
+    /// CPUID 0Dh.0 EDX:EAX as the guest's CPUID policy shows it: the XCR0 bits it may set.
+    fn guest_xcr0_supported(&mut self) -> u64 {
+        let host = core::arch::x86_64::__cpuid_count(0xd, 0);
+        let max_basic = core::arch::x86_64::__cpuid_count(0, 0).eax;
+        let max_ext = core::arch::x86_64::__cpuid_count(0x8000_0000, 0).eax;
+        let view = VcpuView {
+            apic_id: self.id,
+            vcpu_count: self.vm.config.cores.len() as u32,
+            guest_cr4: self.vmcb().cr4,
+        };
+        let host = CpuidResult {
+            eax: host.eax,
+            ebx: host.ebx,
+            ecx: host.ecx,
+            edx: host.edx,
+        };
+        let r = cpuid::guest_cpuid(0xd, host, max_basic, max_ext, &view);
+        (u64::from(r.edx) << 32) | u64::from(r.eax)
     }
 
     fn cpuid(&mut self) -> Next {
@@ -794,6 +840,21 @@ impl Vcpu {
             _ => r.r15 = value,
         }
     }
+}
+
+/// Loads XCR0 on this core for the guest. XSETBV needs CR4.OSXSAVE, which the hypervisor's own
+/// CR4 does not have (it uses no extended state): set it around the write only.
+fn write_xcr0(value: u64) {
+    use x86_64::registers::control::{Cr4, Cr4Flags};
+    let cr4 = Cr4::read();
+    // SAFETY: OSXSAVE only enables XGETBV/XSETBV and XSAVE; the hypervisor's code uses none of
+    // them, and CR4 is restored right after.
+    unsafe { Cr4::write(cr4 | Cr4Flags::OSXSAVE) };
+    // SAFETY: XCR0 is this dedicated core's and the hypervisor uses no extended state; `value`
+    // passed the architectural rules for the features CPUID shows the guest.
+    unsafe { x86_64::registers::xcontrol::XCr0::write_raw(value) };
+    // SAFETY: the CR4 value this core had.
+    unsafe { Cr4::write(cr4) };
 }
 
 /// Guest RAM for the guest page-table walker.

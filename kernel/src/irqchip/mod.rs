@@ -23,6 +23,10 @@ pub mod lapic_timer;
 pub mod vector_set;
 pub mod x2apic;
 
+/// The lowest vector an APIC delivers: 0-15 are illegal in fixed interrupts and IPIs (a "send"
+/// or "receive illegal vector" error, AMD APM vol. 2 §16.4.7 ESR); they are the exceptions'.
+pub const MIN_VECTOR: u8 = 16;
+
 #[cfg(test)]
 mod ioapic_tests;
 #[cfg(test)]

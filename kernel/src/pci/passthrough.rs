@@ -327,6 +327,20 @@ impl VfPassthrough {
         self.command
     }
 
+    /// The BAR and offset a guest access of `size` bytes at `gpa` falls in, if the *whole*
+    /// access lies inside one BAR, memory decoding is on and `size` is 1, 2, 4 or 8: anything
+    /// else is not the VF's (it must not reach the next BAR, which may be another VF's).
+    pub fn bar_access(&self, gpa: u64, size: u8) -> Option<(u8, u64)> {
+        if !self.memory_enabled() || !matches!(size, 1 | 2 | 4 | 8) {
+            return None;
+        }
+        let end = gpa.checked_add(u64::from(size))?;
+        self.bars().find_map(|b| {
+            let bar_end = b.gpa.checked_add(b.size)?;
+            (b.gpa != 0 && gpa >= b.gpa && end <= bar_end).then(|| (b.index, gpa - b.gpa))
+        })
+    }
+
     pub fn memory_enabled(&self) -> bool {
         self.command.contains(Command::MEMORY_SPACE)
     }

@@ -465,3 +465,25 @@ fn setup_errors() {
         Some(PassthroughError::BadBarSize { index: 0 })
     );
 }
+
+/// The hole an outside review found: only an access's first byte was checked against the BAR,
+/// so an 8-byte access at `size - 4` reached into the next BAR (possibly another guest's VF).
+#[test]
+fn bar_accesses_must_lie_wholly_inside_a_bar() {
+    let mut d = vf();
+    let bar = d.bar(0).unwrap();
+    assert_eq!(bar.gpa, GUEST_BAR0);
+    // Memory decoding off: nothing is the VF's.
+    assert_eq!(d.bar_access(GUEST_BAR0, 4), None);
+    d.write(0x04, 2, 0xFFFF);
+    let end = GUEST_BAR0 + bar.size;
+    assert_eq!(d.bar_access(GUEST_BAR0, 4), Some((0, 0)));
+    assert_eq!(d.bar_access(end - 8, 8), Some((0, bar.size - 8)));
+    assert_eq!(d.bar_access(end - 4, 8), None, "straddles the end");
+    assert_eq!(d.bar_access(end - 1, 2), None, "straddles the end");
+    assert_eq!(d.bar_access(end, 1), None);
+    assert_eq!(d.bar_access(GUEST_BAR0 - 1, 2), None, "straddles the start");
+    assert_eq!(d.bar_access(GUEST_BAR0, 3), None, "odd size");
+    assert_eq!(d.bar_access(GUEST_BAR0, 16), None, "odd size");
+    assert_eq!(d.bar_access(u64::MAX - 3, 8), None, "wraps");
+}

@@ -1,0 +1,392 @@
+//! `attack=...`: the attack guest. Each attack does one thing a malicious guest would try against
+//! the hypervisor or the guests beside it, catches the fault the processor raises (an IDT with
+//! #UD, #GP and #PF handlers that resume after the attacking instruction) and prints one line
+//! `testguest: attack NAME: OUTCOME`. Whether the attack was contained is for the test to judge
+//! from those lines, the hypervisor's reports and the canaries: this side only reports.
+
+use core::arch::{asm, global_asm};
+use core::fmt::Write;
+
+use didvisor::pci::header::{self, Command};
+use didvisor::pci::ConfigAccess;
+use testguest::cmdline::Attack;
+
+use crate::guest::Console;
+use crate::nvme::{find_vf, Conf1, VF};
+
+macro_rules! say {
+    ($($arg:tt)*) => {{ let _ = writeln!(Console, $($arg)*); }};
+}
+
+/// The vector of the last exception a probe took (`NONE`: it completed), and where the handler
+/// resumes: the label after the probed instruction.
+#[no_mangle]
+static mut TRAP_VECTOR: u64 = NONE;
+#[no_mangle]
+static mut TRAP_RECOVER: u64 = 0;
+const NONE: u64 = 0xff;
+
+global_asm!(
+    r#"
+.section .text
+.global trap_ud, trap_gp, trap_pf
+trap_ud:
+    mov qword ptr [rip + TRAP_VECTOR], 6
+    jmp 1f
+trap_gp:
+    mov qword ptr [rip + TRAP_VECTOR], 13
+    add rsp, 8
+    jmp 1f
+trap_pf:
+    mov qword ptr [rip + TRAP_VECTOR], 14
+    add rsp, 8
+1:
+    push rax
+    mov rax, [rip + TRAP_RECOVER]
+    mov [rsp + 8], rax
+    pop rax
+    iretq
+"#
+);
+
+extern "C" {
+    fn trap_ud();
+    fn trap_gp();
+    fn trap_pf();
+}
+
+#[repr(C, align(16))]
+struct Idt([u64; 512]);
+
+static mut IDT: Idt = Idt([0; 512]);
+
+/// Installs the three handlers (64-bit interrupt gates on the current code segment).
+fn install_idt() {
+    let cs: u16;
+    // SAFETY: reads the code segment selector.
+    unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack)) };
+    let idt = &raw mut IDT;
+    for (vector, handler) in [
+        (6usize, trap_ud as *const () as usize),
+        (13, trap_gp as *const () as usize),
+        (14, trap_pf as *const () as usize),
+    ] {
+        let h = handler as u64;
+        let low = (h & 0xffff) | u64::from(cs) << 16 | 0x8e00 << 32 | (h >> 16 & 0xffff) << 48;
+        // SAFETY: the IDT is this guest's, only written here, before it is loaded.
+        unsafe {
+            (*idt).0[vector * 2] = low;
+            (*idt).0[vector * 2 + 1] = h >> 32;
+        }
+    }
+    let desc: [u16; 5] = {
+        let base = idt as u64;
+        [
+            4095,
+            base as u16,
+            (base >> 16) as u16,
+            (base >> 32) as u16,
+            (base >> 48) as u16,
+        ]
+    };
+    // SAFETY: loads a valid IDT with gates for #UD, #GP and #PF.
+    unsafe { asm!("lidt [{}]", in(reg) desc.as_ptr(), options(nostack)) };
+}
+
+/// What a probed instruction did.
+#[derive(Clone, Copy)]
+struct Outcome(u64);
+
+impl core::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            NONE => f.write_str("completed"),
+            6 => f.write_str("#UD"),
+            13 => f.write_str("#GP"),
+            14 => f.write_str("#PF"),
+            v => write!(f, "exception {v}"),
+        }
+    }
+}
+
+/// Runs one instruction (the string) with the trap handlers armed to resume after it.
+macro_rules! probe {
+    ($insn:literal $(, $($operands:tt)*)?) => {{
+        let vector: u64;
+        // SAFETY: a deliberate attack instruction; the IDT's handlers resume at label 2 with all
+        // registers but the ones named here intact, and the attack touches no Rust-visible memory.
+        unsafe {
+            asm!(
+                "mov qword ptr [rip + TRAP_VECTOR], 0xff",
+                "lea {tmp}, [rip + 2f]",
+                "mov [rip + TRAP_RECOVER], {tmp}",
+                $insn,
+                "2:",
+                "mov {v}, [rip + TRAP_VECTOR]",
+                tmp = out(reg) _,
+                v = lateout(reg) vector,
+                $($($operands)*)?
+            )
+        };
+        Outcome(vector)
+    }};
+}
+
+fn wrmsr(msr: u32, value: u64) -> Outcome {
+    probe!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32)
+}
+
+fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: reads the TSC.
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+fn spin_cycles(n: u64) {
+    let start = rdtsc();
+    while rdtsc().wrapping_sub(start) < n {
+        core::hint::spin_loop();
+    }
+}
+
+fn outb(port: u16, v: u8) {
+    // SAFETY: port output to the virtual platform; no memory is touched.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack)) };
+}
+
+fn read_volatile<T: Copy>(addr: u64) -> T {
+    // SAFETY: a deliberate access to device memory or an unbacked guest-physical address, which
+    // the hypervisor maps or emulates (identity-mapped guest page tables).
+    unsafe { core::ptr::read_volatile(addr as *const T) }
+}
+
+fn write_volatile<T: Copy>(addr: u64, v: T) {
+    // SAFETY: as in `read_volatile`.
+    unsafe { core::ptr::write_volatile(addr as *mut T, v) }
+}
+
+/// Runs `attacks` in order; `canary` is the first `canary=` address (0: none).
+pub fn run(attacks: impl Iterator<Item = Attack>, canary: u64) {
+    install_idt();
+    for a in attacks {
+        let name = a.name();
+        match a {
+            Attack::Vmsave => say!(
+                "testguest: attack {name}: {}",
+                probe!("vmsave", in("rax") canary)
+            ),
+            Attack::Vmload => say!(
+                "testguest: attack {name}: {}",
+                probe!("vmload", in("rax") canary)
+            ),
+            Attack::Clgi => say!("testguest: attack {name}: {}", probe!("clgi")),
+            Attack::Stgi => say!("testguest: attack {name}: {}", probe!("stgi")),
+            Attack::Skinit => say!(
+                "testguest: attack {name}: {}",
+                probe!("skinit", in("rax") canary)
+            ),
+            Attack::Invlpga => {
+                say!(
+                    "testguest: attack {name}: {}",
+                    probe!("invlpga", in("rax") 0u64, in("ecx") 0u32)
+                )
+            }
+            Attack::Rdpru => say!(
+                "testguest: attack {name}: {}",
+                probe!("rdpru", in("ecx") 0u32, out("eax") _, out("edx") _)
+            ),
+            Attack::Monitor => say!(
+                "testguest: attack {name}: {}",
+                probe!("monitor", in("rax") 0x10_0000u64, in("ecx") 0u32, in("edx") 0u32)
+            ),
+            Attack::Mwait => {
+                say!(
+                    "testguest: attack {name}: {}",
+                    probe!("mwait", in("eax") 0u32, in("ecx") 0u32)
+                )
+            }
+            Attack::Wbinvd => say!("testguest: attack {name}: {}", probe!("wbinvd")),
+            Attack::Wbnoinvd => say!("testguest: attack {name}: {}", probe!("wbnoinvd")),
+            Attack::Invd => say!("testguest: attack {name}: {}", probe!("invd")),
+            Attack::Xsetbv => xsetbv(name),
+            Attack::Svr => say!("testguest: attack {name}: {}", wrmsr(0x80f, 0xcff)),
+            Attack::LvtSmi => say!("testguest: attack {name}: {}", wrmsr(0x832, 2 << 8 | 0xef)),
+            Attack::LvtErrorNmi => {
+                say!("testguest: attack {name}: {}", wrmsr(0x837, 4 << 8 | 0xfe))
+            }
+            // Fixed, physical destination 0 (itself), vector 3.
+            Attack::IpiLowVector => say!("testguest: attack {name}: {}", wrmsr(0x830, 3)),
+            Attack::IcrBroadcasts => {
+                // NMI, INIT and fixed vector 0x40 to all excluding self; NMI to APIC id 0xff..
+                let nmi = wrmsr(0x830, 3 << 18 | 4 << 8);
+                let init = wrmsr(0x830, 3 << 18 | 5 << 8);
+                let fixed = wrmsr(0x830, 3 << 18 | 0x40);
+                let far = wrmsr(0x830, 0xffff_ffffu64 << 32 | 4 << 8);
+                say!("testguest: attack {name}: nmi {nmi}, init {init}, fixed {fixed}, nmi to 0xffffffff {far}");
+            }
+            Attack::IoapicLowVector => ioapic_low_vector(name),
+            Attack::SvmMsrs => svm_msrs(name, canary),
+            Attack::Ports => {
+                for (port, v) in [
+                    (0x21u16, 0u8),
+                    (0xa1, 0),
+                    (0x43, 0x34),
+                    (0x40, 1),
+                    (0x40, 0),
+                    (0x70, 0x8f),
+                    (0x92, 2),
+                ] {
+                    outb(port, v);
+                }
+                say!("testguest: attack {name}: completed");
+            }
+            Attack::BarMoves => bar_moves(name),
+            Attack::MmioStraddle => mmio_straddle(name),
+            Attack::MsixLowVector => msix_low_vector(name),
+            Attack::Cr4Reserved => {
+                let outcome =
+                    probe!("mov {t}, cr4\n or {t}, 0x8000\n mov cr4, {t}", t = out(reg) _);
+                say!("testguest: attack {name}: {outcome}");
+            }
+        }
+    }
+}
+
+fn xsetbv(name: &str) {
+    let xsave = core::arch::x86_64::__cpuid(1).ecx & (1 << 26) != 0;
+    if !xsave {
+        say!("testguest: attack {name}: skipped (no XSAVE)");
+        return;
+    }
+    // SAFETY: sets CR4.OSXSAVE (bit 18), which CPUID allows; this guest uses no extended state.
+    unsafe {
+        asm!("mov {t}, cr4", "bts {t}, 18", "mov cr4, {t}", t = out(reg) _, options(nomem, nostack))
+    };
+    let supported = {
+        let r = core::arch::x86_64::__cpuid_count(0xd, 0);
+        u64::from(r.edx) << 32 | u64::from(r.eax)
+    };
+    let hidden = !supported & !(1 << 63) & (1u64 << 62 | 1 << 10);
+    let bad = 3 | hidden;
+    let refused =
+        probe!("xsetbv", in("ecx") 0u32, in("eax") bad as u32, in("edx") (bad >> 32) as u32);
+    let good = probe!("xsetbv", in("ecx") 0u32, in("eax") 3u32, in("edx") 0u32);
+    say!("testguest: attack {name}: hidden bits {refused}, x87+sse {good}");
+}
+
+/// IOAPIC pin 0 (the PIT) with vector 4, then the PIT at about 1 kHz for a while.
+fn ioapic_low_vector(name: &str) {
+    const IOAPIC: u64 = 0xfec0_0000;
+    let select = |reg: u32, value: u32| {
+        write_volatile(IOAPIC, reg);
+        write_volatile(IOAPIC + 0x10, value);
+    };
+    select(0x11, 0);
+    select(0x10, 4);
+    outb(0x43, 0x34);
+    outb(0x40, 0xa9);
+    outb(0x40, 0x04);
+    spin_cycles(200_000_000);
+    select(0x10, 1 << 16);
+    say!("testguest: attack {name}: completed");
+}
+
+fn svm_msrs(name: &str, canary: u64) {
+    let hsave = wrmsr(0xc001_0117, canary);
+    let vm_cr = wrmsr(0xc001_0114, 1 << 4);
+    let efer = {
+        let (lo, hi): (u32, u32);
+        // SAFETY: reads EFER (intercepted, answered by the hypervisor).
+        unsafe {
+            asm!("rdmsr", in("ecx") 0xc000_0080u32, out("eax") lo, out("edx") hi, options(nomem, nostack))
+        };
+        wrmsr(
+            0xc000_0080,
+            (u64::from(hi) << 32 | u64::from(lo)) & !(1 << 12),
+        )
+    };
+    let syscfg = wrmsr(0xc001_0010, 1 << 23);
+    let hwcr = wrmsr(0xc001_0015, 1 << 0);
+    let apic_base = wrmsr(0x1b, 0xfee0_0000);
+    let tsc = wrmsr(0x10, 0);
+    say!("testguest: attack {name}: vm_hsave_pa {hsave}, vm_cr {vm_cr}, efer.svme {efer}, syscfg {syscfg}, hwcr {hwcr}, apic_base {apic_base}, tsc {tsc}");
+}
+
+/// BAR 0's size from the usual sizing dance (decoding off while all ones are in).
+fn bar0_size(cfg: &mut Conf1, bar0: u64) -> u64 {
+    let command = header::read_command(cfg, VF);
+    header::write_command(cfg, VF, command - Command::MEMORY_SPACE);
+    cfg.write32(VF, header::BAR0, u32::MAX);
+    let mask = cfg.read32(VF, header::BAR0) & !0xf;
+    cfg.write32(VF, header::BAR0, bar0 as u32);
+    header::write_command(cfg, VF, command);
+    u64::from(!mask) + 1
+}
+
+fn bar_moves(name: &str) {
+    let Some(bar0) = find_vf() else {
+        say!("testguest: attack {name}: no VF at 00:01.0");
+        return;
+    };
+    let mut cfg = Conf1;
+    const MOVES: u64 = 100_000;
+    let mut last = bar0;
+    for i in 0..MOVES {
+        // A different 2 MiB region of [3 GiB + 256 MiB, 4 GiB - 256 MiB) each time.
+        let to = 0xd000_0000 + (i * 0x9e37_79b9 % 1280) * (1 << 20) / 2 * 2 + (i % 4) * 0x4000;
+        let to = to & !0x3fff;
+        cfg.write32(VF, header::BAR0, to as u32);
+        last = to;
+    }
+    cfg.write32(VF, header::BAR0, bar0 as u32);
+    let old: u32 = read_volatile(last);
+    let cap: u32 = read_volatile(bar0);
+    say!("testguest: attack {name}: {MOVES} moves, old place reads {old:#x}, bar back at {bar0:#x} reads {cap:#x}");
+}
+
+fn mmio_straddle(name: &str) {
+    let Some(bar0) = find_vf() else {
+        say!("testguest: attack {name}: no VF at 00:01.0");
+        return;
+    };
+    let mut cfg = Conf1;
+    let size = bar0_size(&mut cfg, bar0);
+    let command = header::read_command(&cfg, VF);
+    header::write_command(&mut cfg, VF, command - Command::MEMORY_SPACE);
+    let off_start: u32 = read_volatile(bar0);
+    let off_end: u64 = read_volatile(bar0 + size - 4);
+    header::write_command(&mut cfg, VF, command);
+    let on_end: u64 = read_volatile(bar0 + size - 4);
+    say!("testguest: attack {name}: bar0 {size:#x} bytes; decoding off: start reads {off_start:#x}, 8 bytes at end-4 read {off_end:#x}; decoding on: 8 bytes at end-4 read {on_end:#x}");
+}
+
+fn msix_low_vector(name: &str) {
+    let Some(bar0) = find_vf() else {
+        say!("testguest: attack {name}: no VF at 00:01.0");
+        return;
+    };
+    let mut cfg = Conf1;
+    let Some(cap) =
+        didvisor::pci::capability::find_capability(&cfg, VF, didvisor::pci::capability::id::MSIX)
+    else {
+        say!("testguest: attack {name}: the VF has no MSI-X capability");
+        return;
+    };
+    let table = cfg.read32(VF, cap + 4);
+    if table & 7 != 0 {
+        say!("testguest: attack {name}: MSI-X table not in BAR 0");
+        return;
+    }
+    let entry = bar0 + u64::from(table & !7);
+    write_volatile(entry, 0xfee0_0000u32);
+    write_volatile(entry + 4, 0u32);
+    write_volatile(entry + 8, 2u32);
+    write_volatile(entry + 12, 0u32);
+    let control = cfg.read32(VF, cap);
+    cfg.write32(VF, cap, control | 1 << 31);
+    // Mask it again and turn MSI-X off: the device stays usable for nothing else here.
+    write_volatile(entry + 12, 1u32);
+    cfg.write32(VF, cap, control & !(1 << 31));
+    say!("testguest: attack {name}: completed");
+}
