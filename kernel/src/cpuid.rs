@@ -53,6 +53,8 @@ pub mod bit {
     pub const PERFCTR_CORE: u32 = 1 << 23;
     // CR4.
     pub const CR4_OSXSAVE: u64 = 1 << 18;
+    // Leaf 8000_0008 EBX: RDPRU.
+    pub const RDPRU: u32 = 1 << 4;
 }
 
 /// The guest's answer for `leaf`/`subleaf`, given the host's answer `host` for the same leaf and the
@@ -92,6 +94,8 @@ pub fn guest_cpuid(
         // SVM revision and features: nested virtualisation is not offered.
         0x8000_000a => r = CpuidResult::default(),
         0x8000_001e => r.eax = vcpu.apic_id,
+        // RDPRU (EBX bit 4) is intercepted and raises #UD (`crate::intercepts`): not offered.
+        0x8000_0008 => r.ebx &= !bit::RDPRU,
         // AMD returns zeros for leaves above the maximum (APM vol. 3, CPUID).
         l if l < HYPERVISOR_BASE && l > host_max_basic => r = CpuidResult::default(),
         l if l >= 0x8000_0000 && l > host_max_ext => r = CpuidResult::default(),
@@ -228,5 +232,13 @@ mod tests {
             guest_cpuid(0x8000_001e, host(9, 0, 0, 0), 0x10, 0x8000_0021, &VCPU).eax,
             3
         );
+    }
+
+    #[test]
+    fn rdpru_is_hidden() {
+        let h = host(0x3030, 0xffff_ffff, 0, 0);
+        let r = guest_cpuid(0x8000_0008, h, 0x10, 0x8000_0021, &VCPU);
+        assert_eq!(r.ebx, 0xffff_ffff & !bit::RDPRU);
+        assert_eq!(r.eax, 0x3030);
     }
 }
