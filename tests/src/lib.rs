@@ -17,6 +17,7 @@
 //!
 //! The boot-image helpers in [`image`] are shared with `xtask`.
 
+pub mod attack;
 pub mod image;
 pub mod qemu;
 pub mod report;

@@ -39,62 +39,15 @@ fn benign_guest_finished(run: &Run, name: &str) {
     ));
 }
 
+/// The CPU attacks beside a benign guest (`tests::attack` says what must show).
 fn cpu_attacks(irq: &str) {
     let test = format!("attack_guest_cpu_{irq}");
-    let run = with_testguest(
-        Boot::Multiboot1,
-        3,
-        &format!(
-            "guest=a,cores=1,mem=16M,kernel=testguest,irq={irq},cmdline=\"attack=cpu,ports canary=hypervisor canary=guest:b\" \
-             guest=b,cores=2,mem=16M,kernel=testguest,irq={irq}"
-        ),
-    )
-    .timeout(Duration::from_secs(120))
-    .run(&test);
-    let lines = console_lines(&run, "a");
-    // SVM and hidden-feature instructions: #UD, as on a processor without them.
-    for attack in [
-        "vmsave", "vmload", "clgi", "stgi", "skinit", "invlpga", "rdpru", "monitor", "mwait",
-    ] {
-        assert_eq!(outcome(&lines, attack), "#UD", "{attack} ({irq})");
+    let run = with_testguest(Boot::Multiboot1, 3, &tests::attack::cpu_attack_guests(irq))
+        .timeout(Duration::from_secs(120))
+        .run(&test);
+    if let Err(e) = tests::attack::check_cpu_attacks(&run.serial, irq) {
+        run.fail(&e);
     }
-    // Cache-wide instructions: no-ops.
-    for attack in ["wbinvd", "wbnoinvd", "invd"] {
-        assert_eq!(outcome(&lines, attack), "completed", "{attack} ({irq})");
-    }
-    let xsetbv = outcome(&lines, "xsetbv");
-    assert!(
-        xsetbv == "hidden bits #GP, x87+sse completed" || xsetbv == "skipped (no XSAVE)",
-        "xsetbv: {xsetbv}"
-    );
-    if irq == "direct" {
-        // Values that would reach the physical APIC are filtered: reserved bits and delivery
-        // modes are refused with #GP.
-        for attack in ["svr", "lvt-smi", "lvt-error-nmi"] {
-            assert_eq!(outcome(&lines, attack), "#GP", "{attack}");
-        }
-    }
-    let msrs = outcome(&lines, "svm-msrs");
-    assert!(
-        msrs.starts_with("vm_hsave_pa #GP, vm_cr #GP"),
-        "svm-msrs: {msrs}"
-    );
-    assert!(lines.contains(&"testguest: attacks done"), "{lines:#?}");
-    // Direct mode: the self-IPI and the IOAPIC entry with vectors below 16 would have been sent
-    // as physical interrupts; they were dropped. (Emulated mode's virtual APIC and IOAPIC models
-    // absorb them without any physical interrupt.)
-    if irq == "direct" {
-        assert!(
-            run.lines().any(|l| l.starts_with("guest a: ")
-                && l.ends_with("interrupts aimed at vectors below 16 were dropped")),
-            "no dropped low vectors reported"
-        );
-    }
-    run.assert_line("guest a: ended: power-off request (ACPI PM1a SLP_EN)");
-    benign_guest_finished(&run, "b");
-    assert_eq!(run.count(": intact"), 2, "both canaries intact");
-    run.assert_no_line("CHANGED");
-    run.assert_line("didvisor: all guests ended");
 }
 
 #[test]

@@ -956,6 +956,18 @@ fn smoke() -> Result {
             }
         }
     }
+    // The attack guest beside a benign one in irq=avic (the same checks as the integration
+    // tests make in direct and emulated modes).
+    match smoke_attack_guest(&bin, &kernel, &guest, &work) {
+        Ok(()) => {
+            passed += 1;
+            println!("xtask: qemu-avic smoke: attack guest in irq=avic: contained");
+        }
+        Err(e) => {
+            failed += 1;
+            println!("xtask: qemu-avic smoke: attack guest in irq=avic: FAILED: {e}");
+        }
+    }
     // The hypervisor's irq=avic mode with the Debian guest, and its refusals.
     for p in [::tests::linux_kernel(), ::tests::linux_initrd()] {
         if !p.is_file() {
@@ -980,6 +992,51 @@ fn smoke() -> Result {
         ));
     }
     Ok(())
+}
+
+/// `testguest attack=cpu,ports` in irq=avic beside a benign guest (`tests::attack`).
+fn smoke_attack_guest(
+    bin: &Path,
+    kernel: &Path,
+    guest: &Path,
+    work: &Path,
+) -> std::result::Result<(), String> {
+    let log = work.join("qemu-avic-smoke-attack-guest.log");
+    let _ = fs::remove_file(&log);
+    let cmdline = format!(
+        "debug-exit=0xf4 {}",
+        ::tests::attack::cpu_attack_guests("avic")
+    );
+    let mut cmd = Command::new(bin);
+    cmd.args(["-machine", "q35", "-cpu", "max,+avic,+x2avic", "-smp", "3"])
+        .args([
+            "-m",
+            "512M",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-append")
+        .arg(&cmdline)
+        .arg("-initrd")
+        .arg(format!("{} testguest", guest.display()))
+        .stdin(Stdio::null());
+    let status = status_with_timeout(&mut cmd, 180).map_err(|e| e.msg)?;
+    let serial = fs::read_to_string(&log).unwrap_or_default();
+    let verdict =
+        ::tests::attack::check_cpu_attacks(&serial, "avic").and_then(|_| match status.code() {
+            Some(33) => Ok(()),
+            Some(c) => Err(format!("QEMU exit {}", ::tests::describe_exit(c))),
+            None => Err(format!("QEMU killed: {status}")),
+        });
+    verdict.map_err(|e| format!("{e} (log {})", log.display()))
 }
 
 fn build(clean: bool) -> Result {

@@ -1,0 +1,104 @@
+//! What the attack guest's CPU attacks must show (`testguest` with `attack=cpu,ports`), judged
+//! from the serial log: shared by the integration tests (direct, emulated) and the patched-QEMU
+//! smoke run (`irq=avic`, `cargo xtask qemu-avic smoke`).
+
+/// The command line of the attack guest `a` beside the benign guest `b` in `irq` mode.
+pub fn cpu_attack_guests(irq: &str) -> String {
+    format!(
+        "guest=a,cores=1,mem=16M,kernel=testguest,irq={irq},cmdline=\"attack=cpu,ports canary=hypervisor canary=guest:b\" \
+         guest=b,cores=2,mem=16M,kernel=testguest,irq={irq}"
+    )
+}
+
+/// What guest `name` printed on its debug console (`[name] ...` lines), in order.
+fn console<'a>(serial: &'a str, name: &str) -> Vec<&'a str> {
+    let prefix = format!("[{name}] ");
+    serial
+        .lines()
+        .filter_map(|l| l.trim_end().strip_prefix(prefix.as_str()))
+        .collect()
+}
+
+fn outcome<'a>(lines: &[&'a str], attack: &str) -> Result<&'a str, String> {
+    let prefix = format!("testguest: attack {attack}: ");
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .ok_or_else(|| format!("no outcome for attack {attack}"))
+}
+
+fn expect(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+/// Checks a run of [`cpu_attack_guests`] in `irq` mode: every attack refused or harmless, the
+/// benign guest's normal run, both canaries intact, a clean end.
+pub fn check_cpu_attacks(serial: &str, irq: &str) -> Result<(), String> {
+    let lines = console(serial, "a");
+    // SVM and hidden-feature instructions: #UD, as on a processor without them.
+    for attack in [
+        "vmsave", "vmload", "clgi", "stgi", "skinit", "invlpga", "rdpru", "monitor", "mwait",
+    ] {
+        let got = outcome(&lines, attack)?;
+        expect(got == "#UD", || format!("{attack}: {got}, not #UD"))?;
+    }
+    // Cache-wide instructions: no-ops.
+    for attack in ["wbinvd", "wbnoinvd", "invd"] {
+        let got = outcome(&lines, attack)?;
+        expect(got == "completed", || format!("{attack}: {got}"))?;
+    }
+    let xsetbv = outcome(&lines, "xsetbv")?;
+    expect(
+        xsetbv == "hidden bits #GP, x87+sse completed" || xsetbv == "skipped (no XSAVE)",
+        || format!("xsetbv: {xsetbv}"),
+    )?;
+    if irq == "direct" {
+        // Values that would reach the physical APIC are filtered: reserved bits and delivery
+        // modes are refused with #GP.
+        for attack in ["svr", "lvt-smi", "lvt-error-nmi"] {
+            let got = outcome(&lines, attack)?;
+            expect(got == "#GP", || format!("{attack}: {got}, not #GP"))?;
+        }
+        // The self-IPI and the IOAPIC entry with vectors below 16 would have been physical
+        // interrupts; they were dropped. (The emulated and AVIC models absorb them.)
+        expect(
+            serial.lines().any(|l| {
+                l.starts_with("guest a: ")
+                    && l.ends_with("interrupts aimed at vectors below 16 were dropped")
+            }),
+            || "no dropped low vectors reported".into(),
+        )?;
+    }
+    let msrs = outcome(&lines, "svm-msrs")?;
+    expect(msrs.starts_with("vm_hsave_pa #GP, vm_cr #GP"), || {
+        format!("svm-msrs: {msrs}")
+    })?;
+    expect(lines.contains(&"testguest: attacks done"), || {
+        "the attack guest did not finish its attacks".into()
+    })?;
+    for name in ["a", "b"] {
+        let want = format!("guest {name}: ended: power-off request (ACPI PM1a SLP_EN)");
+        expect(serial.contains(&want), || format!("no `{want}`"))?;
+    }
+    let b = console(serial, "b");
+    for want in [
+        "testguest: hello from vcpu 0, 16 MiB of ram",
+        "testguest: ram check ok",
+        "testguest: done, requesting power-off",
+    ] {
+        expect(b.iter().any(|l| l.starts_with(want)), || {
+            format!("benign guest b: no `{want}`")
+        })?;
+    }
+    expect(serial.matches(": intact").count() == 2, || {
+        "not both canaries reported intact".into()
+    })?;
+    expect(!serial.contains("CHANGED"), || "a canary changed".into())?;
+    expect(serial.contains("didvisor: all guests ended"), || {
+        "the hypervisor did not end cleanly".into()
+    })
+}
