@@ -238,7 +238,7 @@ mod tests {
     fn rdpru_is_hidden() {
         let h = host(0x3030, 0xffff_ffff, 0, 0);
         let r = guest_cpuid(0x8000_0008, h, 0x10, 0x8000_0021, &VCPU);
-        assert_eq!(r.ebx, 0xffff_ffff & !bit::RDPRU);
+        assert_eq!(r.ebx, !bit::RDPRU);
         assert_eq!(r.eax, 0x3030);
     }
 }

@@ -21,6 +21,8 @@ pub mod irqchip;
 pub mod linux;
 pub mod msr;
 pub mod nvme;
+pub mod out_ring;
 pub mod pci;
+pub mod rate_limit;
 pub mod stats;
 pub mod table_frames;

@@ -227,6 +227,12 @@ pub fn run(attacks: impl Iterator<Item = Attack>, canary: u64) {
             }
             Attack::IoapicLowVector => ioapic_low_vector(name),
             Attack::SvmMsrs => svm_msrs(name, canary),
+            Attack::X2apicReserved => {
+                let read = |msr: u32| probe!("rdmsr", in("ecx") msr, out("eax") _, out("edx") _);
+                let (r804, r840, r850) = (read(0x804), read(0x840), read(0x850));
+                let (w804, w840) = (wrmsr(0x804, 1), wrmsr(0x840, 1));
+                say!("testguest: attack {name}: read 804h {r804}, 840h {r840}, 850h {r850}; write 804h {w804}, 840h {w840}");
+            }
             Attack::Ports => {
                 for (port, v) in [
                     (0x21u16, 0u8),
@@ -240,6 +246,12 @@ pub fn run(attacks: impl Iterator<Item = Attack>, canary: u64) {
                     outb(port, v);
                 }
                 say!("testguest: attack {name}: completed");
+            }
+            Attack::ConsoleFlood => {
+                for i in 0..5000 {
+                    say!("flood {i}");
+                }
+                say!("testguest: attack {name}: 5000 lines printed");
             }
             Attack::BarMoves => bar_moves(name),
             Attack::MmioStraddle => mmio_straddle(name),

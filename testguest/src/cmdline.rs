@@ -58,6 +58,8 @@ pub enum Attack {
     IoapicLowVector,
     /// Writes of VM_HSAVE_PA, VM_CR, EFER without SVME, SYSCFG, HWCR, IA32_APIC_BASE, TSC.
     SvmMsrs,
+    /// Reads and writes of x2APIC MSRs that are no register (804h, AMD's extended 840h, 850h).
+    X2apicReserved,
     /// Port writes to the 8259s, PIT, CMOS, 92h and reads of CF8/CFC.
     Ports,
     /// The VF's BAR 0 moved 100,000 times, then its old place read.
@@ -66,13 +68,15 @@ pub enum Attack {
     MmioStraddle,
     /// An MSI-X entry of the VF programmed with vector 2 and unmasked.
     MsixLowVector,
+    /// 5,000 console lines as fast as the debug port takes them.
+    ConsoleFlood,
     /// CR4 with reserved bit 15 (last: if the processor takes it, VMRUN refuses the guest).
     Cr4Reserved,
 }
 
 impl Attack {
     /// Every attack that needs no VF, in running order (`attack=cpu`).
-    pub const CPU: [Attack; 20] = [
+    pub const CPU: [Attack; 21] = [
         Attack::Vmsave,
         Attack::Vmload,
         Attack::Clgi,
@@ -93,6 +97,7 @@ impl Attack {
         Attack::IcrBroadcasts,
         Attack::IoapicLowVector,
         Attack::SvmMsrs,
+        Attack::X2apicReserved,
     ];
     /// The attacks on the VF at 00:01.0 (`attack=vf`).
     pub const VF: [Attack; 3] = [
@@ -123,10 +128,12 @@ impl Attack {
             Attack::IcrBroadcasts => "icr-broadcasts",
             Attack::IoapicLowVector => "ioapic-low-vector",
             Attack::SvmMsrs => "svm-msrs",
+            Attack::X2apicReserved => "x2apic-reserved",
             Attack::Ports => "ports",
             Attack::BarMoves => "bar-moves",
             Attack::MmioStraddle => "mmio-straddle",
             Attack::MsixLowVector => "msix-low-vector",
+            Attack::ConsoleFlood => "console-flood",
             Attack::Cr4Reserved => "cr4-reserved",
         }
     }
@@ -136,7 +143,7 @@ impl Attack {
             .into_iter()
             .chain([Attack::Ports])
             .chain(Self::VF)
-            .chain([Attack::Cr4Reserved])
+            .chain([Attack::ConsoleFlood, Attack::Cr4Reserved])
     }
 
     fn from_name(name: &str) -> Option<Attack> {

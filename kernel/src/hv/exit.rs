@@ -17,6 +17,7 @@ pub fn set_debug_exit_port(port: u16) {
 }
 
 fn end(status: u8) -> ! {
+    super::serial::flush();
     let port = DEBUG_EXIT_PORT.load(Ordering::Relaxed);
     if port != 0 {
         // SAFETY: the operator named this port as QEMU's isa-debug-exit device on the command line.

@@ -10,6 +10,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use didvisor::config::{GuestConfig, IrqMode, MAX_GUESTS};
 use didvisor::console::LineBuffer;
+use didvisor::rate_limit::RateLimit;
 use didvisor::{acpi_tables, elf, guest_layout, linux};
 use spin::{Mutex, Once};
 use svm::npt::NptMapper;
@@ -53,12 +54,23 @@ pub struct Vm {
     /// The VF passed through to it, if any.
     pub vf: Once<super::passthrough::VfHost>,
     pub console: Mutex<LineBuffer>,
+    /// Its console lines: bursts of `CONSOLE_BURST`, then `CONSOLE_RATE` a second.
+    pub console_rate: Mutex<RateLimit>,
+    /// The hypervisor's reports of what this guest did (refused MSI-X entries and the like).
+    diag_rate: Mutex<RateLimit>,
     /// Accesses to guest-physical addresses that are neither RAM nor a device.
     pub stray_accesses: AtomicUsize,
     /// TSC when its first vCPU entered it (0 = not yet), for the run interval printed at its end.
     started_tsc: AtomicU64,
     ended: AtomicBool,
 }
+
+/// A guest's console lines a second, and at once (a Linux boot prints a few hundred lines).
+const CONSOLE_RATE: u64 = 200;
+const CONSOLE_BURST: u64 = 2000;
+/// Reports of what a guest did that it can repeat at will (per guest, a second and at once).
+const DIAG_RATE: u64 = 10;
+const DIAG_BURST: u64 = 50;
 
 static VMS: [Once<Vm>; MAX_GUESTS] = [const { Once::new() }; MAX_GUESTS];
 static ENDED: AtomicUsize = AtomicUsize::new(0);
@@ -129,6 +141,20 @@ impl Vm {
                 );
             }
         }
+        let reports = self.diag_rate.lock().dropped();
+        if reports > 0 {
+            println!(
+                "guest {}: {reports} reports of its actions not shown (rate limit: {DIAG_RATE}/s after {DIAG_BURST})",
+                self.config.name
+            );
+        }
+        let dropped = self.console_rate.lock().dropped();
+        if dropped > 0 {
+            println!(
+                "guest {}: {dropped} console lines dropped (rate limit: {CONSOLE_RATE} lines/s after a burst of {CONSOLE_BURST})",
+                self.config.name
+            );
+        }
         let illegal = self.platform.illegal_vectors.load(Ordering::Relaxed);
         if illegal > 0 {
             println!(
@@ -195,11 +221,22 @@ impl Vm {
         }
     }
 
+    /// A report of something this guest did that it could repeat in a loop: printed while the
+    /// guest's report budget lasts (`DIAG_RATE`), counted otherwise.
+    pub fn report(&self, args: core::fmt::Arguments) {
+        if self.diag_rate.lock().allow(timer::nanos()) {
+            crate::guest_println!("guest {}: {args}", self.config.name);
+        }
+    }
+
     /// One byte the guest wrote to its debug console.
     pub fn console_byte(&self, b: u8) {
         let mut c = self.console.lock();
         if let Some(line) = c.push(b) {
-            println!("[{}] {}", self.config.name, line);
+            // A guest decides how much it prints: held to CONSOLE_RATE lines a second.
+            if self.console_rate.lock().allow(timer::nanos()) {
+                crate::guest_println!("[{}] {}", self.config.name, line);
+            }
         }
     }
 }
@@ -347,8 +384,13 @@ pub fn build(
         // take precedence (APM §15.29.10). IA32_APIC_BASE stays intercepted.
         for msr in avic::mode::X2APIC_MSRS {
             if let Some((read, write)) = avic::mode::intercepts_x2apic_msr(msr) {
-                let _ = msr_map.set(msr, MsrRw::Read, read);
-                let _ = msr_map.set(msr, MsrRw::Write, write);
+                // MSRs of the range that are no x2APIC register (reserved offsets, AMD's
+                // extended APIC space) stay intercepted: the hypervisor answers #GP itself, as
+                // in the other modes, instead of leaving them to what the processor does with
+                // offsets outside AVIC's register table.
+                let known = didvisor::irqchip::x2apic::Register::from_msr(msr).is_some();
+                let _ = msr_map.set(msr, MsrRw::Read, read || !known);
+                let _ = msr_map.set(msr, MsrRw::Write, write || !known);
             }
         }
     }
@@ -365,6 +407,8 @@ pub fn build(
         npt: Mutex::new(npt),
         vf: Once::new(),
         console: Mutex::new(LineBuffer::new()),
+        console_rate: Mutex::new(RateLimit::new(CONSOLE_RATE, CONSOLE_BURST)),
+        diag_rate: Mutex::new(RateLimit::new(DIAG_RATE, DIAG_BURST)),
         stray_accesses: AtomicUsize::new(0),
         started_tsc: AtomicU64::new(0),
         ended: AtomicBool::new(false),

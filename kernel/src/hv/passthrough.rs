@@ -290,10 +290,9 @@ fn map_bars(vm: &Vm, map: bool, only: Option<(u8, u64)>) {
 /// programs the VF's real table entry to point at it.
 fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntry) {
     if index >= host.irt.entries() {
-        println!(
-            "guest {}: vf MSI-X vector {index} beyond the interrupt table; left masked",
-            vm.config.name
-        );
+        vm.report(format_args!(
+            "vf MSI-X vector {index} beyond the interrupt table; left masked"
+        ));
         return;
     }
     let message = MsiMessage {
@@ -314,10 +313,10 @@ fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntr
             target,
         ) {
             refused = true;
-            println!(
-                "guest {}: vf MSI-X vector {index} (address {:#x}, data {:#x}) cannot be posted: {why}; left masked",
-                vm.config.name, message.address, message.data
-            );
+            vm.report(format_args!(
+                "vf MSI-X vector {index} (address {:#x}, data {:#x}) cannot be posted: {why}; left masked",
+                message.address, message.data
+            ));
         }
     } else {
         program_remapped(vm, host, index, &entry, &message);
@@ -385,10 +384,9 @@ fn program_remapped(
         .unwrap_or(Irte::Bits128(iommu::Irte128::DISABLED))
     };
     if host.irt.set(&mut HostMemory, index, irte).is_err() {
-        println!(
-            "guest {}: vf MSI-X vector {index}: cannot write its remapping entry",
-            vm.config.name
-        );
+        vm.report(format_args!(
+            "vf MSI-X vector {index}: cannot write its remapping entry"
+        ));
         return;
     }
     if let Some(unit) = IOMMU.get() {

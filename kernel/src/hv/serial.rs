@@ -1,8 +1,12 @@
-//! The hypervisor's console: COM1 (16550 UART at 0x3F8), polled, behind one lock so lines from
-//! different cores do not interleave. Also the `log` backend.
+//! The hypervisor's console: COM1 (16550 UART at 0x3F8), polled. Lines are queued whole
+//! (`didvisor::out_ring`), so lines from different cores do not interleave and no core waits on
+//! the UART while holding a lock others need; whoever finds the UART free drains the queue, the
+//! service core on every pass of its loop. Guest-caused lines (`print_guest`) are dropped when the
+//! queue is full. Also the `log` backend.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicUsize, Ordering};
+use didvisor::out_ring::ByteRing;
 use spin::Mutex;
 use x86_64::instructions::port::Port;
 
@@ -31,6 +35,18 @@ impl Serial {
             // SAFETY: programming the standard COM1 UART (115200 8N1, FIFO on); no memory is touched.
             unsafe { Port::<u8>::new(self.base + reg).write(value) };
         }
+    }
+
+    /// LSR bit 5 (THRE): the transmitter holding register / FIFO is empty.
+    fn transmitter_empty(&mut self) -> bool {
+        // SAFETY: reading COM1's line status register.
+        unsafe { Port::<u8>::new(self.base + 5).read() & 0x20 != 0 }
+    }
+
+    /// Writes a byte without looking at the line status (the caller saw the FIFO empty).
+    fn put(&mut self, b: u8) {
+        // SAFETY: writing COM1's transmit holding register.
+        unsafe { Port::<u8>::new(self.base).write(b) };
     }
 
     fn write_byte(&mut self, b: u8) {
@@ -72,15 +88,114 @@ impl Write for Serial {
 
 pub static CONSOLE: Mutex<Serial> = Mutex::new(Serial::new(COM1));
 
+/// Output waiting for the UART (`didvisor::out_ring`): 64 KiB, a few seconds at 115200 baud.
+static QUEUE: Mutex<ByteRing<65536>> = Mutex::new(ByteRing::new());
+/// Bytes of guest-caused lines dropped because the queue was full.
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+
 pub fn init() {
     CONSOLE.lock().init();
 }
 
-/// Prints with interrupts off so an interrupt handler on this core cannot deadlock on the lock.
+/// A formatted line, assembled on the stack before it goes into the queue in one piece.
+struct Line {
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            // A line longer than the buffer is cut (its end is lost, the newline kept below).
+            if self.len < self.buf.len() - 2 {
+                if b == b'\n' {
+                    self.buf[self.len] = b'\r';
+                    self.len += 1;
+                }
+                self.buf[self.len] = b;
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn format(args: fmt::Arguments) -> Line {
+    let mut line = Line {
+        buf: [0; 512],
+        len: 0,
+    };
+    let _ = line.write_fmt(args);
+    line
+}
+
+/// Prints a line of the hypervisor's own: queued; if the queue is full, this core drains the
+/// UART until there is room (only a flood of guest-caused output, itself rate-limited, fills it).
+/// Interrupts are off while a lock is held, so a handler on this core cannot deadlock on it.
 pub fn print(args: fmt::Arguments) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let _ = CONSOLE.lock().write_fmt(args);
+    let line = format(args);
+    loop {
+        let queued = x86_64::instructions::interrupts::without_interrupts(|| {
+            QUEUE.lock().push(&line.buf[..line.len])
+        });
+        if queued {
+            break;
+        }
+        drain(usize::MAX);
+        core::hint::spin_loop();
+    }
+    drain(DRAIN_BATCH);
+}
+
+/// Prints a line a guest caused: queued if there is room, else dropped and counted. Never waits.
+pub fn print_guest(args: fmt::Arguments) {
+    let line = format(args);
+    let queued = x86_64::instructions::interrupts::without_interrupts(|| {
+        QUEUE.lock().push(&line.buf[..line.len])
     });
+    if !queued {
+        DROPPED.fetch_add(line.len, Ordering::Relaxed);
+    }
+    drain(DRAIN_BATCH);
+}
+
+/// Bytes one opportunistic drain writes at most (a printing core's share of the work).
+const DRAIN_BATCH: usize = 64;
+
+/// The 16550's transmit FIFO: once THRE says it is empty, this many bytes go in without a wait.
+const TX_FIFO: usize = 16;
+
+/// Moves up to `max` queued bytes to the UART without waiting: only as many as its empty transmit
+/// FIFO takes, and only if no other core is at it. Never holds the queue's lock across the UART.
+pub fn drain(max: usize) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let Some(mut uart) = CONSOLE.try_lock() else {
+            return;
+        };
+        let mut sent = 0;
+        while sent < max && uart.transmitter_empty() {
+            for _ in 0..TX_FIFO.min(max - sent) {
+                let Some(b) = QUEUE.lock().pop() else { return };
+                uart.put(b);
+                sent += 1;
+            }
+        }
+    });
+}
+
+/// Everything queued out, e.g. before the machine ends.
+pub fn flush() {
+    while !x86_64::instructions::interrupts::without_interrupts(|| QUEUE.lock().is_empty()) {
+        drain(usize::MAX);
+        core::hint::spin_loop();
+    }
+    let dropped = DROPPED.swap(0, Ordering::Relaxed);
+    if dropped > 0 {
+        print(format_args!(
+            "console: {dropped} bytes of guest-caused output dropped (queue full)\n"
+        ));
+        flush();
+    }
 }
 
 /// Input from the hypervisor's console, polled by the service core.
@@ -88,10 +203,23 @@ pub fn try_read() -> Option<u8> {
     x86_64::instructions::interrupts::without_interrupts(|| CONSOLE.lock().try_read_byte())
 }
 
-/// Last-resort output for panics: does not wait for a lock another core may hold forever.
+/// Last-resort output for panics: does not wait for a lock another core may hold forever (what
+/// the queue holds is written first if its lock is free).
 pub fn print_unlocked(args: fmt::Arguments) {
     let mut s = Serial::new(COM1);
+    if let Some(mut q) = QUEUE.try_lock() {
+        while let Some(b) = q.pop() {
+            s.write_byte(b);
+        }
+    }
     let _ = s.write_fmt(args);
+}
+
+/// A line a guest caused (its console, its stray accesses, its device's faults): dropped, not
+/// waited for, when the output queue is full. Callers rate-limit what a guest can repeat.
+#[macro_export]
+macro_rules! guest_println {
+    ($($arg:tt)*) => { $crate::hv::serial::print_guest(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 #[macro_export]
