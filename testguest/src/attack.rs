@@ -4,7 +4,7 @@
 //! `testguest: attack NAME: OUTCOME`. Whether the attack was contained is for the test to judge
 //! from those lines, the hypervisor's reports and the canaries: this side only reports.
 
-use core::arch::{asm, global_asm};
+use core::arch::asm;
 use core::fmt::Write;
 
 use didvisor::pci::header::{self, Command};
@@ -13,123 +13,10 @@ use testguest::cmdline::Attack;
 
 use crate::guest::Console;
 use crate::nvme::{find_vf, Conf1, VF};
+use crate::traps::{probe, Outcome};
 
 macro_rules! say {
     ($($arg:tt)*) => {{ let _ = writeln!(Console, $($arg)*); }};
-}
-
-/// The vector of the last exception a probe took (`NONE`: it completed), and where the handler
-/// resumes: the label after the probed instruction.
-#[no_mangle]
-static mut TRAP_VECTOR: u64 = NONE;
-#[no_mangle]
-static mut TRAP_RECOVER: u64 = 0;
-const NONE: u64 = 0xff;
-
-global_asm!(
-    r#"
-.section .text
-.global trap_ud, trap_gp, trap_pf
-trap_ud:
-    mov qword ptr [rip + TRAP_VECTOR], 6
-    jmp 1f
-trap_gp:
-    mov qword ptr [rip + TRAP_VECTOR], 13
-    add rsp, 8
-    jmp 1f
-trap_pf:
-    mov qword ptr [rip + TRAP_VECTOR], 14
-    add rsp, 8
-1:
-    push rax
-    mov rax, [rip + TRAP_RECOVER]
-    mov [rsp + 8], rax
-    pop rax
-    iretq
-"#
-);
-
-extern "C" {
-    fn trap_ud();
-    fn trap_gp();
-    fn trap_pf();
-}
-
-#[repr(C, align(16))]
-struct Idt([u64; 512]);
-
-static mut IDT: Idt = Idt([0; 512]);
-
-/// Installs the three handlers (64-bit interrupt gates on the current code segment).
-fn install_idt() {
-    let cs: u16;
-    // SAFETY: reads the code segment selector.
-    unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack)) };
-    let idt = &raw mut IDT;
-    for (vector, handler) in [
-        (6usize, trap_ud as *const () as usize),
-        (13, trap_gp as *const () as usize),
-        (14, trap_pf as *const () as usize),
-    ] {
-        let h = handler as u64;
-        let low = (h & 0xffff) | u64::from(cs) << 16 | 0x8e00 << 32 | (h >> 16 & 0xffff) << 48;
-        // SAFETY: the IDT is this guest's, only written here, before it is loaded.
-        unsafe {
-            (*idt).0[vector * 2] = low;
-            (*idt).0[vector * 2 + 1] = h >> 32;
-        }
-    }
-    let desc: [u16; 5] = {
-        let base = idt as u64;
-        [
-            4095,
-            base as u16,
-            (base >> 16) as u16,
-            (base >> 32) as u16,
-            (base >> 48) as u16,
-        ]
-    };
-    // SAFETY: loads a valid IDT with gates for #UD, #GP and #PF.
-    unsafe { asm!("lidt [{}]", in(reg) desc.as_ptr(), options(nostack)) };
-}
-
-/// What a probed instruction did.
-#[derive(Clone, Copy)]
-struct Outcome(u64);
-
-impl core::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            NONE => f.write_str("completed"),
-            6 => f.write_str("#UD"),
-            13 => f.write_str("#GP"),
-            14 => f.write_str("#PF"),
-            v => write!(f, "exception {v}"),
-        }
-    }
-}
-
-/// Runs one instruction (the string) with the trap handlers armed to resume after it.
-macro_rules! probe {
-    ($insn:literal $(, $($operands:tt)*)?) => {{
-        let vector: u64;
-        // SAFETY: a deliberate attack instruction; the IDT's handlers resume at label 2 with all
-        // registers but the ones named here intact, and the attack touches no Rust-visible memory.
-        unsafe {
-            asm!(
-                "mov qword ptr [rip + TRAP_VECTOR], 0xff",
-                "lea {tmp}, [rip + 2f]",
-                "mov [rip + TRAP_RECOVER], {tmp}",
-                $insn,
-                "2:",
-                "mov {v}, [rip + TRAP_VECTOR]",
-                tmp = out(reg) _,
-                v = lateout(reg) vector,
-                $($($operands)*)?
-            )
-        };
-        Outcome(vector)
-    }};
 }
 
 fn wrmsr(msr: u32, value: u64) -> Outcome {
@@ -168,7 +55,7 @@ fn write_volatile<T: Copy>(addr: u64, v: T) {
 
 /// Runs `attacks` in order; `canary` is the first `canary=` address (0: none).
 pub fn run(attacks: impl Iterator<Item = Attack>, canary: u64) {
-    install_idt();
+    crate::traps::install();
     for a in attacks {
         let name = a.name();
         match a {

@@ -5,7 +5,9 @@
 //! - `canary=0xADDR` (up to [`MAX_CANARIES`], hex, `0x` optional): guest-physical addresses outside
 //!   the guest's RAM that `end=nvme-dma` points NVMe data transfers at (and `attack=` at VMSAVE);
 //! - `attack=NAME[,NAME...]` (any number of words): attacks on the hypervisor ([`Attack`]) run
-//!   before the normal checks, each reporting what the processor did.
+//!   before the normal checks, each reporting what the processor did;
+//! - `fuzz=SEED` (hex) and `fuzz-actions=N` (decimal, default [`DEFAULT_FUZZ_ACTIONS`]): the
+//!   fuzzing guest's random actions (`crate::fuzz_plan`), run before the normal checks.
 //!
 //! Other words are ignored.
 
@@ -216,6 +218,17 @@ pub struct Command {
     pub ending: Ending,
     pub canaries: Canaries,
     pub attacks: Attacks,
+    pub fuzz: Option<Fuzz>,
+}
+
+/// How many random actions a `fuzz=` run takes unless `fuzz-actions=` says otherwise.
+pub const DEFAULT_FUZZ_ACTIONS: u32 = 100_000;
+
+/// A fuzzing run: the seed of its action stream and how many actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fuzz {
+    pub seed: u64,
+    pub actions: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,6 +243,8 @@ pub enum CmdlineError<'a> {
     UnknownAttack(&'a str),
     /// More than [`MAX_ATTACKS`] attacks.
     TooManyAttacks,
+    /// `fuzz=` is not a hex seed, or `fuzz-actions=` not a decimal count.
+    BadFuzz(&'a str),
 }
 
 impl fmt::Display for CmdlineError<'_> {
@@ -242,6 +257,7 @@ impl fmt::Display for CmdlineError<'_> {
             }
             CmdlineError::UnknownAttack(v) => write!(f, "unknown attack \"{v}\""),
             CmdlineError::TooManyAttacks => write!(f, "more than {MAX_ATTACKS} attacks"),
+            CmdlineError::BadFuzz(v) => write!(f, "bad fuzzing word \"{v}\""),
         }
     }
 }
@@ -290,10 +306,23 @@ pub fn parse(cmdline: &str) -> Result<Command, CmdlineError<'_>> {
             }
         }
     }
+    let word = |key: &str| cmdline.split_whitespace().find_map(|w| w.strip_prefix(key));
+    let fuzz = match word("fuzz=") {
+        None => None,
+        Some(seed) => {
+            let seed = parse_hex(seed).ok_or(CmdlineError::BadFuzz(seed))?;
+            let actions = match word("fuzz-actions=") {
+                None => DEFAULT_FUZZ_ACTIONS,
+                Some(n) => n.parse().map_err(|_| CmdlineError::BadFuzz(n))?,
+            };
+            Some(Fuzz { seed, actions })
+        }
+    };
     Ok(Command {
         ending,
         canaries,
         attacks,
+        fuzz,
     })
 }
 
@@ -408,5 +437,29 @@ mod tests {
             assert_eq!(Attack::from_name(a.name()), Some(a));
         }
         assert_eq!(parse("").unwrap().attacks.iter().count(), 0);
+    }
+
+    #[test]
+    fn fuzz_words() {
+        assert_eq!(parse("").unwrap().fuzz, None);
+        assert_eq!(
+            parse("fuzz=0x1234").unwrap().fuzz,
+            Some(Fuzz {
+                seed: 0x1234,
+                actions: DEFAULT_FUZZ_ACTIONS
+            })
+        );
+        assert_eq!(
+            parse("fuzz-actions=500 fuzz=ff").unwrap().fuzz,
+            Some(Fuzz {
+                seed: 0xff,
+                actions: 500
+            })
+        );
+        assert_eq!(parse("fuzz=xyz"), Err(CmdlineError::BadFuzz("xyz")));
+        assert_eq!(
+            parse("fuzz=1 fuzz-actions=-3"),
+            Err(CmdlineError::BadFuzz("-3"))
+        );
     }
 }

@@ -219,6 +219,9 @@ extern "C" fn guest_main(ram: u64, vcpu: u64, cmdline: u64) -> ! {
         crate::attack::run(command.attacks.iter(), canary);
         say!("testguest: attacks done");
     }
+    if let Some(f) = command.fuzz {
+        crate::fuzz::run(f, ram);
+    }
     match command.ending {
         Ending::TripleFault => triple_fault(),
         Ending::Reset => reset(),

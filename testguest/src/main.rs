@@ -20,9 +20,13 @@
 #[cfg(target_os = "none")]
 mod attack;
 #[cfg(target_os = "none")]
+mod fuzz;
+#[cfg(target_os = "none")]
 mod guest;
 #[cfg(target_os = "none")]
 mod nvme;
+#[cfg(target_os = "none")]
+mod traps;
 
 #[cfg(not(target_os = "none"))]
 fn main() {}
