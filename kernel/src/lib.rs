@@ -7,6 +7,7 @@
 pub mod acpi_tables;
 pub mod config;
 pub mod console;
+pub mod console_switch;
 pub mod cpuid;
 pub mod cpuset;
 pub mod devices;
