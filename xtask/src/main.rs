@@ -6,6 +6,7 @@ mod deps;
 mod layout;
 mod linux;
 mod mission;
+mod progress;
 mod qemu_avic;
 mod qemu_avic_kvm;
 mod qemu_avic_linux;
