@@ -778,10 +778,23 @@ fn test() -> Result {
     run_cmd(cargo().args(["test", "--workspace", "--exclude", "tests"]))?;
     banner("test [5/8]: QEMU integration tests (cargo test -p tests -- --test-threads=1)");
     run_cmd(cargo().args(["test", "-p", "tests", "--", "--test-threads=1"]))?;
-    banner(
-        "test [6/8]: the main command without a terminal (cargo xtask run --prebuilt </dev/null)",
-    );
+    banner("test [6/8]: the main command without a terminal, and a server layout's GRUB image");
     run_without_terminal()?;
+    iso_cmd(&[
+        "--layout".into(),
+        layout::examples_dir()
+            .join("epyc-2s.toml")
+            .display()
+            .to_string(),
+        "--kernel".into(),
+        tests::kernel_elf().display().to_string(),
+        "--out".into(),
+        tests::target_dir()
+            .join("xtask-iso")
+            .join("epyc-2s.iso")
+            .display()
+            .to_string(),
+    ])?;
     // The patched QEMU is built once per patch series (about 8 minutes on 2 cores) and cached.
     banner("test [7/8]: QEMU AVIC emulation (cargo xtask qemu-avic smoke)");
     qemu_avic::qemu_avic(&["smoke".to_string()])?;

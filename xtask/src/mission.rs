@@ -17,7 +17,6 @@
 //! and none went through exits (direct and avic); every vCPU printed its exit table (direct:
 //! no EOI or timer exits); it ended by powering off; and the hypervisor ended cleanly.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -696,19 +695,17 @@ fn verdict(plans: &[Plan], outcome: &Outcome, interactive: bool, log: &Path) -> 
         println!("xtask: run: QEMU was quit (Ctrl-A X) before the guests ended");
         return Ok(());
     }
-    let mut by_guest: BTreeMap<&str, usize> = BTreeMap::new();
-    for c in &failed {
-        *by_guest.entry(c.guest.as_str()).or_default() += 1;
-    }
+    // The hypervisor's verdict (a timeout, a panic) explains the rest: name it first.
+    let first = failed
+        .iter()
+        .find(|c| c.guest == "didvisor")
+        .or(failed.first())
+        .map(|c| format!("{}: {}", c.guest, c.what))
+        .unwrap_or_default();
     Err(Error::from(format!(
-        "run: {} of {} checks failed ({}); the serial log is {}",
+        "run: {first}; {} of {} checks failed (listed above); serial log {}",
         failed.len(),
         checks.len(),
-        failed
-            .iter()
-            .map(|c| format!("{}: {}", c.guest, c.what))
-            .collect::<Vec<_>>()
-            .join("; "),
         log.display()
     )))
 }
