@@ -299,16 +299,25 @@ pub fn evaluate(serial: &str, plan: &Plan) -> Vec<Check> {
         };
         let total = table.get("total").copied().unwrap_or(0);
         let apic = report::apic_counts(serial, name, vcpu);
-        let (ok, detail) = match (plan.irq.as_str(), apic) {
-            ("direct", Some(a)) => (
+        let avic = report::avic_counts(serial, name, vcpu);
+        let (ok, detail) = match (plan.irq.as_str(), apic, avic) {
+            // AVIC accelerates EOIs; timer-register writes trap (402h), the timer is posted.
+            ("avic", _, Some(a)) => (
+                a.eoi == 0,
+                format!(
+                    ", EOI exits {}, timer-register exits {}, timer vectors posted {}",
+                    a.eoi, a.timer, a.posted_timer
+                ),
+            ),
+            ("direct", Some(a), _) => (
                 a.eoi == 0 && a.timer == 0,
                 format!(", EOI exits {}, timer exits {}", a.eoi, a.timer),
             ),
-            (_, Some(a)) => (
+            (_, Some(a), _) => (
                 true,
                 format!(", EOI exits {}, timer exits {}", a.eoi, a.timer),
             ),
-            (_, None) => (true, String::new()),
+            _ => (true, String::new()),
         };
         out.push(check(
             name,
