@@ -9,6 +9,7 @@ pub mod acpi_tables;
 pub mod bar_mapping;
 pub mod config;
 pub mod console;
+pub mod console_switch;
 pub mod cpuid;
 pub mod cpuset;
 pub mod devices;

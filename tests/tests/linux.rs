@@ -257,3 +257,29 @@ fn console_input_reaches_the_guest() {
     check_guest(&run, "lin", 100_000);
     run.assert_line("[lin] didvisor-guest: input typed-on-the-console 42");
 }
+
+/// `Ctrl-] 2` on the hypervisor's console moves the keyboard to the second guest (the first one
+/// gets nothing), `Ctrl-] 1` moves it back; the hypervisor says so on its console.
+#[test]
+fn console_switch_moves_the_keyboard_between_guests() {
+    let guest = |name: &str, core: &str| {
+        linux_guest(name, core, "direct", None).replace("quiet", "quiet didvisor.test=input")
+    };
+    let run = boot(3, &[guest("a", "1"), guest("b", "2")])
+        .type_after(
+            "[b] didvisor-guest: interrupts-end",
+            "\x1d2typed-for-b\n\x1d1",
+        )
+        .run("console_switch");
+    run.assert_line("console: keyboard to guest a (Ctrl-] n: next guest");
+    run.assert_line("console: keyboard to guest b (2 of 2)");
+    run.assert_line("[b] didvisor-guest: input typed-for-b");
+    assert!(
+        console_lines(&run, "a").contains(&"didvisor-guest: input"),
+        "guest a got input: {:?}",
+        console_lines(&run, "a")
+    );
+    run.assert_line("console: keyboard to guest a (1 of 2)");
+    check_guest(&run, "a", 100_000);
+    check_guest(&run, "b", 100_000);
+}

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::{fail, run_cmd, Result};
+use crate::{fail, Result};
 
 /// Packages installed from the release's own suite (checked with dpkg-query).
 pub const PACKAGES: &[&str] = &[
@@ -196,8 +196,11 @@ pub(crate) fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `apt-get ARGS`, with a line every few seconds while it runs (a big download or an
+/// install's unpacking can be quiet for minutes).
 pub(crate) fn apt(args: &[&str]) -> Result {
-    run_cmd(&mut apt_command(args))
+    let what = format!("apt-get {}", args.first().copied().unwrap_or(""));
+    crate::progress::run_with_heartbeat(&mut apt_command(args), &what, || None)
 }
 
 /// `apt-get ARGS` without questions.

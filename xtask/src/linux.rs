@@ -237,7 +237,15 @@ fn download_and_unpack(abi: &str, dest: &Path) -> Result {
     c.args(["-q", "-o", "APT::Sandbox::User=root", "download", &pkg])
         .current_dir(&dl)
         .env("DEBIAN_FRONTEND", "noninteractive");
-    crate::run_cmd(&mut c).map_err(|e| {
+    let watched = dl.clone();
+    let what = format!("downloading {pkg}");
+    crate::progress::run_with_heartbeat(&mut c, &what, move || {
+        Some(format!(
+            "{} written",
+            crate::progress::bytes(crate::progress::dir_bytes(&watched))
+        ))
+    })
+    .map_err(|e| {
         format!(
             "{}\ncannot download {pkg}: apt cannot reach the Debian archive, or its package \
              lists are stale (run `apt-get update` as root and retry)",
@@ -256,7 +264,11 @@ fn download_and_unpack(abi: &str, dest: &Path) -> Result {
         deb.file_name().unwrap_or_default().to_string_lossy(),
         dest.display()
     );
-    crate::run_cmd(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
+    crate::progress::run_with_heartbeat(
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp),
+        "unpacking the kernel package",
+        || None,
+    )?;
     let _ = fs::remove_dir_all(dest);
     fs::rename(&tmp, dest)
         .map_err(|e| format!("renaming {} to {}: {e}", tmp.display(), dest.display()))?;

@@ -3,7 +3,10 @@
 mod bench;
 mod cpio;
 mod deps;
+mod layout;
 mod linux;
+mod mission;
+mod progress;
 mod qemu_avic;
 mod qemu_avic_kvm;
 mod qemu_avic_linux;
@@ -19,11 +22,12 @@ use std::time::{Duration, Instant};
 use tests::image::{self, Module};
 use tests::{Boot, BootFiles, Qemu, SerialOut};
 
-/// The hypervisor command line `cargo xtask run` (and a bare `cargo xtask iso`) boots with.
+/// The hypervisor command line `cargo xtask run --testguest` (and a bare `cargo xtask iso`)
+/// boots with.
 const DEFAULT_CMDLINE: &str =
     "guest=a,cores=1,mem=16M,kernel=testguest guest=b,cores=2,mem=16M,kernel=testguest";
 
-/// `cargo xtask run` always adds QEMU's isa-debug-exit device at port 0xf4; the hypervisor
+/// QEMU runs always add QEMU's isa-debug-exit device at port 0xf4; the hypervisor
 /// uses it only when told so on its command line. Prepended unless a `debug-exit=` is given.
 const DEBUG_EXIT_WORD: &str = "debug-exit=0xf4";
 
@@ -47,16 +51,28 @@ commands:
                        headers; then the guest initramfs build/linux/initrd.cpio.gz (busybox,
                        guest/init.sh as /init, the modules). --prebuilt: skip deps and cargo,
                        stage the existing artefacts (and rebuild the initramfs).
-  iso [--cmdline S] [--module PATH[=NAME]]... [--out ISO] [--kernel ELF]
+  iso [--layout FILE | --cmdline S [--module PATH[=NAME]]...] [--out ISO] [--kernel ELF]
                        build, then a GRUB Multiboot2 ISO (BIOS and UEFI) booting
                        build/didvisor.elf (or ELF); NAME defaults to the file stem.
-                       Without --cmdline and --module: the default guests and
-                       build/testguest.elf. --out defaults to build/didvisor.iso.
-  run [--cmdline S] [--smp N] [--prebuilt] [-- QEMU ARGS...]
-                       build, then boot build/didvisor-mb1.elf in QEMU (serial on stdio)
-                       with the default guests (or S) and build/testguest.elf as module
-                       `testguest`; exit 0 when the hypervisor reports all guests ended
-                       cleanly (debug-exit 0x10), non-zero otherwise. -smp 4 by default.
+                       --layout: the layout's guests, files and command line (checked by
+                       the hypervisor's parser first). Without any: the default test
+                       guests and build/testguest.elf. --out defaults to build/didvisor.iso.
+  run [--layout FILE] [--mode direct|emulated|avic] [--check] [--timeout SECS]
+      [--prebuilt] [-- QEMU ARGS...]
+                       build, then boot a guest layout (default layouts/qemu-demo.toml: the
+                       Debian guest twice, each on its own core with an NVMe VF, irq=direct)
+                       in QEMU with the serial console on stdio. Without a terminal on stdin
+                       (or with --check) the guests run their self-check and power off, the
+                       exit tables and the checks are printed, and the command exits 0 only
+                       if all checks passed (--timeout, default 300 s). With a terminal the
+                       guests then open a shell: Ctrl-] n / Ctrl-] 1-9 switch the keyboard
+                       between guests, Ctrl-A X quits. --mode sets every guest's irq= (avic:
+                       the patched QEMU of `qemu-avic`, -cpu max,+avic,+x2avic, ga=on).
+  run --testguest [--cmdline S] [--smp N] [--prebuilt] [-- QEMU ARGS...]
+                       the bare-metal test guests (default command line, or S; --cmdline
+                       implies --testguest) with build/testguest.elf as module `testguest`;
+                       exit 0 when the hypervisor reports all guests ended cleanly
+                       (debug-exit 0x10), non-zero otherwise. -smp 4 by default.
   qemu-avic [smoke | kvm [MODE...]]
                        build QEMU 10.0.2 with tests/qemu-avic/*.patch (SVM AVIC/x2AVIC emulation)
                        into ~/.cache/didvisor/qemu (rebuilt only when the series changes); smoke:
@@ -83,8 +99,12 @@ commands:
                        -smp 1 -m 256M by default, like the guest), no hypervisor: the
                        boot-time baseline. Exit 0 when the guest printed
                        `didvisor-guest: done` and powered off. --prebuilt: skip deps.
-  test                 deps, build, fmt + clippy, host unit tests, then the QEMU integration tests
+  test                 deps, build, fmt + clippy, host unit tests, the QEMU integration tests,
+                       `cargo xtask run` without a terminal, then the qemu-avic checks
   clippy               clippy for the host workspace and for the bare-metal crates
+
+Layout files: layouts/*.toml (keys in xtask/src/layout.rs): [hypervisor] loglevel, console;
+[machine] cpus, memory; [[guest]] name, cores, memory, kernel, initrd, cmdline, irq, vfs.
 
 Linux guest files (for tests): build/linux/vmlinuz (unmodified bzImage),
 build/linux/initrd.cpio.gz, build/linux/modules/ (laid out like /lib/modules/<ver>/),
@@ -151,7 +171,7 @@ fn main() -> ExitCode {
         Some("deps") => no_args(&args[1..]).and_then(|_| deps::deps()),
         Some("build") => build_cmd(&args[1..]),
         Some("iso") => iso_cmd(&args[1..]),
-        Some("run") => run_cmd_qemu(&args[1..]),
+        Some("run") => run_entry(&args[1..]),
         Some("linux-run") => linux_run(&args[1..]),
         Some("linux-qemu") => linux_qemu(&args[1..]),
         Some("test") => no_args(&args[1..]).and_then(|_| test()),
@@ -330,9 +350,12 @@ fn iso_cmd(args: &[String]) -> Result {
     let mut modules = Vec::new();
     let mut out = None;
     let mut kernel = None;
+    let mut layout = None;
     let mut i = 0;
     while i < args.len() {
-        if let Some(v) = flag_value(args, &mut i, "--cmdline")? {
+        if let Some(v) = flag_value(args, &mut i, "--layout")? {
+            layout = Some(PathBuf::from(v));
+        } else if let Some(v) = flag_value(args, &mut i, "--cmdline")? {
             cmdline = Some(v);
         } else if let Some(v) = flag_value(args, &mut i, "--module")? {
             modules.push(Module::parse(&v)?);
@@ -345,6 +368,15 @@ fn iso_cmd(args: &[String]) -> Result {
         }
         i += 1;
     }
+    if layout.is_some() && (cmdline.is_some() || !modules.is_empty()) {
+        return fail(
+            "iso: --layout gives the command line and the modules; drop --cmdline/--module",
+        );
+    }
+    if let Some(path) = &layout {
+        // The layout's own mistakes before anything is built.
+        layout::Layout::check_text(path)?;
+    }
     let kernel = match kernel {
         Some(k) => k,
         None => {
@@ -352,6 +384,20 @@ fn iso_cmd(args: &[String]) -> Result {
             tests::kernel_elf()
         }
     };
+    if let Some(path) = &layout {
+        let l = layout::Layout::load(path)?;
+        cmdline = Some(l.cmdline(layout::Target::default()));
+        modules = l
+            .modules()
+            .into_iter()
+            .map(|m| Module::new(m.path, m.name))
+            .collect();
+        println!("xtask: iso: layout {}", path.display());
+        for m in &modules {
+            println!("  module {:<16} {}", m.name, m.path.display());
+        }
+        println!("  command line: {}", cmdline.as_deref().unwrap_or_default());
+    }
     if cmdline.is_none() && modules.is_empty() {
         modules.push(Module::new(tests::testguest(), "testguest"));
     }
@@ -573,7 +619,26 @@ fn build_or_stage(prebuilt: bool) -> Result {
     }
 }
 
-fn run_cmd_qemu(args: &[String]) -> Result {
+/// `run`: the mission (a layout), or with `--testguest`/`--cmdline` the bare-metal test guests.
+fn run_entry(args: &[String]) -> Result {
+    let before_qemu_args = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let own = &args[..before_qemu_args];
+    let testguest = own
+        .iter()
+        .any(|a| a == "--testguest" || a == "--cmdline" || a.starts_with("--cmdline="));
+    if testguest {
+        let rest: Vec<String> = args
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| *i >= before_qemu_args || *a != "--testguest")
+            .map(|(_, a)| a.clone())
+            .collect();
+        return run_testguests(&rest);
+    }
+    mission::run(&mission::Opts::parse(args)?)
+}
+
+fn run_testguests(args: &[String]) -> Result {
     let o = parse_run_opts(args, &["--cmdline", "--smp", "--prebuilt"])?;
     build_or_stage(o.prebuilt)?;
     let cmdline = run_cmdline(o.cmdline.as_deref().unwrap_or(DEFAULT_CMDLINE));
@@ -696,7 +761,7 @@ fn linux_qemu(args: &[String]) -> Result {
 }
 
 fn test() -> Result {
-    banner("test [1/7]: set-up (Rust target and components, host packages, guest kernel)");
+    banner("test [1/8]: set-up (Rust target and components, host packages, guest kernel)");
     if env::var_os("CI").is_some() {
         // CI proves the path a fresh machine takes: the target missing, the set-up adding it.
         toolchain::check_setup_path(TARGET)?;
@@ -704,22 +769,76 @@ fn test() -> Result {
         println!("xtask: set-up check (remove and reinstall {TARGET}) runs under CI=true only");
     }
     deps::deps()?;
-    banner("test [2/7]: boot images");
+    banner("test [2/8]: boot images");
     build()?;
-    banner("test [3/7]: formatting and lints (cargo fmt --check, cargo xtask clippy)");
+    banner("test [3/8]: formatting and lints (cargo fmt --check, cargo xtask clippy)");
     run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
     clippy()?;
-    banner("test [4/7]: host unit tests (cargo test --workspace --exclude tests)");
+    banner("test [4/8]: host unit tests (cargo test --workspace --exclude tests)");
     run_cmd(cargo().args(["test", "--workspace", "--exclude", "tests"]))?;
-    banner("test [5/7]: QEMU integration tests (cargo test -p tests -- --test-threads=1)");
+    banner("test [5/8]: QEMU integration tests (cargo test -p tests -- --test-threads=1)");
     run_cmd(cargo().args(["test", "-p", "tests", "--", "--test-threads=1"]))?;
+    banner("test [6/8]: the main command without a terminal, and a server layout's GRUB image");
+    run_without_terminal()?;
+    iso_cmd(&[
+        "--layout".into(),
+        layout::examples_dir()
+            .join("epyc-2s.toml")
+            .display()
+            .to_string(),
+        "--kernel".into(),
+        tests::kernel_elf().display().to_string(),
+        "--out".into(),
+        tests::target_dir()
+            .join("xtask-iso")
+            .join("epyc-2s.iso")
+            .display()
+            .to_string(),
+    ])?;
     // The patched QEMU is built once per patch series (about 8 minutes on 2 cores) and cached.
-    banner("test [6/7]: QEMU AVIC emulation (cargo xtask qemu-avic smoke)");
+    banner("test [7/8]: QEMU AVIC emulation (cargo xtask qemu-avic smoke)");
     qemu_avic::qemu_avic(&["smoke".to_string()])?;
     // About 75 s: Linux KVM (kvm_amd avic=0, then avic=1) in an L1 on the patched QEMU.
-    banner("test [7/7]: Linux KVM's AVIC on the patched QEMU (cargo xtask qemu-avic kvm)");
+    banner("test [8/8]: Linux KVM's AVIC on the patched QEMU (cargo xtask qemu-avic kvm)");
     qemu_avic::qemu_avic(&["kvm".to_string()])?;
     banner("test: all passed");
+    Ok(())
+}
+
+/// `cargo xtask run` as CI and scripts use it: stdin not a terminal. It must exit 0 and print
+/// the demo's checks (`mission::check_demo_output`). Its output is passed through.
+fn run_without_terminal() -> Result {
+    let mut c = cargo();
+    c.args(["xtask", "run", "--prebuilt"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    let shown = "cargo xtask run --prebuilt </dev/null";
+    let mut child = c.spawn().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let mut out = child.stdout.take().ok_or("no stdout pipe".to_string())?;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let mut so = std::io::stdout().lock();
+                let _ = so.write_all(&buf[..n]);
+                let _ = so.flush();
+                text.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return fail(format!("reading the output of {shown}: {e}")),
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for {shown}: {e}"))?;
+    if !status.success() {
+        return fail(format!("{shown} failed: {status}"));
+    }
+    let summary = mission::check_demo_output(&String::from_utf8_lossy(&text))
+        .map_err(|e| format!("{shown} exited 0 but its output is not the demo's: {e}"))?;
+    println!("xtask: test: {shown}: exit 0, {summary}");
     Ok(())
 }
 

@@ -310,13 +310,13 @@ fn install_build_packages() -> Result {
     println!("xtask: qemu-avic: installing {}", missing.join(" "));
     let mut args = vec!["install", "-y", "--no-install-recommends"];
     args.extend(&missing);
-    run_cmd(&mut deps::apt_command(&args)).or_else(|e| {
+    deps::apt(&args).or_else(|e| {
         println!(
             "xtask: qemu-avic: install failed ({}); apt-get update and retry",
             e.msg
         );
-        run_cmd(&mut deps::apt_command(&["update"]))?;
-        run_cmd(&mut deps::apt_command(&args))
+        deps::apt(&["update"])?;
+        deps::apt(&args)
     })?;
     let still: Vec<&str> = missing
         .iter()
@@ -372,7 +372,7 @@ fn fetch_tarball(src: &Source, cache: &Path) -> Result<PathBuf> {
         );
         fs::write(SRC_SOURCES, text).map_err(|e| format!("writing {SRC_SOURCES}: {e}"))?;
         println!("xtask: qemu-avic: apt-get update");
-        run_cmd(&mut deps::apt_command(&["update"]))?;
+        deps::apt(&["update"])?;
     }
     let dl = cache.join("download");
     let _ = fs::remove_dir_all(&dl);
@@ -382,16 +382,26 @@ fn fetch_tarball(src: &Source, cache: &Path) -> Result<PathBuf> {
          used; a failure on the .dsc/.debian.tar is expected)",
         src.apt_suite, src.apt_package
     );
-    let status = deps::apt_command(&[
-        "source",
-        "--download-only",
-        "-t",
-        &src.apt_suite,
-        &src.apt_package,
-    ])
-    .current_dir(&dl)
-    .status()
-    .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    let watched = dl.clone();
+    // Its failure on the .dsc/.debian.tar is expected (see above): judged by the tarball.
+    let status = crate::progress::run_with_heartbeat(
+        deps::apt_command(&[
+            "source",
+            "--download-only",
+            "-t",
+            &src.apt_suite,
+            &src.apt_package,
+        ])
+        .current_dir(&dl),
+        "qemu-avic: downloading the QEMU source",
+        move || {
+            Some(format!(
+                "{} written",
+                crate::progress::bytes(crate::progress::dir_bytes(&watched))
+            ))
+        },
+    )
+    .map_or_else(|e| e.msg, |()| "exit status 0".into());
     let got = dl.join(&src.tarball);
     if !got.is_file() {
         return fail(format!(
@@ -443,7 +453,7 @@ fn meson_venv(cache: &Path) -> Result<PathBuf> {
     );
     let _ = fs::remove_dir_all(&venv);
     run_cmd(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    run_cmd(
+    crate::progress::run_with_heartbeat(
         Command::new(&python)
             .args([
                 "-m",
@@ -453,6 +463,8 @@ fn meson_venv(cache: &Path) -> Result<PathBuf> {
                 "--disable-pip-version-check",
             ])
             .args(PY_DEPS),
+        "qemu-avic: pip install",
+        || None,
     )?;
     fs::write(&marker, want).map_err(|e| format!("writing venv marker: {e}"))?;
     Ok(python)
@@ -481,7 +493,8 @@ fn prepare_source(
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
     println!("xtask: qemu-avic: unpacking {}", tarball.display());
-    run_cmd(
+    let watched = tmp.clone();
+    crate::progress::run_with_heartbeat(
         Command::new("tar")
             .args(["--no-same-owner", "-xJf"])
             .arg(tarball)
@@ -489,6 +502,13 @@ fn prepare_source(
             .arg(&tmp)
             // The edk2 firmware blobs are not in the +ds tarball; never unpack them.
             .arg("--exclude=*/pc-bios/edk2-*.fd.bz2"),
+        "qemu-avic: unpacking",
+        move || {
+            Some(format!(
+                "{} unpacked",
+                crate::progress::bytes(crate::progress::dir_bytes(&watched))
+            ))
+        },
     )?;
     let unpacked = tmp.join(&src.top_dir);
     if !unpacked.is_dir() {
@@ -590,7 +610,7 @@ fn configure(tree: &Path, build: &Path, python: &Path) -> Result {
     c.current_dir(build)
         .arg(format!("--python={}", python.display()))
         .args(CONFIGURE_ARGS);
-    run_cmd(&mut c)?;
+    crate::progress::run_with_heartbeat(&mut c, "qemu-avic: configure", || None)?;
     fs::write(build.join(CONFIGURED), want).map_err(|e| format!("writing stamp: {e}"))?;
     Ok(())
 }
@@ -1093,12 +1113,13 @@ fn build(clean: bool) -> Result {
     write_lines(&build.join(TOUCHED), &touched)?;
     let jobs = jobs();
     println!("xtask: qemu-avic: ninja -j{jobs} qemu-system-x86_64");
-    run_cmd(
+    crate::progress::run_ninja(
         Command::new("ninja")
             .arg("-C")
             .arg(&build)
             .arg(format!("-j{jobs}"))
             .arg("qemu-system-x86_64"),
+        "qemu-avic: ninja",
     )?;
     if !bin.is_file() {
         return fail(format!(

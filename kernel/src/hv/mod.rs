@@ -7,6 +7,7 @@ pub mod avic_mode;
 pub mod avic_selftest;
 pub mod avic_selftest_guest;
 pub mod canary;
+pub mod console_input;
 pub mod cpu;
 pub mod exit;
 pub mod guest;
@@ -242,7 +243,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     // The service core: drive the guests' device timers until every guest has ended, and once a
     // second look in on direct-mode vCPUs (see `Vm::watchdog`).
     let mut next_watch = timer::nanos() + WATCHDOG_PERIOD_NS;
-    let mut console = ConsoleInput::new(cfg.console_guest().filter(|&i| built[i]));
+    let mut console = console_input::ConsoleInput::new(cfg, &built);
     let (mut passes, mut longest, mut last) = (0u64, 0u64, timer::nanos());
     while guest::ended_count() < running {
         // How long one pass takes bounds how late a device timer fires for every guest.
@@ -365,40 +366,6 @@ fn prepare_vfs(
         }
     }
     out
-}
-
-/// Moves what is typed on the hypervisor's console into one guest's serial port, holding a byte
-/// while that port's receiver is full.
-struct ConsoleInput {
-    guest: Option<usize>,
-    pending: Option<u8>,
-}
-
-impl ConsoleInput {
-    fn new(guest: Option<usize>) -> Self {
-        ConsoleInput {
-            guest,
-            pending: None,
-        }
-    }
-
-    fn poll(&mut self) {
-        let Some(index) = self.guest else { return };
-        let vm = guest::vm(index);
-        if vm.has_ended() {
-            return;
-        }
-        let Some(byte) = self.pending.take().or_else(serial::try_read) else {
-            return;
-        };
-        let pushed = vm.platform.legacy.lock().push_console_input(byte);
-        match pushed {
-            Ok(effect) => {
-                let _ = vm.platform.port_effect(effect);
-            }
-            Err(_) => self.pending = Some(byte),
-        }
-    }
 }
 
 /// How often the service core checks on direct-mode vCPUs.
