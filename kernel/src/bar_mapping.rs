@@ -25,12 +25,15 @@ pub struct BarPlacement {
 }
 
 impl BarPlacement {
-    /// The guest-physical range to map, if the BAR is mapped at all (above RAM, no overflow).
+    /// The guest-physical range to map, if the BAR is mapped at all: above RAM and below the
+    /// nested page table's reach (`svm::npt::MAX_GPA`; a guest may program a 64-bit BAR
+    /// anywhere, and one it placed out of reach is simply unreachable, as on hardware whose
+    /// address bus is narrower).
     pub fn mapped_range(&self, ram_size: u64) -> Option<Range<u64>> {
         let size = self.size.checked_next_multiple_of(4096)?;
         let end = self.gpa.checked_add(size)?;
-        (self.gpa != 0 && self.gpa >= ram_size && self.gpa.is_multiple_of(4096))
-            .then_some(self.gpa..end)
+        let placed = self.gpa != 0 && self.gpa >= ram_size && self.gpa.is_multiple_of(4096);
+        (placed && end <= svm::npt::MAX_GPA).then_some(self.gpa..end)
     }
 }
 
@@ -190,6 +193,11 @@ mod tests {
         assert_eq!(bar(!0xfff).mapped_range(RAM), None);
         assert_eq!(bar(0xc000_0800).mapped_range(RAM), None);
         assert_eq!(bar(RAM).mapped_range(RAM), Some(RAM..RAM + 0x4000));
+        // Found by the fuzzing guest: a 64-bit BAR programmed far beyond the NPT's reach.
+        assert_eq!(bar(0xce66_2ded_025d_4000).mapped_range(RAM), None);
+        let top = svm::npt::MAX_GPA;
+        assert_eq!(bar(top - 0x4000).mapped_range(RAM), Some(top - 0x4000..top));
+        assert_eq!(bar(top - 0x2000).mapped_range(RAM), None);
     }
 
     #[test]

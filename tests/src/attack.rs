@@ -109,3 +109,60 @@ pub fn check_cpu_attacks(serial: &str, irq: &str) -> Result<(), String> {
         "the hypervisor did not end cleanly".into()
     })
 }
+
+/// The command line of the fuzzing guest `a` (seed `seed`, `actions` actions) beside the benign
+/// guest `b` in `irq` mode; `vf` gives `a` that VF.
+pub fn fuzz_guests(irq: &str, seed: u64, actions: u32, vf: Option<&str>) -> String {
+    let vf = vf.map(|v| format!(",vf={v}")).unwrap_or_default();
+    format!(
+        "guest=a,cores=1,mem=16M,kernel=testguest,irq={irq}{vf},cmdline=\"fuzz={seed:#x} fuzz-actions={actions} canary=hypervisor canary=guest:b\" \
+         guest=b,cores=2,mem=16M,kernel=testguest,irq={irq}"
+    )
+}
+
+/// Checks a run of [`fuzz_guests`]: the fuzzing guest did all its actions and went on to its
+/// normal end, the benign guest's run is complete, the canaries are intact, the hypervisor ended
+/// cleanly. Returns the actions the guest reported.
+pub fn check_fuzz_run(serial: &str, actions: u32) -> Result<u32, String> {
+    let lines = console(serial, "a");
+    let done = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("testguest: fuzz: seed "))
+        .and_then(|l| l.split_once(": ").map(|(_, r)| r))
+        .and_then(|r| r.strip_suffix(" actions"))
+        .and_then(|n| n.parse::<u32>().ok())
+        .ok_or_else(|| "the fuzzing guest reported no action count".to_string())?;
+    expect(done == actions, || format!("{done} of {actions} actions"))?;
+    expect(lines.contains(&"testguest: fuzz: done"), || {
+        "the fuzzing guest did not finish".into()
+    })?;
+    expect(
+        lines.contains(&"testguest: done, requesting power-off"),
+        || "the fuzzing guest did not reach its normal end".into(),
+    )?;
+    expect(!serial.contains("PANIC"), || {
+        "the hypervisor panicked".into()
+    })?;
+    for name in ["a", "b"] {
+        let want = format!("guest {name}: ended: power-off request (ACPI PM1a SLP_EN)");
+        expect(serial.contains(&want), || format!("no `{want}`"))?;
+    }
+    let b = console(serial, "b");
+    for want in [
+        "testguest: hello from vcpu 0, 16 MiB of ram",
+        "testguest: ram check ok",
+        "testguest: done, requesting power-off",
+    ] {
+        expect(b.iter().any(|l| l.starts_with(want)), || {
+            format!("benign guest b: no `{want}`")
+        })?;
+    }
+    expect(serial.matches(": intact").count() == 2, || {
+        "not both canaries reported intact".into()
+    })?;
+    expect(!serial.contains("CHANGED"), || "a canary changed".into())?;
+    expect(serial.contains("didvisor: all guests ended"), || {
+        "the hypervisor did not end cleanly".into()
+    })?;
+    Ok(done)
+}

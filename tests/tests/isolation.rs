@@ -161,3 +161,50 @@ fn a_console_flood_is_rate_limited_and_the_service_core_keeps_time() {
     );
     run.assert_line("didvisor: all guests ended");
 }
+
+/// The fixed-seed fuzzing run of the test suite (a long campaign: `cargo xtask fuzz`).
+const FUZZ_SEED: u64 = 0x05ee_dd1d;
+const FUZZ_ACTIONS: u32 = 100_000;
+
+/// The fuzzing guest's 100,000 random actions beside a benign guest: no panic, no hang, the
+/// benign guest's run unchanged, the canaries intact.
+#[test]
+fn fuzzing_guest_in_emulated_mode() {
+    let run = with_testguest(
+        Boot::Multiboot1,
+        3,
+        &tests::attack::fuzz_guests("emulated", FUZZ_SEED, FUZZ_ACTIONS, None),
+    )
+    .timeout(Duration::from_secs(180))
+    .run("fuzzing_guest_emulated");
+    if let Err(e) = tests::attack::check_fuzz_run(&run.serial, FUZZ_ACTIONS) {
+        run.fail(&e);
+    }
+}
+
+/// The same in direct mode with a VF, so the random config-space and BAR-window accesses reach
+/// a real passed-through device.
+#[test]
+fn fuzzing_guest_with_a_vf_in_direct_mode() {
+    let dir = tests::target_dir().join("test-work").join("fuzz_vf");
+    std::fs::create_dir_all(&dir).expect("work dir");
+    let disks = [dir.join("ns1.img"), dir.join("ns2.img")].map(|p| {
+        let f = std::fs::File::create(&p).expect("disk image");
+        f.set_len(16 << 20).expect("disk size");
+        p
+    });
+    let run = with_testguest(
+        Boot::Multiboot1,
+        3,
+        &tests::attack::fuzz_guests("direct", FUZZ_SEED, FUZZ_ACTIONS, Some("00:04.1")),
+    )
+    .memory_mb(1024)
+    .arg("-device")
+    .arg("amd-iommu,intremap=on,xtsup=on,pt=off")
+    .nvme_sriov("fuzz", &[&disks[0], &disks[1]])
+    .timeout(Duration::from_secs(240))
+    .run("fuzzing_guest_vf_direct");
+    if let Err(e) = tests::attack::check_fuzz_run(&run.serial, FUZZ_ACTIONS) {
+        run.fail(&e);
+    }
+}

@@ -3,6 +3,7 @@
 mod bench;
 mod cpio;
 mod deps;
+mod fuzz_guest;
 mod layout;
 mod linux;
 mod mission;
@@ -99,6 +100,12 @@ commands:
                        -smp 1 -m 256M by default, like the guest), no hypervisor: the
                        boot-time baseline. Exit 0 when the guest printed
                        `didvisor-guest: done` and powered off. --prebuilt: skip deps.
+  fuzz [--seconds N] [--actions N] [--prebuilt]
+                       build, then boot the fuzzing guest (testguest fuzz=SEED, N random
+                       actions, default 100000) beside a benign guest with fresh seeds,
+                       direct and emulated mode by turns, for N seconds (default 300);
+                       prints each seed's verdict, actions/s, and how to repeat a seed
+                       that broke something (exit 1 then)
   test                 deps, build, fmt + clippy, host unit tests, the QEMU integration tests,
                        `cargo xtask run` without a terminal, then the qemu-avic checks
   clippy               clippy for the host workspace and for the bare-metal crates
@@ -177,6 +184,7 @@ fn main() -> ExitCode {
         Some("test") => no_args(&args[1..]).and_then(|_| test()),
         Some("clippy") => no_args(&args[1..]).and_then(|_| clippy()),
         Some("bench") => bench::bench(&args[1..]),
+        Some("fuzz") => fuzz_guest::fuzz(&args[1..]),
         Some("qemu-avic") => qemu_avic::qemu_avic(&args[1..]),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");

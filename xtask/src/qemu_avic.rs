@@ -988,6 +988,18 @@ fn smoke() -> Result {
             println!("xtask: qemu-avic smoke: attack guest in irq=avic: FAILED: {e}");
         }
     }
+    // The fuzzing guest's fixed-seed run in irq=avic (the integration tests run it in the
+    // other two modes).
+    match smoke_fuzzing_guest(&bin, &kernel, &guest, &work) {
+        Ok(n) => {
+            passed += 1;
+            println!("xtask: qemu-avic smoke: fuzzing guest in irq=avic: {n} actions, contained");
+        }
+        Err(e) => {
+            failed += 1;
+            println!("xtask: qemu-avic smoke: fuzzing guest in irq=avic: FAILED: {e}");
+        }
+    }
     // The hypervisor's irq=avic mode with the Debian guest, and its refusals.
     for p in [::tests::linux_kernel(), ::tests::linux_initrd()] {
         if !p.is_file() {
@@ -1014,19 +1026,44 @@ fn smoke() -> Result {
     Ok(())
 }
 
-/// `testguest attack=cpu,ports` in irq=avic beside a benign guest (`tests::attack`).
-fn smoke_attack_guest(
+/// The seed and length of the fuzzing guest's run in the smoke (as the integration tests').
+const FUZZ_SEED: u64 = 0x05ee_dd1d;
+const FUZZ_ACTIONS: u32 = 100_000;
+
+/// `testguest fuzz=SEED` in irq=avic beside a benign guest (`tests::attack::check_fuzz_run`).
+fn smoke_fuzzing_guest(
     bin: &Path,
     kernel: &Path,
     guest: &Path,
     work: &Path,
-) -> std::result::Result<(), String> {
-    let log = work.join("qemu-avic-smoke-attack-guest.log");
+) -> std::result::Result<u32, String> {
+    let guests = ::tests::attack::fuzz_guests("avic", FUZZ_SEED, FUZZ_ACTIONS, None);
+    let (serial, status, log) = smoke_boot(bin, kernel, guest, work, "fuzzing-guest", &guests)?;
+    let n = ::tests::attack::check_fuzz_run(&serial, FUZZ_ACTIONS)
+        .map_err(|e| format!("{e} (log {})", log.display()))?;
+    match status.code() {
+        Some(33) => Ok(n),
+        Some(c) => Err(format!(
+            "QEMU exit {} (log {})",
+            ::tests::describe_exit(c),
+            log.display()
+        )),
+        None => Err(format!("QEMU killed: {status}")),
+    }
+}
+
+/// Boots the patched QEMU with -cpu max,+avic,+x2avic, 3 CPUs and the test guest as the module
+/// for `guests`; returns the serial log, QEMU's status and the log's path.
+fn smoke_boot(
+    bin: &Path,
+    kernel: &Path,
+    guest: &Path,
+    work: &Path,
+    name: &str,
+    guests: &str,
+) -> std::result::Result<(String, std::process::ExitStatus, PathBuf), String> {
+    let log = work.join(format!("qemu-avic-smoke-{name}.log"));
     let _ = fs::remove_file(&log);
-    let cmdline = format!(
-        "debug-exit=0xf4 {}",
-        ::tests::attack::cpu_attack_guests("avic")
-    );
     let mut cmd = Command::new(bin);
     cmd.args(["-machine", "q35", "-cpu", "max,+avic,+x2avic", "-smp", "3"])
         .args([
@@ -1044,12 +1081,23 @@ fn smoke_attack_guest(
         .arg("-kernel")
         .arg(kernel)
         .arg("-append")
-        .arg(&cmdline)
+        .arg(format!("debug-exit=0xf4 {guests}"))
         .arg("-initrd")
         .arg(format!("{} testguest", guest.display()))
         .stdin(Stdio::null());
-    let status = status_with_timeout(&mut cmd, 180).map_err(|e| e.msg)?;
-    let serial = fs::read_to_string(&log).unwrap_or_default();
+    let status = status_with_timeout(&mut cmd, 300).map_err(|e| e.msg)?;
+    Ok((fs::read_to_string(&log).unwrap_or_default(), status, log))
+}
+
+/// `testguest attack=cpu,ports` in irq=avic beside a benign guest (`tests::attack`).
+fn smoke_attack_guest(
+    bin: &Path,
+    kernel: &Path,
+    guest: &Path,
+    work: &Path,
+) -> std::result::Result<(), String> {
+    let guests = ::tests::attack::cpu_attack_guests("avic");
+    let (serial, status, log) = smoke_boot(bin, kernel, guest, work, "attack-guest", &guests)?;
     let verdict =
         ::tests::attack::check_cpu_attacks(&serial, "avic").and_then(|_| match status.code() {
             Some(33) => Ok(()),

@@ -265,6 +265,15 @@ fn map_bars(vm: &Vm, map: bool, only: Option<(u8, u64)>) {
         } else {
             bar_mapping::unmap_bar(&mut npt, bar, vm.ram_size)
         };
+        // Overlapping BARs are the guest's own mistake: that BAR stays unmapped (its accesses
+        // are still forwarded through `mmio`). Only a spent table budget ends the guest.
+        if let Err(svm::npt::MapError::AlreadyMapped(at)) = result {
+            vm.report(format_args!(
+                "vf BAR {index} at gpa {:#x} overlaps another mapping at {:#x}: left unmapped",
+                bar.gpa, at.0
+            ));
+            continue;
+        }
         if let Err(e) = result {
             let frames = npt.mem().frames.counts();
             drop(npt);

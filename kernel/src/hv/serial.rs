@@ -89,58 +89,61 @@ impl Write for Serial {
 pub static CONSOLE: Mutex<Serial> = Mutex::new(Serial::new(COM1));
 
 /// Output waiting for the UART (`didvisor::out_ring`): 64 KiB, a few seconds at 115200 baud.
-static QUEUE: Mutex<ByteRing<65536>> = Mutex::new(ByteRing::new());
-/// Bytes of guest-caused lines dropped because the queue was full.
+const QUEUE_BYTES: usize = 65536;
+static QUEUE: Mutex<ByteRing<QUEUE_BYTES>> = Mutex::new(ByteRing::new());
+/// Guest-caused lines dropped because the queue was full.
 static DROPPED: AtomicUsize = AtomicUsize::new(0);
 
 pub fn init() {
     CONSOLE.lock().init();
 }
 
-/// A formatted line, assembled on the stack before it goes into the queue in one piece.
-struct Line {
-    buf: [u8; 512],
-    len: usize,
+/// Counts the bytes a message takes in the queue (each `\n` becomes `\r\n`).
+struct Measure(usize);
+
+impl Write for Measure {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 += s.len() + s.bytes().filter(|&b| b == b'\n').count();
+        Ok(())
+    }
 }
 
-impl Write for Line {
+/// Writes a message into the queue (room for all of it was checked first).
+struct Enqueue<'a>(&'a mut ByteRing<QUEUE_BYTES>);
+
+impl Write for Enqueue<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for b in s.bytes() {
-            // A line longer than the buffer is cut (its end is lost, the newline kept below).
-            if self.len < self.buf.len() - 2 {
-                if b == b'\n' {
-                    self.buf[self.len] = b'\r';
-                    self.len += 1;
-                }
-                self.buf[self.len] = b;
-                self.len += 1;
+            if b == b'\n' {
+                self.0.push(b"\r");
             }
+            self.0.push(&[b]);
         }
         Ok(())
     }
 }
 
-fn format(args: fmt::Arguments) -> Line {
-    let mut line = Line {
-        buf: [0; 512],
-        len: 0,
-    };
-    let _ = line.write_fmt(args);
-    line
+/// Puts the whole message into the queue, or nothing if it does not fit (formatting is cheap
+/// and done twice: once to measure, once under the queue's lock, so messages never interleave).
+fn enqueue(args: fmt::Arguments) -> bool {
+    let mut m = Measure(0);
+    let _ = m.write_fmt(args);
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut q = QUEUE.lock();
+        if q.room() < m.0 {
+            return false;
+        }
+        let _ = Enqueue(&mut q).write_fmt(args);
+        true
+    })
 }
 
-/// Prints a line of the hypervisor's own: queued; if the queue is full, this core drains the
-/// UART until there is room (only a flood of guest-caused output, itself rate-limited, fills it).
-/// Interrupts are off while a lock is held, so a handler on this core cannot deadlock on it.
+/// Prints a message of the hypervisor's own: queued whole; if the queue is full, this core
+/// drains the UART until there is room (only a flood of guest-caused output, itself
+/// rate-limited, fills it). Interrupts are off while a lock is held, so a handler on this core
+/// cannot deadlock on it.
 pub fn print(args: fmt::Arguments) {
-    let line = format(args);
-    loop {
-        let queued = x86_64::instructions::interrupts::without_interrupts(|| {
-            QUEUE.lock().push(&line.buf[..line.len])
-        });
-        if queued {
-            break;
-        }
+    while !enqueue(args) {
         drain(usize::MAX);
         core::hint::spin_loop();
     }
@@ -149,12 +152,8 @@ pub fn print(args: fmt::Arguments) {
 
 /// Prints a line a guest caused: queued if there is room, else dropped and counted. Never waits.
 pub fn print_guest(args: fmt::Arguments) {
-    let line = format(args);
-    let queued = x86_64::instructions::interrupts::without_interrupts(|| {
-        QUEUE.lock().push(&line.buf[..line.len])
-    });
-    if !queued {
-        DROPPED.fetch_add(line.len, Ordering::Relaxed);
+    if !enqueue(args) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
     }
     drain(DRAIN_BATCH);
 }
@@ -192,7 +191,7 @@ pub fn flush() {
     let dropped = DROPPED.swap(0, Ordering::Relaxed);
     if dropped > 0 {
         print(format_args!(
-            "console: {dropped} bytes of guest-caused output dropped (queue full)\n"
+            "console: {dropped} guest-caused lines dropped (output queue full)\n"
         ));
         flush();
     }
