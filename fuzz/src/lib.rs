@@ -3,7 +3,9 @@
 //!
 //! Each parser crate has a `tests/fuzz.rs` with one `fuzz_*` test per parser. A test calls
 //! [`run`] (or [`run_bytes`]) with a [`proptest`] strategy and a property; the property panics
-//! (or uses `prop_assert!`) when the parser misbehaves. [`run`] does, in order:
+//! when the parser misbehaves, and returns whether the parser accepted the input (the summary
+//! line counts those: a target whose inputs never get accepted fuzzes little more than the
+//! header checks). [`run`] does, in order:
 //!
 //! 1. every seed file of `fuzz/corpus/<target>/` through the property (real inputs, hand-built
 //!    ones, and inputs that once broke a parser);
@@ -298,19 +300,21 @@ struct Progress {
     started: AtomicU64,
     /// The worker has returned.
     done: AtomicBool,
+    /// Inputs the parser accepted.
+    accepted: AtomicU64,
     /// The input of the case in progress.
     current: Mutex<String>,
 }
 
 /// Runs `target`: its corpus (through `from_seed`), then random cases from the strategy
-/// `strategy()` makes, all through `property`, under the hang watchdog. Panics with the
-/// (shrunk) failing input.
+/// `strategy()` makes, all through `property` (which returns whether the parser accepted the
+/// input), under the hang watchdog. Panics with the (shrunk) failing input.
 pub fn run<S>(
     target: &'static str,
     default_cases: u32,
     from_seed: impl Fn(Vec<u8>) -> Option<S::Value> + Send + 'static,
     strategy: impl FnOnce() -> S + Send + 'static,
-    property: impl Fn(S::Value) + Send + 'static,
+    property: impl Fn(S::Value) -> bool + Send + 'static,
 ) where
     S: Strategy,
     S::Value: Clone + fmt::Debug,
@@ -360,7 +364,7 @@ pub fn run_bytes(
     default_cases: u32,
     extra: Vec<Vec<u8>>,
     max_len: usize,
-    property: impl Fn(&[u8]) + Send + 'static,
+    property: impl Fn(&[u8]) -> bool + Send + 'static,
 ) {
     run(
         target,
@@ -377,7 +381,7 @@ fn fuzz<S>(
     default_cases: u32,
     from_seed: impl Fn(Vec<u8>) -> Option<S::Value>,
     strategy: S,
-    property: impl Fn(S::Value),
+    property: impl Fn(S::Value) -> bool,
     progress: &Progress,
 ) -> Result<String, String>
 where
@@ -390,7 +394,9 @@ where
         if let Ok(mut current) = progress.current.lock() {
             *current = format!("{value:?}");
         }
-        property(value);
+        if property(value) {
+            progress.accepted.fetch_add(1, Ordering::Relaxed);
+        }
     };
 
     let seeds = corpus(target);
@@ -448,8 +454,9 @@ where
         seed = RngSeed::Fixed(next);
     }
     Ok(format!(
-        "{} corpus files, {total} random cases in {rounds} round(s), {:.1} s",
+        "{} corpus files, {total} random cases in {rounds} round(s), {} accepted, {:.1} s",
         seeds.len(),
+        progress.accepted.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     ))
 }
@@ -526,6 +533,7 @@ mod tests {
         let r = std::panic::catch_unwind(|| {
             run_bytes("selftest-none", 200, vec![vec![1, 2, 3]], 16, |b| {
                 assert!(!b.contains(&0x42), "found 0x42");
+                true
             })
         });
         assert!(r.is_err());
