@@ -18,9 +18,9 @@
 //! A watchdog thread fails the test, printing the input, when one case runs longer than
 //! [`HANG_SECONDS`]: "never loops forever" is part of every property.
 //!
-//! Random cases use a fixed RNG seed per target unless `PROPTEST_RNG_SEED` is set (a number,
-//! or `random`), so `cargo test` is reproducible; the long campaign always draws fresh seeds
-//! and prints each so a failure can be replayed. See `docs/fuzzing.md`.
+//! Random cases use a fixed RNG seed per target unless `PROPTEST_RNG_SEED` is set, so
+//! `cargo test` is reproducible; a long campaign (`HOSTFUZZ_SECONDS`) draws a fresh seed for
+//! each round and prints it, so a failure can be replayed. See `docs/fuzzing.md`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -264,26 +264,25 @@ fn campaign_seconds() -> u64 {
     }
 }
 
-/// The RNG seed of the first round: `PROPTEST_RNG_SEED` (a number or `random`), else one fixed
-/// per target.
-fn first_seed(target: &str) -> RngSeed {
+/// The RNG seed of the first round: `PROPTEST_RNG_SEED` when set, else one fixed per target
+/// (the same cases on every `cargo test`), or a fresh one in a long campaign.
+fn first_seed(target: &str, campaign: bool) -> u64 {
     match std::env::var("PROPTEST_RNG_SEED") {
-        Ok(v) if v == "random" => RngSeed::Random,
-        Ok(v) => RngSeed::Fixed(
-            v.parse()
-                .unwrap_or_else(|_| panic!("PROPTEST_RNG_SEED={v} is neither a number nor random")),
-        ),
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("PROPTEST_RNG_SEED={v} is not a number")),
+        Err(_) if campaign => fresh_seed(0),
         // FNV-1a of the target name: stable across runs and platforms.
-        Err(_) => RngSeed::Fixed(target.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        Err(_) => target.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })),
+        }),
     }
 }
 
-fn config(cases: u32, seed: RngSeed) -> Config {
+fn config(cases: u32, seed: u64) -> Config {
     Config {
         cases,
-        rng_seed: seed,
+        rng_seed: RngSeed::Fixed(seed),
         // A failing input goes into the corpus by hand (docs/fuzzing.md), not into
         // proptest-regressions files next to the sources.
         failure_persistence: None,
@@ -415,7 +414,10 @@ where
 
     let cases = cases(default_cases);
     let seconds = campaign_seconds();
-    let mut seed = first_seed(target);
+    let mut seed = first_seed(target, seconds > 0);
+    if seconds > 0 {
+        eprintln!("fuzz {target}: round 1 with PROPTEST_RNG_SEED={seed}");
+    }
     let mut rounds = 0u64;
     let mut total = 0u64;
     loop {
@@ -435,7 +437,7 @@ where
                 let _ =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(input.clone())));
                 return Err(format!(
-                    "fuzz {target}: property failed ({why}) with RNG seed {seed}; minimal input:\n\
+                    "fuzz {target}: property failed ({why}) with PROPTEST_RNG_SEED={seed}; minimal input:\n\
                      {input:?}\n(once fixed, a byte input goes into fuzz/corpus/{target}/, a \
                      structured one into a unit test: see docs/fuzzing.md)"
                 ));
@@ -446,12 +448,11 @@ where
             break;
         }
         // The next round of a long campaign: a fresh seed, printed so it can be replayed.
-        let next: u64 = rand_seed(rounds, started);
+        seed = fresh_seed(rounds);
         eprintln!(
-            "fuzz {target}: round {} with PROPTEST_RNG_SEED={next}",
+            "fuzz {target}: round {} with PROPTEST_RNG_SEED={seed}",
             rounds + 1
         );
-        seed = RngSeed::Fixed(next);
     }
     Ok(format!(
         "{} corpus files, {total} random cases in {rounds} round(s), {} accepted, {:.1} s",
@@ -461,13 +462,13 @@ where
     ))
 }
 
-/// A seed for the next round: the clock mixed with the round number.
-fn rand_seed(round: u64, started: Instant) -> u64 {
+/// A seed for a round of a long campaign: the clock mixed with the round number.
+fn fresh_seed(round: u64) -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let x = nanos ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ started.elapsed().as_nanos() as u64;
+    let x = nanos ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     // splitmix64 finaliser.
     let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
