@@ -375,7 +375,7 @@ fn expected_str(s: &str, max: usize) -> String {
 #[test]
 fn fuzz_multiboot1() {
     let seed = Mb1::qemu_like().build();
-    hostfuzz::run_bytes("multiboot1", 10_000, vec![seed], 4096, |b| {
+    hostfuzz::run_bytes("multiboot1", 30_000, vec![seed], 4096, |b| {
         check(MB1_MAGIC, MB1_BASE, b.to_vec()).is_some()
     });
 }
@@ -383,7 +383,7 @@ fn fuzz_multiboot1() {
 #[test]
 fn fuzz_multiboot2() {
     let seed = mb2_build(&grub_like());
-    hostfuzz::run_bytes("multiboot2", 10_000, vec![seed], 4096, |b| {
+    hostfuzz::run_bytes("multiboot2", 30_000, vec![seed], 4096, |b| {
         check(MB2_MAGIC, MB2_BASE, b.to_vec()).is_some()
     });
 }
@@ -393,7 +393,7 @@ fn fuzz_multiboot2() {
 fn fuzz_multiboot1_well_formed() {
     hostfuzz::run(
         "multiboot1-well-formed",
-        2000,
+        5000,
         |_| None,
         mb1,
         |m: Mb1| {
@@ -432,7 +432,7 @@ fn fuzz_multiboot1_well_formed() {
 fn fuzz_multiboot2_well_formed() {
     hostfuzz::run(
         "multiboot2-well-formed",
-        2000,
+        5000,
         |_| None,
         || proptest::collection::vec(tag(), 0..12),
         |tags: Vec<Tag>| {

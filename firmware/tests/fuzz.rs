@@ -138,7 +138,7 @@ fn check_rsdp(bytes: &[u8]) -> bool {
 fn fuzz_rsdp() {
     hostfuzz::run(
         "rsdp",
-        10_000,
+        30_000,
         |b| Some((Bytes(b), false)),
         || table_inputs("rsdp", vec![rsdp_v1(), rsdp_v2(0x7FE_1000)]),
         |(mut b, fix): (Bytes, bool)| {
@@ -392,7 +392,7 @@ fn check_madt(bytes: &[u8]) -> bool {
 fn fuzz_madt() {
     hostfuzz::run(
         "madt",
-        10_000,
+        30_000,
         |b| Some((Bytes(b), false)),
         || table_inputs("madt", vec![qemu_like_madt(), x2apic_madt()]),
         |(mut b, fix): (Bytes, bool)| {
@@ -440,7 +440,7 @@ fn madt_entry() -> impl Strategy<Value = Entry> {
 fn fuzz_madt_well_formed() {
     hostfuzz::run(
         "madt-well-formed",
-        2000,
+        5000,
         |_| None,
         || {
             (
@@ -541,7 +541,7 @@ fn fuzz_mcfg() {
     };
     hostfuzz::run(
         "mcfg",
-        10_000,
+        30_000,
         |b| Some((Bytes(b), false)),
         move || {
             table_inputs(
@@ -571,7 +571,7 @@ fn fuzz_mcfg_well_formed() {
     );
     hostfuzz::run(
         "mcfg-well-formed",
-        2000,
+        5000,
         |_| None,
         move || (proptest::collection::vec(region, 0..24), any::<u32>()),
         |(regions, reserved): (Vec<EcamRegion>, u32)| {
@@ -666,7 +666,7 @@ fn check_walk(bytes: &[u8]) -> bool {
 fn fuzz_acpi_walk() {
     hostfuzz::run(
         "acpi-walk",
-        5000,
+        15_000,
         |b| Some((Bytes(b), false)),
         || table_inputs("acpi-walk", vec![walk_memory()]),
         |(mut b, fix): (Bytes, bool)| {

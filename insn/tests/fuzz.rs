@@ -139,7 +139,7 @@ fn invariants(d: &Decoded, mode: Mode) {
 fn fuzz_decoder() {
     hostfuzz::run(
         "insn",
-        20_000,
+        50_000,
         |b| Some((Bytes(b), None)),
         || {
             (
@@ -447,7 +447,7 @@ fn parts() -> impl Strategy<Value = Parts> {
 fn fuzz_decoder_encoded() {
     hostfuzz::run(
         "insn-encoded",
-        20_000,
+        50_000,
         |_| None,
         parts,
         |p: Parts| {

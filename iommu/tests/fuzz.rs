@@ -361,7 +361,7 @@ fn check(table: &[u8]) -> bool {
 fn fuzz_ivrs() {
     hostfuzz::run(
         "ivrs",
-        10_000,
+        30_000,
         |b| Some((Bytes(b), false)),
         || {
             (
@@ -454,7 +454,7 @@ fn block() -> impl Strategy<Value = BlockSpec> {
 fn fuzz_ivrs_well_formed() {
     hostfuzz::run(
         "ivrs-well-formed",
-        2000,
+        5000,
         |_| None,
         || (any::<u32>(), proptest::collection::vec(block(), 0..6)),
         |(iv_info, blocks): (u32, Vec<BlockSpec>)| {

@@ -168,7 +168,7 @@ fn fuzz_elf() {
     let min_paddr = prop_oneof![Just(0u64), Just(0x1000), Just(IMAGE_MIN)];
     hostfuzz::run(
         "elf",
-        5000,
+        15_000,
         |b| Some((Bytes(b), (MIB + 0x1_0000) as usize, IMAGE_MIN)),
         move || {
             (
@@ -368,7 +368,7 @@ fn check_linux_entry(
 fn fuzz_bzimage() {
     hostfuzz::run(
         "bzimage",
-        2000,
+        5000,
         |b| {
             Some((
                 Bytes(b),
@@ -446,7 +446,7 @@ fn check_cmdline(line: &str) -> bool {
 fn fuzz_cmdline() {
     hostfuzz::run(
         "cmdline",
-        10_000,
+        30_000,
         |b| Some(Bytes(b)),
         || hostfuzz::inputs("cmdline", cmdline_seeds(), 512),
         |b: Bytes| check_cmdline(&String::from_utf8_lossy(&b)),
@@ -619,7 +619,7 @@ fn line() -> impl Strategy<Value = Line> {
 fn fuzz_cmdline_round_trip() {
     hostfuzz::run(
         "cmdline-round-trip",
-        2000,
+        5000,
         |_| None,
         line,
         |l: Line| {
