@@ -301,8 +301,8 @@ struct Progress {
     done: AtomicBool,
     /// Inputs the parser accepted.
     accepted: AtomicU64,
-    /// The input of the case in progress.
-    current: Mutex<String>,
+    /// The input of the case in progress (formatted only for a hang report).
+    current: Mutex<Option<Box<dyn fmt::Debug + Send>>>,
 }
 
 /// Runs `target`: its corpus (through `from_seed`), then random cases from the strategy
@@ -316,7 +316,23 @@ pub fn run<S>(
     property: impl Fn(S::Value) -> bool + Send + 'static,
 ) where
     S: Strategy,
-    S::Value: Clone + fmt::Debug,
+    S::Value: Clone + fmt::Debug + Send + 'static,
+{
+    let hang = Duration::from_secs(HANG_SECONDS);
+    run_with_hang_limit(target, default_cases, from_seed, strategy, property, hang);
+}
+
+/// [`run`] with the watchdog's limit as a parameter.
+fn run_with_hang_limit<S>(
+    target: &'static str,
+    default_cases: u32,
+    from_seed: impl Fn(Vec<u8>) -> Option<S::Value> + Send + 'static,
+    strategy: impl FnOnce() -> S + Send + 'static,
+    property: impl Fn(S::Value) -> bool + Send + 'static,
+    hang: Duration,
+) where
+    S: Strategy,
+    S::Value: Clone + fmt::Debug + Send + 'static,
 {
     let progress = Arc::new(Progress::default());
     let worker_progress = Arc::clone(&progress);
@@ -337,15 +353,17 @@ pub fn run<S>(
         let started = progress.started.load(Ordering::SeqCst);
         if started != last.0 {
             last = (started, Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(HANG_SECONDS) {
+        } else if last.1.elapsed() > hang {
             let input = progress
                 .current
                 .lock()
-                .map(|s| s.clone())
+                .ok()
+                .and_then(|c| c.as_ref().map(|v| format!("{v:?}")))
                 .unwrap_or_default();
             // The worker thread is left behind; the test binary's exit ends it.
             panic!(
-                "fuzz {target}: a case ran longer than {HANG_SECONDS} s (a hang?) on input {input}"
+                "fuzz {target}: a case ran longer than {} s (a hang?) on input {input}",
+                hang.as_secs_f64()
             );
         }
     }
@@ -385,13 +403,13 @@ fn fuzz<S>(
 ) -> Result<String, String>
 where
     S: Strategy,
-    S::Value: Clone + fmt::Debug,
+    S::Value: Clone + fmt::Debug + Send + 'static,
 {
     let started = Instant::now();
     let case = |value: S::Value| {
         progress.started.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut current) = progress.current.lock() {
-            *current = format!("{value:?}");
+            *current = Some(Box::new(value.clone()));
         }
         if property(value) {
             progress.accepted.fetch_add(1, Ordering::Relaxed);
@@ -526,6 +544,31 @@ mod tests {
         assert_eq!(
             format!("{:?}", Bytes(vec![0, 0xab])),
             "Bytes(2 bytes: 00ab)"
+        );
+    }
+
+    #[test]
+    fn a_hanging_case_is_reported_with_its_input() {
+        let r = std::panic::catch_unwind(|| {
+            run_with_hang_limit(
+                "selftest-hang",
+                100,
+                |_| None,
+                || 0..10u32,
+                |v: u32| loop {
+                    if v != 7 {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                },
+                Duration::from_millis(300),
+            )
+        });
+        let message = r.expect_err("no hang reported");
+        let message = message.downcast_ref::<String>().expect("a message");
+        assert!(
+            message.contains("a hang?") && message.ends_with("input 7"),
+            "{message}"
         );
     }
 
