@@ -199,13 +199,12 @@ impl BootInfo {
         Ok(())
     }
 
-    /// Usable RAM in bytes.
+    /// Usable RAM in bytes (saturating: the loader's map may list huge or overlapping regions).
     pub fn usable_bytes(&self) -> u64 {
         self.memory()
             .iter()
             .filter(|r| r.kind == MemoryKind::Usable)
-            .map(|r| r.end - r.start)
-            .sum()
+            .fold(0u64, |sum, r| sum.saturating_add(r.end - r.start))
     }
 }
 
@@ -249,6 +248,14 @@ mod tests {
             ]
         );
         assert_eq!(b.usable_bytes(), 0x9fc00);
+    }
+
+    #[test]
+    fn usable_bytes_saturates_on_huge_regions() {
+        let mut b = BootInfo::new(BootProtocol::Multiboot2);
+        b.push_memory(0, u64::MAX, 1).unwrap();
+        b.push_memory(0, 1, 1).unwrap();
+        assert_eq!(b.usable_bytes(), u64::MAX);
     }
 
     #[test]

@@ -43,6 +43,9 @@ use firmware::bytes::{u16_at, u32_at, u64_at, u8_at};
 use firmware::{Sdt, SdtHeader, Signature};
 use layout::block_type;
 
+/// Most IOMMUs [`Ivrs::iommus`] reports (a large server has a few per socket).
+pub const MAX_IOMMUS: usize = 64;
+
 /// Why an IVRS table was rejected. Offsets count from the start of the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IvrsError {
@@ -197,19 +200,33 @@ impl<'a> Ivrs<'a> {
 
     /// One IVHD per IOMMU: where several blocks describe the same IOMMU (same
     /// PCI segment and requester id, e.g. QEMU's 10h and 11h), the one of the
-    /// highest type (40h > 11h > 10h), the first of equals.
+    /// highest type (40h > 11h > 10h), the first of equals; in table order.
+    /// At most [`MAX_IOMMUS`] IOMMUs, the first ones in the table: two passes
+    /// over the blocks whatever their number (comparing every IVHD with every
+    /// other took hours on a table of the 16 MiB an ACPI table may have).
     pub fn iommus(&self) -> impl Iterator<Item = Ivhd<'a>> + 'a {
-        let all = self.ivhds();
+        // Per IOMMU: (segment, requester id, type and index of the chosen IVHD).
+        let mut chosen = [None::<(u16, DeviceId, IvhdType, usize)>; MAX_IOMMUS];
+        for (index, ivhd) in self.ivhds().enumerate() {
+            let slot = chosen.iter_mut().find(|c| {
+                c.is_none_or(|(segment, id, ..)| {
+                    segment == ivhd.pci_segment && id == ivhd.device_id
+                })
+            });
+            match slot {
+                Some(Some((_, _, block_type, chosen_index))) if ivhd.block_type > *block_type => {
+                    (*block_type, *chosen_index) = (ivhd.block_type, index);
+                }
+                Some(empty @ None) => {
+                    *empty = Some((ivhd.pci_segment, ivhd.device_id, ivhd.block_type, index));
+                }
+                _ => {}
+            }
+        }
         self.ivhds()
             .enumerate()
-            .filter_map(move |(index, candidate)| {
-                let superseded = all.clone().enumerate().any(|(other_index, other)| {
-                    other.same_iommu(&candidate)
-                        && (other.block_type > candidate.block_type
-                            || (other.block_type == candidate.block_type && other_index < index))
-                });
-                (!superseded).then_some(candidate)
-            })
+            .filter(move |(index, _)| chosen.iter().flatten().any(|c| c.3 == *index))
+            .map(|(_, ivhd)| ivhd)
     }
 }
 

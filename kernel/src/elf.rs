@@ -48,7 +48,8 @@ const EM_X86_64: u16 = 62;
 
 fn u16_at(b: &[u8], o: usize) -> Result<u16, ElfError> {
     Ok(u16::from_le_bytes(
-        b.get(o..o + 2)
+        o.checked_add(2)
+            .and_then(|end| b.get(o..end))
             .ok_or(ElfError::Truncated)?
             .try_into()
             .unwrap_or([0; 2]),
@@ -56,7 +57,8 @@ fn u16_at(b: &[u8], o: usize) -> Result<u16, ElfError> {
 }
 fn u32_at(b: &[u8], o: usize) -> Result<u32, ElfError> {
     Ok(u32::from_le_bytes(
-        b.get(o..o + 4)
+        o.checked_add(4)
+            .and_then(|end| b.get(o..end))
             .ok_or(ElfError::Truncated)?
             .try_into()
             .unwrap_or([0; 4]),
@@ -64,7 +66,8 @@ fn u32_at(b: &[u8], o: usize) -> Result<u32, ElfError> {
 }
 fn u64_at(b: &[u8], o: usize) -> Result<u64, ElfError> {
     Ok(u64::from_le_bytes(
-        b.get(o..o + 8)
+        o.checked_add(8)
+            .and_then(|end| b.get(o..end))
             .ok_or(ElfError::Truncated)?
             .try_into()
             .unwrap_or([0; 8]),
@@ -282,5 +285,15 @@ mod tests {
         let mut f = tiny(0x1000);
         f[64 + 32] = 100;
         assert_eq!(load(&f, &mut guest, 0), Err(ElfError::BadSegment));
+    }
+
+    #[test]
+    fn program_headers_at_the_end_of_the_address_space_are_truncation() {
+        let mut guest = vec![0u8; 0x2000];
+        for phoff in [u64::MAX, u64::MAX - 3, u64::MAX - 55] {
+            let mut f = tiny(0x1000);
+            f[32..40].copy_from_slice(&phoff.to_le_bytes());
+            assert_eq!(load(&f, &mut guest, 0), Err(ElfError::Truncated));
+        }
     }
 }

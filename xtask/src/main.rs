@@ -108,6 +108,12 @@ commands:
                        that broke something (exit 1 then)
   test                 deps, build, fmt + clippy, host unit tests, the QEMU integration tests,
                        `cargo xtask run` without a terminal, then the qemu-avic checks
+  fuzz-host [--seconds N] [TARGET...]
+                       a long campaign of the host-side fuzz targets (docs/fuzzing.md): each
+                       target (multiboot1, madt, ivrs, insn, elf, bzimage, cmdline, ...; all
+                       by default) runs its corpus, then fresh random rounds for N seconds
+                       (default 60), printing each round's PROPTEST_RNG_SEED; the bounded
+                       run is part of the host unit tests
   clippy               clippy for the host workspace and for the bare-metal crates
 
 Layout files: layouts/*.toml (keys in xtask/src/layout.rs): [hypervisor] loglevel, console;
@@ -185,6 +191,7 @@ fn main() -> ExitCode {
         Some("clippy") => no_args(&args[1..]).and_then(|_| clippy()),
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz_guest::fuzz(&args[1..]),
+        Some("fuzz-host") => fuzz_host(&args[1..]),
         Some("qemu-avic") => qemu_avic::qemu_avic(&args[1..]),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
@@ -850,6 +857,44 @@ fn run_without_terminal() -> Result {
     Ok(())
 }
 
+/// The crates with host fuzz targets (`tests/fuzz.rs` each).
+const FUZZ_CRATES: &[&str] = &["boot", "firmware", "iommu", "insn", "kernel"];
+
+/// `cargo xtask fuzz-host [--seconds N] [TARGET...]`: the fuzz tests with HOSTFUZZ_SECONDS=N.
+fn fuzz_host(args: &[String]) -> Result {
+    let (seconds, filters) = parse_fuzz_host_args(args)?;
+    let mut c = cargo();
+    c.args(["test"]);
+    for krate in FUZZ_CRATES {
+        c.args(["-p", krate]);
+    }
+    c.args(["--test", "fuzz", "--", "--nocapture"]);
+    c.args(filters);
+    c.env("HOSTFUZZ_SECONDS", seconds.to_string());
+    banner(&format!("fuzz-host: {seconds} s per target"));
+    run_cmd(&mut c)
+}
+
+/// `--seconds N` (default 60) and the test-name filters (`madt` becomes `fuzz_madt`).
+fn parse_fuzz_host_args(args: &[String]) -> Result<(u64, Vec<String>)> {
+    let mut seconds = 60;
+    let mut filters = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        if let Some(v) = flag_value(args, &mut i, "--seconds")? {
+            seconds = v
+                .parse()
+                .map_err(|_| format!("--seconds {v}: expected a number of seconds"))?;
+        } else if args[i].starts_with('-') {
+            return fail(format!("unexpected argument `{}`\n\n{USAGE}", args[i]));
+        } else {
+            filters.push(format!("fuzz_{}", args[i].replace('-', "_")));
+        }
+        i += 1;
+    }
+    Ok((seconds, filters))
+}
+
 fn clippy() -> Result {
     banner("clippy: host workspace");
     run_cmd(cargo().args([
@@ -901,6 +946,19 @@ mod tests_ {
         );
         i = 3;
         assert!(flag_value(&a, &mut i, "--out").is_err());
+    }
+
+    #[test]
+    fn fuzz_host_args() {
+        assert_eq!(parse_fuzz_host_args(&[]).unwrap(), (60, vec![]));
+        assert_eq!(
+            parse_fuzz_host_args(&s(&["--seconds", "600", "madt", "multiboot2-well-formed"]))
+                .unwrap(),
+            (600, s(&["fuzz_madt", "fuzz_multiboot2_well_formed"]))
+        );
+        assert_eq!(parse_fuzz_host_args(&s(&["--seconds=5"])).unwrap().0, 5);
+        assert!(parse_fuzz_host_args(&s(&["--seconds", "x"])).is_err());
+        assert!(parse_fuzz_host_args(&s(&["--cases", "5"])).is_err());
     }
 
     #[test]

@@ -290,6 +290,35 @@ fn iommus_prefers_the_highest_type() {
 }
 
 #[test]
+fn iommus_of_a_huge_table_are_capped_and_found_in_linear_time() {
+    // The 16 MiB an ACPI table may have, filled with 24-byte IVHDs (65536 distinct IOMMUs, then
+    // again): comparing each with every other (the first iommus()) would take hours.
+    let count = ((16 << 20) - 48 - 40) / 24;
+    let mut blocks = Vec::with_capacity(count * 24);
+    for i in 0..count {
+        blocks.extend(ivhd10(0, i as u16, 0, 0, &[]));
+    }
+    // A 40h block for IOMMU 3 at the end still wins over its 10h block.
+    blocks.extend(ivhd11(0x40, 3, 0, 0, &[]));
+    let t = ivrs_table(0, &blocks);
+    let ivrs = Ivrs::parse(&t).unwrap();
+    let start = std::time::Instant::now();
+    let units: Vec<_> = ivrs
+        .iommus()
+        .map(|u| (u.device_id.0, u.block_type))
+        .collect();
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(units.len(), MAX_IOMMUS);
+    assert_eq!(units[0], (0, IvhdType::Type10));
+    assert!(!units.contains(&(3, IvhdType::Type10)));
+    assert_eq!(units[MAX_IOMMUS - 1], (3, IvhdType::Type40));
+    assert_eq!(
+        units[MAX_IOMMUS - 2],
+        (MAX_IOMMUS as u16 - 1, IvhdType::Type10)
+    );
+}
+
+#[test]
 fn summary_for_the_console() {
     let t = qemu_ivrs();
     let ivrs = Ivrs::parse(&t).unwrap();
