@@ -20,8 +20,9 @@ impl Ecam {
         {
             return None;
         }
-        let relative = Bdf::new(bdf.bus() - self.start_bus, bdf.device(), bdf.function())?;
-        Some(self.base + relative.ecam_offset() + u64::from(offset & !3))
+        // The MCFG base is where bus 0 would be, whatever the window's first bus (PCI Firmware
+        // Specification 3.x §4.1.2, the MCFG "Base Address"; firmware::mcfg computes it so too).
+        Some(self.base + bdf.ecam_offset() + u64::from(offset & !3))
     }
 }
 
@@ -76,10 +77,13 @@ pub fn free_mmio_window(ecam: &mut Ecam, boot: &boot::BootInfo) -> Option<pci::s
     for r in boot.memory() {
         push((r.start, r.end));
     }
-    push((
-        ecam.base,
-        ecam.base + ((u64::from(ecam.end_bus) - u64::from(ecam.start_bus) + 1) << 20),
-    ));
+    // The window's buses (base is bus 0's address; an entry with start > end covers nothing).
+    if ecam.start_bus <= ecam.end_bus {
+        push((
+            ecam.base + (u64::from(ecam.start_bus) << 20),
+            ecam.base + ((u64::from(ecam.end_bus) + 1) << 20),
+        ));
+    }
     let functions: [Option<Bdf>; 64] = {
         let mut list = [None; 64];
         for (slot, f) in list
