@@ -317,6 +317,31 @@ pub fn length_of(bytes: &[u8], opcode: &[u8], long: bool) -> Option<u8> {
     (end <= insn::MAX_INSN_LEN && bytes.get(i..end) == Some(opcode)).then_some(end as u8)
 }
 
+/// The control register a `MOV CRn, reg` (0F 22 /r, REX.R selecting CR8-CR15) at `bytes` writes,
+/// if that is what the bytes are. QEMU's SVM emulation answers a guest's write of a reserved CR0
+/// or CR4 combination with `VMEXIT_INVALID` (the VMCB keeps the old, valid state) where a
+/// processor raises #GP in the guest; the vCPU loop recognises the instruction and gives the #GP.
+pub fn mov_to_cr(bytes: &[u8], long: bool) -> Option<u8> {
+    let mut i = 0;
+    while bytes.get(i).is_some_and(|b| {
+        matches!(
+            b,
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3
+        )
+    }) {
+        i += 1;
+    }
+    let mut rex_r = 0;
+    if long && bytes.get(i).is_some_and(|b| b & 0xf0 == 0x40) {
+        rex_r = (bytes[i] >> 2) & 1;
+        i += 1;
+    }
+    match bytes.get(i..i + 3)? {
+        [0x0f, 0x22, modrm] => Some((modrm >> 3 & 7) | rex_r << 3),
+        _ => None,
+    }
+}
+
 /// WBINVD (0F 09; WBNOINVD is F3 0F 09), INVD (0F 08), XSETBV (0F 01 D1).
 pub const OPCODE_WBINVD: &[u8] = &[0x0f, 0x09];
 pub const OPCODE_INVD: &[u8] = &[0x0f, 0x08];
@@ -417,6 +442,23 @@ mod tests {
                 "ecx {ecx} value {value:#x} cpl {cpl}"
             );
         }
+    }
+
+    #[test]
+    fn mov_to_control_registers() {
+        // mov cr4, rax (0F 22 E0); mov cr0, rcx (0F 22 C1); mov cr8, rax (44 0F 22 C0).
+        assert_eq!(mov_to_cr(&[0x0f, 0x22, 0xe0], true), Some(4));
+        assert_eq!(mov_to_cr(&[0x0f, 0x22, 0xc1], true), Some(0));
+        assert_eq!(mov_to_cr(&[0x44, 0x0f, 0x22, 0xc0], true), Some(8));
+        assert_eq!(
+            mov_to_cr(&[0x41, 0x0f, 0x22, 0xe0], true),
+            Some(4),
+            "REX.B: r8"
+        );
+        // mov rax, cr4 (a read), other instructions, truncated bytes.
+        assert_eq!(mov_to_cr(&[0x0f, 0x20, 0xe0], true), None);
+        assert_eq!(mov_to_cr(&[0x0f, 0x09], true), None);
+        assert_eq!(mov_to_cr(&[0x0f, 0x22], true), None);
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub fn check_cpu_attacks(serial: &str, irq: &str) -> Result<(), String> {
         reserved == "read 804h #GP, 840h #GP, 850h #GP; write 804h #GP, 840h #GP",
         || format!("x2apic-reserved: {reserved}"),
     )?;
+    let cr4 = outcome(&lines, "cr4-reserved")?;
+    expect(cr4 == "#GP", || format!("cr4-reserved: {cr4}, not #GP"))?;
     let msrs = outcome(&lines, "svm-msrs")?;
     expect(msrs.starts_with("vm_hsave_pa #GP, vm_cr #GP"), || {
         format!("svm-msrs: {msrs}")

@@ -35,6 +35,10 @@ const IOAPIC_PAGE: core::ops::Range<u64> = 0xfec0_0000..0xfec0_1000;
 const STRAY_REPORT_LIMIT: usize = 16;
 const RFLAGS_IF: u64 = 1 << 9;
 
+/// VMEXIT_INVALIDs for refused control-register writes a guest gets as #GP before it is ended
+/// (each one is a full world switch; a guest doing this in a loop is not a useful guest).
+const MAX_REFUSED_CR_WRITES: u64 = 1000;
+
 const VECTOR_UD: u8 = 6;
 const VECTOR_GP: u8 = 13;
 
@@ -399,6 +403,9 @@ impl Vcpu {
             ExitCode::Smi => Next::Resume,
             ExitCode::Invalid => {
                 let why = super::svm_hw::check_vmcb(self.vmcb());
+                if why.is_ok() && self.refused_cr_write(rip) {
+                    return self.inject(EventInj::exception(VECTOR_GP, Some(0)));
+                }
                 let v = self.vmcb();
                 let (cr0, cr3, cr4, efer) = (v.cr0, v.cr3, v.cr4, v.efer);
                 self.end(format_args!(
@@ -454,6 +461,20 @@ impl Vcpu {
         }
         self.vmcb().rip = rip + u64::from(len);
         Next::Resume
+    }
+
+    /// Whether a VMEXIT_INVALID whose VMCB passes every check was QEMU refusing a guest's write
+    /// of a reserved control-register combination (`didvisor::intercepts::mov_to_cr`): the
+    /// instruction at RIP is a MOV to CR0/CR3/CR4. A processor gives the guest #GP for it; so
+    /// does the caller. At most a few in a row: an invalid state that is not this would
+    /// otherwise loop.
+    fn refused_cr_write(&mut self, rip: u64) -> bool {
+        let mut bytes = [0u8; insn::MAX_INSN_LEN];
+        let n = self.fetch_instruction(rip, &mut bytes);
+        let long = self.cpu_mode() == insn::Mode::Long64;
+        let cr = didvisor::intercepts::mov_to_cr(&bytes[..n], long);
+        let last = self.stats.count(ExitCode::Invalid.index());
+        matches!(cr, Some(0 | 3 | 4)) && last < MAX_REFUSED_CR_WRITES
     }
 
     /// CPUID 0Dh.0 EDX:EAX as the guest's CPUID policy shows it: the XCR0 bits it may set.
