@@ -134,6 +134,46 @@ pub fn run(attacks: impl Iterator<Item = Attack>, canary: u64) {
                 }
                 say!("testguest: attack {name}: completed");
             }
+            Attack::DebugRegisters => {
+                // Breakpoints (any access, 8 bytes) on the hypervisor's image and on the first
+                // canary; the guest's own accesses never touch them, its exits go on.
+                let (dr0, dr1) = (0x20_0000u64, canary);
+                let set = probe!(
+                    "mov dr0, {a}\n mov dr1, {b}\n mov dr7, {c}",
+                    a = in(reg) dr0,
+                    b = in(reg) dr1,
+                    c = in(reg) 0x0ff0_000fu64
+                );
+                for _ in 0..1000 {
+                    outb(0x80, 0);
+                }
+                let clear = probe!("mov dr7, {c}", c = in(reg) 0x400u64);
+                say!("testguest: attack {name}: set {set}, 1000 exits, cleared {clear}");
+            }
+            Attack::DevicePages => {
+                // Local APIC (xAPIC MMIO is off in x2APIC mode), IOAPIC version, QEMU's IOMMU
+                // and ECAM windows, the last page below 4 GiB.
+                let mut reads = [0u32; 5];
+                for (r, a) in reads.iter_mut().zip([
+                    0xfee0_0030u64,
+                    0xfed8_0000,
+                    0xb000_0000,
+                    0xffff_f000,
+                    0xfec0_0010,
+                ]) {
+                    *r = read_volatile(a);
+                }
+                for a in [0xfee0_00b0u64, 0xfed8_0018, 0xb000_0004, 0xffff_f000] {
+                    write_volatile(a, 0xffff_ffffu32);
+                }
+                say!(
+                    "testguest: attack {name}: apic {:#x}, iommu {:#x}, ecam {:#x}, top {:#x}",
+                    reads[0],
+                    reads[1],
+                    reads[2],
+                    reads[3]
+                );
+            }
             Attack::ConsoleFlood => {
                 for i in 0..5000 {
                     say!("flood {i}");

@@ -70,6 +70,11 @@ pub enum Attack {
     MmioStraddle,
     /// An MSI-X entry of the VF programmed with vector 2 and unmasked.
     MsixLowVector,
+    /// DR0-DR3 on hypervisor addresses with DR7 enabling them, then exits.
+    DebugRegisters,
+    /// Reads and writes of the local APIC, IOAPIC, IOMMU and ECAM pages and of the top of the
+    /// 32-bit space.
+    DevicePages,
     /// 5,000 console lines as fast as the debug port takes them.
     ConsoleFlood,
     /// CR4 with reserved bit 15: #GP (QEMU answers it with VMEXIT_INVALID, which the hypervisor
@@ -79,7 +84,7 @@ pub enum Attack {
 
 impl Attack {
     /// Every attack that needs no VF, in running order (`attack=cpu`).
-    pub const CPU: [Attack; 22] = [
+    pub const CPU: [Attack; 24] = [
         Attack::Vmsave,
         Attack::Vmload,
         Attack::Clgi,
@@ -101,6 +106,8 @@ impl Attack {
         Attack::IoapicLowVector,
         Attack::SvmMsrs,
         Attack::X2apicReserved,
+        Attack::DebugRegisters,
+        Attack::DevicePages,
         Attack::Cr4Reserved,
     ];
     /// The attacks on the VF at 00:01.0 (`attack=vf`).
@@ -137,6 +144,8 @@ impl Attack {
             Attack::BarMoves => "bar-moves",
             Attack::MmioStraddle => "mmio-straddle",
             Attack::MsixLowVector => "msix-low-vector",
+            Attack::DebugRegisters => "debug-registers",
+            Attack::DevicePages => "device-pages",
             Attack::ConsoleFlood => "console-flood",
             Attack::Cr4Reserved => "cr4-reserved",
         }

@@ -80,6 +80,16 @@ pub fn check_cpu_attacks(serial: &str, irq: &str) -> Result<(), String> {
         reserved == "read 804h #GP, 840h #GP, 850h #GP; write 804h #GP, 840h #GP",
         || format!("x2apic-reserved: {reserved}"),
     )?;
+    let dr = outcome(&lines, "debug-registers")?;
+    expect(dr == "set completed, 1000 exits, cleared completed", || {
+        format!("debug-registers: {dr}")
+    })?;
+    // The guest sees open bus at the host's device pages: nothing of them is mapped for it.
+    let pages = outcome(&lines, "device-pages")?;
+    expect(
+        pages == "apic 0xffffffff, iommu 0xffffffff, ecam 0xffffffff, top 0xffffffff",
+        || format!("device-pages: {pages}"),
+    )?;
     let cr4 = outcome(&lines, "cr4-reserved")?;
     expect(cr4 == "#GP", || format!("cr4-reserved: {cr4}, not #GP"))?;
     let msrs = outcome(&lines, "svm-msrs")?;
