@@ -63,8 +63,19 @@ fn attack_guest_is_contained_in_emulated_mode() {
 /// The attacks on a passed-through VF: 100,000 BAR moves, an access straddling the BAR's end
 /// with decoding off and on, an MSI-X entry with vector 2.
 #[test]
-fn attack_guest_vf_attacks_are_contained() {
-    let dir = tests::target_dir().join("test-work").join("attack_vf");
+fn attack_guest_vf_attacks_are_contained_in_direct_mode() {
+    vf_attacks("direct");
+}
+
+#[test]
+fn attack_guest_vf_attacks_are_contained_in_emulated_mode() {
+    vf_attacks("emulated");
+}
+
+fn vf_attacks(irq: &str) {
+    let dir = tests::target_dir()
+        .join("test-work")
+        .join(format!("attack_vf_{irq}"));
     std::fs::create_dir_all(&dir).expect("work dir");
     let disks = [dir.join("ns1.img"), dir.join("ns2.img")].map(|p| {
         let f = std::fs::File::create(&p).expect("disk image");
@@ -74,15 +85,17 @@ fn attack_guest_vf_attacks_are_contained() {
     let run = with_testguest(
         Boot::Multiboot1,
         3,
-        "guest=a,cores=1,mem=16M,kernel=testguest,vf=00:04.1,cmdline=\"attack=vf\" \
-         guest=b,cores=2,mem=16M,kernel=testguest",
+        &format!(
+            "guest=a,cores=1,mem=16M,kernel=testguest,irq={irq},vf=00:04.1,cmdline=\"attack=vf\" \
+             guest=b,cores=2,mem=16M,kernel=testguest,irq={irq}"
+        ),
     )
     .memory_mb(1024)
     .arg("-device")
     .arg("amd-iommu,intremap=on,xtsup=on,pt=off")
     .nvme_sriov("attack", &[&disks[0], &disks[1]])
     .timeout(Duration::from_secs(240))
-    .run("attack_guest_vf");
+    .run(&format!("attack_guest_vf_{irq}"));
     let lines = console_lines(&run, "a");
     let moves = outcome(&lines, "bar-moves");
     assert!(
