@@ -85,10 +85,7 @@ fn vf_attacks(irq: &str) {
     let run = with_testguest(
         Boot::Multiboot1,
         3,
-        &format!(
-            "guest=a,cores=1,mem=16M,kernel=testguest,irq={irq},vf=00:04.1,cmdline=\"attack=vf\" \
-             guest=b,cores=2,mem=16M,kernel=testguest,irq={irq}"
-        ),
+        &tests::attack::vf_attack_guests(irq, "00:04.1"),
     )
     .memory_mb(1024)
     .arg("-device")
@@ -96,40 +93,10 @@ fn vf_attacks(irq: &str) {
     .nvme_sriov("attack", &[&disks[0], &disks[1]])
     .timeout(Duration::from_secs(240))
     .run(&format!("attack_guest_vf_{irq}"));
-    let lines = console_lines(&run, "a");
-    let moves = outcome(&lines, "bar-moves");
-    assert!(
-        moves.starts_with("100000 moves, old place reads 0xffffffff, bar back at"),
-        "bar-moves: {moves}"
-    );
-    assert!(
-        !moves.ends_with("reads 0xffffffff"),
-        "the BAR does not decode at its place after the moves: {moves}"
-    );
-    let straddle = outcome(&lines, "mmio-straddle");
-    assert!(
-        straddle.contains(
-            "decoding off: start reads 0xffffffff, 8 bytes at end-4 read 0xffffffffffffffff"
-        ),
-        "mmio-straddle: {straddle}"
-    );
-    assert_eq!(outcome(&lines, "msix-low-vector"), "completed");
-    run.assert_line("guest a: 1 interrupts aimed at vectors below 16 were dropped");
-    // The moves took no table frames beyond a handful (the budget is 64; the leak took one per
-    // new 2 MiB region, so 100,000 moves would have ended the guest).
-    let frames = run
-        .lines()
-        .find_map(|l| l.strip_prefix("guest a: nested page tables: "))
-        .unwrap_or_else(|| run.fail("no nested page table report"));
-    let taken: u64 = frames
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| run.fail(&format!("unreadable: {frames}")));
-    assert!(taken <= 12, "{frames}");
-    run.assert_line("guest a: ended: power-off request (ACPI PM1a SLP_EN)");
+    if let Err(e) = tests::attack::check_vf_attacks(&run.serial, irq) {
+        run.fail(&e);
+    }
     benign_guest_finished(&run, "b");
-    run.assert_line("didvisor: all guests ended");
 }
 
 /// Printing as a denial of service: guest a prints 5,000 console lines as fast as it can beside
@@ -160,7 +127,12 @@ fn a_console_flood_is_rate_limited_and_the_service_core_keeps_time() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| run.fail("no dropped-lines report for guest a"));
     assert!(dropped > 0, "nothing dropped");
-    assert_eq!(flood + dropped, 5000, "shown {flood} + dropped {dropped}");
+    // Every flood line is shown or counted; the count may include a few of guest a's other
+    // lines that fell into the limited stretch.
+    assert!(
+        flood < 5000 && (5000..5000 + 16).contains(&(flood + dropped)),
+        "shown {flood} + dropped {dropped}"
+    );
     benign_guest_finished(&run, "b");
     let longest: u64 = run
         .lines()

@@ -191,6 +191,36 @@ pub fn check_vf_run(serial: &str, guest: &str) -> Result<String, String> {
     ))
 }
 
+/// The attack guest's VF attacks (`tests::attack::check_vf_attacks`) in irq=avic with an NVMe
+/// VF under `amd-iommu,ga=on`.
+fn vf_attacks(bin: &Path) -> (Result<String, String>, std::path::PathBuf) {
+    let [disk, spare] = fresh_disks("qemu-avic-smoke-vf-attacks");
+    let run = with_nvme(
+        Qemu::new()
+            .binary(bin)
+            .cpu("max,+avic,+x2avic")
+            .smp(3)
+            .memory_mb(1024)
+            .cmdline(&format!(
+                "debug-exit=0xf4 {}",
+                tests::attack::vf_attack_guests("avic", "00:04.1")
+            ))
+            .module(tests::testguest(), "testguest")
+            .timeout(Duration::from_secs(300)),
+        true,
+        &disk,
+        &spare,
+    )
+    .run_unchecked("qemu-avic-smoke-vf-attacks");
+    let result = match (run.timed_out, run.exit_code) {
+        (false, Some(33)) => tests::attack::check_vf_attacks(&run.serial, "avic")
+            .map(|_| "bar moves, straddling access and MSI-X vector 2 contained".to_string()),
+        (true, _) => Err("QEMU timed out".into()),
+        (_, code) => Err(format!("QEMU exit {code:?}")),
+    };
+    (result, run.log_path)
+}
+
 /// The VF run's machine: IOMMU (`ga` on or off) and QEMU's NVMe controller with SR-IOV
 /// (as `tests/tests/passthrough.rs`), namespace 1 backed by a fresh 64 MiB image.
 fn with_nvme(q: Qemu, ga: bool, disk: &Path, spare: &Path) -> Qemu {
@@ -276,6 +306,12 @@ pub fn smoke(bin: &Path, checksum: &str) -> (u32, u32) {
             );
         }
     };
+    let (result, log) = vf_attacks(bin);
+    verdict(
+        "attack guest's VF attacks in irq=avic (amd-iommu ga=on)",
+        result,
+        &log,
+    );
     let kernel = tests::linux_version();
     for (vcpus, cores) in [(1u32, "1"), (2, "1-2")] {
         let name = format!("qemu-avic-smoke-linux-avic-{vcpus}vcpu");
