@@ -792,7 +792,15 @@ fn test() -> Result {
     banner("test [4/8]: host unit tests (cargo test --workspace --exclude tests)");
     run_cmd(cargo().args(["test", "--workspace", "--exclude", "tests"]))?;
     banner("test [5/8]: QEMU integration tests (cargo test -p tests -- --test-threads=1)");
-    run_cmd(cargo().args(["test", "-p", "tests", "--", "--test-threads=1"]))?;
+    // All test binaries run even when one fails, so a CI log shows every failure at once.
+    run_cmd(cargo().args([
+        "test",
+        "-p",
+        "tests",
+        "--no-fail-fast",
+        "--",
+        "--test-threads=1",
+    ]))?;
     banner("test [6/8]: the main command without a terminal, and a server layout's GRUB image");
     run_without_terminal()?;
     iso_cmd(&[
