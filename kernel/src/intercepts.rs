@@ -299,17 +299,7 @@ pub fn check_xsetbv(
 /// prefixes (`long` mode allows REX), or `None` if the bytes are something else (the guest
 /// changed its code under the exit: it gets #UD).
 pub fn length_of(bytes: &[u8], opcode: &[u8], long: bool) -> Option<u8> {
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let legacy = matches!(
-            b,
-            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3
-        );
-        if !legacy {
-            break;
-        }
-        i += 1;
-    }
+    let mut i = legacy_prefixes(bytes);
     if long && bytes.get(i).is_some_and(|b| b & 0xf0 == 0x40) {
         i += 1;
     }
@@ -317,20 +307,25 @@ pub fn length_of(bytes: &[u8], opcode: &[u8], long: bool) -> Option<u8> {
     (end <= insn::MAX_INSN_LEN && bytes.get(i..end) == Some(opcode)).then_some(end as u8)
 }
 
+/// How many legacy prefix bytes (segment, operand/address size, LOCK, REP) `bytes` starts with.
+fn legacy_prefixes(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .take_while(|b| {
+            matches!(
+                b,
+                0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3
+            )
+        })
+        .count()
+}
+
 /// The control register a `MOV CRn, reg` (0F 22 /r, REX.R selecting CR8-CR15) at `bytes` writes,
 /// if that is what the bytes are. QEMU's SVM emulation answers a guest's write of a reserved CR0
 /// or CR4 combination with `VMEXIT_INVALID` (the VMCB keeps the old, valid state) where a
 /// processor raises #GP in the guest; the vCPU loop recognises the instruction and gives the #GP.
 pub fn mov_to_cr(bytes: &[u8], long: bool) -> Option<u8> {
-    let mut i = 0;
-    while bytes.get(i).is_some_and(|b| {
-        matches!(
-            b,
-            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3
-        )
-    }) {
-        i += 1;
-    }
+    let mut i = legacy_prefixes(bytes);
     let mut rex_r = 0;
     if long && bytes.get(i).is_some_and(|b| b & 0xf0 == 0x40) {
         rex_r = (bytes[i] >> 2) & 1;

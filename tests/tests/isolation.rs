@@ -12,6 +12,17 @@ use common::{console_lines, with_testguest};
 use std::time::Duration;
 use tests::qemu::{Boot, Run};
 
+/// Two fresh 16 MiB namespace images for the NVMe SR-IOV machine of test `name`.
+fn fresh_disks(name: &str) -> [std::path::PathBuf; 2] {
+    let dir = tests::target_dir().join("test-work").join(name);
+    std::fs::create_dir_all(&dir).expect("work dir");
+    [dir.join("ns1.img"), dir.join("ns2.img")].map(|p| {
+        let f = std::fs::File::create(&p).expect("disk image");
+        f.set_len(16 << 20).expect("disk size");
+        p
+    })
+}
+
 /// The attack guest's outcome line for `attack`.
 fn outcome<'a>(lines: &[&'a str], attack: &str) -> &'a str {
     let prefix = format!("testguest: attack {attack}: ");
@@ -73,15 +84,7 @@ fn attack_guest_vf_attacks_are_contained_in_emulated_mode() {
 }
 
 fn vf_attacks(irq: &str) {
-    let dir = tests::target_dir()
-        .join("test-work")
-        .join(format!("attack_vf_{irq}"));
-    std::fs::create_dir_all(&dir).expect("work dir");
-    let disks = [dir.join("ns1.img"), dir.join("ns2.img")].map(|p| {
-        let f = std::fs::File::create(&p).expect("disk image");
-        f.set_len(16 << 20).expect("disk size");
-        p
-    });
+    let disks = fresh_disks(&format!("attack_vf_{irq}"));
     let run = with_testguest(
         Boot::Multiboot1,
         3,
@@ -171,13 +174,7 @@ fn fuzzing_guest_in_emulated_mode() {
 /// a real passed-through device.
 #[test]
 fn fuzzing_guest_with_a_vf_in_direct_mode() {
-    let dir = tests::target_dir().join("test-work").join("fuzz_vf");
-    std::fs::create_dir_all(&dir).expect("work dir");
-    let disks = [dir.join("ns1.img"), dir.join("ns2.img")].map(|p| {
-        let f = std::fs::File::create(&p).expect("disk image");
-        f.set_len(16 << 20).expect("disk size");
-        p
-    });
+    let disks = fresh_disks("fuzz_vf");
     let run = with_testguest(
         Boot::Multiboot1,
         3,
