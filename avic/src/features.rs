@@ -14,7 +14,7 @@ pub const fn x2avic_supported(edx_8000_000a: u32) -> bool {
 }
 
 /// CPUID 8000_000A ECX bit 6: x2AVIC extension to 4096 vCPUs (from Linux's
-/// `X86_FEATURE_X2AVIC_EXT`, listed in `shared/design.md`; not in the APM revisions checked).
+/// `X86_FEATURE_X2AVIC_EXT`, named by Linux; not in the APM revisions checked).
 pub const fn x2avic_4k_vcpus(ecx_8000_000a: u32) -> bool {
     ecx_8000_000a & (1 << 6) != 0
 }

@@ -50,7 +50,7 @@
 //! Layouts were cross-checked against Linux `drivers/iommu/amd/amd_iommu_types.h`, QEMU
 //! `hw/i386/amd_iommu.{c,h}` and VirtualBox's `iommu-amd.h`.
 //!
-//! # What QEMU's `-device amd-iommu` does not do (QEMU 10; see `shared/platform.md`)
+//! # What QEMU's `-device amd-iommu` does not do (QEMU 10; see `docs/platform.md`)
 //! - With `pt=on` (its default) it translates no device DMA at all: run it with `pt=off`.
 //! - It never writes the event log: DMA faults are visible only as failed device I/O.
 //! - GuestMode = 1 IRTEs (vAPIC posting, GA) are rejected, and there is no GA log (the patched

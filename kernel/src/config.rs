@@ -106,7 +106,7 @@ pub struct GuestConfig {
     pub vf: Option<crate::pci::Bdf>,
 }
 
-/// How interrupts reach the guest (see README and design.md "Interrupt modes").
+/// How interrupts reach the guest (see docs/design.md "Interrupt modes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IrqMode {
     /// The guest owns its core's physical x2APIC (timer, TPR, EOI); device interrupts arrive as

@@ -133,7 +133,7 @@ impl EventInj {
 /// * software interrupt (INTn) and the software exceptions #BP (INT3) and #OF (INTO): `None`; the
 ///   guest RIP still points at the instruction, which regenerates the event when re-executed
 ///   (re-injecting it would need NRIPS, which QEMU TCG lacks).
-/// * **QEMU TCG fixup** (`shared/platform.md`): QEMU records an interrupted *external interrupt*
+/// * **QEMU TCG fixup** (`docs/platform.md`): QEMU records an interrupted *external interrupt*
 ///   as TYPE = exception, e.g. `0x8000_0330` instead of `0x8000_0030` for vector 0x30, and
 ///   re-injecting that unchanged fails `VMRUN` with `VMEXIT_INVALID`. Exceptions exist only for
 ///   vectors 0–31, so an exception-typed record with a vector ≥ 32 and *no* error code cannot be

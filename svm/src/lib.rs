@@ -22,7 +22,7 @@
 //! Exit Codes" (revisions 3.40–3.42). Offsets were cross-checked against the Linux
 //! (`arch/x86/include/asm/svm.h`) and QEMU (`target/i386/svm.h`) definitions.
 //!
-//! What QEMU TCG's SVM emulation gets wrong (see `shared/platform.md`) is handled where the
+//! What QEMU TCG's SVM emulation gets wrong (see `docs/platform.md`) is handled where the
 //! data is decoded: [`exit::ExitCode::from_raw`] accepts QEMU's 32-bit `VMEXIT_INVALID`, and
 //! [`event::reinjectable`] repairs an interrupted external interrupt recorded as an exception.
 //!

@@ -188,7 +188,7 @@ impl Qemu {
         self
     }
 
-    /// QEMU's NVMe controller with SR-IOV (two VFs, the option set platform.md found working)
+    /// QEMU's NVMe controller with SR-IOV (two VFs, the option set docs/platform.md describes)
     /// and one detached namespace per image in `disks` (namespace i + 1 backed by `disks[i]`),
     /// which the hypervisor attaches to the VFs.
     pub fn nvme_sriov(mut self, serial: &str, disks: &[&std::path::Path]) -> Self {

@@ -1,5 +1,5 @@
 //! The hypervisor's own driver for an SR-IOV NVMe physical function: just enough to make its
-//! virtual functions usable by guests (QEMU's order, `shared/platform.md`): PF enabled, VFs
+//! virtual functions usable by guests (QEMU's order, `docs/platform.md`): PF enabled, VFs
 //! enabled with BARs below 4 GiB, then through the PF's admin queue each VF's secondary controller
 //! gets flexible queue and interrupt resources, goes online, and gets its namespace attached.
 //! The NVMe and SR-IOV logic is the library's (`didvisor::nvme`, `didvisor::pci::sriov`).

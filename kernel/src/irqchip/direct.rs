@@ -1,4 +1,4 @@
-//! Which x2APIC MSRs the direct interrupt mode passes through to the guest, and why (design.md,
+//! Which x2APIC MSRs the direct interrupt mode passes through to the guest, and why (docs/design.md,
 //! "Interrupt modes": the guest owns its core's physical x2APIC for timer, TPR, EOI and self-IPI;
 //! APIC-id and LDR reads and ICR writes stay trapped and are translated). Register map: AMD APM
 //! vol. 2 §16.11.
@@ -19,7 +19,7 @@ pub struct DirectAccess {
 /// trapped:
 ///
 /// - TPR, PPR, EOI, ISR/TMR/IRR, ESR: the hardware's priority, in-service and error state *is*
-///   the guest's (design.md: every ISR bit is set by hardware). Passed both ways: writes to the
+///   the guest's (docs/design.md: every ISR bit is set by hardware). Passed both ways: writes to the
 ///   read-only ones and reads of EOI fault in hardware exactly as x2APIC requires.
 /// - Initial/current count, divide: the guest owns its core's timer. Any vector it picks is safe
 ///   because the host takes no interrupts here.

@@ -1,4 +1,4 @@
-//! The admin commands that make VFs usable, as data (platform.md's working order, from QEMU's
+//! The admin commands that make VFs usable, as data (docs/platform.md's working order, from QEMU's
 //! docs/system/devices/nvme.rst; NVMe Base 2.0 "Virtualization Enhancements"): after the PF is
 //! enabled and its VFs are enabled in the SR-IOV capability, for each VF's secondary controller:
 //!

@@ -18,7 +18,7 @@
 //! commands, Virtualization Enhancements) and the NVMe over PCIe Transport Specification 1.0
 //! (register offsets, doorbells). QEMU `hw/nvme/ctrl.c` is the device these were checked against.
 //!
-//! Order of operations for the kernel (platform.md, verified with a Linux L1):
+//! Order of operations for the kernel (docs/platform.md, verified with a Linux L1):
 //! 1. PF: [`AdminQueue::enable`]; Identify Controller (check OACS for Virtualization Management),
 //!    Identify Primary Controller Capabilities ([`check_resources`]).
 //! 2. SR-IOV: [`crate::pci::sriov::enable_vfs`] (NumVFs, VF BARs below 4 GiB, VF Enable).

@@ -23,7 +23,7 @@
 //! §9.3.3 SR-IOV extended capability); Single Root I/O Virtualization and Sharing Specification
 //! 1.1 ch. 3.
 //!
-//! QEMU quirks this code is shaped by (see `shared/platform.md`): VFs read vendor/device 0xFFFF; VF
+//! QEMU quirks this code is shaped by (see `docs/platform.md`): VFs read vendor/device 0xFFFF; VF
 //! BARs are decoded only below 4 GiB; a VF decodes its BAR only when its own command register has
 //! Memory Space set.
 
