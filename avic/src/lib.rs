@@ -18,7 +18,7 @@
 //! | [`features`] | CPUID checks | CPUID 8000_000A |
 //! | [`selftest`] | expectations and judge of the boot-time self-test | §15.29.3–§15.29.10 |
 //!
-//! Facts were taken from `docs/design.md` ("Facts to design AVIC/GA by", from Linux
+//! Facts are in `docs/design.md` ("AVIC and GA posting", learnt from reading Linux
 //! `arch/x86/kvm/svm/avic.c` and `asm/svm.h`) and checked against the APM (publication 24593,
 //! rev. 3.4x) §15.29. Upstream QEMU TCG emulates no AVIC: this crate is tested on the host, and
 //! [`selftest`] judges what the hypervisor's boot-time self-test observes on the machine itself
