@@ -15,7 +15,8 @@
 //! printed `/proc/interrupts`, and each `nvme-write` step read its pattern back (and the pattern
 //! is on the namespace's disk image, read on the host); the VF's interrupts reached the guest
 //! and none went through exits (direct and avic); every vCPU printed its exit table (direct:
-//! no EOI or timer exits); it ended by powering off; and the hypervisor ended cleanly.
+//! no EOI exits and only the few timer-LVT writes); it ended by powering off; and the hypervisor
+//! ended cleanly.
 
 use std::fs;
 use std::io::{IsTerminal as _, Read as _, Write as _};
@@ -30,6 +31,10 @@ use ::tests::{Boot, BootFiles, Qemu, SerialOut};
 
 use crate::layout::{Layout, Target};
 use crate::{fail, linux, Error, Result};
+
+/// Timer-register exits a direct-mode guest may have: its timer LVT writes, trapped and filtered
+/// (the initial count, reprogrammed every tick, never exits).
+const MAX_DIRECT_TIMER_LVT_EXITS: u64 = 32;
 
 /// The isa-debug-exit port QEMU runs always have.
 const DEBUG_EXIT_PORT: u16 = 0xf4;
@@ -309,8 +314,10 @@ pub fn evaluate(serial: &str, plan: &Plan) -> Vec<Check> {
                     a.eoi, a.timer, a.posted_timer
                 ),
             ),
+            // Direct: no EOI exits; the timer is the guest's, only its few LVT writes exit
+            // (filtered for isolation; a Linux boot makes about 8, never one per tick).
             ("direct", Some(a), _) => (
-                a.eoi == 0 && a.timer == 0,
+                a.eoi == 0 && a.timer <= MAX_DIRECT_TIMER_LVT_EXITS,
                 format!(", EOI exits {}, timer exits {}", a.eoi, a.timer),
             ),
             (_, Some(a), _) => (
