@@ -21,6 +21,7 @@ pub mod serial;
 pub mod smp;
 pub mod svm_hw;
 pub mod timer;
+pub mod topology;
 pub mod vcpu;
 pub mod vf_posting;
 pub mod vmrun;
@@ -134,6 +135,10 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     }
     let cpus = CPUS.call_once(|| ids);
     if let Err(e) = config::validate(cfg, cpus.len, |m| boot.module(m).is_some()) {
+        fatal(format_args!("command line: {e}"));
+    }
+    // Before any other core starts: SMT siblings never serve different owners.
+    if let Err(e) = topology::check(cfg, cpus.as_slice()) {
         fatal(format_args!("command line: {e}"));
     }
     if let Err(e) = smp::start_all(cpus.as_slice()) {
