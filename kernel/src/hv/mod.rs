@@ -19,6 +19,7 @@ pub mod pci_host;
 pub mod platform;
 pub mod serial;
 pub mod smp;
+pub mod speculation;
 pub mod svm_hw;
 pub mod timer;
 pub mod topology;
@@ -141,6 +142,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     if let Err(e) = topology::check(cfg, cpus.as_slice()) {
         fatal(format_args!("command line: {e}"));
     }
+    speculation::features();
     if let Err(e) = smp::start_all(cpus.as_slice()) {
         fatal(format_args!("smp: {e}"));
     }
@@ -487,7 +489,10 @@ pub fn core_loop(cpu: usize) -> ! {
         }
         let vm = guest::vm((work >> 32) as usize - 1);
         let host_state = HOST_VMCB[cpu].load(Ordering::SeqCst);
+        // Nothing trained before the guest steers it, nothing it trained steers what follows.
+        speculation::barrier();
         vcpu::Vcpu::new(vm, work as u32, cpu, host_state).run();
+        speculation::barrier();
         BUSY_CORES.fetch_sub(1, Ordering::SeqCst);
     }
 }

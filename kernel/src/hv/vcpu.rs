@@ -59,6 +59,8 @@ pub struct Vcpu {
     npt_generation: u64,
     /// `irq=avic`: the AVIC exits and postings of this vCPU.
     avic: avic::mode::AvicCounts,
+    /// The guest's SPEC_CTRL kept apart from the host's (`super::speculation`).
+    spec_ctrl: super::speculation::VcpuSpecCtrl,
 }
 
 /// How the run loop continues after an exit.
@@ -85,6 +87,7 @@ impl Vcpu {
             apic_timer_per_ms: 0,
             npt_generation: 0,
             avic: avic::mode::AvicCounts::default(),
+            spec_ctrl: super::speculation::VcpuSpecCtrl::on_this_core(),
         };
         if vm.config.irq != IrqMode::Direct {
             v.apic_timer_per_ms = x2apic::calibrate_timer(timer::tsc_per_ms()).max(1);
@@ -187,9 +190,11 @@ impl Vcpu {
                 self.npt_generation = generation;
                 self.vmcb().set_tlb_control(TlbControl::FlushAll);
             }
+            self.spec_ctrl.enter();
             // SAFETY: our VMCB is initialised, SVM is on for this core (init_core), and host
             // interrupts are off on guest cores.
             unsafe { vmrun::run(&mut self.regs, self.vmcb_pa, self.host_state_pa) };
+            self.spec_ctrl.exit();
             let start = timer::rdtsc();
             let exit = self.vmcb().exit();
             self.vmcb().set_tlb_control(TlbControl::DoNothing);
