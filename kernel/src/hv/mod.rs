@@ -290,6 +290,10 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         longest / 1000
     );
     canary::check_all();
+    let inits = idt::init_redirects();
+    if inits > 0 {
+        log::warn!("host: {inits} physical INITs arrived; redirected to #SX and dropped");
+    }
     log::info!("didvisor: all guests ended");
     exit::success()
 }

@@ -402,6 +402,18 @@ impl Vcpu {
             }
             // A pending SMI: taken by firmware in host context once the exit path sets GIF.
             ExitCode::Smi => Next::Resume,
+            // A physical INIT (APM vol. 2, 15.21.8, Table 15-12): it exited still pending, and
+            // when the exit path set GIF, VM_CR.R_INIT made it #SX, which the host dropped
+            // (`svm_hw`, `idt`). The guest's own INITs are virtual; a physical one is no
+            // request of the guest's, so the guest goes on (under QEMU, which has no R_INIT,
+            // it would have reset the core instead).
+            ExitCode::Init => {
+                self.vm.report(format_args!(
+                    "vcpu {}: a physical INIT reached its core: dropped (#SX), the guest resumes",
+                    self.id
+                ));
+                Next::Resume
+            }
             ExitCode::Invalid => {
                 let why = super::svm_hw::check_vmcb(self.vmcb());
                 let v = self.vmcb();
