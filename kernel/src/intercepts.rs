@@ -214,7 +214,7 @@ pub const EVENTS: &[Rule] = &[
         M1(InterceptMisc1::INIT),
         ExitCode::Init,
         Own,
-        "a physical INIT would reset the core under the hypervisor",
+        "a physical INIT would reset the core under the hypervisor: it exits, VM_CR.R_INIT turns it into #SX in the host, which drops it, and the guest resumes (APM vol. 2, 15.21.8)",
     ),
 ];
 

@@ -17,6 +17,12 @@ pub const MSR_EFER: u32 = 0xC000_0080;
 pub const EFER_SVME: u64 = 1 << 12;
 /// VM_CR MSR (§15.30.1).
 pub const MSR_VM_CR: u32 = 0xC001_0114;
+/// VM_CR.R_INIT (bit 1): an INIT that is not intercepted becomes #SX (vector 30, error code 1)
+/// instead of reinitializing the processor (§15.21.8 "INIT Support", §15.28 "Security
+/// Exception"). Writable whatever LOCK says (LOCK guards only LOCK and SVMDIS).
+pub const VM_CR_R_INIT: u64 = 1 << 1;
+/// #SX (vector 30) error code for a redirected INIT, the only one defined (§15.28).
+pub const SX_INIT_REDIRECTED: u64 = 1;
 /// VM_CR.LOCK (bit 3): SVMDIS is locked.
 pub const VM_CR_LOCK: u64 = 1 << 3;
 /// VM_CR.SVMDIS (bit 4): EFER.SVME cannot be set.
@@ -37,6 +43,12 @@ pub const fn page_1gb_supported(edx_8000_0001: u32) -> bool {
 /// Whether firmware disabled SVM (VM_CR.SVMDIS set; with LOCK it cannot be undone).
 pub const fn svm_disabled_by_firmware(vm_cr: u64) -> bool {
     vm_cr & VM_CR_SVMDIS != 0
+}
+
+/// The VM_CR value that redirects INIT to #SX: R_INIT set, every other bit as read (writes to
+/// LOCK and SVMDIS are ignored once LOCK is set, so they are written back unchanged).
+pub const fn vm_cr_with_init_redirect(vm_cr: u64) -> u64 {
+    vm_cr | VM_CR_R_INIT
 }
 
 /// CPUID 8000_0008 EAX\[7:0\]: number of physical address bits.
@@ -154,6 +166,14 @@ impl SvmCpuid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn init_redirect_sets_r_init_and_keeps_the_rest() {
+        assert_eq!(vm_cr_with_init_redirect(0), 0b10);
+        // Firmware's LOCK (and DPD) stay as they were.
+        assert_eq!(vm_cr_with_init_redirect(0b1001), 0b1011);
+        assert_eq!(vm_cr_with_init_redirect(0b1011), 0b1011);
+    }
 
     #[test]
     fn svm_bit() {

@@ -104,6 +104,16 @@ pub fn take_device_interrupts() -> u32 {
         .map_or(0, |p| p.swap(0, Ordering::AcqRel))
 }
 
+/// #SX, the security exception (APM vol. 2, 15.28).
+const VECTOR_SX: u64 = 30;
+/// Physical INITs taken as #SX and dropped, all cores.
+static INIT_REDIRECTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many physical INITs the cores dropped (as #SX) so far.
+pub fn init_redirects() -> u64 {
+    INIT_REDIRECTS.load(Ordering::Relaxed)
+}
+
 extern "C" {
     static exception_stubs: [u64; 32];
     static host_interrupt_stubs: [u64; 4];
@@ -192,6 +202,13 @@ extern "C" fn exception_handler(frame: &ExceptionFrame) {
     }
     if frame.vector == 2 {
         NMI_COUNT.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    // A physical INIT that VM_CR.R_INIT turned into #SX (APM vol. 2, 15.28; set in `svm_hw`):
+    // nothing legitimate sends INIT to a running core, so it is dropped (no longer pending) and
+    // counted; a guest core's vCPU reports the INIT exit that preceded it.
+    if frame.vector == VECTOR_SX && frame.error_code == svm::features::SX_INIT_REDIRECTED {
+        INIT_REDIRECTS.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let cr2 = x86_64::registers::control::Cr2::read_raw();

@@ -20,8 +20,10 @@ pub mod pci_host;
 pub mod platform;
 pub mod serial;
 pub mod smp;
+pub mod speculation;
 pub mod svm_hw;
 pub mod timer;
+pub mod topology;
 pub mod vcpu;
 pub mod vf_posting;
 pub mod vmrun;
@@ -137,6 +139,11 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     if let Err(e) = config::validate(cfg, cpus.len, |m| boot.module(m).is_some()) {
         fatal(format_args!("command line: {e}"));
     }
+    // Before any other core starts: SMT siblings never serve different owners.
+    if let Err(e) = topology::check(cfg, cpus.as_slice()) {
+        fatal(format_args!("command line: {e}"));
+    }
+    speculation::features();
     if let Err(e) = smp::start_all(cpus.as_slice()) {
         fatal(format_args!("smp: {e}"));
     }
@@ -284,6 +291,10 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         longest / 1000
     );
     canary::check_all();
+    let inits = idt::init_redirects();
+    if inits > 0 {
+        log::warn!("host: {inits} physical INITs arrived; redirected to #SX and dropped");
+    }
     log::info!("didvisor: all guests ended");
     exit::success()
 }
@@ -449,7 +460,10 @@ pub fn core_loop(cpu: usize) -> ! {
         }
         let vm = guest::vm((work >> 32) as usize - 1);
         let host_state = HOST_VMCB[cpu].load(Ordering::SeqCst);
+        // Nothing trained before the guest steers it, nothing it trained steers what follows.
+        speculation::barrier();
         vcpu::Vcpu::new(vm, work as u32, cpu, host_state).run();
+        speculation::barrier();
         BUSY_CORES.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -3,18 +3,26 @@
 //! enabled with BARs below 4 GiB, then through the PF's admin queue each VF's secondary controller
 //! gets flexible queue and interrupt resources, goes online, and gets its namespace attached.
 //! The NVMe and SR-IOV logic is the library's (`didvisor::nvme`, `didvisor::pci::sriov`).
+//!
+//! With an IOMMU the PF's DMA is translated through a domain that maps only the driver's admin
+//! queues and data page (`didvisor::nvme::pf_dma`), installed before bus mastering is enabled;
+//! without one (no VF is passed through then) its DMA is unconfined, and the log says so.
 
 use super::iommu_hw::{HostMemory, IOMMU};
 use super::pci_host::Ecam;
 use super::{memory, timer};
 use crate::println;
+use didvisor::nvme::pf_dma::{PfBuffers, PfDmaError};
 use didvisor::nvme::{self, AdminQueue, ControllerRegs, DmaMemory, QueueMemory};
 use didvisor::pci::sriov::{self, EnabledVfs, MmioWindow, Sriov};
 use didvisor::pci::{header, Bdf, Command, ConfigAccess};
 
-/// The IOMMU domain of the hypervisor's own devices.
+/// The IOMMU domain of the PF: only the hypervisor's own DMA buffers for it
+/// (`didvisor::nvme::pf_dma`). VF domains are 2 and up.
 pub const HOST_DOMAIN: u16 = 1;
 const ADMIN_TIMEOUT_MS: u32 = 5000;
+/// Admin queue depth: 64 submission entries fill one page.
+const ADMIN_ENTRIES: u16 = 64;
 
 /// BAR0 of the PF, identity-mapped.
 struct PfRegisters {
@@ -37,7 +45,7 @@ impl ControllerRegs for PfRegisters {
     }
 }
 
-/// Admin queues and data buffers in hypervisor memory (the PF may DMA there).
+/// Admin queues and data buffers in hypervisor memory: the only pages the PF's domain maps.
 struct PfMemory;
 
 impl DmaMemory for PfMemory {
@@ -50,6 +58,40 @@ impl DmaMemory for PfMemory {
         // SAFETY: as above.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), phys as *mut u8, data.len()) };
     }
+}
+
+/// Gives the PF a translated DMA domain that maps `buffers` and nothing else (IOVA = host
+/// physical), or says why the PF's DMA stays unconfined when there is no IOMMU.
+fn confine_dma(pf: Bdf, buffers: &PfBuffers) -> Result<(), &'static str> {
+    let Some(unit) = IOMMU.get() else {
+        println!(
+            "nvme: {pf}: no IOMMU: the PF's DMA is not confined (bus mastering reaches all memory)"
+        );
+        return Ok(());
+    };
+    let mut table = iommu::IoPageTable::new(HostMemory).map_err(|_| "the PF's I/O page table")?;
+    let windows = buffers.map_into(&mut table).map_err(|e| match e {
+        PfDmaError::Map(_) => "mapping the PF's DMA buffers",
+        PfDmaError::BadBuffer(_) | PfDmaError::Overlap(..) => "the PF's DMA buffers",
+    })?;
+    let dte = iommu::Dte::translated(
+        iommu::DomainId(HOST_DOMAIN),
+        table.root(),
+        table.levels(),
+        None,
+    )
+    .map_err(|_| "PF device table entry")?;
+    unit.lock()
+        .set_dte(&mut HostMemory, iommu::DeviceId(pf.routing_id()), &dte)
+        .map_err(|_| "PF device table entry")?;
+    let pages: u64 = windows.iter().map(|w| w.len / 4096).sum();
+    println!(
+        "nvme: {pf}: dma domain {HOST_DOMAIN}: {pages} pages (admin queues {:#x}, {:#x}, data {:#x}), nothing else",
+        buffers.sq, buffers.cq, buffers.data
+    );
+    // The table's frames stay in use for as long as the PF does (dropping the mapper frees
+    // nothing; only `destroy` would).
+    Ok(())
 }
 
 /// The SR-IOV PF (and its VF number) that `vf` belongs to.
@@ -74,19 +116,21 @@ pub fn bring_up(
     num_vfs: u16,
     window: MmioWindow,
 ) -> Result<EnabledVfs, &'static str> {
-    let iommu = IOMMU.get().ok_or("no IOMMU")?;
-    // The PF's own DMA (admin queues) goes to hypervisor memory untranslated.
-    let dte = iommu::Dte::passthrough(iommu::DomainId(HOST_DOMAIN), None)
-        .map_err(|_| "PF device table entry")?;
-    iommu
-        .lock()
-        .set_dte(&mut HostMemory, iommu::DeviceId(pf.routing_id()), &dte)
-        .map_err(|_| "PF device table entry")?;
-
     let bar0 = u64::from(ecam.read32(pf, 0x10) & !0xf) | u64::from(ecam.read32(pf, 0x14)) << 32;
     if bar0 == 0 {
         return Err("the PF's BAR0 is not assigned");
     }
+    let sq = memory::alloc_zeroed(4096, 4096);
+    let cq = memory::alloc_zeroed(4096, 4096);
+    let buf = memory::alloc_zeroed(4096, 4096);
+    let buffers = PfBuffers {
+        sq,
+        cq,
+        entries: ADMIN_ENTRIES,
+        data: buf,
+    };
+    // The PF's DMA domain exists before bus mastering is turned on.
+    confine_dma(pf, &buffers)?;
     let command = header::read_command(ecam, pf);
     header::write_command(
         ecam,
@@ -94,9 +138,6 @@ pub fn bring_up(
         command | Command::MEMORY_SPACE | Command::BUS_MASTER,
     );
     let mut regs = PfRegisters { base: bar0 };
-    let sq = memory::alloc_zeroed(4096, 4096);
-    let cq = memory::alloc_zeroed(4096, 4096);
-    let buf = memory::alloc_zeroed(4096, 4096);
     let mut mem = PfMemory;
     let mut admin = AdminQueue::enable(
         &mut regs,
@@ -104,7 +145,7 @@ pub fn bring_up(
         QueueMemory {
             sq,
             cq,
-            entries: 64,
+            entries: ADMIN_ENTRIES,
         },
     )
     .map_err(|_| "the PF's controller did not come up")?;

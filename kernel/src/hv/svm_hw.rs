@@ -74,6 +74,17 @@ pub fn enable_on_this_core() -> Result<u64, SvmError> {
         efer.write(efer.read() | EFER_SVME);
         Msr::new(svm::features::MSR_VM_HSAVE_PA).write(hsave);
     }
+    // INIT redirection (APM vol. 2, 15.21.8, Table 15-12): a physical INIT that arrives while a
+    // guest runs exits (the INIT intercept) and stays pending; without R_INIT it would be taken
+    // as soon as the exit path sets GIF and reset this core under the hypervisor. With R_INIT
+    // it becomes #SX in the host (15.28), which `idt` counts and drops. This core's own start
+    // (INIT-SIPI-SIPI) is over by now.
+    // SAFETY: VM_CR exists on every CPU with SVM; R_INIT is writable even when LOCK is set, and
+    // the other bits are written back as read.
+    unsafe {
+        let mut vm_cr = Msr::new(svm::features::MSR_VM_CR);
+        vm_cr.write(svm::features::vm_cr_with_init_redirect(vm_cr.read()));
+    }
     ENABLED_CORES.fetch_add(1, Ordering::SeqCst);
     Ok(host_vmcb)
 }

@@ -63,6 +63,8 @@ pub struct Vcpu {
     npt_generation: u64,
     /// `irq=avic`: the AVIC exits and postings of this vCPU.
     avic: avic::mode::AvicCounts,
+    /// The guest's SPEC_CTRL kept apart from the host's (`super::speculation`).
+    spec_ctrl: super::speculation::VcpuSpecCtrl,
 }
 
 /// How the run loop continues after an exit.
@@ -89,6 +91,7 @@ impl Vcpu {
             apic_timer_per_ms: 0,
             npt_generation: 0,
             avic: avic::mode::AvicCounts::default(),
+            spec_ctrl: super::speculation::VcpuSpecCtrl::on_this_core(),
         };
         if vm.config.irq != IrqMode::Direct {
             v.apic_timer_per_ms = x2apic::calibrate_timer(timer::tsc_per_ms()).max(1);
@@ -191,9 +194,11 @@ impl Vcpu {
                 self.npt_generation = generation;
                 self.vmcb().set_tlb_control(TlbControl::FlushAll);
             }
+            self.spec_ctrl.enter();
             // SAFETY: our VMCB is initialised, SVM is on for this core (init_core), and host
             // interrupts are off on guest cores.
             unsafe { vmrun::run(&mut self.regs, self.vmcb_pa, self.host_state_pa) };
+            self.spec_ctrl.exit();
             let start = timer::rdtsc();
             let exit = self.vmcb().exit();
             self.vmcb().set_tlb_control(TlbControl::DoNothing);
@@ -401,6 +406,18 @@ impl Vcpu {
             }
             // A pending SMI: taken by firmware in host context once the exit path sets GIF.
             ExitCode::Smi => Next::Resume,
+            // A physical INIT (APM vol. 2, 15.21.8, Table 15-12): it exited still pending, and
+            // when the exit path set GIF, VM_CR.R_INIT made it #SX, which the host dropped
+            // (`svm_hw`, `idt`). The guest's own INITs are virtual; a physical one is no
+            // request of the guest's, so the guest goes on (under QEMU, which has no R_INIT,
+            // it would have reset the core instead).
+            ExitCode::Init => {
+                self.vm.report(format_args!(
+                    "vcpu {}: a physical INIT reached its core: dropped (#SX), the guest resumes",
+                    self.id
+                ));
+                Next::Resume
+            }
             ExitCode::Invalid => {
                 let why = super::svm_hw::check_vmcb(self.vmcb());
                 if why.is_ok() && self.refused_cr_write(rip) {

@@ -12,6 +12,7 @@
 //! | `identify.rs` | controller list, secondary controller list, primary capabilities       |
 //! | `queue.rs`    | [`QueuePair`]: submit, completion polling; [`AdminQueue`]: + enable    |
 //! | `bring_up.rs` | [`bring_up_vfs`]: the admin commands per VF, in order                  |
+//! | `pf_dma.rs`   | [`pf_dma::PfBuffers`]: the PF's IOMMU domain, only the driver's buffers |
 //!
 //! Specification: NVM Express Base Specification 2.0 (controller properties, the common command
 //! format and completion entry, the Identify, Namespace Attachment and Virtualization Management
@@ -29,6 +30,7 @@ pub mod admin;
 pub mod bring_up;
 pub mod entry;
 pub mod identify;
+pub mod pf_dma;
 pub mod queue;
 pub mod registers;
 
