@@ -98,6 +98,9 @@ fn linux_guest_does_io_on_its_vf_with_interrupts_and_no_exits_for_them() {
         true,
     );
     let run = q.run("vf_one_guest");
+    // The PF the hypervisor drives reaches only its own three DMA pages (isolation), and VF
+    // bring-up still works through that domain.
+    run.assert_line("nvme: 00:04.0: dma domain 1: 3 pages (admin queues ");
     run.assert_line("nvme: 00:04.0: vf 1 at 00:04.1 online");
     run.assert_line("guest lin: vf 00:04.1 as 00:01.0, dma domain 2");
     let interrupts = nvme_report(&run, "lin");
