@@ -118,8 +118,8 @@ fn a_console_flood_is_rate_limited_and_the_service_core_keeps_time() {
     )
     .timeout(Duration::from_secs(120))
     .run("attack_guest_console_flood");
+    // Which of guest a's own lines survive the limit depends on timing: only counts are checked.
     let lines = console_lines(&run, "a");
-    assert_eq!(outcome(&lines, "console-flood"), "5000 lines printed");
     let flood = lines.iter().filter(|l| l.starts_with("flood ")).count();
     let dropped: usize = run
         .lines()
@@ -130,6 +130,7 @@ fn a_console_flood_is_rate_limited_and_the_service_core_keeps_time() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| run.fail("no dropped-lines report for guest a"));
     assert!(dropped > 0, "nothing dropped");
+    run.assert_line("guest a: ended: power-off request (ACPI PM1a SLP_EN)");
     // Every flood line is shown or counted; the count may include a few of guest a's other
     // lines that fell into the limited stretch.
     assert!(
