@@ -23,15 +23,6 @@ fn fresh_disks(name: &str) -> [std::path::PathBuf; 2] {
     })
 }
 
-/// The attack guest's outcome line for `attack`.
-fn outcome<'a>(lines: &[&'a str], attack: &str) -> &'a str {
-    let prefix = format!("testguest: attack {attack}: ");
-    lines
-        .iter()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("no outcome for attack {attack}: {lines:#?}"))
-}
-
 /// The benign guest's whole normal run, as `guests.rs` checks it (lines only).
 fn benign_guest_finished(run: &Run, name: &str) {
     let lines = console_lines(run, name);
