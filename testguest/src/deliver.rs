@@ -19,7 +19,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use testguest::cmdline::{Deliver, DeliverCheck};
-use testguest::delivery::{class, Counts, Ledger, VectorSet};
+use testguest::delivery::{class, Counts, Ledger, VectorSet, BAD_KEPT, HISTORY};
 
 use crate::guest::Console;
 
@@ -517,6 +517,20 @@ fn pit_stop() {
     outb(PIT_CMD, PIT_MODE0);
 }
 
+/// Starts the LAPIC timer periodic on `v` every `ticks` (divide as programmed), registered with
+/// the ledger from the TMICT write on. The timer is stopped first (TMICT 0): QEMU's APIC model
+/// re-arms an expired one-shot on its old count's grid when an LVT write makes it periodic, and
+/// the interrupt would come before the ledger knows the source.
+fn timer_periodic(v: u8, ticks: u64, clock: &Clock) {
+    timer_stop();
+    without_interrupts(|| {
+        wrmsr(msr::LVT_TIMER, LVT_PERIODIC | u64::from(v));
+        let now = rdtsc();
+        ledger(|l| l.start_periodic(v, clock.timer_tsc(ticks), now));
+        wrmsr(msr::TMICT, ticks);
+    });
+}
+
 fn timer_stop() {
     wrmsr(msr::LVT_TIMER, LVT_MASK | u64::from(TIMER_ONESHOT));
     wrmsr(msr::TMICT, 0);
@@ -787,13 +801,25 @@ fn snapshot() -> (Counts, u64) {
 }
 
 fn print_history(name: &str) {
-    let history: [Option<testguest::delivery::Arrival>; 16] = ledger(|l| {
-        let mut h = [None; 16];
+    let (first_bad, history) = ledger(|l| {
+        let mut bad = [None; BAD_KEPT];
+        for (slot, a) in bad.iter_mut().zip(l.first_bad()) {
+            *slot = Some(*a);
+        }
+        let mut h = [None; HISTORY];
         for (slot, a) in h.iter_mut().zip(l.history()) {
             *slot = Some(a);
         }
-        h
+        (bad, h)
     });
+    for a in first_bad.iter().flatten() {
+        say!(
+            "testguest: deliver: {name}: bad arrival: vector {:#x} depth {} tpr {:#x}",
+            a.vector,
+            a.depth,
+            a.tpr
+        );
+    }
     say!("testguest: deliver: {name}: last arrivals:");
     for a in history.iter().flatten() {
         say!(
@@ -916,6 +942,10 @@ fn check_timer(run: &mut Run) {
         let (tdcr, divisor) = DIVIDE[div];
         for round in 0..4 {
             let count = (run.clock.timer_ticks(us) / divisor).max(1);
+            // Divide and mode change only while the timer is stopped: QEMU's APIC model applies
+            // a new divide to the elapsed time of an expired one-shot, and an LVT write then
+            // re-arms it.
+            timer_stop();
             wrmsr(msr::TDCR, tdcr);
             wrmsr(msr::LVT_TIMER, u64::from(TIMER_ONESHOT));
             let start = without_interrupts(|| {
@@ -925,29 +955,32 @@ fn check_timer(run: &mut Run) {
                 t
             });
             let how = WAITS[(i + round) % 3];
-            run.wait_arrival(TIMER_ONESHOT, 2_000_000, how);
+            let came = run.wait_arrival(TIMER_ONESHOT, 2_000_000, how);
             let took = ARRIVED_AT[usize::from(TIMER_ONESHOT)]
                 .load(Relaxed)
                 .wrapping_sub(start);
             if took < run.clock.timer_tsc(count * divisor) * 9 / 10 {
                 early += 1;
             }
-            readback("TMCCT after expiry", rdmsr(msr::TMCCT), 0);
+            let tmcct = rdmsr(msr::TMCCT);
+            readback("TMCCT after expiry", tmcct, 0);
+            if tmcct != 0 || !came {
+                // Only when something is already wrong: the console exits change the timing.
+                say!(
+                    "testguest: deliver: timer: one-shot {us} us /{divisor} round {round}: came {came}, after {} us, TMCCT {tmcct:#x}",
+                    took / run.clock.tsc_per_us
+                );
+            }
             n += 1;
         }
     }
     extra.note(early == 0, format_args!("one-shot early {early} of {n}"));
     // Nothing more may come from a one-shot.
     run_with_exits(run.clock.us(10_000));
+    timer_stop();
     wrmsr(msr::TDCR, DIVIDE[0].0);
     for (&v, period_us) in TIMER_PERIODIC.iter().zip([1_000u64, 300]) {
-        let ticks = run.clock.timer_ticks(period_us);
-        wrmsr(msr::LVT_TIMER, LVT_PERIODIC | u64::from(v));
-        without_interrupts(|| {
-            let now = rdtsc();
-            ledger(|l| l.start_periodic(v, run.clock.timer_tsc(ticks), now));
-            wrmsr(msr::TMICT, ticks);
-        });
+        timer_periodic(v, run.clock.timer_ticks(period_us), &run.clock);
         // Half the window with exits, half halted.
         run_with_exits(run.clock.us(50_000));
         let end = rdtsc() + run.clock.us(50_000);
@@ -1088,6 +1121,7 @@ fn check_masking(run: &mut Run) {
     // IF=0 windows: a self-IPI and a short one-shot timer, while exits happen.
     let rounds = 10;
     let mut held = 0;
+    timer_stop();
     wrmsr(msr::TDCR, DIVIDE[0].0);
     wrmsr(msr::LVT_TIMER, u64::from(TIMER_ONESHOT));
     for r in 0..rounds {
@@ -1200,8 +1234,8 @@ fn check_race(run: &mut Run) {
     let clock = run.clock;
     // Periodic LAPIC timer at 1 kHz (class 4) and PIT at 500 Hz (class 5).
     let ticks = clock.timer_ticks(1_000);
+    timer_stop();
     wrmsr(msr::TDCR, DIVIDE[0].0);
-    wrmsr(msr::LVT_TIMER, LVT_PERIODIC | u64::from(TIMER_RACE));
     ioapic_route(PIT_PIN, PIT_RACE, false, false);
     outb(UART_IER, 0);
     outb(UART_MCR, MCR_OUT2);
@@ -1209,13 +1243,10 @@ fn check_race(run: &mut Run) {
     ioapic_route(UART_PIN, LEVEL, true, false);
     LEVEL_LEFT.store(0, Relaxed);
     let pit_divisor = 2_386u16;
+    timer_periodic(TIMER_RACE, ticks, &clock);
     without_interrupts(|| {
         let now = rdtsc();
-        ledger(|l| {
-            l.start_periodic(TIMER_RACE, clock.timer_tsc(ticks), now);
-            l.start_periodic(PIT_RACE, clock.pit_tsc(u64::from(pit_divisor)), now);
-        });
-        wrmsr(msr::TMICT, ticks);
+        ledger(|l| l.start_periodic(PIT_RACE, clock.pit_tsc(u64::from(pit_divisor)), now));
         pit_load(PIT_MODE2, pit_divisor);
     });
     let mut next_ipi = 0usize;

@@ -274,8 +274,9 @@ pub struct Arrival {
     pub bad: bool,
 }
 
-/// Arrivals kept for the report.
+/// Arrivals kept for the report: the last ones, and the first bad ones.
 pub const HISTORY: usize = 16;
+pub const BAD_KEPT: usize = 4;
 
 /// The model of one local APIC and the books of everything sent to it.
 #[derive(Clone, Copy, Debug)]
@@ -296,6 +297,8 @@ pub struct Ledger {
     nested_by_vector: [u32; 256],
     history: [Arrival; HISTORY],
     history_len: usize,
+    first_bad: [Arrival; BAD_KEPT],
+    bad_len: usize,
 }
 
 impl Default for Ledger {
@@ -336,6 +339,13 @@ impl Ledger {
                 bad: false,
             }; HISTORY],
             history_len: 0,
+            first_bad: [Arrival {
+                vector: 0,
+                depth: 0,
+                tpr: 0,
+                bad: true,
+            }; BAD_KEPT],
+            bad_len: 0,
         }
     }
 
@@ -489,13 +499,20 @@ impl Ledger {
             bad = true;
         }
         self.in_service.insert(v);
-        self.history[self.history_len % HISTORY] = Arrival {
+        let a = Arrival {
             vector: v,
             depth: depth as u8,
             tpr: self.tpr,
             bad,
         };
+        self.history[self.history_len % HISTORY] = a;
         self.history_len += 1;
+        if bad {
+            if let Some(slot) = self.first_bad.get_mut(self.bad_len) {
+                *slot = a;
+                self.bad_len += 1;
+            }
+        }
     }
 
     /// An EOI: retires the highest in-service vector, which it returns.
@@ -539,6 +556,11 @@ impl Ledger {
             self.readback_mismatches += 1;
         }
         same
+    }
+
+    /// The first arrivals found out of order or unexpected (up to [`BAD_KEPT`]).
+    pub fn first_bad(&self) -> &[Arrival] {
+        &self.first_bad[..self.bad_len]
     }
 
     /// The last arrivals, oldest first.
@@ -626,6 +648,8 @@ mod tests {
         l.arrive(0x61, 0);
         assert_eq!(l.counts().duplicates, 2);
         assert!(l.history().all(|a| a.bad));
+        let bad: Vec<u8> = l.first_bad().iter().map(|a| a.vector).collect();
+        assert_eq!(bad, [0x60, 0x61]);
     }
 
     #[test]
