@@ -245,10 +245,13 @@ pub enum DeliverCheck {
     /// Every source at once while the guest forces exits and changes TPR, `deliver-rounds`
     /// iterations.
     Race,
+    /// With two or more vCPUs: fixed IPIs between them (physical, logical, all-excluding-self),
+    /// TPR on the receiving side, and both sides racing; skipped on one vCPU.
+    Smp,
 }
 
 impl DeliverCheck {
-    pub const ALL: [DeliverCheck; 7] = [
+    pub const ALL: [DeliverCheck; 8] = [
         DeliverCheck::Ipi,
         DeliverCheck::Priority,
         DeliverCheck::Timer,
@@ -256,6 +259,7 @@ impl DeliverCheck {
         DeliverCheck::Level,
         DeliverCheck::Masking,
         DeliverCheck::Race,
+        DeliverCheck::Smp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -267,6 +271,7 @@ impl DeliverCheck {
             DeliverCheck::Level => "level",
             DeliverCheck::Masking => "masking",
             DeliverCheck::Race => "race",
+            DeliverCheck::Smp => "smp",
         }
     }
 
@@ -593,7 +598,7 @@ mod tests {
         assert_eq!(parse("deliverx=ipi").unwrap().deliver, None);
         assert_eq!(
             checks("deliver=all"),
-            ["ipi", "priority", "timer", "pit", "level", "masking", "race"]
+            ["ipi", "priority", "timer", "pit", "level", "masking", "race", "smp"]
         );
         // Running order, whatever the order on the command line; words add up.
         assert_eq!(

@@ -6,10 +6,16 @@
 //! The ledger judges priority, exactly-once and EOI behaviour; this file is the bare-metal glue:
 //! the IDT stubs, the handler, the register accesses and the sequences of each check.
 //!
+//! With two or more vCPUs the `smp` check (`deliver_smp.rs`) starts the others and sends IPIs
+//! between them; each vCPU keeps its own ledger.
+//!
 //! Each check prints one line `testguest: deliver: NAME: ok|FAILED: sent N, received N,
-//! coalesced N, out of order N, duplicates N, lost N[, ...]`; the run ends with
-//! `testguest: delivery: sent N, received N, coalesced N, out of order N, duplicates N, lost N`
-//! and `testguest: delivery: ok` (or `FAILED: ...` and the last arrivals).
+//! coalesced N, out of order N, duplicates N, lost N, read-back mismatches N` and, where it has
+//! findings of its own, a second line with them; the run ends with `testguest: delivery: sent N,
+//! received N, coalesced N, out of order N, duplicates N, lost N`, `testguest: delivery: arrived
+//! with IF clear: N` (interrupts that came while the interrupted code had interrupts disabled,
+//! which no APIC may deliver; kept out of the books) and `testguest: delivery: ok` (or
+//! `FAILED: ...` with the failed checks, `if-clear`, and the first bad and last arrivals).
 //!
 //! Console output costs one exit per byte, so nothing is printed while a check runs.
 
@@ -211,27 +217,45 @@ fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
 // ---------------------------------------------------------------------------------------------
 // State shared with the interrupt handler.
 
-/// A value the handler and the main flow share. One vCPU runs this guest, and the value is only
-/// reached through [`Shared::with`], which runs its closure with interrupts off: the handler
-/// (entered with IF clear) and the main flow never hold it at the same time.
+/// A value one vCPU's interrupt handler and main flow share: each vCPU has its own (indexed by
+/// [`this_cpu`]), and reaches it only through [`Shared::with`], which runs its closure with
+/// interrupts off, so the handler (entered with IF clear) and the main flow never hold it at the
+/// same time. Other vCPUs learn about it through atomics only.
 struct Shared<T>(UnsafeCell<T>);
 
-// SAFETY: see the type's comment: access is serialised by IF on the only vCPU.
+// SAFETY: see the type's comment: each value is used by one vCPU, serialised by its IF.
 unsafe impl<T> Sync for Shared<T> {}
 
 impl<T> Shared<T> {
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: interrupts are off for the closure, so neither the handler nor a nested `with`
-        // (closures here never call `with`) can reach the value meanwhile.
+        // SAFETY: only this vCPU uses the value and its interrupts are off for the closure, so
+        // neither its handler nor a nested `with` (closures here never call `with` on the same
+        // value) can reach it meanwhile.
         without_interrupts(|| f(unsafe { &mut *self.0.get() }))
     }
 }
 
-static LEDGER: Shared<Ledger> = Shared(UnsafeCell::new(Ledger::new()));
+static LEDGERS: [Shared<Ledger>; MAX_CPUS] =
+    [const { Shared(UnsafeCell::new(Ledger::new())) }; MAX_CPUS];
 
+/// This vCPU's ledger.
 fn ledger<R>(f: impl FnOnce(&mut Ledger) -> R) -> R {
-    LEDGER.with(f)
+    LEDGERS[this_cpu()].with(f)
 }
+
+/// vCPUs this guest uses at most (the BSP and up to three APs).
+const MAX_CPUS: usize = 4;
+
+/// Which vCPU runs this code: 0 on the BSP's stack, `1 + i` on application processor `i`'s.
+fn this_cpu() -> usize {
+    let rsp: u64;
+    // SAFETY: reads the stack pointer.
+    unsafe { asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
+    smp::cpu_of_stack(rsp)
+}
+
+#[path = "deliver_smp.rs"]
+mod smp;
 
 /// The first read-back that differed from the model in the current check.
 #[derive(Clone, Copy)]
@@ -241,12 +265,13 @@ struct Mismatch {
     model: u64,
 }
 
-static MISMATCH: Shared<Option<Mismatch>> = Shared(UnsafeCell::new(None));
+static MISMATCH: [Shared<Option<Mismatch>>; MAX_CPUS] =
+    [const { Shared(UnsafeCell::new(None)) }; MAX_CPUS];
 
 /// Compares a register read with the model's value; counts and remembers a difference.
 fn readback(what: &'static str, read: u64, model: u64) {
     if !ledger(|l| l.check_readback(read, model)) {
-        MISMATCH.with(|m| {
+        MISMATCH[this_cpu()].with(|m| {
             m.get_or_insert(Mismatch { what, read, model });
         });
     }
@@ -289,6 +314,8 @@ static METHOD: AtomicU8 = AtomicU8::new(0);
 /// When each vector last arrived (TSC).
 static ARRIVED_AT: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
 static SPURIOUS: AtomicU32 = AtomicU32::new(0);
+/// Interrupts that came while the interrupted code had IF clear, per vCPU.
+static MASKED_ARRIVALS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 /// Written by the STI-shadow sequence, read by the handler of [`SHADOW`].
 #[no_mangle]
 static SHADOW_MARK: AtomicU8 = AtomicU8::new(0);
@@ -325,6 +352,7 @@ deliver_common:
     pushq %r10
     pushq %r11
     movq 72(%rsp), %rdi
+    movq 96(%rsp), %rsi
     subq $8, %rsp
     call deliver_irq
     addq $8, %rsp
@@ -347,14 +375,21 @@ extern "C" {
     /// 224 entry points of 16 bytes, for vectors 32 to 255: each pushes its vector and jumps to
     /// the common part, which saves the caller-saved registers (the CPU aligned the stack to 16
     /// before its 40-byte frame; with the vector and nine registers, 8 more bytes realign it for
-    /// the call) and calls [`deliver_irq`].
+    /// the call) and calls [`deliver_irq`] with the vector and the interrupted RFLAGS.
     fn deliver_stubs();
 }
 
-/// Every external interrupt of the delivery-checking guest.
+/// Every external interrupt of the delivery-checking guest. `rflags` is what the interrupted code
+/// had: a maskable interrupt can only come with IF set there; one that came with IF clear is
+/// counted in [`MASKED_ARRIVALS`] and otherwise ignored (no ledger, which the interrupted code
+/// may hold, and no EOI, since no APIC put it in service).
 #[no_mangle]
-extern "C" fn deliver_irq(vector: u64) {
+extern "C" fn deliver_irq(vector: u64, rflags: u64) {
     let v = vector as u8;
+    if rflags & (1 << 9) == 0 {
+        MASKED_ARRIVALS[this_cpu()].fetch_add(1, Relaxed);
+        return;
+    }
     if v == SPURIOUS_VECTOR {
         // A spurious interrupt sets no ISR bit and takes no EOI.
         SPURIOUS.fetch_add(1, Relaxed);
@@ -362,7 +397,12 @@ extern "C" fn deliver_irq(vector: u64) {
     }
     let now = rdtsc();
     ARRIVED_AT[usize::from(v)].store(now, Relaxed);
-    ledger(|l| l.arrive(v, now));
+    let cpu = this_cpu();
+    ledger(|l| {
+        smp::claim_remote(cpu, v, l);
+        l.arrive(v, now);
+    });
+    smp::note_arrival(cpu, v);
     let hook = HOOK.load(Relaxed);
     match v {
         LEVEL => return level_handler(v),
@@ -440,10 +480,11 @@ fn send(v: u8, m: Method) {
     });
 }
 
-static APIC_ID: AtomicU32 = AtomicU32::new(0);
+/// Each vCPU's APIC ID, as it read it.
+static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(u32::MAX) }; MAX_CPUS];
 
 fn apic_id() -> u32 {
-    APIC_ID.load(Relaxed)
+    APIC_IDS[this_cpu()].load(Relaxed)
 }
 
 fn set_tpr(tpr: u8) {
@@ -749,9 +790,22 @@ struct Run {
 impl Run {
     /// Prints a check's line from the counts since `before` and its extras.
     fn report(&mut self, name: &'static str, before: (Counts, u64), extra: Extra) {
+        self.report_with(name, before, extra, Counts::default(), 0);
+    }
+
+    /// As [`Run::report`], adding counts and read-back mismatches of other vCPUs.
+    fn report_with(
+        &mut self,
+        name: &'static str,
+        before: (Counts, u64),
+        extra: Extra,
+        others: Counts,
+        other_mismatches: u64,
+    ) {
         let (counts, mismatches) = ledger(|l| (l.counts(), l.readback_mismatches));
-        let c = counts.since(&before.0);
-        let m = mismatches - before.1;
+        let mut c = counts.since(&before.0);
+        c.add(&others);
+        let m = mismatches - before.1 + other_mismatches;
         let ok = c.clean() && m == 0 && extra.ok;
         say!(
             "testguest: deliver: {name}: {}: {c}, read-back mismatches {m}",
@@ -760,7 +814,7 @@ impl Run {
         if !extra.text.as_str().is_empty() {
             say!("testguest: deliver: {name}: {}", extra.text.as_str());
         }
-        if let Some(mm) = MISMATCH.with(|m| m.take()) {
+        if let Some(mm) = MISMATCH[0].with(|m| m.take()) {
             say!(
                 "testguest: deliver: {name}: first read-back mismatch: {} read {:#x}, model {:#x}",
                 mm.what,
@@ -1320,7 +1374,7 @@ pub fn run(d: Deliver) {
     for v in 32..=255u8 {
         crate::traps::set_irq_gate(v, base + u64::from(v - 32) * 16);
     }
-    APIC_ID.store(rdmsr(msr::ID) as u32, Relaxed);
+    APIC_IDS[0].store(rdmsr(msr::ID) as u32, Relaxed);
     wrmsr(msr::SVR, SVR_ENABLE | u64::from(SPURIOUS_VECTOR));
     wrmsr(msr::TPR, 0);
     timer_stop();
@@ -1356,6 +1410,7 @@ pub fn run(d: Deliver) {
             DeliverCheck::Level => check_level(&mut run),
             DeliverCheck::Masking => check_masking(&mut run),
             DeliverCheck::Race => check_race(&mut run),
+            DeliverCheck::Smp => smp::check_smp(&mut run),
         }
     }
     interrupts_off();
@@ -1373,12 +1428,20 @@ pub fn run(d: Deliver) {
     if spurious > 0 {
         say!("testguest: delivery: {spurious} spurious interrupts");
     }
-    if run.failed.iter().all(Option::is_none) && t.clean() {
+    let masked: u32 = MASKED_ARRIVALS.iter().map(|n| n.load(Relaxed)).sum();
+    say!("testguest: delivery: arrived with IF clear: {masked}");
+    if run.failed.iter().all(Option::is_none) && t.clean() && masked == 0 {
         say!("testguest: delivery: ok");
     } else {
         let _ = write!(Console, "testguest: delivery: FAILED:");
         for name in run.failed.iter().flatten() {
             let _ = write!(Console, " {name}");
+        }
+        if !t.clean() && run.failed.iter().all(Option::is_none) {
+            let _ = write!(Console, " totals");
+        }
+        if masked > 0 {
+            let _ = write!(Console, " if-clear");
         }
         say!("");
     }

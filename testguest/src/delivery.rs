@@ -411,6 +411,19 @@ impl Ledger {
         self.armed[usize::from(v)] += 1;
     }
 
+    /// An armed `v` is now known to be in the IRR (read back while it cannot be taken): from here
+    /// on it is judged as sent, so it must come before any lower deliverable vector. False if no
+    /// arrival of `v` was armed, or `v` is pending already.
+    pub fn landed(&mut self, v: u8) -> bool {
+        let i = usize::from(v);
+        if self.armed[i] == 0 || self.pending.contains(v) {
+            return false;
+        }
+        self.armed[i] -= 1;
+        self.pending.insert(v);
+        true
+    }
+
     /// A periodic source on `v` starts at `now`; false if there is no free slot or `v` already
     /// runs one.
     pub fn start_periodic(&mut self, v: u8, period: u64, now: u64) -> bool {
@@ -540,6 +553,17 @@ impl Ledger {
         u64::from(self.pending.len()) + self.armed.iter().map(|&n| u64::from(n)).sum::<u64>()
     }
 
+    /// The vectors still outstanding (sent or armed, not arrived).
+    pub fn outstanding_vectors(&self) -> VectorSet {
+        let mut s = self.pending;
+        for v in 0..=255u8 {
+            if self.armed[usize::from(v)] > 0 {
+                s.insert(v);
+            }
+        }
+        s
+    }
+
     /// The glue stopped waiting: whatever is still outstanding is lost. Returns how many.
     pub fn settle(&mut self) -> u64 {
         let n = self.outstanding();
@@ -666,6 +690,29 @@ mod tests {
         l.eoi();
         let c = l.counts();
         assert_eq!((c.sent, c.received, c.duplicates), (2, 3, 1));
+    }
+
+    #[test]
+    fn armed_vectors_seen_in_the_irr_are_judged_as_sent() {
+        let mut l = Ledger::new();
+        l.set_tpr(0x90);
+        l.arm(0x34);
+        l.arm(0x84);
+        assert!(l.landed(0x34) && l.landed(0x84));
+        assert!(!l.landed(0x84), "pending already");
+        assert!(!l.landed(0x44), "never armed");
+        l.set_tpr(0);
+        // 0x34 before 0x84 is an inversion now.
+        let mut broken = l;
+        broken.arrive(0x34, 0);
+        assert_eq!(broken.violations().inverted, 1);
+        l.arrive(0x84, 0);
+        l.eoi();
+        l.arrive(0x34, 0);
+        l.eoi();
+        let c = l.counts();
+        assert!(c.clean(), "{c}");
+        assert_eq!((c.sent, c.received), (2, 2));
     }
 
     #[test]

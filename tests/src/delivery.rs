@@ -15,18 +15,24 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The checks of `deliver=all`, in the guest's running order.
-pub const CHECKS: [&str; 7] = [
-    "ipi", "priority", "timer", "pit", "level", "masking", "race",
+/// The checks of `deliver=all`, in the guest's running order (`smp` only with 2+ vCPUs).
+pub const CHECKS: [&str; 8] = [
+    "ipi", "priority", "timer", "pit", "level", "masking", "race", "smp",
 ];
 
 /// Race iterations the tests ask for (`deliver-rounds=`).
 pub const RACE_ROUNDS: u32 = 10_000;
 
-/// The command line of the delivery-checking guest `a` (one vCPU on CPU 1) in `irq` mode.
-pub fn delivery_guest(irq: &str) -> String {
+/// The command line of the delivery-checking guest `a` in `irq` mode with `vcpus` vCPUs (on CPUs
+/// 1 to `vcpus`; QEMU needs `-smp vcpus + 1`).
+pub fn delivery_guest(irq: &str, vcpus: u32) -> String {
+    let cores = if vcpus > 1 {
+        format!("1-{vcpus}")
+    } else {
+        "1".into()
+    };
     format!(
-        "guest=a,cores=1,mem=16M,kernel=testguest,irq={irq},cmdline=\"deliver=all deliver-rounds={RACE_ROUNDS}\""
+        "guest=a,cores={cores},mem=16M,kernel=testguest,irq={irq},cmdline=\"deliver=all deliver-rounds={RACE_ROUNDS}\""
     )
 }
 
@@ -39,12 +45,22 @@ pub struct Quirks {
     /// its EOI register, as Linux does when it finds TMR clear (`ioapic_ack_level`). The guest
     /// does that, and then re-raise and EOI behave as on hardware.
     pub level_tmr_clear: bool,
+    /// Interrupts may arrive a second time, with IF clear, on QEMU TCG (emulated mode, 2+ vCPUs):
+    /// QEMU's VMRUN delivers an EVENTINJ external interrupt directly but leaves the vCPU's
+    /// pending-exception index at its vector; when another thread's kick then makes the vCPU
+    /// leave its execution loop before anything overwrites that index, QEMU delivers the vector
+    /// again as an exception, which IF does not hold. The guest counts such arrivals apart
+    /// (`arrived with IF clear`) and keeps them out of its books; everything else must still be
+    /// exact. Only emulated mode injects through EVENTINJ, and with one vCPU nothing kicks it
+    /// often enough to show it.
+    pub redelivered_with_if_clear: bool,
 }
 
-/// The quirks of mode `irq`.
-pub fn quirks(irq: &str) -> Quirks {
+/// The quirks of mode `irq` with `vcpus` vCPUs.
+pub fn quirks(irq: &str, vcpus: u32) -> Quirks {
     Quirks {
         level_tmr_clear: irq == "direct",
+        redelivered_with_if_clear: irq == "emulated" && vcpus > 1,
     }
 }
 
@@ -107,6 +123,9 @@ pub struct Summary {
     pub checks: BTreeMap<&'static str, Counts>,
     /// The final line's totals.
     pub total: Counts,
+    /// Interrupts that came while the interrupted code had IF clear (see
+    /// [`Quirks::redelivered_with_if_clear`]).
+    pub masked_arrivals: u64,
 }
 
 impl fmt::Display for Summary {
@@ -116,7 +135,11 @@ impl fmt::Display for Summary {
                 writeln!(f, "  {name:9} {c}")?;
             }
         }
-        write!(f, "  total     {}", self.total)
+        write!(
+            f,
+            "  total     {}\n  arrived with IF clear: {}",
+            self.total, self.masked_arrivals
+        )
     }
 }
 
@@ -185,13 +208,20 @@ fn check_periodic(lines: &[&str], check: &str, sources: usize) -> Result<(), Str
     Ok(())
 }
 
-/// Checks a run of [`delivery_guest`] in `irq` mode: every check's counts clean, its own
-/// findings as on bare metal (or as [`quirks`] says), the totals, a clean end.
-pub fn check_delivery(serial: &str, irq: &str) -> Result<Summary, String> {
+/// Checks a run of [`delivery_guest`] in `irq` mode with `vcpus` vCPUs: every check's counts
+/// clean, its own findings as on bare metal (or as [`quirks`] says), the totals, a clean end.
+pub fn check_delivery(serial: &str, irq: &str, vcpus: u32) -> Result<Summary, String> {
     let lines = console(serial, "a");
-    let q = quirks(irq);
+    let q = quirks(irq, vcpus);
     let mut summary = Summary::default();
     for check in CHECKS {
+        if check == "smp" && vcpus < 2 {
+            expect(
+                lines.contains(&"testguest: deliver: smp: skipped: 1 vcpu"),
+                || "smp: not skipped with one vcpu".into(),
+            )?;
+            continue;
+        }
         let prefix = format!("testguest: deliver: {check}: ");
         let line = lines
             .iter()
@@ -260,6 +290,45 @@ pub fn check_delivery(serial: &str, irq: &str) -> Result<Summary, String> {
     has_detail(&lines, "race", &format!("{RACE_ROUNDS} iterations"))?;
     check_periodic(&lines, "race: timer", 1)?;
     check_periodic(&lines, "race: pit", 1)?;
+    if vcpus > 1 {
+        let aps = vcpus - 1;
+        has_detail(
+            &lines,
+            "smp",
+            &format!("{aps} of {aps} aps started, late 0, {vcpus} vcpus"),
+        )?;
+        for cpu in 1..vcpus {
+            let prefix = format!("vcpu {cpu}: sent ");
+            let line = details(&lines, "smp")
+                .into_iter()
+                .find(|l| l.starts_with(&prefix))
+                .ok_or_else(|| format!("smp: no counts of vcpu {cpu}"))?;
+            let c = parse_counts(&line[format!("vcpu {cpu}: ").len()..])?;
+            expect(
+                c.out_of_order == 0
+                    && c.duplicates == 0
+                    && c.lost == 0
+                    && c.readback_mismatches == 0
+                    && c.coalesced == 0
+                    && c.sent == c.received
+                    && c.received > 0,
+                || format!("smp: vcpu {cpu}: {line}"),
+            )?;
+        }
+        // IPIs between vCPUs are sent only after the previous one of the vector arrived, and the
+        // race's self-IPIs only when not pending: nothing merges.
+        let smp = summary.checks["smp"];
+        expect(smp.coalesced == 0, || format!("smp: coalesced: {smp}"))?;
+    }
+    let masked: u64 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("testguest: delivery: arrived with IF clear: "))
+        .and_then(|n| n.parse().ok())
+        .ok_or("no count of arrivals with IF clear")?;
+    summary.masked_arrivals = masked;
+    expect(masked == 0 || q.redelivered_with_if_clear, || {
+        format!("{masked} interrupts arrived while the interrupted code had IF clear")
+    })?;
     let total = lines
         .iter()
         .find_map(|l| l.strip_prefix("testguest: delivery: sent "))
@@ -283,9 +352,13 @@ pub fn check_delivery(serial: &str, irq: &str) -> Result<Summary, String> {
         (sum.sent, sum.received, sum.coalesced) == (t.sent, t.received, t.coalesced),
         || format!("totals {t} are not the sum of the checks ({sum})"),
     )?;
-    expect(lines.contains(&"testguest: delivery: ok"), || {
-        "no `testguest: delivery: ok`".into()
-    })?;
+    // The guest's verdict: ok, or (only where the quirk is expected and it happened) failed for
+    // that reason alone.
+    let verdict_ok = lines.contains(&"testguest: delivery: ok")
+        || (q.redelivered_with_if_clear
+            && masked > 0
+            && lines.contains(&"testguest: delivery: FAILED: if-clear"));
+    expect(verdict_ok, || "no `testguest: delivery: ok`".into())?;
     expect(
         lines.contains(&"testguest: done, requesting power-off"),
         || "the guest did not reach its normal end".into(),
@@ -320,9 +393,9 @@ mod tests {
     #[test]
     fn a_failing_log_is_refused_with_the_reason() {
         let log = "[a] testguest: deliver: ipi: ok: sent 3, received 2, coalesced 0, out of order 0, duplicates 0, lost 1, read-back mismatches 0\n";
-        let e = check_delivery(log, "direct").unwrap_err();
+        let e = check_delivery(log, "direct", 1).unwrap_err();
         assert!(e.contains("ipi") && e.contains("lost 1"), "{e}");
-        let e = check_delivery("", "emulated").unwrap_err();
+        let e = check_delivery("", "emulated", 1).unwrap_err();
         assert!(e.contains("no line of counts for check ipi"), "{e}");
     }
 }

@@ -1089,26 +1089,42 @@ fn delivery() -> Result {
     }
 }
 
-/// `testguest deliver=all` in irq=avic (`tests::delivery`); returns the totals.
+/// `testguest deliver=all` in irq=avic with one and with two vCPUs (`tests::delivery`); returns
+/// the totals of both runs.
 fn smoke_delivery_guest(
     bin: &Path,
     kernel: &Path,
     guest: &Path,
     work: &Path,
 ) -> std::result::Result<::tests::delivery::Counts, String> {
-    let guests = ::tests::delivery::delivery_guest("avic");
-    let (serial, status, log) = smoke_boot(bin, kernel, guest, work, "delivery-guest", &guests)?;
-    let summary = ::tests::delivery::check_delivery(&serial, "avic")
-        .map_err(|e| format!("{e} (log {})", log.display()))?;
-    match status.code() {
-        Some(33) => Ok(summary.total),
-        Some(c) => Err(format!(
-            "QEMU exit {} (log {})",
-            ::tests::describe_exit(c),
-            log.display()
-        )),
-        None => Err(format!("QEMU killed: {status}")),
+    let mut total = ::tests::delivery::Counts::default();
+    // One vCPU, then two (the smoke boots 3 CPUs: the service core and two guest cores).
+    for vcpus in [1, 2] {
+        let guests = ::tests::delivery::delivery_guest("avic", vcpus);
+        let name = format!("delivery-guest-{vcpus}-vcpu");
+        let (serial, status, log) = smoke_boot(bin, kernel, guest, work, &name, &guests)?;
+        let summary = ::tests::delivery::check_delivery(&serial, "avic", vcpus)
+            .map_err(|e| format!("{vcpus} vcpus: {e} (log {})", log.display()))?;
+        match status.code() {
+            Some(33) => {}
+            Some(c) => {
+                return Err(format!(
+                    "{vcpus} vcpus: QEMU exit {} (log {})",
+                    ::tests::describe_exit(c),
+                    log.display()
+                ))
+            }
+            None => return Err(format!("{vcpus} vcpus: QEMU killed: {status}")),
+        }
+        let t = summary.total;
+        total.sent += t.sent;
+        total.received += t.received;
+        total.coalesced += t.coalesced;
+        total.out_of_order += t.out_of_order;
+        total.duplicates += t.duplicates;
+        total.lost += t.lost;
     }
+    Ok(total)
 }
 
 /// Boots the patched QEMU with -cpu max,+avic,+x2avic, 3 CPUs and the test guest as the module
