@@ -7,7 +7,10 @@
 //! - `attack=NAME[,NAME...]` (any number of words): attacks on the hypervisor ([`Attack`]) run
 //!   before the normal checks, each reporting what the processor did;
 //! - `fuzz=SEED` (hex) and `fuzz-actions=N` (decimal, default [`DEFAULT_FUZZ_ACTIONS`]): the
-//!   fuzzing guest's random actions (`crate::fuzz_plan`), run before the normal checks.
+//!   fuzzing guest's random actions (`crate::fuzz_plan`), run before the normal checks;
+//! - `deliver=CHECK[,CHECK...]` (`all` for every [`DeliverCheck`]) and `deliver-rounds=N`
+//!   (decimal, default [`DEFAULT_DELIVER_ROUNDS`]): the delivery-checking guest
+//!   (`crate::delivery`), run before the normal checks.
 //!
 //! Other words are ignored.
 
@@ -230,6 +233,87 @@ pub struct Command {
     pub canaries: Canaries,
     pub attacks: Attacks,
     pub fuzz: Option<Fuzz>,
+    pub deliver: Option<Deliver>,
+}
+
+/// One check of the delivery-checking guest (`deliver=` names), in running order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliverCheck {
+    /// Self-IPIs (SELF_IPI, ICR self, ICR to its own APIC ID) in several classes: exactly once,
+    /// merged while pending, highest first, IRR read back.
+    Ipi,
+    /// TPR blocking per class, PPR/ISR read back, nesting of a higher class, a missed EOI.
+    Priority,
+    /// The LAPIC timer: one-shot at several counts and divisors, periodic at two rates.
+    Timer,
+    /// The PIT through the IOAPIC (edge): one-shot counts and a periodic rate.
+    Pit,
+    /// The UART's THR-empty interrupt through an IOAPIC entry programmed level-triggered:
+    /// re-raised at each EOI while asserted, not after; held while masked.
+    Level,
+    /// IF=0 windows with exits, the STI shadow, HLT wake-ups.
+    Masking,
+    /// Every source at once while the guest forces exits and changes TPR, `deliver-rounds`
+    /// iterations.
+    Race,
+    /// With two or more vCPUs: fixed IPIs between them (physical, logical, all-excluding-self),
+    /// TPR on the receiving side, and both sides racing; skipped on one vCPU.
+    Smp,
+}
+
+impl DeliverCheck {
+    pub const ALL: [DeliverCheck; 8] = [
+        DeliverCheck::Ipi,
+        DeliverCheck::Priority,
+        DeliverCheck::Timer,
+        DeliverCheck::Pit,
+        DeliverCheck::Level,
+        DeliverCheck::Masking,
+        DeliverCheck::Race,
+        DeliverCheck::Smp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliverCheck::Ipi => "ipi",
+            DeliverCheck::Priority => "priority",
+            DeliverCheck::Timer => "timer",
+            DeliverCheck::Pit => "pit",
+            DeliverCheck::Level => "level",
+            DeliverCheck::Masking => "masking",
+            DeliverCheck::Race => "race",
+            DeliverCheck::Smp => "smp",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<DeliverCheck> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// Race iterations of a `deliver=` run unless `deliver-rounds=` says otherwise.
+pub const DEFAULT_DELIVER_ROUNDS: u32 = 5_000;
+
+/// A delivery-checking run: which checks, and how many race iterations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deliver {
+    checks: u8,
+    pub rounds: u32,
+}
+
+impl Deliver {
+    pub fn contains(&self, c: DeliverCheck) -> bool {
+        self.checks & c.bit() != 0
+    }
+
+    /// The chosen checks in running order (not command-line order).
+    pub fn iter(&self) -> impl Iterator<Item = DeliverCheck> + '_ {
+        DeliverCheck::ALL.into_iter().filter(|c| self.contains(*c))
+    }
 }
 
 /// How many random actions a `fuzz=` run takes unless `fuzz-actions=` says otherwise.
@@ -256,6 +340,8 @@ pub enum CmdlineError<'a> {
     TooManyAttacks,
     /// `fuzz=` is not a hex seed, or `fuzz-actions=` not a decimal count.
     BadFuzz(&'a str),
+    /// A `deliver=` name none of [`DeliverCheck`]'s, or `deliver-rounds=` not a decimal count.
+    BadDeliver(&'a str),
 }
 
 impl fmt::Display for CmdlineError<'_> {
@@ -269,6 +355,7 @@ impl fmt::Display for CmdlineError<'_> {
             CmdlineError::UnknownAttack(v) => write!(f, "unknown attack \"{v}\""),
             CmdlineError::TooManyAttacks => write!(f, "more than {MAX_ATTACKS} attacks"),
             CmdlineError::BadFuzz(v) => write!(f, "bad fuzzing word \"{v}\""),
+            CmdlineError::BadDeliver(v) => write!(f, "bad delivery word \"{v}\""),
         }
     }
 }
@@ -329,12 +416,44 @@ pub fn parse(cmdline: &str) -> Result<Command, CmdlineError<'_>> {
             Some(Fuzz { seed, actions })
         }
     };
+    let deliver = parse_deliver(cmdline)?;
     Ok(Command {
         ending,
         canaries,
         attacks,
         fuzz,
+        deliver,
     })
+}
+
+/// `deliver=` words (any number, their checks add up) and `deliver-rounds=`.
+fn parse_deliver(cmdline: &str) -> Result<Option<Deliver>, CmdlineError<'_>> {
+    let mut checks = 0u8;
+    let mut any = false;
+    for name in cmdline
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("deliver="))
+        .flat_map(|v| v.split(','))
+    {
+        any = true;
+        checks |= match name {
+            "all" => DeliverCheck::ALL.iter().fold(0, |b, c| b | c.bit()),
+            _ => DeliverCheck::from_name(name)
+                .ok_or(CmdlineError::BadDeliver(name))?
+                .bit(),
+        };
+    }
+    if !any {
+        return Ok(None);
+    }
+    let rounds = match cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("deliver-rounds="))
+    {
+        None => DEFAULT_DELIVER_ROUNDS,
+        Some(n) => n.parse().map_err(|_| CmdlineError::BadDeliver(n))?,
+    };
+    Ok(Some(Deliver { checks, rounds }))
 }
 
 /// A hex number of 1 to 16 digits, with an optional `0x`/`0X` prefix and nothing else (no sign,
@@ -471,6 +590,56 @@ mod tests {
         assert_eq!(
             parse("fuzz=1 fuzz-actions=-3"),
             Err(CmdlineError::BadFuzz("-3"))
+        );
+    }
+
+    fn checks(cmdline: &str) -> Vec<&'static str> {
+        parse(cmdline)
+            .unwrap()
+            .deliver
+            .unwrap()
+            .iter()
+            .map(DeliverCheck::name)
+            .collect()
+    }
+
+    #[test]
+    fn deliver_words() {
+        assert_eq!(parse("").unwrap().deliver, None);
+        assert_eq!(parse("deliverx=ipi").unwrap().deliver, None);
+        assert_eq!(
+            checks("deliver=all"),
+            ["ipi", "priority", "timer", "pit", "level", "masking", "race", "smp"]
+        );
+        // Running order, whatever the order on the command line; words add up.
+        assert_eq!(
+            checks("deliver=race,ipi deliver=level"),
+            ["ipi", "level", "race"]
+        );
+        let d = parse("deliver=timer").unwrap().deliver.unwrap();
+        assert_eq!(d.rounds, DEFAULT_DELIVER_ROUNDS);
+        assert!(d.contains(DeliverCheck::Timer) && !d.contains(DeliverCheck::Pit));
+        let d = parse("deliver-rounds=20000 deliver=race")
+            .unwrap()
+            .deliver
+            .unwrap();
+        assert_eq!(d.rounds, 20_000);
+        assert_eq!(
+            parse("deliver=ipi,nmi"),
+            Err(CmdlineError::BadDeliver("nmi"))
+        );
+        assert_eq!(parse("deliver="), Err(CmdlineError::BadDeliver("")));
+        assert_eq!(
+            parse("deliver=race deliver-rounds=many"),
+            Err(CmdlineError::BadDeliver("many"))
+        );
+        // Every name parses back to its check.
+        for c in DeliverCheck::ALL {
+            assert_eq!(DeliverCheck::from_name(c.name()), Some(c));
+        }
+        assert_eq!(
+            CmdlineError::BadDeliver("x").to_string(),
+            "bad delivery word \"x\""
         );
     }
 }

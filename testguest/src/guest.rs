@@ -222,6 +222,9 @@ extern "C" fn guest_main(ram: u64, vcpu: u64, cmdline: u64) -> ! {
     if let Some(f) = command.fuzz {
         crate::fuzz::run(f, ram);
     }
+    if let Some(d) = command.deliver {
+        crate::deliver::run(d);
+    }
     match command.ending {
         Ending::TripleFault => triple_fault(),
         Ending::Reset => reset(),

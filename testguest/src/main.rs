@@ -5,6 +5,8 @@
 //! `end=triple-fault|reset|halt` in the command line makes it end that way right after its greeting
 //! instead of running the checks below and powering off; `end=nvme-dma` (with up to four
 //! `canary=0xADDR` words) drives the NVMe VF passed through at 00:01.0 instead (see `nvme.rs`).
+//! `attack=...`, `fuzz=SEED` and `deliver=...` run the attack, fuzzing and delivery-checking
+//! guests first (`attack.rs`, `fuzz.rs`, `deliver.rs`).
 //! The command line parsing and other pure logic live in the library (`lib.rs`), which
 //! `cargo test -p testguest` tests on the host.
 //!
@@ -19,6 +21,8 @@
 
 #[cfg(target_os = "none")]
 mod attack;
+#[cfg(target_os = "none")]
+mod deliver;
 #[cfg(target_os = "none")]
 mod fuzz;
 #[cfg(target_os = "none")]

@@ -185,13 +185,7 @@ pub(crate) fn install() {
         trap_31,
     ];
     for (vector, handler) in handlers.iter().enumerate() {
-        let h = *handler as *const () as u64;
-        let low = (h & 0xffff) | u64::from(cs) << 16 | 0x8e00 << 32 | (h >> 16 & 0xffff) << 48;
-        // SAFETY: the IDT is this guest's, only written here, before it is loaded.
-        unsafe {
-            (*idt).0[vector * 2] = low;
-            (*idt).0[vector * 2 + 1] = h >> 32;
-        }
+        write_gate(cs, vector as u8, *handler as *const () as u64);
     }
     let base = idt as u64;
     let desc: [u16; 5] = [
@@ -203,6 +197,32 @@ pub(crate) fn install() {
     ];
     // SAFETY: loads a valid IDT with gates for every exception.
     unsafe { asm!("lidt [{}]", in(reg) desc.as_ptr(), options(nostack)) };
+}
+
+/// Writes a 64-bit interrupt gate (IF cleared on entry, DPL 0) for `vector` to `handler`.
+fn write_gate(cs: u16, vector: u8, handler: u64) {
+    let idt = &raw mut IDT;
+    let h = handler;
+    let low = (h & 0xffff) | u64::from(cs) << 16 | 0x8e00 << 32 | (h >> 16 & 0xffff) << 48;
+    let i = usize::from(vector) * 2;
+    // SAFETY: the IDT is this guest's and only written here; the caller has interrupts off
+    // (before `install` loads it, or for an external-interrupt vector that nothing raises yet), so
+    // no half-written gate is used.
+    unsafe {
+        (*idt).0[i] = low;
+        (*idt).0[i + 1] = h >> 32;
+    }
+}
+
+/// Points interrupt vector `vector` (32-255) at `handler`, an interrupt-gate entry point that
+/// ends in IRETQ. Call after [`install`], with interrupts off.
+pub(crate) fn set_irq_gate(vector: u8, handler: u64) {
+    let cs: u16;
+    // SAFETY: reads the code segment selector.
+    unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack)) };
+    if vector >= 32 {
+        write_gate(cs, vector, handler);
+    }
 }
 
 /// What a probed instruction did: completed, or the vector of the exception it raised.

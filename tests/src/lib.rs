@@ -18,6 +18,7 @@
 //! The boot-image helpers in [`image`] are shared with `xtask`.
 
 pub mod attack;
+pub mod delivery;
 pub mod image;
 pub mod qemu;
 pub mod report;

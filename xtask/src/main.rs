@@ -74,10 +74,12 @@ commands:
                        implies --testguest) with build/testguest.elf as module `testguest`;
                        exit 0 when the hypervisor reports all guests ended cleanly
                        (debug-exit 0x10), non-zero otherwise. -smp 4 by default.
-  qemu-avic [smoke | kvm [MODE...]]
+  qemu-avic [smoke | delivery | kvm [MODE...]]
                        build QEMU 10.0.2 with tests/qemu-avic/*.patch (SVM AVIC/x2AVIC emulation)
                        into ~/.cache/didvisor/qemu (rebuilt only when the series changes); smoke:
-                       run its bare-metal avictest and the hypervisor's CPUID check on it; kvm:
+                       run its bare-metal avictest, the hypervisor's CPUID check, and the
+                       attack, fuzzing and delivery-checking guests in irq=avic on it;
+                       delivery: the delivery-checking guest alone; kvm:
                        a Debian L1 on it runs a 2-vCPU L2 under KVM with kvm_amd avic=0
                        and avic=1 (modes 0 1; 1x: avic=1 with an xAPIC L2, not by default)
                        and prints the L2's exits (IPI and EOI exits must drop)

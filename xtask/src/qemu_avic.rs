@@ -630,6 +630,8 @@ usage: cargo xtask qemu-avic [--clean]   build (or reuse) the patched qemu-syste
                                          build/didvisor-mb1.elf (from `cargo xtask build`) with
                                          -cpu max, max,+avic and max,+avic,+x2avic to check the
                                          CPUID bits the hypervisor reports
+       cargo xtask qemu-avic delivery    only the delivery-checking guest of the smoke
+                                         (testguest deliver=all in irq=avic, tests::delivery)
        cargo xtask qemu-avic kvm [MODE ...]
                                          validation by Linux KVM (issue 6 item 4, step 7 of
                                          `cargo xtask test`): Debian 6.1 as L1 under -cpu
@@ -645,6 +647,7 @@ pub fn qemu_avic(args: &[String]) -> Result {
         [] => build(false),
         [a] if a == "--clean" => build(true),
         [a] if a == "smoke" => build(false).and_then(|_| smoke()),
+        [a] if a == "delivery" => build(false).and_then(|_| delivery()),
         [a, rest @ ..] if a == "kvm" => {
             let modes = if rest.is_empty() {
                 crate::qemu_avic_kvm::DEFAULT_MODES.to_string()
@@ -1000,6 +1003,18 @@ fn smoke() -> Result {
             println!("xtask: qemu-avic smoke: fuzzing guest in irq=avic: FAILED: {e}");
         }
     }
+    // The delivery-checking guest in irq=avic (the integration tests run it in the other two
+    // modes): the same counts and findings asserted by tests::delivery.
+    match smoke_delivery_guest(&bin, &kernel, &guest, &work) {
+        Ok(total) => {
+            passed += 1;
+            println!("xtask: qemu-avic smoke: delivery guest in irq=avic: {total}");
+        }
+        Err(e) => {
+            failed += 1;
+            println!("xtask: qemu-avic smoke: delivery guest in irq=avic: FAILED: {e}");
+        }
+    }
     // The hypervisor's irq=avic mode with the Debian guest, and its refusals.
     for p in [::tests::linux_kernel(), ::tests::linux_initrd()] {
         if !p.is_file() {
@@ -1050,6 +1065,66 @@ fn smoke_fuzzing_guest(
         )),
         None => Err(format!("QEMU killed: {status}")),
     }
+}
+
+/// `cargo xtask qemu-avic delivery`: the smoke's delivery-checking guest alone.
+fn delivery() -> Result {
+    let work = ::tests::target_dir().join("test-logs");
+    fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
+    let (kernel, guest) = (::tests::kernel_mb1_elf(), ::tests::testguest());
+    for p in [&kernel, &guest] {
+        if !p.is_file() {
+            return fail(format!(
+                "{} missing: run `cargo xtask build` first",
+                p.display()
+            ));
+        }
+    }
+    match smoke_delivery_guest(&binary(), &kernel, &guest, &work) {
+        Ok(total) => {
+            println!("xtask: qemu-avic delivery: irq=avic: {total}");
+            Ok(())
+        }
+        Err(e) => fail(format!("qemu-avic delivery: irq=avic: {e}")),
+    }
+}
+
+/// `testguest deliver=all` in irq=avic with one and with two vCPUs (`tests::delivery`); returns
+/// the totals of both runs.
+fn smoke_delivery_guest(
+    bin: &Path,
+    kernel: &Path,
+    guest: &Path,
+    work: &Path,
+) -> std::result::Result<::tests::delivery::Counts, String> {
+    let mut total = ::tests::delivery::Counts::default();
+    // One vCPU, then two (the smoke boots 3 CPUs: the service core and two guest cores).
+    for vcpus in [1, 2] {
+        let guests = ::tests::delivery::delivery_guest("avic", vcpus);
+        let name = format!("delivery-guest-{vcpus}-vcpu");
+        let (serial, status, log) = smoke_boot(bin, kernel, guest, work, &name, &guests)?;
+        let summary = ::tests::delivery::check_delivery(&serial, "avic", vcpus)
+            .map_err(|e| format!("{vcpus} vcpus: {e} (log {})", log.display()))?;
+        match status.code() {
+            Some(33) => {}
+            Some(c) => {
+                return Err(format!(
+                    "{vcpus} vcpus: QEMU exit {} (log {})",
+                    ::tests::describe_exit(c),
+                    log.display()
+                ))
+            }
+            None => return Err(format!("{vcpus} vcpus: QEMU killed: {status}")),
+        }
+        let t = summary.total;
+        total.sent += t.sent;
+        total.received += t.received;
+        total.coalesced += t.coalesced;
+        total.out_of_order += t.out_of_order;
+        total.duplicates += t.duplicates;
+        total.lost += t.lost;
+    }
+    Ok(total)
 }
 
 /// Boots the patched QEMU with -cpu max,+avic,+x2avic, 3 CPUs and the test guest as the module

@@ -619,6 +619,12 @@ impl Vcpu {
         }
         // HLT is one byte long.
         self.vmcb().rip = rip + 1;
+        // The HLT completed: an STI shadow it sat in (the `sti; hlt` idiom) ended with it. Left
+        // set, it would keep the waking interrupt from being injected before the instruction
+        // after the HLT, which in `sti; hlt; cli` closes the window until the next STI (found
+        // by the delivery-checking guest: `deliver=masking`, HLT wake-ups).
+        let v = self.vmcb();
+        v.int_state &= !IntState::INTERRUPT_SHADOW.bits();
         let slot = &self.platform().vcpus[self.id as usize];
         loop {
             // Passed-through devices interrupt this core with host vectors: take them.
