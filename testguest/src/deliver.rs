@@ -257,6 +257,9 @@ fn this_cpu() -> usize {
 #[path = "deliver_smp.rs"]
 mod smp;
 
+#[path = "deliver_vf.rs"]
+mod vf;
+
 /// The first read-back that differed from the model in the current check.
 #[derive(Clone, Copy)]
 struct Mismatch {
@@ -406,6 +409,8 @@ extern "C" fn deliver_irq(vector: u64, rflags: u64) {
     let hook = HOOK.load(Relaxed);
     match v {
         LEVEL => return level_handler(v),
+        v if vf::is_vf_vector(v) => return vf::on_interrupt(),
+        vf::VF_NEST => vf::nest_handler(),
         SHADOW => SHADOW_SEEN.store(SHADOW_MARK.load(Relaxed), Relaxed),
         NEST_LOW if hook == HOOK_NEST => nest_low(),
         NEST_HIGH if hook == HOOK_NEST => readback_isr_ppr(),
@@ -783,7 +788,7 @@ impl Extra {
 struct Run {
     clock: Clock,
     rounds: u32,
-    failed: [Option<&'static str>; 8],
+    failed: [Option<&'static str>; 9],
     total: Counts,
 }
 
@@ -1367,7 +1372,7 @@ fn check_race(run: &mut Run) {
 }
 
 /// Runs the chosen checks and prints their lines and the totals.
-pub fn run(d: Deliver) {
+pub fn run(d: Deliver, ram: u64) {
     crate::traps::install();
     interrupts_off();
     let base = deliver_stubs as *const () as u64;
@@ -1398,7 +1403,7 @@ pub fn run(d: Deliver) {
     let mut run = Run {
         clock,
         rounds: d.rounds,
-        failed: [None; 8],
+        failed: [None; 9],
         total: Counts::default(),
     };
     for c in d.iter() {
@@ -1411,6 +1416,7 @@ pub fn run(d: Deliver) {
             DeliverCheck::Masking => check_masking(&mut run),
             DeliverCheck::Race => check_race(&mut run),
             DeliverCheck::Smp => smp::check_smp(&mut run),
+            DeliverCheck::Vf => vf::check_vf(&mut run, ram),
         }
     }
     interrupts_off();
