@@ -139,10 +139,15 @@ fn submit(cmd: Command, arm: bool) {
         let ok = CTRL.with(|c| {
             let Some(c) = c.as_mut() else { return false };
             match cmd {
-                Command::Read => {
-                    io_command(nvm_opcode::READ, NSID, 0, c.lba_size, TRANSFER, nvme::page(READ_BUF))
-                        .is_some_and(|e| c.io.submit(&mut c.regs, &mut c.mem, e).is_ok())
-                }
+                Command::Read => io_command(
+                    nvm_opcode::READ,
+                    NSID,
+                    0,
+                    c.lba_size,
+                    TRANSFER,
+                    nvme::page(READ_BUF),
+                )
+                .is_some_and(|e| c.io.submit(&mut c.regs, &mut c.mem, e).is_ok()),
                 Command::Identify => {
                     let e = admin::identify(Cns::Controller, 0, 0, nvme::page(IDENTIFY));
                     c.admin.submit(&mut c.regs, &mut c.mem, e).is_ok()
@@ -207,7 +212,8 @@ impl Msix {
     }
 
     fn write(&self, entry: u16, dword: u64, v: u32) {
-        let p = (self.table + u64::from(entry) * msix::MSIX_ENTRY_SIZE as u64 + 4 * dword) as *mut u32;
+        let p =
+            (self.table + u64::from(entry) * msix::MSIX_ENTRY_SIZE as u64 + 4 * dword) as *mut u32;
         // SAFETY: a dword of MSI-X table entry `entry` (below the table size) in the VF's BAR0,
         // identity-mapped; the hypervisor traps and emulates the table's page.
         unsafe { p.write_volatile(v) }

@@ -354,10 +354,9 @@ pub fn check_delivery_vf(serial: &str, irq: &str) -> Result<Summary, String> {
     let c = check_counts(&lines, "vf")?;
     // Sent: the bring-up's held message + 90 exact + 5 bursts of 4 + 10 under TPR + 20 nesting
     // self-IPIs and their 20 Reads.
-    expect(
-        (c.sent, c.received, c.coalesced) == (161, 146, 15),
-        || format!("vf: not the expected 161 sent, 146 received, 15 coalesced: {c}"),
-    )?;
+    expect((c.sent, c.received, c.coalesced) == (161, 146, 15), || {
+        format!("vf: not the expected 161 sent, 146 received, 15 coalesced: {c}")
+    })?;
     has_detail(
         &lines,
         "vf",
