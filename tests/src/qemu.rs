@@ -578,6 +578,31 @@ impl Typist {
     }
 }
 
+/// QEMU arguments of the NVMe SR-IOV machine ([`Qemu::nvme_sriov`]): a PF with serial `serial`
+/// (00:04.0, its VFs from 00:04.1) and one detached namespace per disk image.
+pub fn nvme_sriov_args(serial: &str, disks: &[&std::path::Path]) -> Vec<String> {
+    let mut args = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        args.push("-drive".into());
+        args.push(format!("file={},if=none,id=d{i},format=raw", d.display()));
+    }
+    args.push("-device".into());
+    args.push("nvme-subsys,id=subsys0".into());
+    args.push("-device".into());
+    args.push(format!(
+        "nvme,serial={serial},subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,\
+         sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4"
+    ));
+    for i in 0..disks.len() {
+        args.push("-device".into());
+        args.push(format!(
+            "nvme-ns,drive=d{i},nsid={},shared=false,detached=true",
+            i + 1
+        ));
+    }
+    args
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -713,29 +738,4 @@ mod tests {
             "-append 'a b' 'it'\\''s'"
         );
     }
-}
-
-/// QEMU arguments of the NVMe SR-IOV machine ([`Qemu::nvme_sriov`]): a PF with serial `serial`
-/// (00:04.0, its VFs from 00:04.1) and one detached namespace per disk image.
-pub fn nvme_sriov_args(serial: &str, disks: &[&std::path::Path]) -> Vec<String> {
-    let mut args = Vec::new();
-    for (i, d) in disks.iter().enumerate() {
-        args.push("-drive".into());
-        args.push(format!("file={},if=none,id=d{i},format=raw", d.display()));
-    }
-    args.push("-device".into());
-    args.push("nvme-subsys,id=subsys0".into());
-    args.push("-device".into());
-    args.push(format!(
-        "nvme,serial={serial},subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,\
-         sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4"
-    ));
-    for i in 0..disks.len() {
-        args.push("-device".into());
-        args.push(format!(
-            "nvme-ns,drive=d{i},nsid={},shared=false,detached=true",
-            i + 1
-        ));
-    }
-    args
 }
