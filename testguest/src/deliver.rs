@@ -9,6 +9,8 @@
 //! With two or more vCPUs the `smp` check (`deliver_smp.rs`) starts the others and sends IPIs
 //! between them; each vCPU keeps its own ledger.
 //!
+//! With a VF at 00:01.0 the `vf` check (`deliver_vf.rs`) adds the NVMe VF's MSI-X interrupts.
+//!
 //! Each check prints one line `testguest: deliver: NAME: ok|FAILED: sent N, received N,
 //! coalesced N, out of order N, duplicates N, lost N, read-back mismatches N` and, where it has
 //! findings of its own, a second line with them; the run ends with `testguest: delivery: sent N,

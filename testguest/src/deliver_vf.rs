@@ -1,11 +1,14 @@
 //! The `vf` check: the passed-through NVMe VF's MSI-X interrupts as a delivery source.
 //!
 //! The VF at 00:01.0 is brought up with the NVMe code of `nvme.rs` (admin queue, one I/O queue
-//! pair, polled while it comes up), its I/O completion queue created with interrupts on (IEN = 1,
-//! IV = 0; the admin completion queue always signals entry 0). The hypervisor gives each VF one
-//! interrupt resource, so QEMU's VF has one MSI-X entry: the check reprograms that entry (fixed,
-//! physical, edge: address `0xFEE00000 | apic_id << 12`, data = vector) to vectors in classes 3,
-//! 6 and A in turn, which also exercises the hypervisor's remapping of a changed entry.
+//! pair, polled while it comes up) with MSI-X already enabled (QEMU gives a queue its MSI-X entry
+//! only if MSI-X is on when the queue is created) and entry 0 masked, its I/O completion queue
+//! created with interrupts on (IEN = 1, IV = 0; the admin completion queue always signals entry
+//! 0). The bring-up's completions leave a message pending in the PBA, which must come once when
+//! the entry is unmasked. The hypervisor gives each VF one interrupt resource, so QEMU's VF has
+//! one MSI-X entry: the check reprograms it (fixed, physical, edge: address
+//! `0xFEE00000 | apic_id << 12`, data = vector) to vectors in classes 3, 6 and A in turn, which
+//! also exercises the hypervisor's remapping of a changed entry.
 //!
 //! Books: a command is submitted with the ledger armed for one arrival of the entry's vector; the
 //! handler consumes every completion entry posted (phase bit) on both queues, counts them and
