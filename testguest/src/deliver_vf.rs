@@ -268,6 +268,26 @@ pub(super) fn nest_handler() {
     interrupts_off();
 }
 
+/// Halting for a VF interrupt: a one-shot LAPIC timer (`on`) wakes the vCPU if the interrupt is
+/// lost, so the check ends and reports it instead of halting for good. Stopped afterwards (`off`):
+/// if it has not fired (IRR clear, read with interrupts off) its arrival is no longer expected.
+fn backstop(run: &Run, on: bool) {
+    without_interrupts(|| {
+        if on {
+            ledger(|l| l.arm(TIMER_ONESHOT));
+            wrmsr(msr::TMICT, run.clock.timer_ticks(COMMAND_US + 100_000));
+        } else {
+            wrmsr(msr::TMICT, 0);
+            if !irr_has(TIMER_ONESHOT) {
+                ledger(|l| l.disarm(TIMER_ONESHOT));
+            }
+        }
+    });
+    if !on {
+        run.wait_arrival(TIMER_ONESHOT, 100_000, Wait::Spin);
+    }
+}
+
 /// Points entry 0 at `v` with nothing outstanding.
 fn use_vector(m: &Msix, v: u8) {
     VF_VECTOR.store(v, Relaxed);
@@ -291,6 +311,10 @@ pub(super) fn check_vf(run: &mut Run, ram: u64) {
             return;
         }
     };
+    // The backstop timer of halted waits: one-shot, divide by 1.
+    timer_stop();
+    wrmsr(msr::TDCR, DIVIDE[0].0);
+    wrmsr(msr::LVT_TIMER, u64::from(TIMER_ONESHOT));
     // MSI-X on before the controller and its queues come up (QEMU uses an entry only for queues
     // created while MSI-X is enabled), entry 0 masked: the bring-up's admin completions, polled,
     // leave their message pending in the PBA.
@@ -344,11 +368,16 @@ pub(super) fn check_vf(run: &mut Run, ram: u64) {
             } else {
                 Command::Identify
             };
+            let how = WAITS[(i + r as usize) % 3];
+            if how == Wait::Halt {
+                backstop(run, true);
+            }
             submit(cmd, true);
-            if run.wait_arrival(v, COMMAND_US, WAITS[(i + r as usize) % 3])
-                && LAST_TOOK.load(Relaxed) == 1
-            {
+            if run.wait_arrival(v, COMMAND_US, how) && LAST_TOOK.load(Relaxed) == 1 {
                 single += 1;
+            }
+            if how == Wait::Halt {
+                backstop(run, false);
             }
         }
     }
@@ -442,6 +471,7 @@ pub(super) fn check_vf(run: &mut Run, ram: u64) {
     );
 
     settle(run.clock.us(100_000));
+    timer_stop();
     m.mask(0, true);
     m.enable(false);
     VF_VECTOR.store(0, Relaxed);
