@@ -259,10 +259,13 @@ pub enum DeliverCheck {
     /// With two or more vCPUs: fixed IPIs between them (physical, logical, all-excluding-self),
     /// TPR on the receiving side, and both sides racing; skipped on one vCPU.
     Smp,
+    /// The NVMe VF's MSI-X interrupts (its completions): one per completion, merged only while
+    /// pending, held by TPR, nested by class; skipped without a VF at 00:01.0.
+    Vf,
 }
 
 impl DeliverCheck {
-    pub const ALL: [DeliverCheck; 8] = [
+    pub const ALL: [DeliverCheck; 9] = [
         DeliverCheck::Ipi,
         DeliverCheck::Priority,
         DeliverCheck::Timer,
@@ -271,6 +274,7 @@ impl DeliverCheck {
         DeliverCheck::Masking,
         DeliverCheck::Race,
         DeliverCheck::Smp,
+        DeliverCheck::Vf,
     ];
 
     pub fn name(self) -> &'static str {
@@ -283,6 +287,7 @@ impl DeliverCheck {
             DeliverCheck::Masking => "masking",
             DeliverCheck::Race => "race",
             DeliverCheck::Smp => "smp",
+            DeliverCheck::Vf => "vf",
         }
     }
 
@@ -290,7 +295,7 @@ impl DeliverCheck {
         Self::ALL.into_iter().find(|c| c.name() == name)
     }
 
-    const fn bit(self) -> u8 {
+    const fn bit(self) -> u16 {
         1 << self as u8
     }
 }
@@ -301,7 +306,7 @@ pub const DEFAULT_DELIVER_ROUNDS: u32 = 5_000;
 /// A delivery-checking run: which checks, and how many race iterations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deliver {
-    checks: u8,
+    checks: u16,
     pub rounds: u32,
 }
 
@@ -428,7 +433,7 @@ pub fn parse(cmdline: &str) -> Result<Command, CmdlineError<'_>> {
 
 /// `deliver=` words (any number, their checks add up) and `deliver-rounds=`.
 fn parse_deliver(cmdline: &str) -> Result<Option<Deliver>, CmdlineError<'_>> {
-    let mut checks = 0u8;
+    let mut checks = 0u16;
     let mut any = false;
     for name in cmdline
         .split_whitespace()
@@ -609,7 +614,7 @@ mod tests {
         assert_eq!(parse("deliverx=ipi").unwrap().deliver, None);
         assert_eq!(
             checks("deliver=all"),
-            ["ipi", "priority", "timer", "pit", "level", "masking", "race", "smp"]
+            ["ipi", "priority", "timer", "pit", "level", "masking", "race", "smp", "vf"]
         );
         // Running order, whatever the order on the command line; words add up.
         assert_eq!(

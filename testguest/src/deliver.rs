@@ -9,6 +9,8 @@
 //! With two or more vCPUs the `smp` check (`deliver_smp.rs`) starts the others and sends IPIs
 //! between them; each vCPU keeps its own ledger.
 //!
+//! With a VF at 00:01.0 the `vf` check (`deliver_vf.rs`) adds the NVMe VF's MSI-X interrupts.
+//!
 //! Each check prints one line `testguest: deliver: NAME: ok|FAILED: sent N, received N,
 //! coalesced N, out of order N, duplicates N, lost N, read-back mismatches N` and, where it has
 //! findings of its own, a second line with them; the run ends with `testguest: delivery: sent N,
@@ -257,6 +259,9 @@ fn this_cpu() -> usize {
 #[path = "deliver_smp.rs"]
 mod smp;
 
+#[path = "deliver_vf.rs"]
+mod vf;
+
 /// The first read-back that differed from the model in the current check.
 #[derive(Clone, Copy)]
 struct Mismatch {
@@ -406,6 +411,8 @@ extern "C" fn deliver_irq(vector: u64, rflags: u64) {
     let hook = HOOK.load(Relaxed);
     match v {
         LEVEL => return level_handler(v),
+        v if vf::is_vf_vector(v) => return vf::on_interrupt(),
+        vf::VF_NEST => vf::nest_handler(),
         SHADOW => SHADOW_SEEN.store(SHADOW_MARK.load(Relaxed), Relaxed),
         NEST_LOW if hook == HOOK_NEST => nest_low(),
         NEST_HIGH if hook == HOOK_NEST => readback_isr_ppr(),
@@ -783,7 +790,7 @@ impl Extra {
 struct Run {
     clock: Clock,
     rounds: u32,
-    failed: [Option<&'static str>; 8],
+    failed: [Option<&'static str>; 9],
     total: Counts,
 }
 
@@ -1367,7 +1374,7 @@ fn check_race(run: &mut Run) {
 }
 
 /// Runs the chosen checks and prints their lines and the totals.
-pub fn run(d: Deliver) {
+pub fn run(d: Deliver, ram: u64) {
     crate::traps::install();
     interrupts_off();
     let base = deliver_stubs as *const () as u64;
@@ -1398,7 +1405,7 @@ pub fn run(d: Deliver) {
     let mut run = Run {
         clock,
         rounds: d.rounds,
-        failed: [None; 8],
+        failed: [None; 9],
         total: Counts::default(),
     };
     for c in d.iter() {
@@ -1411,6 +1418,7 @@ pub fn run(d: Deliver) {
             DeliverCheck::Masking => check_masking(&mut run),
             DeliverCheck::Race => check_race(&mut run),
             DeliverCheck::Smp => smp::check_smp(&mut run),
+            DeliverCheck::Vf => vf::check_vf(&mut run, ram),
         }
     }
     interrupts_off();

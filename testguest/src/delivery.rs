@@ -411,6 +411,19 @@ impl Ledger {
         self.armed[usize::from(v)] += 1;
     }
 
+    /// An armed source of `v` was stopped before it raised anything (a backstop timer the guest
+    /// no longer needed): one arrival fewer is expected, and it counts as never sent. False if
+    /// none was armed.
+    pub fn disarm(&mut self, v: u8) -> bool {
+        let i = usize::from(v);
+        if self.armed[i] == 0 {
+            return false;
+        }
+        self.armed[i] -= 1;
+        self.counts.sent -= 1;
+        true
+    }
+
     /// An armed `v` is now known to be in the IRR (read back while it cannot be taken): from here
     /// on it is judged as sent, so it must come before any lower deliverable vector. False if no
     /// arrival of `v` was armed, or `v` is pending already.
@@ -690,6 +703,20 @@ mod tests {
         l.eoi();
         let c = l.counts();
         assert_eq!((c.sent, c.received, c.duplicates), (2, 3, 1));
+    }
+
+    #[test]
+    fn a_disarmed_source_is_neither_sent_nor_lost() {
+        let mut l = Ledger::new();
+        l.arm(0x48);
+        l.arm(0x48);
+        assert!(l.disarm(0x48));
+        l.arrive(0x48, 0);
+        l.eoi();
+        assert!(!l.disarm(0x48));
+        assert_eq!(l.settle(), 0);
+        let c = l.counts();
+        assert_eq!((c.sent, c.received, c.lost, c.duplicates), (1, 1, 0, 0));
     }
 
     #[test]

@@ -223,7 +223,7 @@ extern "C" fn guest_main(ram: u64, vcpu: u64, cmdline: u64) -> ! {
         crate::fuzz::run(f, ram);
     }
     if let Some(d) = command.deliver {
-        crate::deliver::run(d);
+        crate::deliver::run(d, ram);
     }
     match command.ending {
         Ending::TripleFault => triple_fault(),

@@ -59,9 +59,9 @@ const ADMIN_ENTRIES: u16 = 16;
 /// I/O queue 1: 64 submission entries fill a page.
 const IO_ENTRIES: u16 = 64;
 const IO_QID: u16 = 1;
-const NSID: u32 = 1;
+pub(crate) const NSID: u32 = 1;
 /// Bytes per transfer.
-const TRANSFER: u32 = PAGE_SIZE as u32;
+pub(crate) const TRANSFER: u32 = PAGE_SIZE as u32;
 
 /// Seeds of the data patterns ([`fill_pattern`]): "nvme" for LBA 0, "fill" (+ canary index) for
 /// the blocks the foreign Writes target.
@@ -80,9 +80,9 @@ const ADMIN_SQ: usize = 0;
 const ADMIN_CQ: usize = 1;
 const IO_SQ: usize = 2;
 const IO_CQ: usize = 3;
-const IDENTIFY: usize = 4;
+pub(crate) const IDENTIFY: usize = 4;
 const WRITE_BUF: usize = 5;
-const READ_BUF: usize = 6;
+pub(crate) const READ_BUF: usize = 6;
 const PAGES: usize = 7;
 
 // SAFETY: only vCPU 0 runs the test guest's code (the others wait for a startup IPI it never
@@ -95,12 +95,12 @@ fn dma_base() -> u64 {
     DMA.0.get() as u64
 }
 
-fn page(index: usize) -> u64 {
+pub(crate) fn page(index: usize) -> u64 {
     dma_base() + index as u64 * PAGE_SIZE
 }
 
 /// The DMA pages as the device sees them: byte-wise volatile access, bounds-checked.
-struct GuestRam;
+pub(crate) struct GuestRam;
 
 impl GuestRam {
     fn check(phys: u64, len: usize) -> *mut u8 {
@@ -134,7 +134,7 @@ impl DmaMemory for GuestRam {
 
 /// The controller's registers in BAR0 (identity-mapped; the hypervisor maps the GPA to the VF's
 /// BAR through its nested page tables).
-struct Bar0 {
+pub(crate) struct Bar0 {
     base: u64,
 }
 
@@ -163,7 +163,7 @@ impl ControllerRegs for Bar0 {
     }
 }
 
-fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     // SAFETY: RDTSC only reads the time-stamp counter.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
@@ -243,11 +243,12 @@ impl fmt::Display for Outcome {
 }
 
 /// The controller with its admin and I/O queues up.
-struct Controller {
-    regs: Bar0,
-    mem: GuestRam,
-    io: IoQueue,
-    lba_size: u32,
+pub(crate) struct Controller {
+    pub(crate) regs: Bar0,
+    pub(crate) mem: GuestRam,
+    pub(crate) admin: AdminQueue,
+    pub(crate) io: IoQueue,
+    pub(crate) lba_size: u32,
 }
 
 impl Controller {
@@ -317,7 +318,7 @@ pub fn run(ram: u64, canaries: &[u64]) -> ! {
         power_off()
     };
     say!("testguest: nvme: vf at 00:01.0 bar0 {bar0:#x}");
-    let mut ctrl = bring_up(ram, bar0);
+    let mut ctrl = bring_up(ram, bar0, None);
 
     // 3. Control transfer inside RAM.
     let write = ctrl.write_from_ram(0, SEED_LBA0);
@@ -409,8 +410,9 @@ pub(crate) fn find_vf() -> Option<u64> {
     Some(bar0)
 }
 
-/// Step 2: enable, Identify Controller, the I/O queue pair, Identify Namespace.
-fn bring_up(ram: u64, bar0: u64) -> Controller {
+/// Step 2: enable, Identify Controller, the I/O queue pair, Identify Namespace. `interrupt`: the
+/// MSI-X entry the I/O completion queue signals (IEN = 1, IV = it); `None`: polled (IEN = 0).
+pub(crate) fn bring_up(ram: u64, bar0: u64, interrupt: Option<u16>) -> Controller {
     let dma_end = page(PAGES);
     if dma_end > ram {
         fail!(
@@ -453,7 +455,11 @@ fn bring_up(ram: u64, bar0: u64) -> Controller {
 
     let entries = IO_ENTRIES.min(cap.max_queue_entries().min(4096) as u16);
     mem.write(page(IO_CQ), &[0; PAGE_SIZE as usize]);
-    let create_cq = admin::create_io_cq(IO_QID, entries, page(IO_CQ));
+    let mut create_cq = admin::create_io_cq(IO_QID, entries, page(IO_CQ));
+    if let Some(iv) = interrupt {
+        // CDW11: IV 31:16, IEN bit 1, PC bit 0 (NVMe Base 2.0, "Create I/O Completion Queue").
+        create_cq.cdw11 |= u32::from(iv) << 16 | 1 << 1;
+    }
     if let Err(e) = admin.execute(&mut regs, &mut mem, create_cq, ADMIN_TIMEOUT_MS) {
         fail!("create i/o completion queue {IO_QID}: {e}");
     }
@@ -465,7 +471,12 @@ fn bring_up(ram: u64, bar0: u64) -> Controller {
         Ok(q) => q,
         Err(e) => fail!("i/o queue {IO_QID}: {e:?}"),
     };
-    say!("testguest: nvme: i/o queue {IO_QID} created ({entries} entries, polled)");
+    match interrupt {
+        Some(iv) => say!(
+            "testguest: nvme: i/o queue {IO_QID} created ({entries} entries, interrupts on msi-x entry {iv})"
+        ),
+        None => say!("testguest: nvme: i/o queue {IO_QID} created ({entries} entries, polled)"),
+    }
 
     let identify = admin::identify(Cns::Namespace, NSID, 0, page(IDENTIFY));
     if let Err(e) = admin.execute(&mut regs, &mut mem, identify, ADMIN_TIMEOUT_MS) {
@@ -499,6 +510,7 @@ fn bring_up(ram: u64, bar0: u64) -> Controller {
     Controller {
         regs,
         mem,
+        admin,
         io,
         lba_size: format.lba_size,
     }

@@ -197,6 +197,11 @@ impl IoQueue {
             .map_err(|e| IoError::from_queue(e, 0))
     }
 
+    /// The kernel's queue pair underneath (its ring position and phase).
+    pub fn queue(&self) -> &QueuePair {
+        &self.0
+    }
+
     /// Puts `cmd` with a fresh command identifier in the next slot and rings the tail doorbell.
     pub fn submit<R: ControllerRegs, M: DmaMemory>(
         &mut self,

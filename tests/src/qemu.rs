@@ -192,24 +192,8 @@ impl Qemu {
     /// and one detached namespace per image in `disks` (namespace i + 1 backed by `disks[i]`),
     /// which the hypervisor attaches to the VFs.
     pub fn nvme_sriov(mut self, serial: &str, disks: &[&std::path::Path]) -> Self {
-        for (i, d) in disks.iter().enumerate() {
-            self = self
-                .arg("-drive")
-                .arg(&format!("file={},if=none,id=d{i},format=raw", d.display()));
-        }
-        self = self
-            .arg("-device")
-            .arg("nvme-subsys,id=subsys0")
-            .arg("-device")
-            .arg(&format!(
-                "nvme,serial={serial},subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,\
-                 sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4"
-            ));
-        for i in 0..disks.len() {
-            self = self.arg("-device").arg(&format!(
-                "nvme-ns,drive=d{i},nsid={},shared=false,detached=true",
-                i + 1
-            ));
+        for a in nvme_sriov_args(serial, disks) {
+            self = self.arg(&a);
         }
         self
     }
@@ -592,6 +576,31 @@ impl Typist {
         self.done.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.thread.join();
     }
+}
+
+/// QEMU arguments of the NVMe SR-IOV machine ([`Qemu::nvme_sriov`]): a PF with serial `serial`
+/// (00:04.0, its VFs from 00:04.1) and one detached namespace per disk image.
+pub fn nvme_sriov_args(serial: &str, disks: &[&std::path::Path]) -> Vec<String> {
+    let mut args = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        args.push("-drive".into());
+        args.push(format!("file={},if=none,id=d{i},format=raw", d.display()));
+    }
+    args.push("-device".into());
+    args.push("nvme-subsys,id=subsys0".into());
+    args.push("-device".into());
+    args.push(format!(
+        "nvme,serial={serial},subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,\
+         sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4"
+    ));
+    for i in 0..disks.len() {
+        args.push("-device".into());
+        args.push(format!(
+            "nvme-ns,drive=d{i},nsid={},shared=false,detached=true",
+            i + 1
+        ));
+    }
+    args
 }
 
 #[cfg(test)]

@@ -5,12 +5,15 @@
 //! as the model says) and each check's findings. The `avic` mode runs the same checks in
 //! `cargo xtask qemu-avic smoke` (patched QEMU).
 //!
+//! With an NVMe SR-IOV machine and an IOMMU, `deliver_*_mode_vf` run the `vf` check alone: the
+//! passed-through VF's MSI-X interrupts (`tests::delivery::check_delivery_vf`).
+//!
 //! `deliver_emulated_mode` failed before the fix of the emulated HLT: the interrupt that woke a
 //! `sti; hlt; cli` waited for the next STI (`hlt woke: ... timer 0/10, pit 0/10`).
 
 mod common;
 
-use common::with_testguest;
+use common::{fresh_disks, with_testguest};
 use std::time::Duration;
 use tests::qemu::Boot;
 
@@ -47,4 +50,37 @@ fn deliver_direct_mode_2_vcpus() {
 #[test]
 fn deliver_emulated_mode_2_vcpus() {
     delivery("emulated", 2);
+}
+
+/// The `vf` check alone, one vCPU, the VF passed through from 00:04.1 behind the IOMMU.
+fn delivery_vf(irq: &str) {
+    let test = format!("deliver_{irq}_mode_vf");
+    let disks = fresh_disks(&test);
+    let run = with_testguest(
+        Boot::Multiboot1,
+        2,
+        &tests::delivery::delivery_guest_vf(irq, "00:04.1"),
+    )
+    .memory_mb(1024)
+    .arg("-device")
+    .arg("amd-iommu,intremap=on,xtsup=on,pt=off")
+    .nvme_sriov("deliver", &[&disks[0], &disks[1]])
+    .timeout(Duration::from_secs(240))
+    .run(&test);
+    match tests::delivery::check_delivery_vf(&run.serial, irq) {
+        Ok(summary) => println!("{test}:\n{summary}"),
+        Err(e) => run.fail(&format!("vf delivery in {irq} mode: {e}")),
+    }
+}
+
+/// The VF's interrupts go through the IOMMU's remapping straight to the guest's core.
+#[test]
+fn deliver_direct_mode_vf() {
+    delivery_vf("direct");
+}
+
+/// The VF's interrupts reach the hypervisor, which injects them.
+#[test]
+fn deliver_emulated_mode_vf() {
+    delivery_vf("emulated");
 }

@@ -8,20 +8,9 @@
 
 mod common;
 
-use common::{console_lines, with_testguest};
+use common::{console_lines, fresh_disks, with_testguest};
 use std::time::Duration;
 use tests::qemu::{Boot, Run};
-
-/// Two fresh 16 MiB namespace images for the NVMe SR-IOV machine of test `name`.
-fn fresh_disks(name: &str) -> [std::path::PathBuf; 2] {
-    let dir = tests::target_dir().join("test-work").join(name);
-    std::fs::create_dir_all(&dir).expect("work dir");
-    [dir.join("ns1.img"), dir.join("ns2.img")].map(|p| {
-        let f = std::fs::File::create(&p).expect("disk image");
-        f.set_len(16 << 20).expect("disk size");
-        p
-    })
-}
 
 /// The benign guest's whole normal run, as `guests.rs` checks it (lines only).
 fn benign_guest_finished(run: &Run, name: &str) {

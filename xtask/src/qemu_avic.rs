@@ -1053,7 +1053,8 @@ fn smoke_fuzzing_guest(
     work: &Path,
 ) -> std::result::Result<u32, String> {
     let guests = ::tests::attack::fuzz_guests("avic", FUZZ_SEED, FUZZ_ACTIONS, None);
-    let (serial, status, log) = smoke_boot(bin, kernel, guest, work, "fuzzing-guest", &guests)?;
+    let (serial, status, log) =
+        smoke_boot(bin, kernel, guest, work, "fuzzing-guest", &guests, &[])?;
     let n = ::tests::attack::check_fuzz_run(&serial, FUZZ_ACTIONS)
         .map_err(|e| format!("{e} (log {})", log.display()))?;
     match status.code() {
@@ -1102,7 +1103,7 @@ fn smoke_delivery_guest(
     for vcpus in [1, 2] {
         let guests = ::tests::delivery::delivery_guest("avic", vcpus);
         let name = format!("delivery-guest-{vcpus}-vcpu");
-        let (serial, status, log) = smoke_boot(bin, kernel, guest, work, &name, &guests)?;
+        let (serial, status, log) = smoke_boot(bin, kernel, guest, work, &name, &guests, &[])?;
         let summary = ::tests::delivery::check_delivery(&serial, "avic", vcpus)
             .map_err(|e| format!("{vcpus} vcpus: {e} (log {})", log.display()))?;
         match status.code() {
@@ -1124,11 +1125,69 @@ fn smoke_delivery_guest(
         total.duplicates += t.duplicates;
         total.lost += t.lost;
     }
+    // The VF's MSI-X interrupts, posted by the IOMMU (GA mode) into the vCPU's backing page.
+    let t = smoke_delivery_vf(bin, kernel, guest, work)?;
+    total.sent += t.sent;
+    total.received += t.received;
+    total.coalesced += t.coalesced;
+    total.out_of_order += t.out_of_order;
+    total.duplicates += t.duplicates;
+    total.lost += t.lost;
     Ok(total)
 }
 
+/// `testguest deliver=vf` in irq=avic with the NVMe SR-IOV machine behind an IOMMU with guest
+/// virtual APIC mode (`ga=on`): the VF's interrupts are posted without exits
+/// (`tests::delivery::check_delivery_vf`).
+fn smoke_delivery_vf(
+    bin: &Path,
+    kernel: &Path,
+    guest: &Path,
+    work: &Path,
+) -> std::result::Result<::tests::delivery::Counts, String> {
+    let dir = ::tests::target_dir()
+        .join("test-work")
+        .join("qemu-avic-delivery-vf");
+    fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let disks = [dir.join("ns1.img"), dir.join("ns2.img")];
+    for d in &disks {
+        fs::File::create(d)
+            .and_then(|f| f.set_len(16 << 20))
+            .map_err(|e| format!("disk image {}: {e}", d.display()))?;
+    }
+    let mut extra = vec![
+        "-device".to_string(),
+        "amd-iommu,intremap=on,xtsup=on,pt=off,ga=on".to_string(),
+    ];
+    extra.extend(::tests::qemu::nvme_sriov_args(
+        "deliver",
+        &[&disks[0], &disks[1]],
+    ));
+    let guests = ::tests::delivery::delivery_guest_vf("avic", "00:04.1");
+    let (serial, status, log) = smoke_boot(
+        bin,
+        kernel,
+        guest,
+        work,
+        "delivery-guest-vf",
+        &guests,
+        &extra,
+    )?;
+    let summary = ::tests::delivery::check_delivery_vf(&serial, "avic")
+        .map_err(|e| format!("vf: {e} (log {})", log.display()))?;
+    match status.code() {
+        Some(33) => Ok(summary.total),
+        Some(c) => Err(format!(
+            "vf: QEMU exit {} (log {})",
+            ::tests::describe_exit(c),
+            log.display()
+        )),
+        None => Err(format!("vf: QEMU killed: {status}")),
+    }
+}
+
 /// Boots the patched QEMU with -cpu max,+avic,+x2avic, 3 CPUs and the test guest as the module
-/// for `guests`; returns the serial log, QEMU's status and the log's path.
+/// for `guests`, plus `extra` arguments; returns the serial log, QEMU's status and the log's path.
 fn smoke_boot(
     bin: &Path,
     kernel: &Path,
@@ -1136,6 +1195,7 @@ fn smoke_boot(
     work: &Path,
     name: &str,
     guests: &str,
+    extra: &[String],
 ) -> std::result::Result<(String, std::process::ExitStatus, PathBuf), String> {
     let log = work.join(format!("qemu-avic-smoke-{name}.log"));
     let _ = fs::remove_file(&log);
@@ -1159,6 +1219,7 @@ fn smoke_boot(
         .arg(format!("debug-exit=0xf4 {guests}"))
         .arg("-initrd")
         .arg(format!("{} testguest", guest.display()))
+        .args(extra)
         .stdin(Stdio::null());
     let status = status_with_timeout(&mut cmd, 300).map_err(|e| e.msg)?;
     Ok((fs::read_to_string(&log).unwrap_or_default(), status, log))
@@ -1172,7 +1233,7 @@ fn smoke_attack_guest(
     work: &Path,
 ) -> std::result::Result<(), String> {
     let guests = ::tests::attack::cpu_attack_guests("avic");
-    let (serial, status, log) = smoke_boot(bin, kernel, guest, work, "attack-guest", &guests)?;
+    let (serial, status, log) = smoke_boot(bin, kernel, guest, work, "attack-guest", &guests, &[])?;
     let verdict =
         ::tests::attack::check_cpu_attacks(&serial, "avic").and_then(|_| match status.code() {
             Some(33) => Ok(()),

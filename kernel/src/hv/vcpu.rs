@@ -359,6 +359,14 @@ impl Vcpu {
             self.vmcb().exit_info2,
             self.vmcb().rip,
         );
+        if self.vm.config.irq == IrqMode::Emulated && exit != ExitCode::Intr {
+            // A VF interrupt that came while the guest had IF clear caused no INTR exit (without
+            // V_INTR_MASKING the guest's IF holds physical interrupts too): it waits in this core's
+            // APIC. Take it into the virtual APIC at every exit, so that an IRR read shows it as
+            // hardware would (the delivery-checking guest's `vf` check read it clear before).
+            self.drain_host_interrupt();
+            self.collect_device_interrupts();
+        }
         match exit {
             ExitCode::Cpuid => self.cpuid(),
             ExitCode::Ioio => match IoioExit::decode(info1, info2) {
