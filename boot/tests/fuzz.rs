@@ -491,11 +491,7 @@ fn kind(ty: u32) -> MemoryKind {
 #[test]
 #[ignore = "rewrites fuzz/corpus; run by hand after changing a builder"]
 fn write_seed_corpus() {
-    let write = |target: &str, name: &str, bytes: &[u8]| {
-        let dir = hostfuzz::corpus_dir(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), bytes).unwrap();
-    };
+    let write = hostfuzz::write_seed;
     write("multiboot1", "qemu-like.bin", &Mb1::qemu_like().build());
     write("multiboot2", "grub-like.bin", &mb2_build(&grub_like()));
 }

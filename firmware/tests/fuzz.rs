@@ -14,31 +14,10 @@ use firmware::rsdp::RootPointer;
 use firmware::{Acpi, Madt, Mcfg, PhysMem, Rsdp, Sdt, Signature};
 use hostfuzz::proptest;
 use hostfuzz::proptest::prelude::*;
-use hostfuzz::Bytes;
+use hostfuzz::{fix_checksum, fix_sdt, Bytes};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-/// Sets the byte at `at` so that `bytes` sums to zero.
-fn fix_checksum(bytes: &mut [u8], at: usize) {
-    if at >= bytes.len() {
-        return;
-    }
-    bytes[at] = 0;
-    let sum = bytes.iter().fold(0u8, |s, b| s.wrapping_add(*b));
-    bytes[at] = 0u8.wrapping_sub(sum);
-}
-
-/// Fixes the checksum of the system description table at the start of `v` over its length
-/// field (clamped to the bytes there are).
-fn fix_sdt(v: &mut [u8]) {
-    if v.len() < 36 {
-        return;
-    }
-    let len = u32::from_le_bytes([v[4], v[5], v[6], v[7]]) as usize;
-    let len = len.clamp(36, v.len());
-    fix_checksum(&mut v[..len], 9);
-}
 
 /// Fixes both RSDP checksums: the first 20 bytes, then the whole length (revision >= 2).
 fn fix_rsdp(v: &mut [u8]) {
@@ -683,11 +662,7 @@ fn fuzz_acpi_walk() {
 #[test]
 #[ignore = "rewrites fuzz/corpus; run by hand after changing a builder"]
 fn write_seed_corpus() {
-    let write = |target: &str, name: &str, bytes: &[u8]| {
-        let dir = hostfuzz::corpus_dir(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), bytes).unwrap();
-    };
+    let write = hostfuzz::write_seed;
     write("rsdp", "v1.bin", &rsdp_v1());
     write("rsdp", "v2.bin", &rsdp_v2(0x7FE_1000));
     write("madt", "qemu-like.bin", &qemu_like_madt());

@@ -63,6 +63,35 @@ pub fn corpus_dir(target: &str) -> PathBuf {
         .join(target)
 }
 
+/// Writes `bytes` as seed `name` of `target` (the `write_seed_corpus` tests, run by hand).
+pub fn write_seed(target: &str, name: &str, bytes: &[u8]) {
+    let dir = corpus_dir(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), bytes).unwrap();
+}
+
+/// Sets the byte at `at` so that `bytes` sums to zero (the ACPI checksum rule, ACPI 6.5
+/// §5.2.6); nothing if `at` is past the end.
+pub fn fix_checksum(bytes: &mut [u8], at: usize) {
+    if at >= bytes.len() {
+        return;
+    }
+    bytes[at] = 0;
+    let sum = bytes.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+    bytes[at] = 0u8.wrapping_sub(sum);
+}
+
+/// Fixes the checksum of the ACPI system description table at the start of `v` over its length
+/// field (clamped to the bytes there are), so a mutated table gets past the checksum.
+pub fn fix_sdt(v: &mut [u8]) {
+    if v.len() < 36 {
+        return;
+    }
+    let len = u32::from_le_bytes([v[4], v[5], v[6], v[7]]) as usize;
+    let len = len.clamp(36, v.len());
+    fix_checksum(&mut v[..len], 9);
+}
+
 /// The seed files of `target`, sorted by name: (file name, contents). A missing directory is
 /// an empty corpus.
 pub fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {

@@ -478,9 +478,7 @@ fn fuzz_decoder_encoded() {
 #[test]
 #[ignore = "rewrites fuzz/corpus; run by hand after changing the seeds"]
 fn write_seed_corpus() {
-    let dir = hostfuzz::corpus_dir("insn");
-    std::fs::create_dir_all(&dir).unwrap();
     for (i, s) in seeds().iter().enumerate() {
-        std::fs::write(dir.join(format!("seed-{i:02}.bin")), s).unwrap();
+        hostfuzz::write_seed("insn", &format!("seed-{i:02}.bin"), s);
     }
 }

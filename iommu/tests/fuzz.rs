@@ -8,31 +8,12 @@
 
 use hostfuzz::proptest;
 use hostfuzz::proptest::prelude::*;
-use hostfuzz::Bytes;
+use hostfuzz::{fix_checksum, fix_sdt, Bytes};
 use iommu::ivrs::{Block, Device, DeviceEntry, DeviceId, DteSetting, IvhdType};
 use iommu::Ivrs;
 
 // ---------------------------------------------------------------------------------------------
 // Building tables (AMD IOMMU spec §5.2).
-
-fn fix_checksum(bytes: &mut [u8], at: usize) {
-    if at >= bytes.len() {
-        return;
-    }
-    bytes[at] = 0;
-    let sum = bytes.iter().fold(0u8, |s, b| s.wrapping_add(*b));
-    bytes[at] = 0u8.wrapping_sub(sum);
-}
-
-/// Fixes the ACPI checksum over the length field (clamped to the bytes there are).
-fn fix_sdt(v: &mut [u8]) {
-    if v.len() < 36 {
-        return;
-    }
-    let len = u32::from_le_bytes([v[4], v[5], v[6], v[7]]) as usize;
-    let len = len.clamp(36, v.len());
-    fix_checksum(&mut v[..len], 9);
-}
 
 /// The whole table: ACPI header, IVinfo, 8 reserved bytes, then the blocks.
 fn ivrs_table(iv_info: u32, blocks: &[u8]) -> Vec<u8> {
@@ -527,8 +508,6 @@ fn fuzz_ivrs_well_formed() {
 #[test]
 #[ignore = "rewrites fuzz/corpus; run by hand after changing a builder"]
 fn write_seed_corpus() {
-    let dir = hostfuzz::corpus_dir("ivrs");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("qemu-like.bin"), build(0x2801, &qemu_like())).unwrap();
-    std::fs::write(dir.join("every-kind.bin"), build(0x2801, &every_kind())).unwrap();
+    hostfuzz::write_seed("ivrs", "qemu-like.bin", &build(0x2801, &qemu_like()));
+    hostfuzz::write_seed("ivrs", "every-kind.bin", &build(0x2801, &every_kind()));
 }

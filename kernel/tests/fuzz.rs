@@ -659,11 +659,7 @@ fn fuzz_cmdline_round_trip() {
 #[test]
 #[ignore = "rewrites fuzz/corpus; run by hand after changing a builder"]
 fn write_seed_corpus() {
-    let write = |target: &str, name: &str, bytes: &[u8]| {
-        let dir = hostfuzz::corpus_dir(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), bytes).unwrap();
-    };
+    let write = hostfuzz::write_seed;
     write("elf", "tiny.bin", &tiny_elf(IMAGE_MIN));
     write("bzimage", "synthetic-small.bin", &small_bzimage());
     for (i, s) in cmdline_seeds().iter().enumerate() {
