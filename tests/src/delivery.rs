@@ -83,6 +83,19 @@ pub struct Counts {
     pub readback_mismatches: u64,
 }
 
+impl Counts {
+    /// Adds `other`'s counts to these (totals over several runs).
+    pub fn add(&mut self, other: &Counts) {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.coalesced += other.coalesced;
+        self.out_of_order += other.out_of_order;
+        self.duplicates += other.duplicates;
+        self.lost += other.lost;
+        self.readback_mismatches += other.readback_mismatches;
+    }
+}
+
 impl fmt::Display for Counts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -410,9 +423,7 @@ fn check_end(
         format!("totals do not balance: {t}")
     })?;
     let sum = summary.checks.values().fold(Counts::default(), |mut a, c| {
-        a.sent += c.sent;
-        a.received += c.received;
-        a.coalesced += c.coalesced;
+        a.add(c);
         a
     });
     expect(

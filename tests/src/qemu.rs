@@ -578,6 +578,19 @@ impl Typist {
     }
 }
 
+/// Two fresh (zero-filled, sparse) namespace images of `mib` MiB for the NVMe SR-IOV machine of
+/// test `name`, in `target/test-work/<name>/`.
+pub fn fresh_disks(name: &str, mib: u64) -> [PathBuf; 2] {
+    let dir = crate::target_dir().join("test-work").join(name);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    [dir.join("ns1.img"), dir.join("ns2.img")].map(|p| {
+        let f = fs::File::create(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        f.set_len(mib << 20)
+            .unwrap_or_else(|e| panic!("sizing {}: {e}", p.display()));
+        p
+    })
+}
+
 /// QEMU arguments of the NVMe SR-IOV machine ([`Qemu::nvme_sriov`]): a PF with serial `serial`
 /// (00:04.0, its VFs from 00:04.1) and one detached namespace per disk image.
 pub fn nvme_sriov_args(serial: &str, disks: &[&std::path::Path]) -> Vec<String> {

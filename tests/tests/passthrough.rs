@@ -13,14 +13,9 @@ fn nvme_args(q: Qemu, disks: &[PathBuf; 2]) -> Qemu {
     q.nvme_sriov("didvisor", &[&disks[0], &disks[1]])
 }
 
+/// Two fresh 64 MiB namespace images for `test`.
 fn disks(test: &str) -> [PathBuf; 2] {
-    let dir = tests::target_dir().join("test-work").join(test);
-    fs::create_dir_all(&dir).expect("work dir");
-    [dir.join("ns1.img"), dir.join("ns2.img")].map(|p| {
-        let f = fs::File::create(&p).expect("disk image");
-        f.set_len(64 << 20).expect("disk size");
-        p
-    })
+    tests::qemu::fresh_disks(test, 64)
 }
 
 fn boot(test: &str, smp: u32, guests: &[String], iommu: bool) -> (Qemu, [PathBuf; 2]) {

@@ -979,40 +979,33 @@ fn smoke() -> Result {
             }
         }
     }
-    // The attack guest beside a benign one in irq=avic (the same checks as the integration
-    // tests make in direct and emulated modes).
-    match smoke_attack_guest(&bin, &kernel, &guest, &work) {
-        Ok(()) => {
-            passed += 1;
-            println!("xtask: qemu-avic smoke: attack guest in irq=avic: contained");
-        }
-        Err(e) => {
-            failed += 1;
-            println!("xtask: qemu-avic smoke: attack guest in irq=avic: FAILED: {e}");
-        }
-    }
-    // The fuzzing guest's fixed-seed run in irq=avic (the integration tests run it in the
-    // other two modes).
-    match smoke_fuzzing_guest(&bin, &kernel, &guest, &work) {
-        Ok(n) => {
-            passed += 1;
-            println!("xtask: qemu-avic smoke: fuzzing guest in irq=avic: {n} actions, contained");
-        }
-        Err(e) => {
-            failed += 1;
-            println!("xtask: qemu-avic smoke: fuzzing guest in irq=avic: FAILED: {e}");
-        }
-    }
-    // The delivery-checking guest in irq=avic (the integration tests run it in the other two
-    // modes): the same counts and findings asserted by tests::delivery.
-    match smoke_delivery_guest(&bin, &kernel, &guest, &work) {
-        Ok(total) => {
-            passed += 1;
-            println!("xtask: qemu-avic smoke: delivery guest in irq=avic: {total}");
-        }
-        Err(e) => {
-            failed += 1;
-            println!("xtask: qemu-avic smoke: delivery guest in irq=avic: FAILED: {e}");
+    // The attack, fuzzing and delivery-checking guests in irq=avic: the same checks the
+    // integration tests make in direct and emulated modes (tests::attack, tests::delivery).
+    let guests: [(&str, std::result::Result<String, String>); 3] = [
+        (
+            "attack guest",
+            smoke_attack_guest(&bin, &kernel, &guest, &work).map(|()| "contained".into()),
+        ),
+        (
+            "fuzzing guest",
+            smoke_fuzzing_guest(&bin, &kernel, &guest, &work)
+                .map(|n| format!("{n} actions, contained")),
+        ),
+        (
+            "delivery guest",
+            smoke_delivery_guest(&bin, &kernel, &guest, &work).map(|t| t.to_string()),
+        ),
+    ];
+    for (what, result) in guests {
+        match result {
+            Ok(summary) => {
+                passed += 1;
+                println!("xtask: qemu-avic smoke: {what} in irq=avic: {summary}");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("xtask: qemu-avic smoke: {what} in irq=avic: FAILED: {e}");
+            }
         }
     }
     // The hypervisor's irq=avic mode with the Debian guest, and its refusals.
@@ -1053,19 +1046,16 @@ fn smoke_fuzzing_guest(
     work: &Path,
 ) -> std::result::Result<u32, String> {
     let guests = ::tests::attack::fuzz_guests("avic", FUZZ_SEED, FUZZ_ACTIONS, None);
-    let (serial, status, log) =
-        smoke_boot(bin, kernel, guest, work, "fuzzing-guest", &guests, &[])?;
-    let n = ::tests::attack::check_fuzz_run(&serial, FUZZ_ACTIONS)
-        .map_err(|e| format!("{e} (log {})", log.display()))?;
-    match status.code() {
-        Some(33) => Ok(n),
-        Some(c) => Err(format!(
-            "QEMU exit {} (log {})",
-            ::tests::describe_exit(c),
-            log.display()
-        )),
-        None => Err(format!("QEMU killed: {status}")),
-    }
+    smoke_boot(
+        bin,
+        kernel,
+        guest,
+        work,
+        "fuzzing-guest",
+        &guests,
+        &[],
+        |serial| ::tests::attack::check_fuzz_run(serial, FUZZ_ACTIONS),
+    )
 }
 
 /// `cargo xtask qemu-avic delivery`: the smoke's delivery-checking guest alone.
@@ -1103,36 +1093,14 @@ fn smoke_delivery_guest(
     for vcpus in [1, 2] {
         let guests = ::tests::delivery::delivery_guest("avic", vcpus);
         let name = format!("delivery-guest-{vcpus}-vcpu");
-        let (serial, status, log) = smoke_boot(bin, kernel, guest, work, &name, &guests, &[])?;
-        let summary = ::tests::delivery::check_delivery(&serial, "avic", vcpus)
-            .map_err(|e| format!("{vcpus} vcpus: {e} (log {})", log.display()))?;
-        match status.code() {
-            Some(33) => {}
-            Some(c) => {
-                return Err(format!(
-                    "{vcpus} vcpus: QEMU exit {} (log {})",
-                    ::tests::describe_exit(c),
-                    log.display()
-                ))
-            }
-            None => return Err(format!("{vcpus} vcpus: QEMU killed: {status}")),
-        }
-        let t = summary.total;
-        total.sent += t.sent;
-        total.received += t.received;
-        total.coalesced += t.coalesced;
-        total.out_of_order += t.out_of_order;
-        total.duplicates += t.duplicates;
-        total.lost += t.lost;
+        let summary = smoke_boot(bin, kernel, guest, work, &name, &guests, &[], |serial| {
+            ::tests::delivery::check_delivery(serial, "avic", vcpus)
+        })
+        .map_err(|e| format!("{vcpus} vcpus: {e}"))?;
+        total.add(&summary.total);
     }
     // The VF's MSI-X interrupts, posted by the IOMMU (GA mode) into the vCPU's backing page.
-    let t = smoke_delivery_vf(bin, kernel, guest, work)?;
-    total.sent += t.sent;
-    total.received += t.received;
-    total.coalesced += t.coalesced;
-    total.out_of_order += t.out_of_order;
-    total.duplicates += t.duplicates;
-    total.lost += t.lost;
+    total.add(&smoke_delivery_vf(bin, kernel, guest, work)?);
     Ok(total)
 }
 
@@ -1145,16 +1113,7 @@ fn smoke_delivery_vf(
     guest: &Path,
     work: &Path,
 ) -> std::result::Result<::tests::delivery::Counts, String> {
-    let dir = ::tests::target_dir()
-        .join("test-work")
-        .join("qemu-avic-delivery-vf");
-    fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let disks = [dir.join("ns1.img"), dir.join("ns2.img")];
-    for d in &disks {
-        fs::File::create(d)
-            .and_then(|f| f.set_len(16 << 20))
-            .map_err(|e| format!("disk image {}: {e}", d.display()))?;
-    }
+    let disks = ::tests::qemu::fresh_disks("qemu-avic-delivery-vf", 16);
     let mut extra = vec![
         "-device".to_string(),
         "amd-iommu,intremap=on,xtsup=on,pt=off,ga=on".to_string(),
@@ -1164,31 +1123,18 @@ fn smoke_delivery_vf(
         &[&disks[0], &disks[1]],
     ));
     let guests = ::tests::delivery::delivery_guest_vf("avic", "00:04.1");
-    let (serial, status, log) = smoke_boot(
-        bin,
-        kernel,
-        guest,
-        work,
-        "delivery-guest-vf",
-        &guests,
-        &extra,
-    )?;
-    let summary = ::tests::delivery::check_delivery_vf(&serial, "avic")
-        .map_err(|e| format!("vf: {e} (log {})", log.display()))?;
-    match status.code() {
-        Some(33) => Ok(summary.total),
-        Some(c) => Err(format!(
-            "vf: QEMU exit {} (log {})",
-            ::tests::describe_exit(c),
-            log.display()
-        )),
-        None => Err(format!("vf: QEMU killed: {status}")),
-    }
+    let name = "delivery-guest-vf";
+    smoke_boot(bin, kernel, guest, work, name, &guests, &extra, |serial| {
+        ::tests::delivery::check_delivery_vf(serial, "avic").map(|summary| summary.total)
+    })
+    .map_err(|e| format!("vf: {e}"))
 }
 
 /// Boots the patched QEMU with -cpu max,+avic,+x2avic, 3 CPUs and the test guest as the module
-/// for `guests`, plus `extra` arguments; returns the serial log, QEMU's status and the log's path.
-fn smoke_boot(
+/// for `guests`, plus `extra` arguments; judges the serial log with `check`, then requires QEMU's
+/// status 33 (all guests ended cleanly). Errors name the serial log.
+#[allow(clippy::too_many_arguments)]
+fn smoke_boot<T>(
     bin: &Path,
     kernel: &Path,
     guest: &Path,
@@ -1196,7 +1142,8 @@ fn smoke_boot(
     name: &str,
     guests: &str,
     extra: &[String],
-) -> std::result::Result<(String, std::process::ExitStatus, PathBuf), String> {
+    check: impl FnOnce(&str) -> std::result::Result<T, String>,
+) -> std::result::Result<T, String> {
     let log = work.join(format!("qemu-avic-smoke-{name}.log"));
     let _ = fs::remove_file(&log);
     let mut cmd = Command::new(bin);
@@ -1222,7 +1169,13 @@ fn smoke_boot(
         .args(extra)
         .stdin(Stdio::null());
     let status = status_with_timeout(&mut cmd, 300).map_err(|e| e.msg)?;
-    Ok((fs::read_to_string(&log).unwrap_or_default(), status, log))
+    let serial = fs::read_to_string(&log).unwrap_or_default();
+    let verdict = check(&serial).and_then(|v| match status.code() {
+        Some(33) => Ok(v),
+        Some(c) => Err(format!("QEMU exit {}", ::tests::describe_exit(c))),
+        None => Err(format!("QEMU killed: {status}")),
+    });
+    verdict.map_err(|e| format!("{e} (log {})", log.display()))
 }
 
 /// `testguest attack=cpu,ports` in irq=avic beside a benign guest (`tests::attack`).
@@ -1233,14 +1186,16 @@ fn smoke_attack_guest(
     work: &Path,
 ) -> std::result::Result<(), String> {
     let guests = ::tests::attack::cpu_attack_guests("avic");
-    let (serial, status, log) = smoke_boot(bin, kernel, guest, work, "attack-guest", &guests, &[])?;
-    let verdict =
-        ::tests::attack::check_cpu_attacks(&serial, "avic").and_then(|_| match status.code() {
-            Some(33) => Ok(()),
-            Some(c) => Err(format!("QEMU exit {}", ::tests::describe_exit(c))),
-            None => Err(format!("QEMU killed: {status}")),
-        });
-    verdict.map_err(|e| format!("{e} (log {})", log.display()))
+    smoke_boot(
+        bin,
+        kernel,
+        guest,
+        work,
+        "attack-guest",
+        &guests,
+        &[],
+        |serial| ::tests::attack::check_cpu_attacks(serial, "avic"),
+    )
 }
 
 fn build(clean: bool) -> Result {

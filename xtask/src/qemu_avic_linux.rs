@@ -232,13 +232,7 @@ fn with_nvme(q: Qemu, ga: bool, disk: &Path, spare: &Path) -> Qemu {
 
 /// Two fresh 64 MiB images for `test`.
 fn fresh_disks(test: &str) -> [std::path::PathBuf; 2] {
-    let dir = tests::target_dir().join("test-work").join(test);
-    std::fs::create_dir_all(&dir).expect("work dir");
-    [dir.join("ns1.img"), dir.join("ns2.img")].map(|p| {
-        let f = std::fs::File::create(&p).expect("disk image");
-        f.set_len(64 << 20).expect("disk size");
-        p
-    })
+    tests::qemu::fresh_disks(test, 64)
 }
 
 /// Whether `disk` holds at 1 MiB the 64 KiB block guest/init.sh's `nvme-write` writes:

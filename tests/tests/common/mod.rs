@@ -60,11 +60,5 @@ pub fn run_interval(run: &Run, guest: &str) -> (u64, u64) {
 
 /// Two fresh 16 MiB namespace images for the NVMe SR-IOV machine of test `name`.
 pub fn fresh_disks(name: &str) -> [std::path::PathBuf; 2] {
-    let dir = tests::target_dir().join("test-work").join(name);
-    std::fs::create_dir_all(&dir).expect("work dir");
-    [dir.join("ns1.img"), dir.join("ns2.img")].map(|p| {
-        let f = std::fs::File::create(&p).expect("disk image");
-        f.set_len(16 << 20).expect("disk size");
-        p
-    })
+    tests::qemu::fresh_disks(name, 16)
 }
