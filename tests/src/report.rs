@@ -17,6 +17,12 @@
 
 use std::collections::BTreeMap;
 
+/// The "timer" x2APIC exits a Linux vCPU in direct mode may have: direct mode traps the timer
+/// LVT's writes to filter them (isolation: no delivery mode, no reserved bit reaches the physical
+/// LVT); Linux writes it a few times per boot (8 measured), never per tick (it reprograms the
+/// initial count, which stays the guest's and never exits).
+pub const MAX_DIRECT_TIMER_LVT_EXITS: u64 = 32;
+
 /// The x2APIC exit breakdown and injections of one vCPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApicCounts {

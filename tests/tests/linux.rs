@@ -117,11 +117,6 @@ fn apic_counts(run: &Run, name: &str, vcpu: u32) -> ApicCounts {
         .unwrap_or_else(|| run.fail(&format!("no x2apic/interrupt lines for {name} vcpu {vcpu}")))
 }
 
-/// Direct mode traps the timer LVT's writes to filter them (isolation: no delivery mode, no
-/// reserved bit reaches the physical LVT); Linux writes it a few times per boot, never per tick
-/// (it reprograms the initial count, which stays the guest's): 8 measured for one vCPU.
-const MAX_DIRECT_LVTT_WRITES: u64 = 32;
-
 #[test]
 fn linux_one_vcpu_direct_takes_timer_interrupts_without_exits() {
     let run =
@@ -143,7 +138,7 @@ fn linux_one_vcpu_direct_takes_timer_interrupts_without_exits() {
     let apic = apic_counts(&run, "lin", 0);
     assert_eq!(apic.eoi, 0, "EOIs must not exit in direct mode");
     assert!(
-        apic.timer <= MAX_DIRECT_LVTT_WRITES,
+        apic.timer <= tests::report::MAX_DIRECT_TIMER_LVT_EXITS,
         "timer programming must not exit per tick in direct mode: {} timer exits",
         apic.timer
     );
@@ -197,7 +192,7 @@ fn two_vcpus(irq: &str) {
         let apic = apic_counts(&run, "lin", vcpu);
         if irq == "direct" {
             assert!(
-                apic.eoi == 0 && apic.timer <= MAX_DIRECT_LVTT_WRITES,
+                apic.eoi == 0 && apic.timer <= tests::report::MAX_DIRECT_TIMER_LVT_EXITS,
                 "vcpu {vcpu}: EOI/timer exits in direct mode: {apic:?}"
             );
         } else {

@@ -32,10 +32,6 @@ use ::tests::{Boot, BootFiles, Qemu, SerialOut};
 use crate::layout::{Layout, Target};
 use crate::{fail, linux, Error, Result};
 
-/// Timer-register exits a direct-mode guest may have: its timer LVT writes, trapped and filtered
-/// (the initial count, reprogrammed every tick, never exits).
-const MAX_DIRECT_TIMER_LVT_EXITS: u64 = 32;
-
 /// The isa-debug-exit port QEMU runs always have.
 const DEBUG_EXIT_PORT: u16 = 0xf4;
 
@@ -317,7 +313,7 @@ pub fn evaluate(serial: &str, plan: &Plan) -> Vec<Check> {
             // Direct: no EOI exits; the timer is the guest's, only its few LVT writes exit
             // (filtered for isolation; a Linux boot makes about 8, never one per tick).
             ("direct", Some(a), _) => (
-                a.eoi == 0 && a.timer <= MAX_DIRECT_TIMER_LVT_EXITS,
+                a.eoi == 0 && a.timer <= report::MAX_DIRECT_TIMER_LVT_EXITS,
                 format!(", EOI exits {}, timer exits {}", a.eoi, a.timer),
             ),
             (_, Some(a), _) => (

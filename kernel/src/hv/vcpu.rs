@@ -504,27 +504,12 @@ impl Vcpu {
 
     /// CPUID 0Dh.0 EDX:EAX as the guest's CPUID policy shows it: the XCR0 bits it may set.
     fn guest_xcr0_supported(&mut self) -> u64 {
-        let host = core::arch::x86_64::__cpuid_count(0xd, 0);
-        let max_basic = core::arch::x86_64::__cpuid_count(0, 0).eax;
-        let max_ext = core::arch::x86_64::__cpuid_count(0x8000_0000, 0).eax;
-        let view = VcpuView {
-            apic_id: self.id,
-            vcpu_count: self.vm.config.cores.len() as u32,
-            guest_cr4: self.vmcb().cr4,
-        };
-        let host = CpuidResult {
-            eax: host.eax,
-            ebx: host.ebx,
-            ecx: host.ecx,
-            edx: host.edx,
-        };
-        let r = cpuid::guest_cpuid(0xd, host, max_basic, max_ext, &view);
+        let r = self.guest_cpuid(0xd, 0);
         (u64::from(r.edx) << 32) | u64::from(r.eax)
     }
 
-    fn cpuid(&mut self) -> Next {
-        let leaf = self.vmcb().rax as u32;
-        let subleaf = self.regs.rcx as u32;
+    /// The guest's answer for CPUID `leaf`/`subleaf`: the host's, through the CPUID policy.
+    fn guest_cpuid(&mut self, leaf: u32, subleaf: u32) -> CpuidResult {
         let host = |l: u32, s: u32| {
             let r = core::arch::x86_64::__cpuid_count(l, s);
             CpuidResult {
@@ -541,7 +526,13 @@ impl Vcpu {
             vcpu_count: self.vm.config.cores.len() as u32,
             guest_cr4: self.vmcb().cr4,
         };
-        let r = cpuid::guest_cpuid(leaf, host(leaf, subleaf), max_basic, max_ext, &view);
+        cpuid::guest_cpuid(leaf, host(leaf, subleaf), max_basic, max_ext, &view)
+    }
+
+    fn cpuid(&mut self) -> Next {
+        let leaf = self.vmcb().rax as u32;
+        let subleaf = self.regs.rcx as u32;
+        let r = self.guest_cpuid(leaf, subleaf);
         self.vmcb().rax = u64::from(r.eax);
         self.regs.rbx = u64::from(r.ebx);
         self.regs.rcx = u64::from(r.ecx);
