@@ -436,7 +436,7 @@ fn initrd_arg(modules: &[Module]) -> String {
 }
 
 /// Quotes arguments for display as a shell command line.
-fn shell_words(args: &[String]) -> String {
+pub fn shell_words(args: &[String]) -> String {
     args.iter()
         .map(|a| {
             if !a.is_empty()

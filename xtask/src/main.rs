@@ -549,15 +549,7 @@ fn qemu_console(q: &Qemu, kernel: &Path, watch: Option<&str>) -> Result<Console>
     banner(&format!(
         "{} {} (Ctrl-A X quits)",
         q.binary_path().display(),
-        qargs
-            .iter()
-            .map(|a| if a.contains(' ') || a.is_empty() {
-                format!("\"{a}\"")
-            } else {
-                a.clone()
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        tests::qemu::shell_words(&qargs)
     ));
     let start = Instant::now();
     let mut child = Command::new(q.binary_path())

@@ -541,14 +541,7 @@ fn console_run(q: &Qemu, interactive: bool, timeout: Option<Duration>) -> Result
     crate::banner(&format!(
         "{} {}",
         q.binary_path().display(),
-        args.iter()
-            .map(|a| if a.contains(' ') || a.is_empty() {
-                format!("'{a}'")
-            } else {
-                a.clone()
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        ::tests::qemu::shell_words(&args)
     ));
     let start = Instant::now();
     let mut child = Command::new(q.binary_path())
