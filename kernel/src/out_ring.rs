@@ -37,6 +37,13 @@ impl<const N: usize> ByteRing<N> {
         N - self.len
     }
 
+    /// Whether `len` more bytes fit while leaving `keep_free` bytes free: guest-caused output is
+    /// queued with a reserve kept free, so a guest that keeps the queue full can never starve
+    /// the hypervisor's own messages (those are queued with no reserve and wait for room).
+    pub fn fits(&self, len: usize, keep_free: usize) -> bool {
+        len.saturating_add(keep_free) <= self.room()
+    }
+
     /// Appends all of `bytes`, or nothing if they do not fit.
     pub fn push(&mut self, bytes: &[u8]) -> bool {
         if bytes.len() > self.room() {
@@ -78,5 +85,18 @@ mod tests {
         assert!(r.is_empty());
         assert_eq!(r.pop(), None);
         assert_eq!(r.room(), 8);
+    }
+
+    #[test]
+    fn a_reserve_stays_free_for_others() {
+        let mut r = ByteRing::<16>::new();
+        assert!(r.push(b"0123456789"));
+        // 6 bytes of room: a guest line that would eat into a 4-byte reserve does not fit, the
+        // hypervisor's (no reserve) does.
+        assert!(!r.fits(3, 4));
+        assert!(r.fits(2, 4));
+        assert!(r.fits(6, 0));
+        assert!(!r.fits(7, 0));
+        assert!(!r.fits(usize::MAX, 1));
     }
 }

@@ -1,8 +1,8 @@
 //! The hypervisor's console: COM1 (16550 UART at 0x3F8), polled. Lines are queued whole
 //! (`didvisor::out_ring`), so lines from different cores do not interleave and no core waits on
 //! the UART while holding a lock others need; whoever finds the UART free drains the queue, the
-//! service core on every pass of its loop. Guest-caused lines (`print_guest`) are dropped when the
-//! queue is full. Also the `log` backend.
+//! service core on every pass of its loop. Guest-caused lines (`print_guest`) are dropped when only
+//! the hypervisor's reserve is left. Also the `log` backend.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -123,14 +123,15 @@ impl Write for Enqueue<'_> {
     }
 }
 
-/// Puts the whole message into the queue, or nothing if it does not fit (formatting is cheap
-/// and done twice: once to measure, once under the queue's lock, so messages never interleave).
-fn enqueue(args: fmt::Arguments) -> bool {
+/// Puts the whole message into the queue, or nothing if it does not fit with `keep_free` bytes
+/// left over (formatting is cheap and done twice: once to measure, once under the queue's lock,
+/// so messages never interleave).
+fn enqueue(args: fmt::Arguments, keep_free: usize) -> bool {
     let mut m = Measure(0);
     let _ = m.write_fmt(args);
     x86_64::instructions::interrupts::without_interrupts(|| {
         let mut q = QUEUE.lock();
-        if q.room() < m.0 {
+        if !q.fits(m.0, keep_free) {
             return false;
         }
         let _ = Enqueue(&mut q).write_fmt(args);
@@ -143,16 +144,22 @@ fn enqueue(args: fmt::Arguments) -> bool {
 /// rate-limited, fills it). Interrupts are off while a lock is held, so a handler on this core
 /// cannot deadlock on it.
 pub fn print(args: fmt::Arguments) {
-    while !enqueue(args) {
+    while !enqueue(args, 0) {
         drain(usize::MAX);
         core::hint::spin_loop();
     }
     drain(DRAIN_BATCH);
 }
 
-/// Prints a line a guest caused: queued if there is room, else dropped and counted. Never waits.
+/// Queue space guest-caused lines never take: on a real 115200-baud line guests can print
+/// faster than the UART drains, and without a reserve they could keep the queue full so that a
+/// hypervisor message (an exit table is about 600 bytes) never finds room.
+const HYPERVISOR_RESERVE: usize = 8192;
+
+/// Prints a line a guest caused: queued if there is room beyond [`HYPERVISOR_RESERVE`], else
+/// dropped and counted. Never waits.
 pub fn print_guest(args: fmt::Arguments) {
-    if !enqueue(args) {
+    if !enqueue(args, HYPERVISOR_RESERVE) {
         DROPPED.fetch_add(1, Ordering::Relaxed);
     }
     drain(DRAIN_BATCH);
