@@ -1,7 +1,11 @@
 //! The local APIC in x2APIC mode, through its MSRs (AMD APM vol. 2, 16.11 "x2APIC").
 //!
-//! A dozen lines of our own instead of the `x2apic` crate: that crate drags in old versions of
-//! bitflags and raw-cpuid, and we use only enable, ID, ICR and spurious-vector programming.
+//! Our own MSR accesses rather than the `x2apic` crate's (0.5.1, tried for issue #11; the
+//! compile errors are in docs/design.md): its `LocalApic::enable` writes 0 to LINT0/LINT1
+//! (unmasked, vector 0), unmasks a periodic timer and sets x2APIC mode without EN first; without
+//! `enable` it cannot set the timer or spurious vector, and it has no IRR read; its `LocalApic` is
+//! neither `Send` nor `Sync` (one per core, built with a CPUID); and it brings bitflags 1 and
+//! raw-cpuid 10 beside our bitflags 2 and raw-cpuid 11.
 
 use x86_64::registers::model_specific::Msr;
 
