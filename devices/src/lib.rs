@@ -15,6 +15,8 @@
 //!
 //! Every other port reads as all ones and ignores writes, and is counted (`unknown.rs`).
 //! [`LegacyPlatform`] (`platform.rs`) bundles them behind one dispatch.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod pci;
