@@ -8,7 +8,7 @@
 //!   `zero-page.rst`): bzImage header parsing, `boot_params` with the e820 map, placing kernel,
 //!   command line and initrd in guest RAM;
 //! - [`guest_layout`]: the long-mode boot state every guest starts in (identity page tables, GDT,
-//!   control registers; AMD APM vol. 2 ch. 5 and §14.6 "Enabling long mode").
+//!   control registers: what Linux's 64-bit boot protocol expects at `startup_64`).
 //!
 //! Everything writes into byte slices that become guest memory, so `cargo test -p guestfw` runs it
 //! on the host (the tables are read back with the host-side parsers of the `firmware` crate, which
