@@ -55,7 +55,7 @@ impl BackingPage {
     pub const fn new(apic_id: u32, x2apic: bool) -> Self {
         let mut p = Self::new_zeroed();
         p.regs[reg::ID as usize / 4] = if x2apic { apic_id } else { apic_id << 24 };
-        p.regs[reg::VERSION as usize / 4] = 0x0005_0014;
+        p.regs[reg::VERSION as usize / 4] = apic::x2apic::VERSION;
         p
     }
 

@@ -56,79 +56,10 @@ impl IpiFailure {
     }
 }
 
-/// ICR delivery modes (ICR bits 10:8).
-pub mod delivery_mode {
-    /// Fixed.
-    pub const FIXED: u8 = 0;
-    /// Lowest priority.
-    pub const LOWEST_PRIORITY: u8 = 1;
-    /// SMI.
-    pub const SMI: u8 = 2;
-    /// NMI.
-    pub const NMI: u8 = 4;
-    /// INIT.
-    pub const INIT: u8 = 5;
-    /// Start-up.
-    pub const STARTUP: u8 = 6;
-}
-
-/// ICR destination shorthand (bits 19:18).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Shorthand {
-    /// Use the destination field.
-    None,
-    /// Self.
-    ToSelf,
-    /// All including self.
-    AllIncludingSelf,
-    /// All excluding self.
-    AllExcludingSelf,
-}
-
-/// A 64-bit ICR value (xAPIC: ICR2:ICR; x2APIC: the ICR MSR), with field accessors.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Icr(pub u64);
-
-impl Icr {
-    /// Vector, bits 7:0.
-    pub const fn vector(self) -> u8 {
-        self.0 as u8
-    }
-
-    /// Delivery mode, bits 10:8 (see [`delivery_mode`]).
-    pub const fn delivery_mode(self) -> u8 {
-        ((self.0 >> 8) & 0x7) as u8
-    }
-
-    /// Logical destination mode, bit 11.
-    pub const fn logical(self) -> bool {
-        self.0 & (1 << 11) != 0
-    }
-
-    /// Level-triggered, bit 15.
-    pub const fn level_triggered(self) -> bool {
-        self.0 & (1 << 15) != 0
-    }
-
-    /// Destination shorthand, bits 19:18.
-    pub const fn shorthand(self) -> Shorthand {
-        match (self.0 >> 18) & 0x3 {
-            0 => Shorthand::None,
-            1 => Shorthand::ToSelf,
-            2 => Shorthand::AllIncludingSelf,
-            _ => Shorthand::AllExcludingSelf,
-        }
-    }
-
-    /// Destination: xAPIC bits 63:56, x2APIC bits 63:32.
-    pub const fn destination(self, x2apic: bool) -> u32 {
-        if x2apic {
-            (self.0 >> 32) as u32
-        } else {
-            (self.0 >> 56) as u32
-        }
-    }
-}
+// The ICR and the APIC register offsets (which are the backing page's) are the `apic` crate's,
+// shared with the hypervisor's emulated x2APIC.
+pub use apic::icr::{Icr, Shorthand};
+pub use apic::reg;
 
 /// A decoded `AVIC_INCOMPLETE_IPI` exit (0x401).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,64 +90,6 @@ pub enum AccessKind {
     Trap,
     /// The access did not happen; emulate the instruction.
     Fault,
-}
-
-/// xAPIC register offsets in the backing page (APIC register page layout).
-pub mod reg {
-    /// APIC ID.
-    pub const ID: u16 = 0x020;
-    /// Version.
-    pub const VERSION: u16 = 0x030;
-    /// Task priority.
-    pub const TPR: u16 = 0x080;
-    /// Arbitration priority.
-    pub const APR: u16 = 0x090;
-    /// Processor priority.
-    pub const PPR: u16 = 0x0A0;
-    /// End of interrupt.
-    pub const EOI: u16 = 0x0B0;
-    /// Remote read.
-    pub const RRR: u16 = 0x0C0;
-    /// Logical destination.
-    pub const LDR: u16 = 0x0D0;
-    /// Destination format.
-    pub const DFR: u16 = 0x0E0;
-    /// Spurious interrupt vector.
-    pub const SPIV: u16 = 0x0F0;
-    /// In-service register, 8 × 32 bits at 16-byte stride.
-    pub const ISR: u16 = 0x100;
-    /// Trigger mode register.
-    pub const TMR: u16 = 0x180;
-    /// Interrupt request register.
-    pub const IRR: u16 = 0x200;
-    /// Error status.
-    pub const ESR: u16 = 0x280;
-    /// LVT CMCI.
-    pub const LVT_CMCI: u16 = 0x2F0;
-    /// Interrupt command, low half.
-    pub const ICR_LOW: u16 = 0x300;
-    /// Interrupt command, high half.
-    pub const ICR_HIGH: u16 = 0x310;
-    /// LVT timer.
-    pub const LVT_TIMER: u16 = 0x320;
-    /// LVT thermal.
-    pub const LVT_THERMAL: u16 = 0x330;
-    /// LVT performance counter.
-    pub const LVT_PMC: u16 = 0x340;
-    /// LVT LINT0.
-    pub const LVT_LINT0: u16 = 0x350;
-    /// LVT LINT1.
-    pub const LVT_LINT1: u16 = 0x360;
-    /// LVT error.
-    pub const LVT_ERROR: u16 = 0x370;
-    /// Timer initial count.
-    pub const TIMER_INITIAL: u16 = 0x380;
-    /// Timer current count.
-    pub const TIMER_CURRENT: u16 = 0x390;
-    /// Timer divide configuration.
-    pub const TIMER_DIVIDE: u16 = 0x3E0;
-    /// Self IPI (x2APIC only).
-    pub const SELF_IPI: u16 = 0x3F0;
 }
 
 /// A decoded `AVIC_NOACCEL` exit (0x402).
@@ -274,6 +147,7 @@ impl NoAccel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use apic::DeliveryMode;
 
     #[test]
     fn incomplete_ipi_target_not_running() {
@@ -283,9 +157,9 @@ mod tests {
         assert_eq!(ipi.cause, IpiFailure::TargetNotRunning);
         assert_eq!(ipi.index, 2);
         assert_eq!(ipi.icr.vector(), 0xEC);
-        assert_eq!(ipi.icr.delivery_mode(), delivery_mode::FIXED);
+        assert_eq!(ipi.icr.delivery_mode(), DeliveryMode::Fixed);
         assert_eq!(ipi.icr.destination(false), 2);
-        assert_eq!(ipi.icr.shorthand(), Shorthand::None);
+        assert_eq!(ipi.icr.shorthand(), Shorthand::Destination);
         assert!(!ipi.icr.logical());
     }
 
@@ -311,7 +185,7 @@ mod tests {
         let icr = (0x105u64 << 32) | (5 << 8) | (1 << 14);
         let d = IncompleteIpi::decode(icr, 0x1_05);
         assert_eq!(d.cause, IpiFailure::InvalidIntType);
-        assert_eq!(d.icr.delivery_mode(), delivery_mode::INIT);
+        assert_eq!(d.icr.delivery_mode(), DeliveryMode::Init);
         assert_eq!(d.icr.destination(true), 0x105);
         assert_eq!(d.index, 0x105);
         let all = Icr(3 << 18);

@@ -16,16 +16,21 @@
 //!   the vCPU's core. No host timer, no INTR exit.
 
 use crate::backing::BackingPage;
-use crate::exit::{delivery_mode, reg, AccessKind, IncompleteIpi, IpiFailure, NoAccel};
+use crate::exit::{reg, AccessKind, IncompleteIpi, IpiFailure, NoAccel};
 use crate::selftest::Mode;
+use apic::x2apic::{lvt, svr};
+use apic::DeliveryMode;
+
+pub use apic::reg::msr_of;
+pub use apic::x2apic::x2apic_ldr;
 
 /// The x2APIC version register: version 14h, max LVT entry 5 (six LVTs), as the hypervisor's
 /// emulated x2APIC reports it.
-pub const X2APIC_VERSION: u32 = 0x0005_0014;
+pub const X2APIC_VERSION: u32 = apic::x2apic::VERSION;
 /// Spurious-interrupt vector register after reset: vector FFh, APIC software-disabled.
-pub const SPIV_RESET: u32 = 0xFF;
+pub const SPIV_RESET: u32 = svr::RESET;
 /// LVT mask bit (bit 16), set in every LVT after reset.
-pub const LVT_MASK: u32 = 1 << 16;
+pub const LVT_MASK: u32 = lvt::MASK;
 /// The LVT registers of the backing page.
 pub const LVTS: [u16; 6] = [
     reg::LVT_TIMER,
@@ -38,13 +43,7 @@ pub const LVTS: [u16; 6] = [
 /// The guest-physical APIC base the VMCB's APIC BAR field names (x2AVIC does not use it).
 pub const APIC_BAR: u64 = 0xFEE0_0000;
 /// First and last x2APIC MSR (APM vol. 2 §16.11.1).
-pub const X2APIC_MSRS: core::ops::RangeInclusive<u32> = 0x800..=0x8FF;
-
-/// The x2APIC logical destination register of `apic_id` (APM vol. 2 §16.11): cluster
-/// `id[19:4]` in bits 31:16, member bit `1 << id[3:0]` in bits 15:0.
-pub const fn x2apic_ldr(apic_id: u32) -> u32 {
-    (((apic_id >> 4) & 0xFFFF) << 16) | (1 << (apic_id & 0xF))
-}
+pub const X2APIC_MSRS: core::ops::RangeInclusive<u32> = apic::x2apic::MSRS;
 
 /// The backing page of a vCPU with x2APIC ID `apic_id` as an x2APIC has it after reset: ID
 /// (all 32 bits), version, LDR, SPIV FFh (software-disabled), every LVT masked.
@@ -57,11 +56,6 @@ pub fn x2apic_backing_page(apic_id: u32) -> BackingPage {
         p.write(lvt, LVT_MASK);
     }
     p
-}
-
-/// The x2APIC MSR of backing-page register `offset` (MSR = 800h + offset / 16).
-pub const fn msr_of(offset: u16) -> u32 {
-    0x800 + ((offset as u32 & 0xFF0) >> 4)
 }
 
 /// Whether the MSR permission map intercepts `msr` in `irq=avic` mode (read, write). x2AVIC
@@ -160,7 +154,7 @@ pub const fn incomplete_ipi_action(ipi: &IncompleteIpi) -> IpiAction {
 /// Whether a 401h exit was about a fixed IPI (the kind AVIC should deliver without an exit to
 /// a running target), for the statistics.
 pub const fn is_fixed_ipi(ipi: &IncompleteIpi) -> bool {
-    ipi.icr.delivery_mode() == delivery_mode::FIXED
+    matches!(ipi.icr.delivery_mode(), DeliveryMode::Fixed)
 }
 
 /// The doorbell MSR value for host core `host_apic_id`: bits 7:0 carry the physical APIC ID,
@@ -329,7 +323,7 @@ impl AvicCounts {
             _ if is_fixed_ipi(ipi) => self.fixed_ipi += 1,
             _ if matches!(
                 ipi.icr.delivery_mode(),
-                delivery_mode::INIT | delivery_mode::STARTUP
+                DeliveryMode::Init | DeliveryMode::StartUp
             ) =>
             {
                 self.start_ipi += 1

@@ -9,9 +9,10 @@
 //! logical table), lowest-priority arbitration, and the exact ordering of IRR updates.
 //! One assumption beyond the APM text checked: vectors 0–15 are reported as "invalid vector".
 
-use crate::exit::{delivery_mode, Icr, IpiFailure, Shorthand};
+use crate::exit::{Icr, IpiFailure, Shorthand};
 use crate::table::{PhysicalIdEntry, PHYSICAL_TABLE_ENTRIES};
 use crate::BackingPage;
+use apic::DeliveryMode;
 
 /// A set of physical APIC-ID table indices (0–511), without allocation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,7 +76,7 @@ pub fn deliver_ipi(
     icr: Icr,
 ) -> Result<IpiOutcome, Unmodeled> {
     let mut out = IpiOutcome::default();
-    if icr.delivery_mode() != delivery_mode::FIXED || icr.level_triggered() {
+    if icr.delivery_mode() != DeliveryMode::Fixed || icr.level_triggered() {
         out.exit = Some((IpiFailure::InvalidIntType, 0));
         return Ok(out);
     }
@@ -86,14 +87,14 @@ pub fn deliver_ipi(
     let last = (max_index as usize).min(table.len().saturating_sub(1));
     let broadcast_id = if x2apic { u32::MAX } else { 0xFF };
     let (all, exclude_self) = match icr.shorthand() {
-        Shorthand::ToSelf => {
+        Shorthand::SelfOnly => {
             out.irr_set.insert(sender as usize);
             return Ok(out);
         }
         Shorthand::AllIncludingSelf => (true, false),
         Shorthand::AllExcludingSelf => (true, true),
-        Shorthand::None if icr.logical() => return Err(Unmodeled),
-        Shorthand::None => (icr.destination(x2apic) == broadcast_id, false),
+        Shorthand::Destination if icr.logical() => return Err(Unmodeled),
+        Shorthand::Destination => (icr.destination(x2apic) == broadcast_id, false),
     };
 
     if !all {

@@ -106,9 +106,7 @@ pub const fn word_of(base: u16, vector: u8) -> (u16, u32) {
 }
 
 /// The x2APIC MSR of the APIC register at byte `offset` (800h + offset / 16, §15.29.10).
-pub const fn x2apic_msr(offset: u16) -> u32 {
-    0x800 + (offset as u32 >> 4)
-}
+pub use apic::reg::msr_of as x2apic_msr;
 
 /// The ICR equivalent of the self-IPI of check 1 (fixed, edge, self shorthand). SELF_IPI
 /// (83Fh) "is handled the same way as ICR MSR acceleration" (§15.29.10, p. 583).

@@ -70,6 +70,31 @@ pub fn write_seed(target: &str, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), bytes).unwrap();
 }
 
+thread_local! {
+    /// Guest memory, reused from case to case (allocating and first touching megabytes each
+    /// case would take most of the time).
+    static GUEST: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` bytes of zeroed guest memory (the loader targets').
+pub fn with_guest<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    GUEST.with(|g| {
+        let mut g = g.borrow_mut();
+        if g.len() < len {
+            g.resize(len, 0);
+        }
+        let guest = &mut g[..len];
+        guest.fill(0);
+        f(guest)
+    })
+}
+
+/// All bytes zero (page by page with `memcmp`).
+pub fn is_zero(b: &[u8]) -> bool {
+    const PAGE: [u8; 4096] = [0; 4096];
+    b.chunks(4096).all(|c| c == &PAGE[..c.len()])
+}
+
 /// Sets the byte at `at` so that `bytes` sums to zero (the ACPI checksum rule, ACPI 6.5
 /// §5.2.6); nothing if `at` is past the end.
 pub fn fix_checksum(bytes: &mut [u8], at: usize) {

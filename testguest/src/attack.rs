@@ -7,8 +7,8 @@
 use core::arch::asm;
 use core::fmt::Write;
 
-use didvisor::pci::header::{self, Command};
-use didvisor::pci::ConfigAccess;
+use pci::header::{self, Command};
+use pci::ConfigAccess;
 use testguest::cmdline::Attack;
 
 use crate::guest::Console;
@@ -306,9 +306,7 @@ fn msix_low_vector(name: &str) {
         return;
     };
     let mut cfg = Conf1;
-    let Some(cap) =
-        didvisor::pci::capability::find_capability(&cfg, VF, didvisor::pci::capability::id::MSIX)
-    else {
+    let Some(cap) = pci::capability::find_capability(&cfg, VF, pci::capability::id::MSIX) else {
         say!("testguest: attack {name}: the VF has no MSI-X capability");
         return;
     };

@@ -23,11 +23,11 @@
 
 use super::*;
 use crate::nvme::{self, Controller, GuestRam, IDENTIFY, NSID, READ_BUF, TRANSFER};
+use ::nvme::entry::COMPLETION_ENTRY_SIZE;
+use ::nvme::{admin, Cns, CompletionEntry, DmaMemory, QueuePair};
 use core::sync::atomic::AtomicBool;
-use didvisor::nvme::entry::COMPLETION_ENTRY_SIZE;
-use didvisor::nvme::{admin, Cns, CompletionEntry, DmaMemory, QueuePair};
-use didvisor::pci::capability;
-use didvisor::pci::msix::{self, MsixInfo};
+use pci::capability;
+use pci::msix::{self, MsixInfo};
 use testguest::nvme_io::{io_command, nvm_opcode};
 
 /// The vectors MSI-X entry 0 carries in turn: classes 3, 6 and A.

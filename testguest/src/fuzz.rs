@@ -6,7 +6,7 @@
 use core::arch::asm;
 use core::fmt::Write;
 
-use didvisor::pci::ConfigAccess;
+use pci::ConfigAccess;
 use testguest::cmdline::Fuzz;
 use testguest::fuzz_plan::{next_action, Action, Rng, Special, KINDS};
 

@@ -6,7 +6,7 @@
 //! | `cmdline`  | the command line words: `end=...` and `canary=0x...`                         |
 //! | `delivery` | the delivery-checking guest's model of its local APIC and its books (`deliver=`) |
 //! | `fuzz_plan`| the fuzzing guest's seeded stream of random actions (`fuzz=SEED`)     |
-//! | `nvme_io`  | NVM I/O on top of `didvisor::nvme`: an I/O queue pair (its `QueuePair`), the |
+//! | `nvme_io`  | NVM I/O on top of `nvme`: an I/O queue pair (its `QueuePair`), the |
 //! |            | Read/Write encoders, PRPs, the namespace's LBA format, test patterns         |
 #![cfg_attr(not(test), no_std)]
 

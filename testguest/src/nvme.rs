@@ -22,14 +22,12 @@ use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
 
-use didvisor::nvme::identify::ControllerIdentity;
-use didvisor::nvme::registers::{self, Cap};
-use didvisor::nvme::{
-    admin, AdminQueue, Cns, CompletionEntry, ControllerRegs, DmaMemory, QueueMemory,
-};
-use didvisor::pci::bar::{BAR_IO, BAR_MEM_ADDRESS_MASK, BAR_MEM_TYPE_64, BAR_MEM_TYPE_MASK};
-use didvisor::pci::header::{self, Command};
-use didvisor::pci::{Bdf, ConfigAccess};
+use ::nvme::identify::ControllerIdentity;
+use ::nvme::registers::{self, Cap};
+use ::nvme::{admin, AdminQueue, Cns, CompletionEntry, ControllerRegs, DmaMemory, QueueMemory};
+use pci::bar::{BAR_IO, BAR_MEM_ADDRESS_MASK, BAR_MEM_TYPE_64, BAR_MEM_TYPE_MASK};
+use pci::header::{self, Command};
+use pci::{Bdf, ConfigAccess};
 use testguest::nvme_io::{
     classify_block, fill_pattern, io_command, nvm_opcode, parse_namespace, pattern_mismatch, prps,
     BlockContents, IoError, IoQueue, NamespaceError, PAGE_SIZE,

@@ -1,15 +1,15 @@
-//! What the test guest adds to `didvisor::nvme` (which brings the admin queue up, encodes the
+//! What the test guest adds to `nvme` (which brings the admin queue up, encodes the
 //! Create I/O Completion/Submission Queue commands and runs any polled queue pair) to do NVM I/O
 //! on its VF: the NVM Read and Write commands (NVM Command Set Specification 1.0, "Read
 //! command", "Write command"), PRP entries for one transfer of at most a page (NVMe Base 2.0,
 //! "Physical Region Page Entry and List"), the LBA format from Identify Namespace (NVM Command
 //! Set Specification 1.0, "Identify Namespace data structure"), one polled I/O queue pair
-//! (`didvisor::nvme::QueuePair` with the guest's error reporting), and the data patterns.
+//! (`nvme::QueuePair` with the guest's error reporting), and the data patterns.
 //!
 //! The queue uses the register ([`ControllerRegs`]) and DMA ([`DmaMemory`]) traits of
-//! `didvisor::nvme`, so the host tests drive it against a fake controller.
+//! `nvme`, so the host tests drive it against a fake controller.
 
-use didvisor::nvme::{
+use nvme::{
     CompletionEntry, ControllerRegs, DmaMemory, NvmeError, QueueMemory, QueuePair, SubmissionEntry,
 };
 
@@ -170,7 +170,7 @@ pub enum IoError {
 }
 
 /// One polled I/O submission/completion queue pair, created on the controller by the caller with
-/// [`didvisor::nvme::admin::create_io_cq`] and [`didvisor::nvme::admin::create_io_sq`] on zeroed
+/// [`nvme::admin::create_io_cq`] and [`nvme::admin::create_io_sq`] on zeroed
 /// completion memory: the kernel's [`QueuePair`] (the same ring the admin queue uses), with
 /// completions of other commands handed to the caller and errors as [`IoError`].
 #[derive(Clone, Debug)]

@@ -14,18 +14,18 @@
 //! pins down x2APIC details AMD leaves implicit (reserved-bit checking, register access rules);
 //! Intel 82093AA I/O APIC datasheet; Intel ICH9 datasheet (I/O APIC version 20h, EOI register).
 
-pub mod delivery;
 pub mod direct;
-pub mod icr;
 pub mod ioapic;
 pub mod lapic;
 pub mod lapic_timer;
 pub mod vector_set;
-pub mod x2apic;
+
+// The register map, ICR and delivery modes are the `apic` crate's (shared with `avic`).
+pub use apic::{delivery, icr, x2apic};
 
 /// The lowest vector an APIC delivers: 0-15 are illegal in fixed interrupts and IPIs (a "send"
 /// or "receive illegal vector" error, AMD APM vol. 2 §16.4.7 ESR); they are the exceptions'.
-pub const MIN_VECTOR: u8 = 16;
+pub const MIN_VECTOR: u8 = apic::delivery::FIRST_LEGAL_VECTOR;
 
 #[cfg(test)]
 mod ioapic_tests;

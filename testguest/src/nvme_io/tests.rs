@@ -5,8 +5,8 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use didvisor::nvme::entry::sct;
-use didvisor::nvme::{CompletionEntry, ControllerRegs, DmaMemory, Status, SubmissionEntry};
+use nvme::entry::sct;
+use nvme::{CompletionEntry, ControllerRegs, DmaMemory, Status, SubmissionEntry};
 
 use super::*;
 

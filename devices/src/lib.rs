@@ -14,7 +14,15 @@
 //! | 0xCF8 (dword), 0xCFC-0xCFF | PCI configuration mechanism #1  | `pci.rs`      |
 //!
 //! Every other port reads as all ones and ignores writes, and is counted (`unknown.rs`).
-//! [`LegacyPlatform`] (`platform.rs`) bundles them behind one dispatch.
+//! [`LegacyPlatform`] (`platform.rs`) bundles them behind one dispatch. Virtual devices of other
+//! kinds (virtio) belong in this crate too.
+//!
+//! Specifications, cited per file: Intel 8259A (order no. 231468) and 8254 (231164) datasheets,
+//! Motorola MC146818A datasheet, National Semiconductor PC16550D datasheet, ACPI 6.5 §4.8.3 (PM1
+//! blocks, PM timer), PCI Local Bus Specification 3.0 §3.2.2.3.2 (configuration mechanism #1) and
+//! §6.1-6.2 (type-0 header).
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod pci;

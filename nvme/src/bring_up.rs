@@ -13,7 +13,7 @@
 
 use super::admin::{AdminCommand, ResourceType, VmAction};
 use super::identify::{PrimaryControllerCapabilities, SecondaryControllerList};
-use crate::pci::sriov::MAX_VFS;
+use pci::sriov::MAX_VFS;
 
 /// Steps per VF at most.
 const STEPS_PER_VF: usize = 5;

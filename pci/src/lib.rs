@@ -26,6 +26,8 @@
 //! QEMU quirks this code is shaped by (see `docs/platform.md`): VFs read vendor/device 0xFFFF; VF
 //! BARs are decoded only below 4 GiB; a VF decodes its BAR only when its own command register has
 //! Memory Space set.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 use core::fmt;
 

@@ -66,11 +66,10 @@ const _: () = assert!(offset_of!(Type0Header, subsystem_vendor_id) == 0x2C);
 const _: () = assert!(offset_of!(Type0Header, capabilities_pointer) == 0x34);
 const _: () = assert!(offset_of!(Type0Header, interrupt_line) == 0x3C);
 // The guest-side host bridge names the same dwords; they must agree.
+const _: () =
+    assert!(devices::pci_host::header::COMMAND_STATUS as usize == offset_of!(Type0Header, command));
 const _: () = assert!(
-    crate::devices::pci_host::header::COMMAND_STATUS as usize == offset_of!(Type0Header, command)
-);
-const _: () = assert!(
-    crate::devices::pci_host::header::INTERRUPT as usize == offset_of!(Type0Header, interrupt_line)
+    devices::pci_host::header::INTERRUPT as usize == offset_of!(Type0Header, interrupt_line)
 );
 
 /// Vendor id (low half) and device id (high half).

@@ -22,9 +22,11 @@
 //! Order of operations for the kernel (docs/platform.md, verified with a Linux L1):
 //! 1. PF: [`AdminQueue::enable`]; Identify Controller (check OACS for Virtualization Management),
 //!    Identify Primary Controller Capabilities ([`check_resources`]).
-//! 2. SR-IOV: [`crate::pci::sriov::enable_vfs`] (NumVFs, VF BARs below 4 GiB, VF Enable).
+//! 2. SR-IOV: [`pci::sriov::enable_vfs`] (NumVFs, VF BARs below 4 GiB, VF Enable).
 //! 3. Identify Secondary Controller List, then [`bring_up_vfs`] and execute each step.
-//! 4. Hand each VF to its guest ([`crate::pci::passthrough`]).
+//! 4. Hand each VF to its guest ([`pci::passthrough`]).
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod bring_up;

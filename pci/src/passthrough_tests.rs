@@ -9,10 +9,8 @@ use super::passthrough::{
     MSIX_CAP_OFFSET,
 };
 use super::sriov::{enable_vfs, EnabledVfs, MmioWindow, Sriov};
-use crate::devices::pci::{
-    ConfigSpace, DevFn, PciConfigPorts, CONFIG_ADDRESS_PORT, CONFIG_DATA_PORT,
-};
-use crate::devices::PortIo;
+use devices::pci::{ConfigSpace, DevFn, PciConfigPorts, CONFIG_ADDRESS_PORT, CONFIG_DATA_PORT};
+use devices::PortIo;
 
 const GUEST_BAR0: u64 = 0xE000_0000;
 

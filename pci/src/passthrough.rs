@@ -44,7 +44,7 @@ use super::msix::{
 };
 use super::sriov::{EnabledVfs, VfFunction};
 use super::{Bdf, ConfigAccess};
-use crate::devices::pci::ConfigSpace;
+use devices::pci::ConfigSpace;
 
 /// Where the virtual MSI-X capability sits.
 pub const MSIX_CAP_OFFSET: u16 = 0x40;
@@ -222,7 +222,7 @@ impl EventQueue {
     }
 }
 
-/// A passed-through VF as its guest sees it; plugs into [`crate::devices::pci::PciBus`].
+/// A passed-through VF as its guest sees it; plugs into [`devices::pci::PciBus`].
 #[derive(Clone)]
 pub struct VfPassthrough {
     identity: VfIdentity,

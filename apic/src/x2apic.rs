@@ -1,6 +1,5 @@
 //! The x2APIC register map and register layouts, the x2APIC logical-destination derivation and
-//! destination matching. The ICR is in [`super::icr`], the direct-mode MSR policy in
-//! [`super::direct`].
+//! destination matching. The register offsets are in [`super::reg`], the ICR in [`super::icr`].
 //!
 //! Sources: AMD APM vol. 2 §16.11 "x2APIC" (MSR map 800h-8FFh, 64-bit ICR, LDR derivation),
 //! §16.5 "Interprocessor Interrupts" (ICR fields); Intel SDM vol. 3A §10.12 (Table 10-6, the
@@ -8,36 +7,42 @@
 //! bit raises #GP).
 
 use super::delivery::DestMode;
+use super::reg::{self, msr_of};
 
 /// The x2APIC MSR window (APM §16.11): register at xAPIC offset `o` is MSR `0x800 + o / 16`.
 pub const MSR_FIRST: u32 = 0x800;
 pub const MSR_LAST: u32 = 0x8ff;
 
-pub const MSR_ID: u32 = 0x802;
-pub const MSR_VERSION: u32 = 0x803;
-pub const MSR_TPR: u32 = 0x808;
-pub const MSR_PPR: u32 = 0x80a;
-pub const MSR_EOI: u32 = 0x80b;
-pub const MSR_LDR: u32 = 0x80d;
-pub const MSR_SVR: u32 = 0x80f;
+pub const MSR_ID: u32 = msr_of(reg::ID);
+pub const MSR_VERSION: u32 = msr_of(reg::VERSION);
+pub const MSR_TPR: u32 = msr_of(reg::TPR);
+pub const MSR_PPR: u32 = msr_of(reg::PPR);
+pub const MSR_EOI: u32 = msr_of(reg::EOI);
+pub const MSR_LDR: u32 = msr_of(reg::LDR);
+pub const MSR_SVR: u32 = msr_of(reg::SPIV);
 /// ISR, TMR and IRR are eight 32-bit MSRs each; MSR `base + i` holds vectors `32 i .. 32 i + 31`.
-pub const MSR_ISR0: u32 = 0x810;
-pub const MSR_TMR0: u32 = 0x818;
-pub const MSR_IRR0: u32 = 0x820;
-pub const MSR_ESR: u32 = 0x828;
+pub const MSR_ISR0: u32 = msr_of(reg::ISR);
+pub const MSR_TMR0: u32 = msr_of(reg::TMR);
+pub const MSR_IRR0: u32 = msr_of(reg::IRR);
+/// The eight MSRs of the ISR, TMR or IRR.
+pub const VECTOR_WORDS: u32 = 8;
+pub const MSR_ESR: u32 = msr_of(reg::ESR);
 /// Intel's corrected-machine-check LVT. Not a register of ours: see [`Register::from_msr`].
-pub const MSR_LVT_CMCI: u32 = 0x82f;
-pub const MSR_ICR: u32 = 0x830;
-pub const MSR_LVT_TIMER: u32 = 0x832;
-pub const MSR_LVT_THERMAL: u32 = 0x833;
-pub const MSR_LVT_PERF: u32 = 0x834;
-pub const MSR_LVT_LINT0: u32 = 0x835;
-pub const MSR_LVT_LINT1: u32 = 0x836;
-pub const MSR_LVT_ERROR: u32 = 0x837;
-pub const MSR_TIMER_INITIAL: u32 = 0x838;
-pub const MSR_TIMER_CURRENT: u32 = 0x839;
-pub const MSR_TIMER_DIVIDE: u32 = 0x83e;
-pub const MSR_SELF_IPI: u32 = 0x83f;
+pub const MSR_LVT_CMCI: u32 = msr_of(reg::LVT_CMCI);
+pub const MSR_ICR: u32 = msr_of(reg::ICR_LOW);
+pub const MSR_LVT_TIMER: u32 = msr_of(reg::LVT_TIMER);
+pub const MSR_LVT_THERMAL: u32 = msr_of(reg::LVT_THERMAL);
+pub const MSR_LVT_PERF: u32 = msr_of(reg::LVT_PMC);
+pub const MSR_LVT_LINT0: u32 = msr_of(reg::LVT_LINT0);
+pub const MSR_LVT_LINT1: u32 = msr_of(reg::LVT_LINT1);
+pub const MSR_LVT_ERROR: u32 = msr_of(reg::LVT_ERROR);
+pub const MSR_TIMER_INITIAL: u32 = msr_of(reg::TIMER_INITIAL);
+pub const MSR_TIMER_CURRENT: u32 = msr_of(reg::TIMER_CURRENT);
+pub const MSR_TIMER_DIVIDE: u32 = msr_of(reg::TIMER_DIVIDE);
+pub const MSR_SELF_IPI: u32 = msr_of(reg::SELF_IPI);
+
+/// The x2APIC MSR window as a range (`MSR_FIRST..=MSR_LAST`).
+pub const MSRS: core::ops::RangeInclusive<u32> = MSR_FIRST..=MSR_LAST;
 
 /// The local vector table entries, in MSR order; the index is the position in [`LVT_COUNT`]-sized
 /// arrays.
@@ -91,9 +96,15 @@ impl Register {
             MSR_EOI => Register::Eoi,
             MSR_LDR => Register::Ldr,
             MSR_SVR => Register::Svr,
-            0x810..=0x817 => Register::Isr((msr - MSR_ISR0) as usize),
-            0x818..=0x81f => Register::Tmr((msr - MSR_TMR0) as usize),
-            0x820..=0x827 => Register::Irr((msr - MSR_IRR0) as usize),
+            _ if msr >= MSR_ISR0 && msr < MSR_ISR0 + VECTOR_WORDS => {
+                Register::Isr((msr - MSR_ISR0) as usize)
+            }
+            _ if msr >= MSR_TMR0 && msr < MSR_TMR0 + VECTOR_WORDS => {
+                Register::Tmr((msr - MSR_TMR0) as usize)
+            }
+            _ if msr >= MSR_IRR0 && msr < MSR_IRR0 + VECTOR_WORDS => {
+                Register::Irr((msr - MSR_IRR0) as usize)
+            }
             MSR_ESR => Register::Esr,
             MSR_ICR => Register::Icr,
             MSR_LVT_TIMER => Register::Lvt(Lvt::Timer),
@@ -222,6 +233,18 @@ mod tests {
         ] {
             assert_eq!(Register::from_msr(hole), None, "{hole:#x}");
         }
+    }
+
+    #[test]
+    fn msr_numbers_are_the_x2apic_map() {
+        assert_eq!(
+            [MSR_ID, MSR_SVR, MSR_ISR0, MSR_TMR0, MSR_IRR0, MSR_ESR, MSR_ICR],
+            [0x802, 0x80f, 0x810, 0x818, 0x820, 0x828, 0x830]
+        );
+        assert_eq!(
+            [MSR_LVT_PERF, MSR_TIMER_DIVIDE, MSR_SELF_IPI],
+            [0x834, 0x83e, 0x83f]
+        );
     }
 
     #[test]

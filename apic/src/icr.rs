@@ -1,7 +1,9 @@
 //! The x2APIC interrupt command register: its layout and the decoded IPI (AMD APM vol. 2 §16.5
 //! "Interprocessor Interrupts" and §16.11 "x2APIC": one 64-bit MSR with the destination in 63:32;
-//! Intel SDM vol. 3A Figure 10-28). Used by the emulated APIC's ICR write and by the direct mode,
-//! which traps guest ICR writes, checks and translates them, and re-issues them on the hardware.
+//! Intel SDM vol. 3A Figure 10-28). Used by the emulated APIC's ICR write, by the direct mode,
+//! which traps guest ICR writes, checks and translates them, and re-issues them on the hardware,
+//! and by AVIC's incomplete-IPI exit (whose ICR may also be in the xAPIC form, destination in
+//! bits 63:56).
 
 use super::delivery::{DeliveryMode, DestMode, TriggerMode};
 
@@ -17,6 +19,8 @@ pub mod bits {
     pub const SHORTHAND_SHIFT: u32 = 18;
     pub const SHORTHAND: u64 = 0b11 << SHORTHAND_SHIFT;
     pub const DEST_SHIFT: u32 = 32;
+    /// xAPIC: the destination is the high byte of ICR2 (bits 63:56 of the pair).
+    pub const XAPIC_DEST_SHIFT: u32 = 56;
     /// Vector, delivery mode, destination mode, level, trigger, shorthand, destination; bits 13,
     /// 16-17 and 20-31 are reserved.
     pub const WRITABLE: u64 = 0xffff_ffff_000c_cfff;
@@ -76,26 +80,72 @@ impl Ipi {
     }
 }
 
-/// Decodes an x2APIC ICR value. Total: reserved bits are ignored here; the emulated ICR write
-/// checks them first.
-pub const fn decode_icr(value: u64) -> Ipi {
-    Ipi {
-        vector: (value & bits::VECTOR) as u8,
-        delivery_mode: DeliveryMode::from_reg(value),
-        dest_mode: if value & bits::DEST_LOGICAL != 0 {
-            DestMode::Logical
-        } else {
-            DestMode::Physical
-        },
-        shorthand: match (value & bits::SHORTHAND) >> bits::SHORTHAND_SHIFT {
+/// A 64-bit ICR value (x2APIC: the ICR MSR; xAPIC: ICR2:ICR), with field accessors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Icr(pub u64);
+
+impl Icr {
+    /// Vector, bits 7:0.
+    pub const fn vector(self) -> u8 {
+        (self.0 & bits::VECTOR) as u8
+    }
+
+    /// Delivery mode, bits 10:8.
+    pub const fn delivery_mode(self) -> DeliveryMode {
+        DeliveryMode::from_reg(self.0)
+    }
+
+    /// Logical destination mode, bit 11.
+    pub const fn logical(self) -> bool {
+        self.0 & bits::DEST_LOGICAL != 0
+    }
+
+    /// Level assert (bit 14); only an INIT de-assert clears it.
+    pub const fn level_assert(self) -> bool {
+        self.0 & bits::LEVEL_ASSERT != 0
+    }
+
+    /// Level-triggered, bit 15.
+    pub const fn level_triggered(self) -> bool {
+        self.0 & bits::TRIGGER_LEVEL != 0
+    }
+
+    /// Destination shorthand, bits 19:18.
+    pub const fn shorthand(self) -> Shorthand {
+        match (self.0 & bits::SHORTHAND) >> bits::SHORTHAND_SHIFT {
             0 => Shorthand::Destination,
             1 => Shorthand::SelfOnly,
             2 => Shorthand::AllIncludingSelf,
             _ => Shorthand::AllExcludingSelf,
+        }
+    }
+
+    /// Destination: x2APIC bits 63:32, xAPIC bits 63:56.
+    pub const fn destination(self, x2apic: bool) -> u32 {
+        if x2apic {
+            (self.0 >> bits::DEST_SHIFT) as u32
+        } else {
+            (self.0 >> bits::XAPIC_DEST_SHIFT) as u32
+        }
+    }
+}
+
+/// Decodes an x2APIC ICR value. Total: reserved bits are ignored here; the emulated ICR write
+/// checks them first.
+pub const fn decode_icr(value: u64) -> Ipi {
+    let icr = Icr(value);
+    Ipi {
+        vector: icr.vector(),
+        delivery_mode: icr.delivery_mode(),
+        dest_mode: if icr.logical() {
+            DestMode::Logical
+        } else {
+            DestMode::Physical
         },
-        dest: (value >> bits::DEST_SHIFT) as u32,
-        level: value & bits::LEVEL_ASSERT != 0,
-        trigger: if value & bits::TRIGGER_LEVEL != 0 {
+        shorthand: icr.shorthand(),
+        dest: icr.destination(true),
+        level: icr.level_assert(),
+        trigger: if icr.level_triggered() {
             TriggerMode::Level
         } else {
             TriggerMode::Edge
@@ -157,6 +207,15 @@ mod tests {
         assert_eq!(decode_icr(0x8_0000).shorthand, Shorthand::AllIncludingSelf);
         assert_eq!(decode_icr(0xc_0000).shorthand, Shorthand::AllExcludingSelf);
         assert_eq!(decode_icr(0x800).dest_mode, DestMode::Logical);
+    }
+
+    #[test]
+    fn icr_xapic_destination_is_the_high_byte() {
+        let icr = Icr((2u64 << 56) | 0x40ec);
+        assert_eq!(icr.destination(false), 2);
+        assert_eq!(icr.destination(true), 0x0200_0000);
+        assert_eq!(icr.vector(), 0xec);
+        assert!(icr.level_assert() && !icr.level_triggered() && !icr.logical());
     }
 
     #[test]
