@@ -12,7 +12,7 @@ pub struct MacAddr(pub [u8; 6]);
 impl MacAddr {
     pub const ZERO: MacAddr = MacAddr([0; 6]);
 
-    /// Bit 0 of the first byte: a group (multicast/broadcast) address (IEEE 802 §8.2).
+    /// Bit 0 of the first byte: a group (multicast/broadcast) address (IEEE 802).
     pub const fn is_multicast(self) -> bool {
         self.0[0] & 1 != 0
     }

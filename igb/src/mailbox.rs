@@ -122,7 +122,8 @@ impl VfState {
 pub enum Event {
     /// VFLRE: the VF was reset (FLR or its CTRL.RST); its state is back to the configuration.
     VfReset { vf: u8 },
-    /// A request, what was decided, and whether the reply was written.
+    /// A request, what was decided, and whether a reply was written (never for
+    /// [`Decision::Ignore`]; not when the VF took its mailbox back in between).
     Handled {
         vf: u8,
         word0: u32,
@@ -309,10 +310,7 @@ impl Mailbox {
         regs.write32(regs::p2vmailbox(vf), P2v::ACK.bits());
         let decided = decide(&self.config, &self.vfs, vf, decode(&w));
         let (decision, reply) = self.apply(regs, vf, w[0], decided);
-        let replied = match reply {
-            Some(r) => send(regs, vf, &r),
-            None => true,
-        };
+        let replied = reply.is_some_and(|r| send(regs, vf, &r));
         Some(Event::Handled {
             vf,
             word0: w[0],

@@ -1,73 +1,73 @@
-//! The 82576 registers the PF bring-up and the mailbox use, as offsets in the PF's BAR0 (Intel
-//! 82576EB Gigabit Ethernet Controller Datasheet, rev. 2.x, §8 "Programming Interface"; section
-//! numbers below are that chapter's). Names follow the datasheet and Linux `igb`'s
-//! `e1000_regs.h`; QEMU `hw/net/igb_regs.h` uses the same offsets. What QEMU does with each one is
-//! in docs/igb.md.
+//! The 82576 registers the PF bring-up and the mailbox use, as offsets in the PF's BAR0. Each is
+//! described under its name (CTRL, VMOLR, P2VMAILBOX...) in the register chapter of the Intel
+//! 82576EB Gigabit Ethernet Controller Datasheet; the offsets and bits here are the ones Linux
+//! `igb` (`e1000_regs.h`, `e1000_defines.h`, `e1000_82575.h`) and QEMU `hw/net/igb_regs.h`
+//! agree on. What QEMU does with each register is in docs/igb.md.
 
 /// A 32-bit register offset in BAR0.
 pub type Reg = u32;
 
-/// CTRL, Device Control (§8.2.1): [`Ctrl`].
+/// CTRL, Device Control: [`Ctrl`].
 pub const CTRL: Reg = 0x0000;
-/// STATUS, Device Status (§8.2.2): [`Status`].
+/// STATUS, Device Status: [`Status`].
 pub const STATUS: Reg = 0x0008;
-/// EECD, EEPROM/Flash Control (§8.2.3): [`Eecd`].
+/// EECD, EEPROM/Flash Control: [`Eecd`].
 pub const EECD: Reg = 0x0010;
-/// CTRL_EXT, Extended Device Control (§8.2.5): [`CtrlExt`].
+/// CTRL_EXT, Extended Device Control: [`CtrlExt`].
 pub const CTRL_EXT: Reg = 0x0018;
-/// MDIC, MDI Control (§8.2.6): [`mdic`].
+/// MDIC, MDI Control: [`mdic`].
 pub const MDIC: Reg = 0x0020;
-/// RCTL, Receive Control (§8.10.1): [`Rctl`].
+/// RCTL, Receive Control: [`Rctl`].
 pub const RCTL: Reg = 0x0100;
-/// TCTL, Transmit Control (§8.12.1): [`Tctl`].
+/// TCTL, Transmit Control: [`Tctl`].
 pub const TCTL: Reg = 0x0400;
-/// DTXSWC, DMA TX Switch Control (§8.14.8): [`Dtxswc`].
+/// DTXSWC, DMA TX Switch Control: [`Dtxswc`].
 pub const DTXSWC: Reg = 0x3500;
-/// RLPML, Receive Long Packet Maximum Length (§8.10.5), bits 13:0; used while RCTL.LPE is set.
+/// RLPML, Receive Long Packet Maximum Length, bits 13:0; used while RCTL.LPE is set.
 pub const RLPML: Reg = 0x5004;
-/// MTA\[0..128\], Multicast Table Array (§8.10.13): a 4096-bit hash filter.
+/// MTA\[0..128\], Multicast Table Array: a 4096-bit hash filter.
 pub const MTA: Reg = 0x5200;
 pub const MTA_ENTRIES: u32 = 128;
-/// RAL/RAH 0-15 (§8.10.14-15), 8 bytes per entry.
+/// RAL/RAH 0-15, 8 bytes per entry.
 pub const RA_LOW_BANK: Reg = 0x5400;
-/// RAL/RAH 16-23, the second bank (§8.10.14-15).
+/// RAL/RAH 16-23, the second bank.
 pub const RA_HIGH_BANK: Reg = 0x54E0;
 /// Receive address entries in both banks.
 pub const RAR_ENTRIES: u8 = 24;
-/// VFTA\[0..128\], VLAN Filter Table Array (§8.10.19).
+/// VFTA\[0..128\], VLAN Filter Table Array.
 pub const VFTA: Reg = 0x5600;
-/// MRQC, Multiple Receive Queues Command (§8.10.11): [`mrqc`].
+/// MRQC, Multiple Receive Queues Command: [`mrqc`].
 pub const MRQC: Reg = 0x5818;
-/// VT_CTL, VMDq Control (§8.14.1): [`VtCtl`].
+/// VT_CTL, VMDq Control: [`VtCtl`].
 pub const VT_CTL: Reg = 0x581C;
-/// VMOLR(n), VM Offload (§8.14.14): [`Vmolr`], one per pool.
+/// VMOLR(n), VM Offload: [`Vmolr`], one per pool.
 pub const VMOLR_BASE: Reg = 0x5AD0;
-/// VLVF(n), VLAN VM Filter (§8.14.13): [`vlvf`], 32 entries.
+/// VLVF(n), VLAN VM Filter: [`vlvf`], 32 entries.
 pub const VLVF_BASE: Reg = 0x5D00;
 pub const VLVF_ENTRIES: u32 = 32;
 
-/// VMBMEM(n), the mailbox memory of VF n (§8.14.3): 16 words.
+/// VMBMEM(n), the mailbox memory of VF n: 16 words.
 pub const VMBMEM_BASE: Reg = 0x0800;
 /// Words in one mailbox.
 pub const MAILBOX_WORDS: usize = 16;
-/// P2VMAILBOX(n), PF-to-VF mailbox control (§8.14.4): [`P2v`].
+/// P2VMAILBOX(n), PF-to-VF mailbox control: [`P2v`].
 pub const P2VMAILBOX_BASE: Reg = 0x0C00;
-/// V2PMAILBOX(n) seen from the PF (§8.14.5; the VF sees its own at VF offset 0xC40): [`V2p`].
+/// V2PMAILBOX(n) seen from the PF (the VF sees its own at VF offset 0xC40): [`V2p`].
 pub const V2PMAILBOX_BASE: Reg = 0x0C40;
-/// MBVFICR, Mailbox VF Interrupt Cause (§8.14.6), write 1 to clear: [`mbvficr`].
+/// MBVFICR, Mailbox VF Interrupt Cause, write 1 to clear: [`mbvficr`].
 pub const MBVFICR: Reg = 0x0C80;
-/// MBVFIMR, Mailbox VF Interrupt Mask (§8.14.7). QEMU ignores it.
+/// MBVFIMR, Mailbox VF Interrupt Mask. QEMU ignores it.
 pub const MBVFIMR: Reg = 0x0C84;
-/// VFLRE, VF Reset Events (§8.14.9): bit n for VF n, write 1 to clear.
+/// VFLRE, VF Reset Events: bit n for VF n, write 1 to clear.
 pub const VFLRE: Reg = 0x0C88;
-/// VFRE, VF Receive Enables (§8.14.10): bit n for pool n; reset value 0xFF.
+/// VFRE, VF Receive Enables: bit n for pool n; reset value 0xFF.
 pub const VFRE: Reg = 0x0C8C;
-/// VFTE, VF Transmit Enables (§8.14.11): bit n for pool n; reset value 0xFF.
+/// VFTE, VF Transmit Enables: bit n for pool n; reset value 0xFF.
 pub const VFTE: Reg = 0x0C90;
 
-/// The most VFs (and VMDq pools besides the PF's) the 82576 has (§7.8).
+/// The most VFs (and VMDq pools besides the PF's) the 82576 has.
 pub const MAX_POOLS: u8 = 8;
-/// Queues per pool: pool n owns queues n and n + 8 (§7.8.2.3).
+/// Queues per pool: pool n owns queues n and n + 8.
 pub const QUEUES: u8 = 16;
 
 const fn check(n: u8, max: u8) -> u32 {
@@ -125,13 +125,13 @@ pub const fn rah_reg(n: u8) -> Reg {
     ral(n) + 4
 }
 
-/// RXDCTL of queue `q` (< 16), at its 82576 location (§8.10.10; QEMU also decodes the 82575
-/// alias at 0x2828 for queues 0-3).
+/// RXDCTL of queue `q` (< 16), at its 82576 location (QEMU also decodes the 82575 alias at
+/// 0x2828 for queues 0-3).
 pub const fn rxdctl(q: u8) -> Reg {
     0xC028 + 0x40 * check(q, QUEUES)
 }
 
-/// TXDCTL of queue `q` (< 16) (§8.12.13).
+/// TXDCTL of queue `q` (< 16).
 pub const fn txdctl(q: u8) -> Reg {
     0xE028 + 0x40 * check(q, QUEUES)
 }
@@ -140,7 +140,7 @@ pub const fn txdctl(q: u8) -> Reg {
 pub const QUEUE_ENABLE: u32 = 1 << 25;
 
 bitflags::bitflags! {
-    /// CTRL (§8.2.1), the bits used here.
+    /// CTRL, the bits used here.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Ctrl: u32 {
         /// Set Link Up (QEMU does not model it; set as Linux does).
@@ -149,7 +149,7 @@ bitflags::bitflags! {
         const RST = 1 << 26;
     }
 
-    /// STATUS (§8.2.2), the bits used here.
+    /// STATUS, the bits used here.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Status: u32 {
         const FD = 1 << 0;
@@ -161,7 +161,7 @@ bitflags::bitflags! {
         const IOV_MODE = 1 << 18;
     }
 
-    /// EECD (§8.2.3), the bits used here.
+    /// EECD, the bits used here.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Eecd: u32 {
         /// Flash write disable.
@@ -172,14 +172,14 @@ bitflags::bitflags! {
         const AUTO_RD = 1 << 9;
     }
 
-    /// CTRL_EXT (§8.2.5), the bits used here.
+    /// CTRL_EXT, the bits used here.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct CtrlExt: u32 {
         /// PF Reset Done: the VFs may use their mailboxes (clears RSTI, sets RSTD per VF).
         const PFRSTD = 1 << 14;
     }
 
-    /// RCTL (§8.10.1), the bits used here.
+    /// RCTL, the bits used here.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Rctl: u32 {
         /// Receiver enable.
@@ -194,7 +194,7 @@ bitflags::bitflags! {
         const SECRC = 1 << 26;
     }
 
-    /// TCTL (§8.12.1), the bits used here; CT and COLD are [`tctl`] fields.
+    /// TCTL, the bits used here; CT and COLD are [`tctl`] fields.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Tctl: u32 {
         /// Transmit enable; clear after reset.
@@ -205,7 +205,7 @@ bitflags::bitflags! {
         const RTLC = 1 << 24;
     }
 
-    /// DTXSWC (§8.14.8).
+    /// DTXSWC.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Dtxswc: u32 {
         /// Bits 7:0: MAC anti-spoofing per pool (QEMU does not check it).
@@ -214,7 +214,7 @@ bitflags::bitflags! {
         const LOOPBACK = 1 << 31;
     }
 
-    /// VT_CTL (§8.14.1), the flags; the default pool is [`vt_ctl::default_pool`].
+    /// VT_CTL, the flags; the default pool is [`vt_ctl::default_pool`].
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct VtCtl: u32 {
         /// Frames matching no pool are dropped instead of going to the default pool.
@@ -222,7 +222,7 @@ bitflags::bitflags! {
         const _ = !0;
     }
 
-    /// VMOLR(n) (§8.14.14), the flags; RLPML is bits 13:0 ([`vmolr_rlpml`]).
+    /// VMOLR(n), the flags; RLPML is bits 13:0 ([`VMOLR_RLPML_MASK`]).
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Vmolr: u32 {
         /// Long packet enable for the pool (up to RLPML).
@@ -238,7 +238,7 @@ bitflags::bitflags! {
         const _ = !0;
     }
 
-    /// P2VMAILBOX(n) (§8.14.4).
+    /// P2VMAILBOX(n).
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct P2v: u32 {
         /// Status/command: the PF wrote a message (sets V2P.PFSTS).
@@ -253,7 +253,7 @@ bitflags::bitflags! {
         const RVFU = 1 << 4;
     }
 
-    /// V2PMAILBOX(n) (§8.14.5). Reading it clears PFSTS, PFACK and RSTD.
+    /// V2PMAILBOX(n). Reading it clears PFSTS, PFACK and RSTD.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct V2p: u32 {
         const REQ = 1 << 0;
@@ -269,14 +269,14 @@ bitflags::bitflags! {
     }
 }
 
-/// TCTL fields (§8.12.1): collision threshold 11:4, collision distance 21:12, with Linux's
+/// TCTL fields: collision threshold 11:4, collision distance 21:12, with Linux's
 /// values (15, 63).
 pub mod tctl {
     pub const CT_DEFAULT: u32 = 15 << 4;
     pub const COLD_DEFAULT: u32 = 63 << 12;
 }
 
-/// MRQC (§8.10.11): bits 2:0 select the queueing mode.
+/// MRQC: bits 2:0 select the queueing mode.
 pub mod mrqc {
     /// VMDq without RSS, what Linux writes (QEMU tests only bit 0).
     pub const ENABLE_VMDQ: u32 = 0x3;
@@ -293,7 +293,7 @@ pub mod vt_ctl {
 /// VMOLR bits 13:0: the pool's long-packet maximum length.
 pub const VMOLR_RLPML_MASK: u32 = 0x3FFF;
 
-/// MBVFICR (§8.14.6) fields.
+/// MBVFICR fields.
 pub mod mbvficr {
     /// VFREQ, bits 7:0: VF n sent a message.
     pub const fn vfreq(vf: u8) -> u32 {
@@ -307,7 +307,7 @@ pub mod mbvficr {
     pub const VFACK_MASK: u32 = 0xFF << 16;
 }
 
-/// RAH fields (§8.10.15): address bytes 4-5 in 15:0, POOLSEL 25:18, AV 31.
+/// RAH fields: address bytes 4-5 in 15:0, POOLSEL 25:18, AV 31.
 pub mod rah {
     /// Address valid.
     pub const AV: u32 = 1 << 31;
@@ -319,7 +319,7 @@ pub mod rah {
     }
 }
 
-/// VLVF fields (§8.14.13): VLAN id 11:0, POOLSEL 19:12, VI_EN 31.
+/// VLVF fields: VLAN id 11:0, POOLSEL 19:12, VI_EN 31.
 pub mod vlvf {
     pub const VID_MASK: u32 = 0xFFF;
     pub const POOLSEL_SHIFT: u32 = 12;
@@ -330,7 +330,7 @@ pub mod vlvf {
     }
 }
 
-/// MDIC (§8.2.6): data 15:0, PHY register 20:16, PHY address 25:21, op 27:26, ready 28, error 30.
+/// MDIC: data 15:0, PHY register 20:16, PHY address 25:21, op 27:26, ready 28, error 30.
 pub mod mdic {
     pub const DATA_MASK: u32 = 0xFFFF;
     pub const OP_WRITE: u32 = 1 << 26;
@@ -346,7 +346,7 @@ pub mod mdic {
     }
 }
 
-/// PHY registers (IEEE 802.3 clause 22, as the 82576's internal PHY has them, §8.23).
+/// PHY registers (IEEE 802.3 clause 22).
 pub mod phy {
     /// BMCR, basic mode control.
     pub const BMCR: u8 = 0;

@@ -1,5 +1,5 @@
-//! The 82576's SR-IOV capability as QEMU's `igb` presents it (`igb_pci_realize`; 82576
-//! datasheet §9.6.4), checked before [`pci::sriov::enable_vfs`] programs it, and the VF's
+//! The 82576's SR-IOV capability as QEMU's `igb` presents it (`hw/net/igb.c`,
+//! `igb_pci_realize`; Linux `igb`'s VF device id), checked before [`pci::sriov::enable_vfs`] programs it, and the VF's
 //! resources the passthrough needs.
 
 use pci::sriov::{SriovInfo, VfFunction};
@@ -62,4 +62,93 @@ pub fn check_vf_bars(vf: &VfFunction) -> Result<(), SriovMismatch> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pci::sriov::SriovControl;
+    use pci::{Bar, Bdf};
+
+    /// What QEMU's igb reports with NumVFs = 2 (the page sizes are the SR-IOV default; not checked).
+    fn qemu_info() -> SriovInfo {
+        SriovInfo {
+            capabilities: 0,
+            control: SriovControl::empty(),
+            initial_vfs: 8,
+            total_vfs: 8,
+            num_vfs: 2,
+            function_dependency_link: 0,
+            first_vf_offset: 0x80,
+            vf_stride: 2,
+            vf_device_id: 0x10CA,
+            supported_page_sizes: 0x553,
+            system_page_size: 1,
+        }
+    }
+
+    #[test]
+    fn qemu_layout_passes_and_others_are_named() {
+        assert_eq!(check_capability(&qemu_info()), Ok(()));
+        let i = SriovInfo {
+            vf_device_id: 0x1520,
+            ..qemu_info()
+        };
+        assert_eq!(check_capability(&i), Err(SriovMismatch::VfDeviceId(0x1520)));
+        let i = SriovInfo {
+            vf_stride: 1,
+            ..qemu_info()
+        };
+        assert_eq!(check_capability(&i), Err(SriovMismatch::VfStride(1)));
+        let i = SriovInfo {
+            first_vf_offset: 0x10,
+            ..qemu_info()
+        };
+        assert_eq!(
+            check_capability(&i),
+            Err(SriovMismatch::FirstVfOffset(0x10))
+        );
+        // Offset and stride mean nothing before NumVFs is written.
+        let i = SriovInfo {
+            num_vfs: 0,
+            first_vf_offset: 0,
+            vf_stride: 0,
+            ..qemu_info()
+        };
+        assert_eq!(check_capability(&i), Ok(()));
+    }
+
+    #[test]
+    fn vf_routing_ids_follow_offset_and_stride() {
+        let pf = Bdf::new(0, 3, 0).unwrap();
+        let vf2 = pci::sriov::vf_routing_id(pf, FIRST_VF_OFFSET, VF_STRIDE, 2).unwrap();
+        assert_eq!(vf2.routing_id(), pf.routing_id() + 0x82);
+    }
+
+    #[test]
+    fn vf_bars_must_be_two_16k_64_bit_bars() {
+        let bar = |index, size| Bar {
+            index,
+            kind: BarKind::Memory64 { prefetchable: true },
+            base: 0xC000_0000,
+            size,
+        };
+        let mut vf = VfFunction {
+            number: 1,
+            bdf: Bdf::new(0, 0x13, 0).unwrap(),
+            bars: [
+                Some(bar(0, 0x4000)),
+                None,
+                None,
+                Some(bar(3, 0x4000)),
+                None,
+                None,
+            ],
+        };
+        assert_eq!(check_vf_bars(&vf), Ok(()));
+        vf.bars[3] = None;
+        assert_eq!(check_vf_bars(&vf), Err(SriovMismatch::VfBar { index: 3 }));
+        vf.bars[0] = Some(bar(0, 0x8000));
+        assert_eq!(check_vf_bars(&vf), Err(SriovMismatch::VfBar { index: 0 }));
+    }
 }
