@@ -159,17 +159,26 @@ pub struct VfConfig {
     pub policy: VfPolicy,
 }
 
-/// The whole decision: VF n is `vfs[n]`, n < `num_vfs`; pool n is VF n's, pool `num_vfs` the
-/// PF's when it has traffic of its own.
+/// The whole decision, made only by [`plan`] (so 1 ≤ `num_vfs` ≤ 8 and the addresses are
+/// checked): VF n is `vfs[n]`, n < `num_vfs`; pool n is VF n's, pool `num_vfs` the PF's when
+/// it has traffic of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PfConfig {
-    pub num_vfs: u8,
+    pub(crate) num_vfs: u8,
     /// The PF sends and receives itself: it needs a pool whose queues no VF owns.
-    pub pf_traffic: bool,
-    pub vfs: [VfConfig; MAX_POOLS as usize],
+    pub(crate) pf_traffic: bool,
+    pub(crate) vfs: [VfConfig; MAX_POOLS as usize],
 }
 
 impl PfConfig {
+    pub fn num_vfs(&self) -> u8 {
+        self.num_vfs
+    }
+
+    pub fn pf_traffic(&self) -> bool {
+        self.pf_traffic
+    }
+
     /// The PF's pool, if it has traffic.
     pub fn pf_pool(&self) -> Option<u8> {
         self.pf_traffic.then_some(self.num_vfs)

@@ -27,6 +27,8 @@ pub struct Fake {
     /// Every write, in order.
     pub writes: Vec<(u32, u32)>,
     pub resets: u32,
+    /// A VF whose function reset lands just as MBVFICR is read (the FLR race).
+    pub flr_on_cause_read: Option<u8>,
 }
 
 impl Fake {
@@ -41,6 +43,7 @@ impl Fake {
             mdic_dead: false,
             writes: Vec::new(),
             resets: 0,
+            flr_on_cause_read: None,
         };
         f.reset();
         f
@@ -138,6 +141,13 @@ impl Registers for Fake {
                 self.get(r) | lu
             }
             regs::MDIC if self.mdic_dead => self.get(r) & !mdic::READY,
+            regs::MBVFICR => {
+                let v = self.get(r);
+                if let Some(vf) = self.flr_on_cause_read.take() {
+                    self.vf_reset(vf);
+                }
+                v
+            }
             _ => self.get(r),
         }
     }

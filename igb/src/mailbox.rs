@@ -145,10 +145,9 @@ pub fn decide(
     vf: u8,
     req: Result<Request, DecodeError>,
 ) -> Decision {
-    let Some(cfg) = c.vf(vf) else {
+    let (Some(cfg), Some(state)) = (c.vf(vf), vfs.get(usize::from(vf))) else {
         return Decision::Ignore;
     };
-    let state = &vfs[usize::from(vf)];
     let req = match req {
         Err(DecodeError::NotARequest { .. }) => return Decision::Ignore,
         Err(e) => return Decision::Refuse(Refusal::Malformed(e)),
@@ -194,7 +193,10 @@ pub fn decide(
 fn owner_of(c: &PfConfig, vfs: &[VfState], vf: u8, mac: MacAddr) -> Option<Owner> {
     (0..c.num_vfs)
         .filter(|&o| o != vf)
-        .find(|&o| vfs[usize::from(o)].mac == mac || c.vfs[usize::from(o)].mac == mac)
+        .find(|&o| {
+            let now = vfs.get(usize::from(o)).map(|s| s.mac);
+            now == Some(mac) || c.vfs[usize::from(o)].mac == mac
+        })
         .map(Owner::Vf)
 }
 
@@ -349,6 +351,12 @@ impl Mailbox {
         let ack = |cts| Ok(Some(message::reply(word0, true, cts)));
         match d {
             Decision::Reset => {
+                // igbvf resets its function (VFLRE) before it sends RESET; an FLR that arrived
+                // after this poll read VFLRE belongs to this reset and must not undo it later.
+                let flr = regs.read32(regs::VFLRE) & 1 << vf;
+                if flr != 0 {
+                    regs.write32(regs::VFLRE, flr);
+                }
                 // Address entry, VMOLR and filters as configured, then receive/transmit on.
                 self.reset_vf(regs, vf);
                 pool::enable_pool(regs, vf, true);

@@ -431,3 +431,16 @@ fn stray_causes_are_cleared_and_reported() {
     );
     assert_eq!((r.f.get(regs::MBVFICR), r.f.get(regs::VFLRE)), (0, 0));
 }
+
+#[test]
+fn a_function_reset_racing_the_reset_message_does_not_disable_the_vf() {
+    let mut r = Rig::new(1, VfPolicy::DEFAULT);
+    r.f.vf_send(0, &encode(&Request::Reset));
+    r.f.flr_on_cause_read = Some(0);
+    r.poll();
+    assert_eq!(r.last(), Decision::Reset);
+    assert_eq!(r.f.get(regs::VFLRE), 0, "the FLR was part of this reset");
+    r.poll();
+    assert!(r.mb.vf(0).unwrap().cts);
+    assert_eq!(r.f.get(regs::VFRE), 1);
+}

@@ -90,7 +90,9 @@ fn check_message(w: &Words, cts: bool, p: VfPolicy) -> bool {
     match d {
         Decision::Reset => assert_eq!(decoded, Ok(Request::Reset)),
         Decision::Ignore => assert!(w[0] & (ACK | NACK) != 0),
-        Decision::SetMac(m) => assert!(m.is_unicast() && (p.allow_mac_change || m == c.vfs[0].mac)),
+        Decision::SetMac(m) => {
+            assert!(m.is_unicast() && (p.allow_mac_change || m == c.vf(0).unwrap().mac))
+        }
         Decision::SetMaxFrame(f) => assert!((64..=p.max_frame).contains(&f)),
         Decision::SetVlan { .. } => assert!(p.allow_vlan && cts),
         Decision::SetMulticast { hashes, count } => {
@@ -128,7 +130,7 @@ fn bring_up(dev: &mut Device, c: igb::PfConfig, now: &mut u64) {
 /// A VF state as the mailbox would hold it (via the public constructor path).
 fn test_state(c: &igb::PfConfig, vf: u8, cts: bool) -> VfState {
     let mut mb = Mailbox::new(*c, Limits::DEFAULT);
-    if cts && vf < c.num_vfs {
+    if cts && vf < c.num_vfs() {
         let mut dev = Device::default();
         bring_up(&mut dev, *c, &mut 0);
         dev.send(vf, &encode(&Request::Reset));
@@ -254,7 +256,7 @@ fn action() -> impl Strategy<Value = Action> {
 fn check_device(dev: &Device, mb: &Mailbox, c: &igb::PfConfig, events: &[Event]) {
     let mut macs = Vec::new();
     let mut want_mta = [0u32; regs::MTA_ENTRIES as usize];
-    for vf in 0..c.num_vfs {
+    for vf in 0..c.num_vfs() {
         let s = mb.vf(vf).unwrap();
         let e = vf_rar_entry(vf);
         let rah_v = dev.get(regs::rah_reg(e));
@@ -265,12 +267,8 @@ fn check_device(dev: &Device, mb: &Mailbox, c: &igb::PfConfig, events: &[Event])
         let mac = MacAddr::from_words(dev.get(regs::ral(e)), rah_v);
         assert_eq!(mac, s.mac, "VF {vf}");
         assert!(mac.is_unicast());
-        if !c.vfs[usize::from(vf)].policy.allow_mac_change {
-            assert_eq!(
-                mac,
-                c.vfs[usize::from(vf)].mac,
-                "VF {vf} changed its address"
-            );
+        if !c.vf(vf).unwrap().policy.allow_mac_change {
+            assert_eq!(mac, c.vf(vf).unwrap().mac, "VF {vf} changed its address");
         }
         assert!(!macs.contains(&mac), "{mac:?} twice");
         macs.push(mac);
