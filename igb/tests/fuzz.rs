@@ -85,8 +85,8 @@ fn check_message(w: &Words, cts: bool, p: VfPolicy) -> bool {
         assert_eq!(u32::from(r.id()), w[0] & message::ID_MASK);
     }
     let c = config(2, p);
-    let vfs: Vec<VfState> = (0..8u8).map(|v| test_state(&c, v.min(1), cts)).collect();
-    let d = decide(&c, &vfs, 0, decoded);
+    let vfs = &states()[usize::from(cts)];
+    let d = decide(&c, vfs, 0, decoded);
     match d {
         Decision::Reset => assert_eq!(decoded, Ok(Request::Reset)),
         Decision::Ignore => assert!(w[0] & (ACK | NACK) != 0),
@@ -125,6 +125,16 @@ fn bring_up(dev: &mut Device, c: igb::PfConfig, now: &mut u64) {
         }
     }
     panic!("bring-up did not finish on the model");
+}
+
+/// The VF states of a 2-VF configuration before (index 0) and after (1) their RESET; they do
+/// not depend on the policy, so they are made once.
+fn states() -> &'static [Vec<VfState>; 2] {
+    static STATES: std::sync::OnceLock<[Vec<VfState>; 2]> = std::sync::OnceLock::new();
+    STATES.get_or_init(|| {
+        let c = config(2, VfPolicy::DEFAULT);
+        [false, true].map(|cts| (0..8u8).map(|v| test_state(&c, v.min(1), cts)).collect())
+    })
 }
 
 /// A VF state as the mailbox would hold it (via the public constructor path).
