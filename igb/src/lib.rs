@@ -10,6 +10,7 @@
 //! | `bring_up.rs` | [`BringUp`]: reset, link, filters, VMDq pools, loopback, RX/TX, PFRSTD    |
 //! | `pool.rs`     | one pool's receive address, VMOLR, enables, VLAN filters                 |
 //! | `message.rs`  | mailbox message encoding and decoding (total: never panics)              |
+//! | `decision.rs` | [`decision::decide`]: what the PF does with a request (pure)             |
 //! | `mailbox.rs`  | [`Mailbox`]: the PF side of the protocol, bounded work per poll          |
 //! | `sriov.rs`    | the 82576's SR-IOV layout (VF offset 0x80, stride 2, device 0x10CA)      |
 //!
@@ -27,6 +28,7 @@
 
 pub mod bring_up;
 pub mod config;
+pub mod decision;
 pub mod mailbox;
 pub mod message;
 pub mod pool;

@@ -4,15 +4,18 @@
 //! Per request: take the mailbox (P2VMAILBOX.PFU, read back: the device grants it only while
 //! the VF does not hold it), clear the VFREQ bit (write 1), read the 16 words, acknowledge
 //! (P2VMAILBOX.ACK, which also drops the lock), decide ([`decide`]), program the device, and
-//! answer (take the lock again, write the reply, P2VMAILBOX.STS).
+//! answer (take the lock again, write the reply, P2VMAILBOX.STS). The decisions are
+//! [`crate::decision`]'s.
 //!
 //! A guest flooding its mailbox cannot stall the caller: one poll handles at most
 //! [`Limits::messages_per_poll`] requests, at most one per VF, starting after the VF served
 //! last; each VF has a token bucket ([`Limits::per_second`], [`Limits::burst`]) and a request
 //! beyond it stays pending in the device (the VF waits) until tokens come back.
 
-use crate::config::{MacAddr, Owner, PfConfig, STANDARD_FRAME};
-use crate::message::{self, decode, DecodeError, FilterOp, Reply, Request, Words, MAX_MC_HASHES};
+pub use crate::decision::{decide, Decision, Refusal};
+
+use crate::config::{MacAddr, PfConfig, STANDARD_FRAME};
+use crate::message::{self, decode, Reply, Words, MAX_MC_HASHES};
 use crate::pool;
 use crate::regs::{self, mbvficr, P2v, Registers, MAILBOX_WORDS, MAX_POOLS};
 
@@ -31,61 +34,6 @@ impl Limits {
         per_second: 100,
         burst: 32,
     };
-}
-
-/// Why a request was refused (the VF gets NACK).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// Before the VF's RESET handshake.
-    NotClearToSend,
-    Malformed(DecodeError),
-    /// SET_MAC_ADDR with an address other than the configured one (anti-spoofing).
-    MacChangeNotAllowed {
-        asked: MacAddr,
-    },
-    MacNotUnicast {
-        asked: MacAddr,
-    },
-    MacInUse {
-        asked: MacAddr,
-        by: Owner,
-    },
-    /// Extra unicast filters are not offered.
-    MacFilterUnsupported,
-    MulticastNotAllowed,
-    VlanNotAllowed {
-        vid: u16,
-    },
-    VlanTableFull {
-        vid: u16,
-    },
-    FrameSize {
-        asked: u32,
-        max: u16,
-    },
-    PromiscuousNotAllowed,
-    UnknownMessage {
-        id: u16,
-    },
-}
-
-/// What the PF does with a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    Reset,
-    SetMac(MacAddr),
-    SetMulticast {
-        hashes: [u16; MAX_MC_HASHES],
-        count: u8,
-    },
-    SetVlan {
-        vid: u16,
-        add: bool,
-    },
-    SetMaxFrame(u16),
-    Refuse(Refusal),
-    /// Not a request (a reply echoed back): acknowledged, not answered, as Linux does.
-    Ignore,
 }
 
 /// What the PF keeps about one VF.
@@ -136,68 +84,6 @@ pub enum Event {
     Throttled { vf: u8 },
     /// Cause bits of VFs that do not exist (cleared).
     Stray { vflre: u32, vfreq: u32 },
-}
-
-/// The decision for `req` from `vf` (pure: no device access).
-pub fn decide(
-    c: &PfConfig,
-    vfs: &[VfState],
-    vf: u8,
-    req: Result<Request, DecodeError>,
-) -> Decision {
-    let (Some(cfg), Some(state)) = (c.vf(vf), vfs.get(usize::from(vf))) else {
-        return Decision::Ignore;
-    };
-    let req = match req {
-        Err(DecodeError::NotARequest { .. }) => return Decision::Ignore,
-        Err(e) => return Decision::Refuse(Refusal::Malformed(e)),
-        Ok(r) => r,
-    };
-    if req != Request::Reset && !state.cts {
-        return Decision::Refuse(Refusal::NotClearToSend);
-    }
-    let refuse = Decision::Refuse;
-    let p = cfg.policy;
-    match req {
-        Request::Reset => Decision::Reset,
-        // igbvf sends its own address once after the reset: not a change.
-        Request::SetMac(asked) if asked == state.mac => Decision::SetMac(asked),
-        Request::SetMac(asked) if !p.allow_mac_change => {
-            refuse(Refusal::MacChangeNotAllowed { asked })
-        }
-        Request::SetMac(asked) if !asked.is_unicast() => refuse(Refusal::MacNotUnicast { asked }),
-        Request::SetMac(asked) => match owner_of(c, vfs, vf, asked) {
-            Some(by) => refuse(Refusal::MacInUse { asked, by }),
-            None => Decision::SetMac(asked),
-        },
-        Request::MacFilter(FilterOp::Clear | FilterOp::Add(_)) => {
-            refuse(Refusal::MacFilterUnsupported)
-        }
-        Request::SetMulticast { .. } if !p.allow_multicast => refuse(Refusal::MulticastNotAllowed),
-        Request::SetMulticast { hashes, count } => Decision::SetMulticast { hashes, count },
-        Request::SetVlan { vid, .. } if !p.allow_vlan => refuse(Refusal::VlanNotAllowed { vid }),
-        Request::SetVlan { vid, add } => Decision::SetVlan { vid, add },
-        Request::SetLpe { max_frame } => match u16::try_from(max_frame) {
-            Ok(f) if (64..=p.max_frame).contains(&f) => Decision::SetMaxFrame(f),
-            _ => refuse(Refusal::FrameSize {
-                asked: max_frame,
-                max: p.max_frame,
-            }),
-        },
-        Request::SetPromisc { .. } => refuse(Refusal::PromiscuousNotAllowed),
-        Request::Unknown { id } => refuse(Refusal::UnknownMessage { id }),
-    }
-}
-
-/// Who other than `vf` holds `mac`: another VF (now or by configuration) or the PF.
-fn owner_of(c: &PfConfig, vfs: &[VfState], vf: u8, mac: MacAddr) -> Option<Owner> {
-    (0..c.num_vfs)
-        .filter(|&o| o != vf)
-        .find(|&o| {
-            let now = vfs.get(usize::from(o)).map(|s| s.mac);
-            now == Some(mac) || c.vfs[usize::from(o)].mac == mac
-        })
-        .map(Owner::Vf)
 }
 
 /// The PF's mailbox service for one configuration.
@@ -258,9 +144,10 @@ impl Mailbox {
             });
         }
         let n = self.config.num_vfs.max(1);
+        let start = self.next;
         let mut handled = 0;
         for i in 0..n {
-            let vf = (self.next + i) % n;
+            let vf = (start + i) % n;
             if reqs & exists & 1 << vf == 0 {
                 continue;
             }
@@ -286,7 +173,7 @@ impl Mailbox {
     fn take_token(&mut self, vf: u8, now: u64) -> bool {
         let l = self.limits;
         let s = &mut self.vfs[usize::from(vf)];
-        let period = 1_000_000 / u64::from(l.per_second.max(1));
+        let period = (1_000_000 / u64::from(l.per_second.max(1))).max(1);
         let new = now.saturating_sub(s.refilled_us) / period;
         if new > 0 {
             s.tokens = (u64::from(s.tokens) + new).min(u64::from(l.burst)) as u32;

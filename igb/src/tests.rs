@@ -444,3 +444,24 @@ fn a_function_reset_racing_the_reset_message_does_not_disable_the_vf() {
     assert!(r.mb.vf(0).unwrap().cts);
     assert_eq!(r.f.get(regs::VFRE), 1);
 }
+
+#[test]
+fn one_poll_serves_every_vf_that_asked() {
+    let mut r = Rig::new(4, VfPolicy::DEFAULT);
+    r.reset(3);
+    for vf in 0..4 {
+        r.f.vf_send(vf, &encode(&Request::Reset));
+    }
+    r.events.clear();
+    r.poll();
+    let mut served: Vec<u8> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Handled { vf, .. } => Some(*vf),
+            _ => None,
+        })
+        .collect();
+    served.sort();
+    assert_eq!(served, [0, 1, 2, 3]);
+}

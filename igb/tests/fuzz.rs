@@ -348,10 +348,21 @@ fn fuzz_igb_mailbox() {
                 let mut events = Vec::new();
                 dev.accesses = 0;
                 mb.poll(&mut dev, now, |e| events.push(e));
-                let handled = events
+                let mut served: Vec<u8> = events
                     .iter()
-                    .filter(|e| matches!(e, Event::Handled { .. }))
-                    .count();
+                    .filter_map(|e| match e {
+                        Event::Handled { vf, .. } | Event::Busy { vf } => Some(*vf),
+                        _ => None,
+                    })
+                    .collect();
+                let handled = served.len();
+                served.sort();
+                served.dedup();
+                assert_eq!(
+                    served.len(),
+                    handled,
+                    "a VF served twice in one poll: {events:?}"
+                );
                 assert!(handled <= usize::from(limits.messages_per_poll));
                 // Per message: 16 mailbox words, an MTA rewrite, a VLVF scan and the rest.
                 assert!(
