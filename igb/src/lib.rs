@@ -12,7 +12,7 @@
 //! | `message.rs`  | mailbox message encoding and decoding (total: never panics)              |
 //! | `decision.rs` | [`decision::decide`]: what the PF does with a request (pure)             |
 //! | `mailbox.rs`  | [`Mailbox`]: the PF side of the protocol, bounded work per poll          |
-//! | `sriov.rs`    | the 82576's SR-IOV layout (VF offset 0x80, stride 2, device 0x10CA)      |
+//! | `sriov.rs`    | SR-IOV on, checked against the 82576's layout (offset 0x80, stride 2...)  |
 //!
 //! Sources: Intel 82576EB Gigabit Ethernet Controller Datasheet (chapter 7.8 virtualization,
 //! chapter 8 registers); Linux `drivers/net/ethernet/intel/igb` (`igb_main.c`, `e1000_mbx.c`)
@@ -20,8 +20,8 @@
 //! emulation checks. docs/igb.md has the facts this code relies on and the plan for the
 //! service-core glue.
 //!
-//! Order for the service core: [`config::plan`]; SR-IOV on ([`pci::sriov::enable_vfs`],
-//! [`sriov::check_capability`]); poll [`BringUp`] until done; then poll [`Mailbox`] (on its
+//! Order for the service core: [`config::plan`]; SR-IOV on ([`sriov::enable`], which uses
+//! [`pci::sriov::enable_vfs`] and checks the 82576's layout); poll [`BringUp`] until done; then poll [`Mailbox`] (on its
 //! interrupt or a timer) for as long as the VFs live.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]

@@ -2,8 +2,10 @@
 //! `igb_pci_realize`; Linux `igb`'s VF device id), checked before [`pci::sriov::enable_vfs`] programs it, and the VF's
 //! resources the passthrough needs.
 
-use pci::sriov::{SriovInfo, VfFunction};
-use pci::BarKind;
+use pci::sriov::{
+    enable_vfs, EnabledVfs, MmioWindow, Sriov, SriovControl, SriovError, SriovInfo, VfFunction,
+};
+use pci::{BarKind, Bdf, ConfigAccess};
 
 /// PF device id (82576 copper).
 pub const PF_DEVICE_ID: u16 = 0x10C9;
@@ -24,6 +26,8 @@ pub const VF_MSIX_VECTORS: u16 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SriovMismatch {
+    /// Vendor and device id (offset 0) of something that is not an 82576 PF.
+    NotAnIgbPf(u32),
     VfDeviceId(u16),
     FirstVfOffset(u16),
     VfStride(u16),
@@ -52,6 +56,38 @@ pub fn check_capability(info: &SriovInfo) -> Result<(), SriovMismatch> {
     Ok(())
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnableError {
+    Sriov(SriovError),
+    Mismatch(SriovMismatch),
+}
+
+/// Enables `num_vfs` VFs of the 82576 PF at `pf` with [`pci::sriov::enable_vfs`] (VF BARs in
+/// `window`, below 4 GiB; `wait_ms` sleeps, see there), checking the layout before and after;
+/// a layout that does not fit leaves the VFs disabled again.
+pub fn enable(
+    cfg: &mut impl ConfigAccess,
+    pf: Bdf,
+    num_vfs: u16,
+    window: MmioWindow,
+    wait_ms: impl FnMut(u32),
+) -> Result<EnabledVfs, EnableError> {
+    let ids = cfg.read32(pf, 0);
+    if ids != u32::from(PF_DEVICE_ID) << 16 | u32::from(VENDOR_INTEL) {
+        return Err(EnableError::Mismatch(SriovMismatch::NotAnIgbPf(ids)));
+    }
+    let sriov = Sriov::find(cfg, pf).ok_or(EnableError::Sriov(SriovError::NoSriovCapability))?;
+    check_capability(&sriov.info(cfg)).map_err(EnableError::Mismatch)?;
+    let enabled = enable_vfs(cfg, sriov, num_vfs, window, wait_ms).map_err(EnableError::Sriov)?;
+    let checked = check_capability(&sriov.info(cfg))
+        .and_then(|()| enabled.vfs().try_for_each(|vf| check_vf_bars(&vf)));
+    if let Err(e) = checked {
+        sriov.write_control(cfg, SriovControl::empty());
+        return Err(EnableError::Mismatch(e));
+    }
+    Ok(enabled)
+}
+
 /// Checks an enabled VF's BARs: BAR0 and BAR3, 16 KiB, 64-bit memory.
 pub fn check_vf_bars(vf: &VfFunction) -> Result<(), SriovMismatch> {
     for index in [VF_MMIO_BAR, VF_MSIX_BAR] {
@@ -67,8 +103,113 @@ pub fn check_vf_bars(vf: &VfFunction) -> Result<(), SriovMismatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pci::sriov::SriovControl;
-    use pci::{Bar, Bdf};
+    use pci::Bar;
+    use std::collections::HashMap;
+
+    /// The PF's configuration space as QEMU's igb builds it, the parts `enable` reads: ids, an
+    /// extended capability at 0x100 leading to SR-IOV at 0x160, VF BAR0 and BAR3 of 16 KiB,
+    /// 64-bit prefetchable. Writes go through per-dword masks; other functions take any write.
+    struct Config {
+        pf: Bdf,
+        data: HashMap<(Bdf, u16), u32>,
+        mask: HashMap<u16, u32>,
+    }
+
+    const CAP: u16 = 0x160;
+
+    impl Config {
+        fn qemu(vf_bar3: bool) -> Config {
+            let pf = Bdf::new(0, 3, 0).unwrap();
+            let mut c = Config {
+                pf,
+                data: HashMap::new(),
+                mask: HashMap::new(),
+            };
+            let mut put = |at: u16, v: u32, m: u32| {
+                c.data.insert((pf, at), v);
+                c.mask.insert(at, m);
+            };
+            put(0, 0x10C9_8086, 0);
+            put(0x100, (0x160 << 20) | 1 << 16 | 0x0001, 0);
+            put(CAP, 1 << 16 | 0x0010, 0);
+            put(CAP + 0x08, 0, 0x1F);
+            put(CAP + 0x0C, 8 << 16 | 8, 0);
+            put(CAP + 0x10, 0, 0xFFFF);
+            put(CAP + 0x14, 2 << 16 | 0x80, 0);
+            put(CAP + 0x18, 0x10CA << 16, 0);
+            put(CAP + 0x1C, 0x553, 0);
+            put(CAP + 0x20, 1, 0xFFFF_FFFF);
+            put(CAP + 0x24, 0xC, 0xFFFF_C000);
+            put(CAP + 0x28, 0, 0xFFFF_FFFF);
+            if vf_bar3 {
+                put(CAP + 0x30, 0xC, 0xFFFF_C000);
+                put(CAP + 0x34, 0, 0xFFFF_FFFF);
+            }
+            c
+        }
+    }
+
+    impl ConfigAccess for Config {
+        fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
+            self.data.get(&(bdf, offset)).copied().unwrap_or(0)
+        }
+        fn write32(&mut self, bdf: Bdf, offset: u16, value: u32) {
+            let mask = if bdf == self.pf {
+                self.mask.get(&offset).copied().unwrap_or(0)
+            } else {
+                u32::MAX
+            };
+            let old = self.read32(bdf, offset);
+            self.data
+                .insert((bdf, offset), (old & !mask) | (value & mask));
+        }
+    }
+
+    const WINDOW: MmioWindow = MmioWindow {
+        start: 0xC000_0000,
+        end: 0xD000_0000,
+    };
+
+    #[test]
+    fn enables_vfs_with_qemus_layout() {
+        let mut c = Config::qemu(true);
+        let pf = c.pf;
+        let e = enable(&mut c, pf, 2, WINDOW, |_| {}).unwrap();
+        let vf2 = e.vf(2).unwrap();
+        assert_eq!(vf2.bdf.routing_id(), pf.routing_id() + 0x82);
+        assert_eq!(vf2.bars[3].unwrap().size, VF_BAR_SIZE);
+        let control = SriovControl::from_bits_retain(c.read16(pf, CAP + 0x08));
+        assert!(control.contains(SriovControl::VF_ENABLE | SriovControl::VF_MEMORY_SPACE_ENABLE));
+    }
+
+    #[test]
+    fn a_layout_that_does_not_fit_is_refused_and_left_disabled() {
+        let mut c = Config::qemu(false);
+        let pf = c.pf;
+        let got = enable(&mut c, pf, 2, WINDOW, |_| {});
+        assert_eq!(
+            got,
+            Err(EnableError::Mismatch(SriovMismatch::VfBar { index: 3 }))
+        );
+        assert_eq!(c.read16(pf, CAP + 0x08), 0, "VF Enable cleared again");
+
+        let mut c = Config::qemu(true);
+        c.data.insert((pf, 0), 0x10D3_8086);
+        assert_eq!(
+            enable(&mut c, pf, 2, WINDOW, |_| {}),
+            Err(EnableError::Mismatch(SriovMismatch::NotAnIgbPf(
+                0x10D3_8086
+            )))
+        );
+        let mut c = Config::qemu(true);
+        assert_eq!(
+            enable(&mut c, pf, 9, WINDOW, |_| {}),
+            Err(EnableError::Sriov(SriovError::BadVfCount {
+                requested: 9,
+                total: 8
+            }))
+        );
+    }
 
     /// What QEMU's igb reports with NumVFs = 2 (the page sizes are the SR-IOV default; not checked).
     fn qemu_info() -> SriovInfo {
