@@ -20,6 +20,7 @@ pub mod icr;
 pub mod ioapic;
 pub mod lapic;
 pub mod lapic_timer;
+pub mod route;
 pub mod vector_set;
 pub mod x2apic;
 
