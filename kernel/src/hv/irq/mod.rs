@@ -11,8 +11,9 @@
 //! [`GuestIrq`] is the guest's backend (shared by its vCPUs' cores and the service core),
 //! [`VcpuIrq`] one vCPU's side of it (its private state and its guest's variant). The run loop,
 //! the platform, the x2APIC exits and the passthrough call their methods, each one `match`; the
-//! configuration's `IrqMode` is matched only in [`GuestIrq::new`] and [`admit`]. A new mode is a
-//! new file and a variant in both enums, which the compiler then asks for in every method.
+//! configuration's `IrqMode` is matched only in [`GuestIrq::new`] and [`admit`] (and named back
+//! for the host-tested intercept table, `didvisor::intercepts`). A new mode is a new file and a
+//! variant in both enums, which the compiler then asks for in every method.
 
 pub mod avic;
 pub mod avic_tables;
