@@ -1,22 +1,19 @@
-//! The guest's x2APIC MSRs in every interrupt mode, and the routing of the IPIs guests send.
+//! The guest's x2APIC MSRs that exit, and the routing of the IPIs guests send. Which MSRs exit
+//! and what serves them is the guest's interrupt backend's (`irq`):
 //!
 //! - emulated: every x2APIC MSR exits and is served by the vCPU's virtual local APIC.
 //! - direct: only what `didvisor::irqchip::direct` traps exits here: ID/LDR/version reads, ICR
-//!   writes (translated to physical IPIs between the guest's own cores), SVR and timer/error LVT
-//!   writes (filtered: only the bits the register offers, SVR kept enabled) and writes to LVTs
-//!   wired to the host platform (ignored).
+//!   writes (routed to the guest's own vCPUs), SVR and timer/error LVT writes (filtered) and
+//!   writes to LVTs wired to the host platform (ignored).
 //! - avic: no x2APIC MSR exits at all (AVIC takes them); the ICR of an IPI AVIC does not deliver
 //!   (401h cause 0: INIT, SIPI, NMI, lowest priority) comes here as a write to the vCPU's `Lapic`
-//!   model and is routed like an emulated-mode IPI (see `avic_vcpu`).
+//!   model and is routed like an emulated-mode IPI (see `irq::avic`).
 
 use super::platform::VirtualPlatform;
 use super::timer;
-use didvisor::config::IrqMode;
-use didvisor::irqchip::x2apic::{self as regs, VERSION};
-use didvisor::irqchip::{
-    AccessFault, DeliveryMode, DestMode, Ipi, Shorthand, TriggerMode, WriteEffect,
-};
-use x86_64::registers::model_specific::Msr;
+use didvisor::irqchip::route::{self, IpiRoute};
+use didvisor::irqchip::x2apic as regs;
+use didvisor::irqchip::{AccessFault, Ipi, TriggerMode, WriteEffect};
 
 /// The x2APIC MSR range (APM vol. 2, 16.11.1).
 pub fn is_x2apic_msr(msr: u32) -> bool {
@@ -36,115 +33,45 @@ pub enum ApicOutcome {
 }
 
 pub fn read(platform: &VirtualPlatform, vcpu: usize, msr: u32) -> Result<u64, AccessFault> {
-    match platform.mode {
-        IrqMode::Direct => Ok(match msr {
-            regs::MSR_ID => vcpu as u64,
-            regs::MSR_LDR => u64::from(didvisor::irqchip::x2apic_ldr(vcpu as u32)),
-            regs::MSR_VERSION => u64::from(VERSION),
-            regs::MSR_ICR => platform.vcpus[vcpu]
-                .icr
-                .load(core::sync::atomic::Ordering::Relaxed),
-            _ => return Err(AccessFault::NoSuchRegister),
-        }),
-        IrqMode::Emulated | IrqMode::Avic => platform.vcpus[vcpu]
-            .lapic
-            .lock()
-            .read_msr(msr, timer::nanos()),
-    }
+    platform.irq.apic_read(vcpu, msr, timer::nanos())
 }
 
 pub fn write(platform: &VirtualPlatform, vcpu: usize, msr: u32, value: u64) -> ApicOutcome {
-    match platform.mode {
-        IrqMode::Direct => match msr {
-            regs::MSR_ICR => {
-                platform.vcpus[vcpu]
-                    .icr
-                    .store(value, core::sync::atomic::Ordering::Relaxed);
-                route_ipi(platform, vcpu, didvisor::irqchip::decode_icr(value))
+    match platform.irq.apic_write(vcpu, msr, value, timer::nanos()) {
+        Err(_) => ApicOutcome::Fault,
+        Ok(WriteEffect::None) => ApicOutcome::Done,
+        Ok(WriteEffect::Ipi(ipi)) => route_ipi(platform, vcpu, ipi),
+        Ok(WriteEffect::Eoi { vector, level }) => {
+            if level {
+                ioapic_eoi(platform, vector);
             }
-            // SVR, timer and error LVT: only the bits `filter_write` lets through reach the
-            // physical register (the APIC stays enabled; no delivery mode, no reserved bit).
-            regs::MSR_SVR | regs::MSR_LVT_TIMER | regs::MSR_LVT_ERROR => {
-                match didvisor::irqchip::direct::filter_write(msr, value) {
-                    Ok(v) => {
-                        // SAFETY: this core is dedicated to this vCPU; these registers only
-                        // affect its own APIC, and `v` holds only bits the register defines.
-                        unsafe { Msr::new(msr).write(v) };
-                        ApicOutcome::Done
-                    }
-                    Err(why) => {
-                        log::debug!("direct-mode x2APIC write {msr:#x} <- {value:#x}: {why:?}");
-                        ApicOutcome::Fault
-                    }
-                }
-            }
-            // LINT0/LINT1, thermal and perf LVTs reach beyond this guest (see irqchip::direct).
-            regs::MSR_LVT_LINT0
-            | regs::MSR_LVT_LINT1
-            | regs::MSR_LVT_THERMAL
-            | regs::MSR_LVT_PERF => ApicOutcome::Done,
-            _ => ApicOutcome::Fault,
-        },
-        IrqMode::Emulated | IrqMode::Avic => {
-            let effect = platform.vcpus[vcpu]
-                .lapic
-                .lock()
-                .write_msr(msr, value, timer::nanos());
-            match effect {
-                Err(_) => ApicOutcome::Fault,
-                Ok(WriteEffect::None) => ApicOutcome::Done,
-                Ok(WriteEffect::Ipi(ipi)) => route_ipi(platform, vcpu, ipi),
-                Ok(WriteEffect::Eoi { vector, level }) => {
-                    if level {
-                        let again = platform.ioapic.lock().eoi(vector);
-                        for d in again.iter() {
-                            platform.deliver(d);
-                        }
-                    }
-                    ApicOutcome::Done
-                }
-            }
+            ApicOutcome::Done
         }
     }
 }
 
-/// Sends an IPI a guest vCPU asked for to its targets inside the same guest; destinations outside
-/// the guest match nothing, so a guest cannot reach another guest's cores.
-fn route_ipi(platform: &VirtualPlatform, sender: usize, ipi: Ipi) -> ApicOutcome {
-    if ipi.is_init_deassert() {
-        return ApicOutcome::Done;
+/// A level-triggered interrupt was retired: the IOAPIC delivers again what is still asserted.
+pub fn ioapic_eoi(platform: &VirtualPlatform, vector: u8) {
+    let again = platform.ioapic.lock().eoi(vector);
+    for d in again.iter() {
+        platform.deliver(d);
     }
-    let targets = (0..platform.vcpu_count).filter(|&v| match ipi.shorthand {
-        Shorthand::SelfOnly => v == sender,
-        Shorthand::AllIncludingSelf => true,
-        Shorthand::AllExcludingSelf => v != sender,
-        Shorthand::Destination => match ipi.dest_mode {
-            DestMode::Physical => ipi.dest == v as u32 || ipi.dest == u32::MAX,
-            DestMode::Logical => regs::x2apic_dest_matches(v as u32, ipi.dest, DestMode::Logical),
-        },
-    });
-    match ipi.delivery_mode {
-        DeliveryMode::Fixed | DeliveryMode::LowestPriority => {
-            for v in targets {
-                platform.interrupt_vcpu(v, ipi.vector, TriggerMode::Edge);
-                if ipi.delivery_mode == DeliveryMode::LowestPriority {
-                    break;
-                }
+}
+
+/// Sends an IPI a guest vCPU asked for to its targets inside the same guest
+/// (`didvisor::irqchip::route`: destinations outside the guest match nothing).
+fn route_ipi(platform: &VirtualPlatform, sender: usize, ipi: Ipi) -> ApicOutcome {
+    match route::route_ipi(&ipi, sender, platform.vcpu_count) {
+        IpiRoute::Interrupt { targets, vector } => {
+            for v in targets.iter() {
+                platform.interrupt_vcpu(v, vector, TriggerMode::Edge);
             }
             ApicOutcome::Done
         }
-        DeliveryMode::Init | DeliveryMode::StartUp => {
-            let mut first = None;
-            for v in targets.filter(|&v| v != sender) {
-                first.get_or_insert(v);
-            }
-            match first {
-                Some(target) => ApicOutcome::StartVcpu { target, ipi },
-                None => ApicOutcome::Done,
-            }
-        }
-        other => {
-            log::debug!("guest IPI with delivery mode {other:?} is not supported; dropped");
+        IpiRoute::Start { target } => ApicOutcome::StartVcpu { target, ipi },
+        IpiRoute::Nothing => ApicOutcome::Done,
+        IpiRoute::Unsupported(mode) => {
+            log::debug!("guest IPI with delivery mode {mode:?} is not supported; dropped");
             ApicOutcome::Done
         }
     }

@@ -8,14 +8,14 @@ use crate::println;
 use boot::BootInfo;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use didvisor::config::{GuestConfig, IrqMode, MAX_GUESTS};
+use didvisor::config::{GuestConfig, MAX_GUESTS};
 use didvisor::console::LineBuffer;
 use didvisor::rate_limit::RateLimit;
 use didvisor::{acpi_tables, elf, guest_layout, linux};
 use spin::{Mutex, Once};
 use svm::npt::NptMapper;
 use svm::paging::{FrameSource, PhysAccess, PteFlags};
-use svm::permission_map::{IoPermissionMap, MsrPermissionMap, MsrRw, IOPM_SIZE, MSRPM_SIZE};
+use svm::permission_map::{IoPermissionMap, MsrPermissionMap, IOPM_SIZE, MSRPM_SIZE};
 use svm::{Gpa, Hpa};
 
 /// The two kinds of guest image the hypervisor loads.
@@ -131,13 +131,10 @@ impl Vm {
                 vf.bdf,
                 vf.via_exits.load(Ordering::Relaxed)
             );
-            if self.config.irq == didvisor::config::IrqMode::Avic {
+            if let Some((posted, refused)) = self.platform.irq.posted_msix() {
                 println!(
-                    "guest {}: vf {}: {} MSI-X entries posted (GA), {} refused",
-                    self.config.name,
-                    vf.bdf,
-                    vf.posted.posted.load(Ordering::Relaxed),
-                    vf.posted.refused.load(Ordering::Relaxed)
+                    "guest {}: vf {}: {posted} MSI-X entries posted (GA), {refused} refused",
+                    self.config.name, vf.bdf
                 );
             }
         }
@@ -191,10 +188,10 @@ impl Vm {
         }
     }
 
-    /// Direct and avic modes leave HLT to the hardware, so a guest halted for good never exits by
+    /// Where HLT does not exit (direct and avic modes), a guest halted for good never exits by
     /// itself: an NMI (one exit per vCPU per period) lets each vCPU check.
     pub fn watchdog(&self) {
-        if self.config.irq != IrqMode::Emulated {
+        if !self.platform.irq.hlt_exits() {
             self.recall_vcpus();
         }
     }
@@ -371,29 +368,6 @@ pub fn build(
             .pass_through(msr)
             .expect("pass-through MSRs lie in the MSR permission map's ranges");
     }
-    if config.irq == IrqMode::Direct {
-        // The guest owns its core's x2APIC but for what irqchip::direct keeps trapped.
-        for msr in didvisor::irqchip::x2apic::MSR_FIRST..=didvisor::irqchip::x2apic::MSR_LAST {
-            let access = didvisor::irqchip::direct::direct_mode_access(msr);
-            let _ = msr_map.set(msr, MsrRw::Read, !access.read);
-            let _ = msr_map.set(msr, MsrRw::Write, !access.write);
-        }
-    }
-    if config.irq == IrqMode::Avic {
-        // x2AVIC serves the x2APIC MSRs (accelerated, a 402h exit, or #GP); an intercept would
-        // take precedence (APM §15.29.10). IA32_APIC_BASE stays intercepted.
-        for msr in avic::mode::X2APIC_MSRS {
-            if let Some((read, write)) = avic::mode::intercepts_x2apic_msr(msr) {
-                // MSRs of the range that are no x2APIC register (reserved offsets, AMD's
-                // extended APIC space) stay intercepted: the hypervisor answers #GP itself, as
-                // in the other modes, instead of leaving them to what the processor does with
-                // offsets outside AVIC's register table.
-                let known = didvisor::irqchip::x2apic::Register::from_msr(msr).is_some();
-                let _ = msr_map.set(msr, MsrRw::Read, read || !known);
-                let _ = msr_map.set(msr, MsrRw::Write, write || !known);
-            }
-        }
-    }
 
     let vm = VMS[index].call_once(|| Vm {
         config: *config,
@@ -413,6 +387,9 @@ pub fn build(
         started_tsc: AtomicU64::new(0),
         ended: AtomicBool::new(false),
     });
+    // The x2APIC MSRs the interrupt backend leaves to the guest or the processor (no vCPU runs
+    // yet).
+    vm.platform.irq.msr_intercepts(&mut msr_map);
     let kind = match guest_boot {
         GuestBoot::TestGuest { .. } => "test guest",
         GuestBoot::Linux(_) => "linux",

@@ -173,17 +173,12 @@ pub fn poll_ga_log() {
         );
     }
     for &tag in &tags[..n] {
-        let target = GaTag::decode(tag).and_then(|t| {
-            let vm = super::guest::try_vm(usize::from(t.guest))?;
-            let avic = vm.platform.avic.as_ref()?;
-            (usize::from(t.vcpu) < avic.vcpu_count()).then_some((avic, usize::from(t.vcpu)))
+        let woken = GaTag::decode(tag).is_some_and(|t| {
+            super::guest::try_vm(usize::from(t.guest))
+                .is_some_and(|vm| vm.platform.irq.ga_log_entry(usize::from(t.vcpu)))
         });
-        match target {
-            Some((avic, vcpu)) => {
-                avic.ga_log[vcpu].fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-                avic.ring(vcpu);
-            }
-            None => log::warn!("iommu: GA log: tag {tag:#x} names no avic vCPU"),
+        if !woken {
+            log::warn!("iommu: GA log: tag {tag:#x} names no avic vCPU");
         }
     }
 }

@@ -3,7 +3,6 @@
 
 pub mod acpi;
 pub mod apic;
-pub mod avic_mode;
 pub mod avic_selftest;
 pub mod avic_selftest_guest;
 pub mod canary;
@@ -13,6 +12,7 @@ pub mod exit;
 pub mod guest;
 pub mod idt;
 pub mod iommu_hw;
+pub mod irq;
 pub mod memory;
 pub mod nvme_pf;
 pub mod passthrough;
@@ -194,26 +194,8 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
                 platform::MAX_VCPUS
             ));
         }
-        if g.irq == didvisor::config::IrqMode::Avic {
-            let selftest = match avic_selftest::verdict() {
-                avic_selftest::Verdict::Unsupported => avic::mode::SelfTest::Unsupported,
-                avic_selftest::Verdict::Passed(m) => avic::mode::SelfTest::Passed(m),
-                _ => avic::mode::SelfTest::NotPassed,
-            };
-            let cores = g.cores.iter().map(|c| cpus.ids[c]);
-            let vf = match (g.vf.is_some(), iommu_hw::ga_enabled()) {
-                (false, _) => avic::mode::VfPosting::NoVf,
-                (true, true) => avic::mode::VfPosting::Ga,
-                (true, false) => avic::mode::VfPosting::NoGa,
-            };
-            if let Err(why) = avic::mode::admit(selftest, vf, cores) {
-                log::error!(
-                    "guest {}: {why} (AVIC self-test: {}); use irq=direct or irq=emulated; the guest does not start",
-                    g.name,
-                    avic_selftest::verdict()
-                );
-                continue;
-            }
+        if !irq::admit(g, g.cores.iter().map(|c| cpus.ids[c])) {
+            continue;
         }
         let vf = match (g.vf, vfs.get(index)) {
             (Some(bdf), Some(Err(why))) => {

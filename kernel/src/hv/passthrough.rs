@@ -1,17 +1,18 @@
 //! A virtual function handed to a guest: its DMA translated by the IOMMU onto exactly the guest's
 //! RAM, its BARs mapped into the guest by the nested page tables except the MSI-X table, which stays
 //! under the hypervisor: each MSI-X entry the guest programs becomes an interrupt remapping entry.
-//! In `direct` mode that entry targets the guest's own core with the guest's vector, so the
-//! device's interrupt goes through the guest's IDT without an exit; in `avic` mode it is a
-//! GuestMode entry posting the guest's vector into the target vCPU's backing page
-//! (`vf_posting`), again without an exit.
+//! The guest's interrupt backend (`irq`) decides what: in `direct` mode that entry targets the
+//! guest's own core with the guest's vector, so the device's interrupt goes through the guest's
+//! IDT without an exit; in `emulated` mode a host vector on the vCPU's core that stands for the
+//! guest's vector; in `avic` mode it is a GuestMode entry posting the guest's vector into the
+//! target vCPU's backing page (`vf_posting`), again without an exit.
 
 use super::guest::Vm;
 use super::iommu_hw::{HostMemory, IOMMU};
+use super::irq::{HostVector, MsixRoute};
 use super::pci_host::Ecam;
 use crate::println;
 use didvisor::bar_mapping::{self, BarPlacement};
-use didvisor::config::IrqMode;
 use didvisor::devices::pci::DevFn;
 use didvisor::pci::msix::{self, MsixInfo};
 use didvisor::pci::passthrough::{PassthroughEvent, PassthroughSetup, VfPassthrough};
@@ -38,47 +39,52 @@ pub struct VfHost {
     msix_cap: u16,
     msix: MsixInfo,
     irt: InterruptTable,
-    /// Emulated mode: the guest vector of each MSI-X entry, for the host vector that stands in
-    /// for it (0 = none).
-    guest_vectors: [core::sync::atomic::AtomicU8; super::idt::DEVICE_VECTORS],
-    /// Device interrupts that went through an exit (emulated mode); direct mode never sees them.
+    /// Device interrupts that went through an exit (emulated mode); the exitless modes never see
+    /// them.
     pub via_exits: core::sync::atomic::AtomicU64,
     /// The guest's index (its vCPUs' GATags name it).
     guest_index: u8,
-    /// `avic` mode: the GuestMode entries and what became of the guest's MSI-X entries.
-    pub posted: super::vf_posting::Posted,
+}
+
+/// What the interrupt backends need of a VF: its remapping table and device, and the guest's index.
+pub struct VfTable<'a> {
+    pub irt: &'a InterruptTable,
+    pub device: DeviceId,
+    pub guest: u8,
 }
 
 impl VfHost {
-    /// `avic` mode: vCPU `vcpu` starts or stops running; IsRunning and the IRTEs' IsRun follow.
-    pub fn set_vcpu_running(&self, avic: &super::avic_mode::AvicGuest, vcpu: usize, running: bool) {
-        self.posted
-            .set_running(avic, &self.irt, self.device(), vcpu, running);
+    pub fn table(&self) -> VfTable<'_> {
+        VfTable {
+            irt: &self.irt,
+            device: self.device(),
+            guest: self.guest_index,
+        }
     }
 
     fn device(&self) -> DeviceId {
         DeviceId(self.bdf.routing_id())
     }
 
-    /// Emulated mode: raises in `vcpu`'s virtual APIC the guest vectors of the MSI-X entries whose
-    /// host vectors this core took (`pending`, one bit per entry). Returns how many.
-    pub fn deliver_emulated(
+    /// The host vectors of MSI-X entries this core took (`pending`, one bit per entry): raises
+    /// in `vcpu` the guest vectors they stand for (emulated mode), counts them as exits.
+    pub fn take_host_vectors(
         &self,
         platform: &super::platform::VirtualPlatform,
         vcpu: usize,
         pending: u32,
-    ) -> u32 {
-        let mut n = 0;
+    ) {
         for index in (0..super::idt::DEVICE_VECTORS).filter(|i| pending & (1 << i) != 0) {
-            let vector = self.guest_vectors[index].load(core::sync::atomic::Ordering::Acquire);
-            if vector != 0 {
-                platform.interrupt_vcpu(vcpu, vector, didvisor::irqchip::TriggerMode::Edge);
-                self.via_exits
-                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-                n += 1;
+            match platform.irq.host_vector(index) {
+                HostVector::Guest(vector) => {
+                    platform.interrupt_vcpu(vcpu, vector, didvisor::irqchip::TriggerMode::Edge);
+                }
+                HostVector::Stray => {}
+                HostVector::Unassigned => continue,
             }
+            self.via_exits
+                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         }
-        n
     }
 
     /// Host-physical address of the VF's MSI-X table.
@@ -141,10 +147,8 @@ pub fn attach(
         msix_cap,
         msix: setup.msix,
         irt,
-        guest_vectors: [const { core::sync::atomic::AtomicU8::new(0) }; super::idt::DEVICE_VECTORS],
         via_exits: core::sync::atomic::AtomicU64::new(0),
         guest_index: index as u8,
-        posted: super::vf_posting::Posted::new(),
     };
     vm.platform
         .legacy
@@ -310,26 +314,24 @@ fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntr
     };
     let vcpu = usize::from(message.dest_id());
     let platform = &vm.platform;
-    let mut refused = false;
-    if let (IrqMode::Avic, Some(avic)) = (platform.mode, &platform.avic) {
-        let target = (!entry.masked() && vcpu < avic.vcpu_count()).then_some((message, vcpu));
-        if let Err(why) = host.posted.program(
-            host.guest_index,
-            avic,
-            &host.irt,
-            host.device(),
-            index,
-            target,
-        ) {
-            refused = true;
+    let enabled = !entry.masked() && vcpu < platform.vcpu_count;
+    let refused = match platform
+        .irq
+        .remap_msix(&host.table(), index, &message, enabled)
+    {
+        MsixRoute::Remapped { vector } => {
+            program_remapped(vm, host, index, &entry, &message, vector);
+            false
+        }
+        MsixRoute::Posted(Ok(())) => false,
+        MsixRoute::Posted(Err(why)) => {
             vm.report(format_args!(
                 "vf MSI-X vector {index} (address {:#x}, data {:#x}) cannot be posted: {why}; left masked",
                 message.address, message.data
             ));
+            true
         }
-    } else {
-        program_remapped(vm, host, index, &entry, &message);
-    }
+    };
     // The device's own entry: a remappable message naming the table index.
     let Some(table) = host.table_hpa(vm) else {
         return;
@@ -353,13 +355,14 @@ fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntr
     }
 }
 
-/// `direct` and `emulated` modes: the remapped (GuestMode = 0) entry for `message`.
+/// The remapped (GuestMode = 0) entry for `message`: `vector` on the target vCPU's core.
 fn program_remapped(
     vm: &Vm,
     host: &VfHost,
     index: u16,
     entry: &msix::MsixTableEntry,
     message: &MsiMessage,
+    vector: u8,
 ) {
     let vcpu = usize::from(message.dest_id());
     let platform = &vm.platform;
@@ -373,16 +376,6 @@ fn program_remapped(
         Irte::Bits128(iommu::Irte128::DISABLED)
     } else {
         let core = platform.vcpu_core_apic_id(vcpu);
-        let vector = match platform.mode {
-            IrqMode::Direct => message.vector(),
-            // Emulated: a host vector standing for this entry, on the vCPU's core; the exit it
-            // causes injects the guest's vector (see `deliver_emulated`).
-            IrqMode::Emulated | IrqMode::Avic => {
-                host.guest_vectors[usize::from(index)]
-                    .store(message.vector(), core::sync::atomic::Ordering::Release);
-                super::idt::VECTOR_DEVICE_BASE + index as u8
-            }
-        };
         Irte::remapped(
             IrteFormat::Bits128,
             vector,

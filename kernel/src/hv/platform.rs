@@ -3,21 +3,22 @@
 //! interrupts to vCPUs in each interrupt mode.
 //!
 //! The service core ticks every guest's timers (`service_tick`); a vCPU's core handles its own
-//! guest's port and MMIO accesses. Interrupts reach a vCPU
+//! guest's port and MMIO accesses. Interrupts reach a vCPU the way the guest's interrupt backend
+//! (`irq`, one per `irq=` mode) does it:
 //! - in `emulated` mode: set in its virtual local APIC, plus a kick IPI so its core exits and injects;
 //! - in `direct` mode: as a physical fixed IPI with the guest's vector to its core, taken through the
 //!   guest's IDT with no exit;
 //! - in `avic` mode: set in its AVIC backing page's IRR, plus a doorbell to its core, taken with no
-//!   exit (see `avic_mode`).
+//!   exit (see `irq::avic_tables`).
 //!
 //! Lock order: legacy devices, then IOAPIC, then a local APIC. No lock is held across VMRUN.
 
-use super::avic_mode::AvicGuest;
-use super::{idt, timer, x2apic};
+use super::irq::GuestIrq;
+use super::timer;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use didvisor::config::IrqMode;
 use didvisor::devices::{IrqChange, LegacyPlatform, PortEffect};
-use didvisor::irqchip::{Delivery, DeliveryMode, Ioapic, Lapic, TriggerMode};
+use didvisor::irqchip::{Delivery, DeliveryMode, Ioapic, TriggerMode};
 use didvisor::pci::passthrough::VfPassthrough;
 use spin::Mutex;
 
@@ -44,12 +45,8 @@ fn isa_irq_to_gsi(irq: u8) -> u32 {
 pub struct VcpuSlot {
     /// x2APIC id of the physical core running it (u32::MAX until it runs).
     pub core_apic_id: AtomicU32,
-    /// The virtual local APIC (emulated mode).
-    pub lapic: Mutex<Lapic>,
     /// Interrupts delivered to this vCPU, for the statistics.
     pub delivered: AtomicU64,
-    /// The guest's last ICR write (direct mode, where reads of the trapped ICR must return it).
-    pub icr: AtomicU64,
     /// Start-up of an application processor: [`WAIT_INIT`], [`WAIT_SIPI`], or
     /// `STARTED | vector` once a startup IPI arrived after an INIT.
     startup: AtomicU32,
@@ -95,16 +92,16 @@ impl VcpuSlot {
 }
 
 pub struct VirtualPlatform {
-    pub mode: IrqMode,
+    /// How interrupts reach the vCPUs (and the state that takes).
+    pub irq: GuestIrq,
     pub legacy: Mutex<LegacyPlatform<CONSOLE_RING, VfPassthrough>>,
     pub ioapic: Mutex<Ioapic>,
     pub vcpus: [VcpuSlot; MAX_VCPUS],
     pub vcpu_count: usize,
     /// x2APIC ids of the physical cores the vCPUs run on (fixed by the configuration).
     vcpu_cores: [u32; MAX_VCPUS],
-    /// Device interrupts routed (all modes), and of those sent as physical IPIs (direct mode).
+    /// Device interrupts routed.
     pub device_irqs: AtomicU64,
-    pub direct_ipis: AtomicU64,
     /// Interrupts the guest aimed at vectors 0-15 (IPIs, IOAPIC entries, VF MSI-X), dropped.
     pub illegal_vectors: AtomicU64,
     /// vCPUs halted with interrupts disabled for good.
@@ -115,8 +112,6 @@ pub struct VirtualPlatform {
     /// When the legacy devices next need a tick (u64::MAX: none), so the service core's loop
     /// does not take their lock (and slow down the vCPU's port accesses) for nothing.
     next_tick: AtomicU64,
-    /// `irq=avic`: the backing pages and APIC-ID tables.
-    pub avic: Option<AvicGuest>,
 }
 
 impl VirtualPlatform {
@@ -125,25 +120,21 @@ impl VirtualPlatform {
         let mut cores = [u32::MAX; MAX_VCPUS];
         cores[..vcpu_count].copy_from_slice(&vcpu_cores[..vcpu_count]);
         VirtualPlatform {
-            mode,
+            irq: GuestIrq::new(mode, &vcpu_cores[..vcpu_count]),
             legacy: Mutex::new(LegacyPlatform::new(RTC_EPOCH, timer::nanos())),
             ioapic: Mutex::new(Ioapic::new()),
-            vcpus: core::array::from_fn(|i| VcpuSlot {
+            vcpus: core::array::from_fn(|_| VcpuSlot {
                 core_apic_id: AtomicU32::new(u32::MAX),
-                lapic: Mutex::new(Lapic::new(i as u32, VIRTUAL_APIC_TIMER_HZ)),
                 delivered: AtomicU64::new(0),
-                icr: AtomicU64::new(0),
                 startup: AtomicU32::new(WAIT_INIT),
             }),
             vcpu_count,
             vcpu_cores: cores,
             device_irqs: AtomicU64::new(0),
-            direct_ipis: AtomicU64::new(0),
             illegal_vectors: AtomicU64::new(0),
             parked: AtomicU32::new(0),
             npt_generation: AtomicU64::new(0),
             next_tick: AtomicU64::new(u64::MAX),
-            avic: (mode == IrqMode::Avic).then(|| AvicGuest::new(&vcpu_cores[..vcpu_count])),
         }
     }
 
@@ -233,25 +224,7 @@ impl VirtualPlatform {
         let slot = &self.vcpus[vcpu];
         slot.delivered.fetch_add(1, Ordering::Relaxed);
         let core = slot.core_apic_id.load(Ordering::Acquire);
-        match self.mode {
-            IrqMode::Direct => {
-                if core != u32::MAX {
-                    self.direct_ipis.fetch_add(1, Ordering::Relaxed);
-                    x2apic::send_fixed(core, vector);
-                }
-            }
-            IrqMode::Avic => {
-                if let Some(avic) = &self.avic {
-                    avic.post_device(vcpu, vector, trigger == TriggerMode::Level);
-                }
-            }
-            IrqMode::Emulated => {
-                slot.lapic.lock().accept(vector, trigger);
-                if core != u32::MAX && core != x2apic::id() {
-                    x2apic::send_fixed(core, idt::VECTOR_KICK);
-                }
-            }
-        }
+        self.irq.interrupt_vcpu(vcpu, core, vector, trigger);
     }
 
     /// Acts on what a port access caused; returns a request to end the guest.
@@ -270,12 +243,10 @@ impl VirtualPlatform {
         }
     }
 
-    /// The service core's periodic work for this guest: the `irq=avic` vCPUs' LAPIC timers
-    /// (posted with a doorbell), and device timers, when one is due.
+    /// The service core's periodic work for this guest: the interrupt backend's (`irq=avic`:
+    /// the vCPUs' LAPIC timers, posted with a doorbell), and device timers, when one is due.
     pub fn service_tick(&self, now: u64) {
-        if let Some(avic) = &self.avic {
-            avic.expire_timers(&self.vcpus[..self.vcpu_count], now);
-        }
+        self.irq.service_tick(now);
         if now < self.next_tick.load(Ordering::Acquire) {
             return;
         }

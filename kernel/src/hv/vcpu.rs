@@ -6,26 +6,22 @@
 
 use super::apic::{self, ApicOutcome};
 use super::guest::{GuestBoot, Vm};
+use super::irq::{ExitAction, VcpuIrq};
 use super::platform::VirtualPlatform;
 use super::vmrun::{self, GuestRegs};
-use super::{idt, memory, timer, x2apic};
+use super::{memory, timer, x2apic};
 use crate::println;
 use core::sync::atomic::Ordering;
-use didvisor::config::IrqMode;
 use didvisor::cpuid::{self, CpuidResult, VcpuView};
 use didvisor::guest_layout;
-use didvisor::inject::{self, Decision, GuestInterruptState};
 use didvisor::msr::{InjectGp, MsrFile, MsrWrite, UnknownMsrs, VmcbMsrs};
 use didvisor::stats::{ApicMsrExits, ExitStats};
 use svm::event::EventInj;
 use svm::exit::{ExitCode, IoDirection, IoioExit, MsrAccess, NpfExit};
-use svm::intercept::{IntCtl, IntState, InterceptMisc1, NestedControl, TlbControl};
+use svm::intercept::{IntState, NestedControl, TlbControl};
 use svm::paging::GuestMemory;
 use svm::segment::LongModeEntry;
 use svm::{Gpa, Gva, Vmcb};
-
-#[path = "avic_vcpu.rs"]
-mod avic_vcpu;
 
 /// Debug console port (one byte per OUT), as in Bochs and QEMU.
 pub const DEBUG_CONSOLE_PORT: u16 = 0xe9;
@@ -55,14 +51,10 @@ pub struct Vcpu {
     unknown_msrs: UnknownMsrs,
     stats: Stats,
     apic_exits: ApicMsrExits,
-    /// Virtual interrupts injected at exits (emulated mode).
-    injected: u64,
-    /// Host APIC-timer ticks per millisecond on this core (emulated mode's wake-up timer).
-    apic_timer_per_ms: u64,
+    /// This vCPU's side of the guest's interrupt backend.
+    irq: VcpuIrq,
     /// The guest's nested-page-table generation this vCPU's TLB last saw.
     npt_generation: u64,
-    /// `irq=avic`: the AVIC exits and postings of this vCPU.
-    avic: avic::mode::AvicCounts,
     /// The guest's SPEC_CTRL kept apart from the host's (`super::speculation`).
     spec_ctrl: super::speculation::VcpuSpecCtrl,
 }
@@ -87,15 +79,10 @@ impl Vcpu {
             unknown_msrs: UnknownMsrs::default(),
             stats: Stats::new(),
             apic_exits: ApicMsrExits::default(),
-            injected: 0,
-            apic_timer_per_ms: 0,
+            irq: vm.platform.irq.vcpu(id as usize),
             npt_generation: 0,
-            avic: avic::mode::AvicCounts::default(),
             spec_ctrl: super::speculation::VcpuSpecCtrl::on_this_core(),
         };
-        if vm.config.irq != IrqMode::Direct {
-            v.apic_timer_per_ms = x2apic::calibrate_timer(timer::tsc_per_ms()).max(1);
-        }
         v.init_vmcb();
         v
     }
@@ -106,6 +93,18 @@ impl Vcpu {
         unsafe { &mut *(self.vmcb_pa as *mut Vmcb) }
     }
 
+    /// The backend and the VMCB at once (the backend's methods take the VMCB).
+    fn irq_and_vmcb(&mut self) -> (&mut VcpuIrq, &mut Vmcb) {
+        // SAFETY: as in `vmcb`.
+        let vmcb = unsafe { &mut *(self.vmcb_pa as *mut Vmcb) };
+        (&mut self.irq, vmcb)
+    }
+
+    /// The guest's VF remapping table, if it has a VF.
+    fn vf_table(&self) -> Option<super::passthrough::VfTable<'static>> {
+        self.vm.vf.get().map(|vf| vf.table())
+    }
+
     fn platform(&self) -> &'static VirtualPlatform {
         &self.vm.platform
     }
@@ -114,7 +113,7 @@ impl Vcpu {
         let (vm, id) = (self.vm, self.id);
         let v = self.vmcb();
         // The whole intercept set, and why each bit is there: `didvisor::intercepts`.
-        let (misc1, misc2, misc3) = didvisor::intercepts::initial(vm.config.irq);
+        let (misc1, misc2, misc3) = vm.platform.irq.intercepts();
         v.set_misc1(misc1);
         v.set_misc2(misc2);
         v.set_misc3(misc3);
@@ -131,12 +130,8 @@ impl Vcpu {
         v.set_tlb_control(TlbControl::FlushAll);
         v.set_nested_control(NestedControl::NP_ENABLE);
         v.n_cr3 = vm.npt_root;
-        if vm.config.irq == IrqMode::Avic {
-            let v = self.vmcb();
-            v.set_int_ctl(v.int_ctl() | IntCtl::V_INTR_MASKING);
-            self.avic_enable();
-        }
-        let v = self.vmcb();
+        let (irq, v) = self.irq_and_vmcb();
+        irq.setup_vmcb(v);
         let gdt_limit = (guest_layout::GDT_ENTRIES.len() * 8 - 1) as u32;
         v.set_long_mode_state(&LongModeEntry {
             cr3: guest_layout::PML4,
@@ -182,13 +177,10 @@ impl Vcpu {
             }
         }
         self.vm.mark_started();
-        self.avic_set_running(true);
+        self.irq.set_running(self.vf_table().as_ref(), true);
         loop {
-            match self.vm.config.irq {
-                IrqMode::Emulated => self.prepare_emulated_entry(),
-                IrqMode::Avic => self.prepare_avic_entry(),
-                IrqMode::Direct => {}
-            }
+            let (irq, v) = self.irq_and_vmcb();
+            irq.before_entry(v);
             let generation = self.platform().npt_generation.load(Ordering::Acquire);
             if generation != self.npt_generation {
                 self.npt_generation = generation;
@@ -213,12 +205,8 @@ impl Vcpu {
                 break;
             }
         }
-        self.avic_set_running(false);
-        if self.vm.config.irq != IrqMode::Direct {
-            x2apic::arm_timer(idt::VECTOR_HOST_TIMER, 0);
-        } else {
-            x2apic::quiesce();
-        }
+        self.irq.set_running(self.vf_table().as_ref(), false);
+        self.irq.leave_core();
         let slot = &self.platform().vcpus[self.id as usize];
         for (msr, reads, writes) in self.unknown_msrs.iter() {
             println!(
@@ -227,16 +215,14 @@ impl Vcpu {
             );
         }
         // One print, so that another core's report cannot land inside this vCPU's block.
-        let avic = (self.vm.config.irq == IrqMode::Avic).then(|| self.avic_counts());
         println!(
-            "guest {}: vcpu {} exits:\n{}\n  {}\n  interrupts: {} sent to this vcpu by the hypervisor, {} injected at exits{}",
+            "guest {}: vcpu {} exits:\n{}\n  {}\n  interrupts: {} sent to this vcpu by the hypervisor, {}",
             self.vm.config.name,
             self.id,
             self.stats.table(&ExitCode::index_name),
             self.apic_exits,
             slot.delivered.load(Ordering::Relaxed),
-            self.injected,
-            AvicLine(avic)
+            self.irq.report()
         );
     }
 
@@ -270,72 +256,14 @@ impl Vcpu {
         self.regs = GuestRegs::default();
     }
 
-    /// Emulated mode, before each VMRUN: inject the highest deliverable virtual interrupt or ask
-    /// for an exit when the guest can take it, and arm the host timer for the virtual APIC timer.
-    fn prepare_emulated_entry(&mut self) {
-        let now = timer::nanos();
-        let slot = &self.platform().vcpus[self.id as usize];
-        let mut lapic = slot.lapic.lock();
-        lapic.tick(now);
-        let state = {
-            let v = self.vmcb();
-            GuestInterruptState {
-                rflags_if: v.rflags & RFLAGS_IF != 0,
-                interrupt_shadow: v.int_state().contains(IntState::INTERRUPT_SHADOW),
-                event_pending: v.event_inj & (1 << 31) != 0,
-            }
-        };
-        match inject::decide(lapic.highest_deliverable(true), state) {
-            Decision::InjectNow(vector) => {
-                lapic.ack(vector);
-                self.injected += 1;
-                self.vmcb().inject(EventInj::external_interrupt(vector));
-            }
-            Decision::RequestWindow => self.request_interrupt_window(true),
-            Decision::Nothing => {}
-        }
-        let deadline = lapic.next_timer_deadline();
-        drop(lapic);
-        self.arm_host_timer(deadline, now);
-    }
-
-    /// Arms this core's host timer to fire at `deadline` (hypervisor nanoseconds; `None` stops
-    /// it): the stand-in for the guest's LAPIC timer in the emulated mode.
-    fn arm_host_timer(&self, deadline: Option<u64>, now: u64) {
-        let ticks = deadline.map_or(0, |d| {
-            let ns = d.saturating_sub(now).max(1000);
-            (u128::from(ns) * u128::from(self.apic_timer_per_ms) / 1_000_000)
-                .clamp(1, u128::from(u32::MAX)) as u32
-        });
-        x2apic::arm_timer(idt::VECTOR_HOST_TIMER, ticks);
-    }
-
-    /// Sets or clears a virtual interrupt request (V_IRQ, ignoring V_TPR) with the VINTR intercept,
-    /// so the guest exits as soon as it could take an interrupt (APM vol. 2, 15.21.4).
-    fn request_interrupt_window(&mut self, on: bool) {
-        let v = self.vmcb();
-        let mut ctl = v.int_ctl();
-        let mut misc1 = v.misc1();
-        ctl.set(IntCtl::V_IRQ | IntCtl::V_IGN_TPR, on);
-        misc1.set(InterceptMisc1::VINTR, on);
-        v.set_int_ctl(ctl.with_v_intr_prio(0xf));
-        v.set_misc1(misc1);
-    }
-
-    /// Emulated mode: turns the device host vectors this core took into the guest's vectors.
+    /// Turns the VF host vectors this core took into the guest's vectors (emulated mode).
     fn collect_device_interrupts(&mut self) {
         let pending = super::idt::take_device_interrupts();
         if pending == 0 {
             return;
         }
         if let Some(host) = self.vm.vf.get() {
-            if self.vm.config.irq == IrqMode::Avic {
-                // Posted VF interrupts never arrive as host vectors: count any that did.
-                host.via_exits
-                    .fetch_add(u64::from(pending.count_ones()), Ordering::Relaxed);
-            } else {
-                host.deliver_emulated(self.platform(), self.id as usize, pending);
-            }
+            host.take_host_vectors(self.platform(), self.id as usize, pending);
         }
     }
 
@@ -359,7 +287,7 @@ impl Vcpu {
             self.vmcb().exit_info2,
             self.vmcb().rip,
         );
-        if self.vm.config.irq == IrqMode::Emulated && exit != ExitCode::Intr {
+        if self.irq.collects_at_every_exit() && exit != ExitCode::Intr {
             // A VF interrupt that came while the guest had IF clear caused no INTR exit (without
             // V_INTR_MASKING the guest's IF holds physical interrupts too): it waits in this core's
             // APIC. Take it into the virtual APIC at every exit, so that an IRR read shows it as
@@ -380,8 +308,13 @@ impl Vcpu {
             ExitCode::Npf => self.nested_page_fault(NpfExit::decode(info1, info2)),
             ExitCode::Exception(vector) => {
                 // Only intercepted for diagnostics (loglevel=trace): report and deliver unchanged.
-                let error = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30).then_some(info1 as u32);
-                log::trace!("guest {}: vcpu {}: exception {vector} at rip {rip:#x}, error {error:?}", self.vm.config.name, self.id);
+                let error =
+                    matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30).then_some(info1 as u32);
+                log::trace!(
+                    "guest {}: vcpu {}: exception {vector} at rip {rip:#x}, error {error:?}",
+                    self.vm.config.name,
+                    self.id
+                );
                 self.inject(EventInj::exception(vector, error))
             }
             // A host interrupt (emulated mode: wake-up timer or kick): take it; the next entry
@@ -391,22 +324,20 @@ impl Vcpu {
                 self.collect_device_interrupts();
                 Next::Resume
             }
-            // The hypervisor's NMIs: recall at guest end (handled above) and, in direct mode, the
-            // service core's once-a-second look at whether the guest halted for good.
+            // The hypervisor's NMIs: recall at guest end (handled above) and, where HLT does not
+            // exit, the service core's once-a-second look at whether the guest halted for good.
             ExitCode::Nmi => {
-                if self.vm.config.irq != IrqMode::Emulated && self.halted_with_interrupts_off(rip) {
+                if !self.platform().irq.hlt_exits() && self.halted_with_interrupts_off(rip) {
                     self.park(rip)
                 } else {
                     Next::Resume
                 }
             }
-            ExitCode::Vintr => {
-                self.request_interrupt_window(false);
-                Next::Resume
-            }
             ExitCode::Hlt => self.halt(rip),
-            ExitCode::AvicIncompleteIpi => self.avic_incomplete_ipi(info1, info2),
-            ExitCode::AvicNoAccel => self.avic_noaccel(info1, info2),
+            // The exits only an interrupt mode causes (interrupt window, AVIC).
+            ExitCode::Vintr | ExitCode::AvicIncompleteIpi | ExitCode::AvicNoAccel => {
+                self.irq_exit(exit, info1, info2, rip)
+            }
             ExitCode::Shutdown => self.end(format_args!("triple fault (shutdown) at rip {rip:#x}")),
             // The exits of instructions a guest may not run natively, by the table's response.
             other if didvisor::intercepts::response(other).is_some() => {
@@ -437,11 +368,44 @@ impl Vcpu {
                     "VMRUN refused the guest state (VMEXIT_INVALID): {why:?} (cr0 {cr0:#x}, cr3 {cr3:#x}, cr4 {cr4:#x}, efer {efer:#x})"
                 ))
             }
-            other => self.end(format_args!(
-                "unhandled exit {} ({:#x}) at rip {rip:#x}, exitinfo1 {info1:#x}, exitinfo2 {info2:#x}",
-                other.name(),
-                other.raw(),
-            )),
+            other => self.unhandled(other, info1, info2, rip),
+        }
+    }
+
+    fn unhandled(&self, exit: ExitCode, info1: u64, info2: u64, rip: u64) -> Next {
+        self.end(format_args!(
+            "unhandled exit {} ({:#x}) at rip {rip:#x}, exitinfo1 {info1:#x}, exitinfo2 {info2:#x}",
+            exit.name(),
+            exit.raw(),
+        ))
+    }
+
+    /// An exit the interrupt backend handles; what it asks for.
+    fn irq_exit(&mut self, exit: ExitCode, info1: u64, info2: u64, rip: u64) -> Next {
+        let vm = self.vm;
+        let guest = vm.config.name.as_str();
+        let (irq, v) = self.irq_and_vmcb();
+        let Some(action) = irq.exit(exit, info1, info2, v, guest) else {
+            return self.unhandled(exit, info1, info2, rip);
+        };
+        match action {
+            ExitAction::Resume => Next::Resume,
+            ExitAction::ReadResult(value) => {
+                self.vmcb().rax = value & 0xffff_ffff;
+                self.regs.rdx = value >> 32;
+                // RDMSR is two bytes long.
+                self.vmcb().rip += 2;
+                Next::Resume
+            }
+            ExitAction::ApicWrite { msr, value } => {
+                let outcome = apic::write(self.platform(), self.id as usize, msr, value);
+                self.finish_apic(outcome, 0)
+            }
+            ExitAction::IoapicEoi(vector) => {
+                apic::ioapic_eoi(self.platform(), vector);
+                Next::Resume
+            }
+            ExitAction::InjectGp => self.inject(EventInj::exception(VECTOR_GP, Some(0))),
         }
     }
 
@@ -586,7 +550,7 @@ impl Vcpu {
     /// often parks its other processors like this while one of them shuts down; the guest is over
     /// only when every vCPU is parked.
     fn park(&mut self, rip: u64) -> Next {
-        self.avic_set_running(false);
+        self.irq.set_running(self.vf_table().as_ref(), false);
         if self.platform().park() {
             return self.end(format_args!(
                 "halted forever (every vcpu in HLT with interrupts disabled; last at rip {rip:#x})"
@@ -598,8 +562,8 @@ impl Vcpu {
         Next::End
     }
 
-    /// Direct mode does not intercept HLT: after an NMI exit, the guest sat in HLT with interrupts
-    /// off if IF is clear and the instruction just before RIP is HLT (0xF4).
+    /// Where HLT is not intercepted (direct, avic): after an NMI exit, the guest sat in HLT with
+    /// interrupts off if IF is clear and the instruction just before RIP is HLT (0xF4).
     fn halted_with_interrupts_off(&mut self, rip: u64) -> bool {
         if self.vmcb().rflags & RFLAGS_IF != 0 {
             return false;
@@ -609,7 +573,7 @@ impl Vcpu {
         n >= 1 && bytes[0] == 0xf4
     }
 
-    /// HLT. Emulated mode only (direct mode does not intercept it): wait on this dedicated core
+    /// HLT. Emulated mode only (the others do not intercept it): wait on this dedicated core
     /// until a virtual interrupt is deliverable. With interrupts disabled nothing can ever wake the
     /// guest, so it ends.
     fn halt(&mut self, rip: u64) -> Next {
@@ -624,17 +588,13 @@ impl Vcpu {
         // by the delivery-checking guest: `deliver=masking`, HLT wake-ups).
         let v = self.vmcb();
         v.int_state &= !IntState::INTERRUPT_SHADOW.bits();
-        let slot = &self.platform().vcpus[self.id as usize];
         loop {
             // Passed-through devices interrupt this core with host vectors: take them.
             self.drain_host_interrupt();
             self.collect_device_interrupts();
-            let mut lapic = slot.lapic.lock();
-            lapic.tick(timer::nanos());
-            if lapic.highest_deliverable(true).is_some() {
+            if self.irq.wake_pending(timer::nanos()) {
                 return Next::Resume;
             }
-            drop(lapic);
             if self.vm.has_ended() {
                 return Next::End;
             }
@@ -909,17 +869,5 @@ impl GuestMemory for RamView<'_> {
         Some(u64::from_le_bytes(
             self.0.get(o..o.checked_add(8)?)?.try_into().ok()?,
         ))
-    }
-}
-
-/// The `irq=avic` counter line of a vCPU's report (with its line break), or nothing.
-struct AvicLine(Option<avic::mode::AvicCounts>);
-
-impl core::fmt::Display for AvicLine {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match &self.0 {
-            Some(c) => write!(f, "\n  {c}"),
-            None => Ok(()),
-        }
     }
 }

@@ -11,8 +11,9 @@
 //! vCPU that has stopped. Every IRTE write is followed by INVALIDATE_INTERRUPT_TABLE +
 //! COMPLETION_WAIT (the spec does not require it for IsRun/Destination, Linux does it anyway).
 
-use super::avic_mode::AvicGuest;
 use super::iommu_hw::{HostMemory, IOMMU};
+use super::irq::avic_tables::AvicTables;
+use super::passthrough::VfTable;
 use core::sync::atomic::{AtomicU64, Ordering};
 use iommu::ga::{self, GaTag, PostRefusal, PostTarget};
 use iommu::{DeviceId, Hpa, InterruptTable, Irte, Irte128, MsiMessage};
@@ -20,7 +21,7 @@ use spin::Mutex;
 
 const ENTRIES: usize = super::idt::DEVICE_VECTORS;
 
-/// The posted entries of one VF.
+/// The posted entries of a guest's VF (the guest's AVIC backend, `irq::avic`, owns them).
 pub struct Posted {
     /// Per MSI-X entry: the vCPU it posts to and the IRTE written.
     entries: Mutex<[Option<(usize, Irte128)>; ENTRIES]>,
@@ -43,10 +44,8 @@ impl Posted {
     /// is disabled and the reason returned.
     pub fn program(
         &self,
-        guest: u8,
-        avic: &AvicGuest,
-        irt: &InterruptTable,
-        device: DeviceId,
+        avic: &AvicTables,
+        vf: &VfTable,
         index: u16,
         target: Option<(MsiMessage, usize)>,
     ) -> Result<(), PostRefusal> {
@@ -59,7 +58,7 @@ impl Posted {
                     host_apic_id: avic.core(vcpu),
                     running: avic.is_running(vcpu),
                     tag: GaTag {
-                        guest,
+                        guest: vf.guest,
                         vcpu: vcpu as u16,
                     },
                 },
@@ -73,7 +72,7 @@ impl Posted {
         };
         let slot = usize::from(index);
         entries[slot] = irte.remap_enabled().then_some((vcpu, irte));
-        write(irt, device, index, irte);
+        write(vf.irt, vf.device, index, irte);
         match result {
             Ok(_) if irte.remap_enabled() => {
                 self.posted.fetch_add(1, Ordering::Relaxed);
@@ -90,14 +89,7 @@ impl Posted {
     /// vCPU `vcpu` starts running (first VMRUN) or stops (parked, ended): IsRunning in the
     /// physical table and IsRun in every IRTE posting to it, in the order that never leaves
     /// IsRun = 1 for a vCPU that is not running.
-    pub fn set_running(
-        &self,
-        avic: &AvicGuest,
-        irt: &InterruptTable,
-        device: DeviceId,
-        vcpu: usize,
-        running: bool,
-    ) {
+    pub fn set_running(&self, avic: &AvicTables, vf: &VfTable, vcpu: usize, running: bool) {
         let mut entries = self.entries.lock();
         if running {
             avic.set_running(vcpu, true);
@@ -106,7 +98,7 @@ impl Posted {
             if let Some((v, irte)) = slot {
                 if *v == vcpu {
                     *irte = irte.with_running(running, avic.core(vcpu));
-                    write(irt, device, index as u16, *irte);
+                    write(vf.irt, vf.device, index as u16, *irte);
                 }
             }
         }

@@ -18,6 +18,7 @@ pub mod direct;
 pub mod ioapic;
 pub mod lapic;
 pub mod lapic_timer;
+pub mod route;
 pub mod vector_set;
 
 // The register map, ICR and delivery modes are the `apic` crate's (shared with `avic`).

@@ -1,12 +1,12 @@
-//! The AVIC state of one `irq=avic` guest (APM vol. 2 §15.29.3–§15.29.6): a backing page per
+//! The AVIC pages of one `irq=avic` guest (APM vol. 2 §15.29.3–§15.29.6): a backing page per
 //! vCPU, one physical APIC-ID table (entry i = guest APIC id i → the host APIC id of vCPU i's
 //! core and its backing page, Valid), a logical table page (x2AVIC ignores it, the VMCB still
 //! points at a valid page), and the two things other cores do to a vCPU: post a vector into
 //! its IRR and ring its core's doorbell.
 //!
-//! The exitless timer: each vCPU's emulated LAPIC timer (its `Lapic`, under the vCPU's spin
-//! lock) publishes its next deadline here, lock-free; whoever settles the timer (the guest's
-//! core before each VMRUN, after its trapped timer writes; the service core when a published
+//! The exitless timer: each vCPU's emulated LAPIC timer (its `Lapic`, under its spin lock)
+//! publishes its next deadline here, lock-free; whoever settles the timer (the guest's core
+//! before each VMRUN, after its trapped timer writes; the service core when a published
 //! deadline has passed) posts what it raised into the IRR and publishes the next deadline while
 //! it holds the lock, so the word always belongs to the latest timer state. The service core
 //! rings the doorbell; the guest's core needs no host timer and takes no INTR exit.
@@ -19,20 +19,21 @@
 //! The pages are written by the processor while guests run; the hypervisor touches them only
 //! through 32/64-bit atomics (this module's `unsafe`).
 
-use super::memory;
-use super::platform::{VcpuSlot, MAX_VCPUS};
+use super::super::memory;
+use super::super::platform::MAX_VCPUS;
 use avic::exit::reg;
 use avic::mode;
 use avic::vmcb::AvicSetup;
 use avic::PhysicalIdEntry;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use didvisor::irqchip::Lapic;
+use spin::Mutex;
 use svm::{Gpa, Hpa};
 use x86_64::registers::model_specific::Msr;
 
 const PAGE: u64 = 4096;
 
-pub struct AvicGuest {
+pub struct AvicTables {
     physical_table: u64,
     logical_table: u64,
     backing: [u64; MAX_VCPUS],
@@ -51,12 +52,12 @@ pub struct AvicGuest {
     pub ga_log: [AtomicU64; MAX_VCPUS],
 }
 
-impl AvicGuest {
+impl AvicTables {
     /// Allocates and fills the pages for vCPUs running on the cores with x2APIC ids `cores`
     /// (one per vCPU, vCPU i has guest APIC id i). Every entry is Valid, none running yet.
     pub fn new(cores: &[u32]) -> Self {
         let vcpu_count = cores.len().min(MAX_VCPUS);
-        let mut g = AvicGuest {
+        let mut g = AvicTables {
             physical_table: memory::alloc_zeroed(PAGE, PAGE),
             logical_table: memory::alloc_zeroed(PAGE, PAGE),
             backing: [0; MAX_VCPUS],
@@ -174,7 +175,7 @@ impl AvicGuest {
             return;
         }
         let core = self.cores[vcpu];
-        if core == super::x2apic::id() {
+        if core == super::super::x2apic::id() {
             return;
         }
         let Some(value) = mode::doorbell(core) else {
@@ -185,6 +186,17 @@ impl AvicGuest {
         // bits 63:8 are zero (`mode::doorbell`); a doorbell only makes the target core
         // re-evaluate the backing page of the guest it runs.
         unsafe { Msr::new(avic::MSR_AVIC_DOORBELL).write(value) };
+    }
+
+    /// An IOMMU GA log entry named vCPU `vcpu`: a VF interrupt posted while it was not running
+    /// (the IOMMU set the IRR itself). Ring it; false if the guest has no such vCPU.
+    pub fn ga_log_entry(&self, vcpu: usize) -> bool {
+        if vcpu >= self.vcpu_count {
+            return false;
+        }
+        self.ga_log[vcpu].fetch_add(1, Ordering::Relaxed);
+        self.ring(vcpu);
+        true
     }
 
     /// A device interrupt for vCPU `vcpu`: post it and ring the doorbell (no exit on the guest
@@ -220,12 +232,12 @@ impl AvicGuest {
     /// The service core's timer work: every vCPU whose published deadline has passed gets its
     /// timer settled, the vector posted and its core's doorbell rung (no exit on that core when
     /// it is in guest mode, halted or not).
-    pub fn expire_timers(&self, vcpus: &[VcpuSlot], now: u64) {
-        for (vcpu, slot) in vcpus.iter().enumerate().take(self.vcpu_count) {
+    pub fn expire_timers(&self, lapics: &[Mutex<Lapic>], now: u64) {
+        for (vcpu, lapic) in lapics.iter().enumerate().take(self.vcpu_count) {
             if !mode::timer_due(self.timer_deadline[vcpu].load(Ordering::Acquire), now) {
                 continue;
             }
-            let posted = self.settle_timer(vcpu, &mut slot.lapic.lock(), now);
+            let posted = self.settle_timer(vcpu, &mut lapic.lock(), now);
             if posted {
                 self.ring(vcpu);
             }
