@@ -1,33 +1,17 @@
 //! Hardware glue of the hypervisor binary: boot flow on the bootstrap processor, per-core bring-up,
 //! and the loop each core runs.
 
-pub mod acpi;
-pub mod apic;
-pub mod avic_selftest;
-pub mod avic_selftest_guest;
-pub mod canary;
-pub mod console_input;
-pub mod cpu;
-pub mod exit;
-pub mod guest;
-pub mod idt;
-pub mod iommu_hw;
+pub mod host;
 pub mod irq;
-pub mod memory;
-pub mod nvme_pf;
 pub mod passthrough;
-pub mod pci_host;
-pub mod platform;
-pub mod serial;
-pub mod smp;
-pub mod speculation;
-pub mod svm_hw;
-pub mod timer;
-pub mod topology;
-pub mod vcpu;
-pub mod vf_posting;
-pub mod vmrun;
-pub mod x2apic;
+pub mod vm;
+pub mod world;
+
+use host::shutdown as exit;
+use host::{acpi, cpu, idt, memory, pci_host, serial, smp, timer, topology, x2apic};
+use passthrough::{iommu_hw, nvme_pf};
+use vm::{canary, console_input, guest, platform, vf};
+use world::{avic_selftest, speculation, svm_hw, vcpu};
 
 use boot::{BootInfo, MemoryKind};
 use core::sync::atomic::Ordering;
@@ -211,7 +195,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         let vm = guest::build(index, g, boot, |cpu| cpus.ids[cpu])
             .unwrap_or_else(|e| fatal(format_args!("guest {}: {e}", g.name)));
         if let (Some((vfs, vf)), Some(ecam)) = (vf, &platform.ecam) {
-            match passthrough::attach(vm, index, ecam, &vfs, &vf) {
+            match vf::attach(vm, index, ecam, &vfs, &vf) {
                 Ok(host) => {
                     vm.vf.call_once(|| host);
                 }

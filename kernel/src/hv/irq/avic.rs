@@ -16,12 +16,14 @@
 //! - 402h: trapped writes of the timer registers and of SPIV/ESR/LVTs go to the hypervisor's view
 //!   (`Lapic`), level EOIs to the virtual IOAPIC, TMCCT reads are emulated, the rest is #GP.
 
-use super::super::passthrough::VfTable;
-use super::super::platform::MAX_VCPUS;
-use super::super::vf_posting::Posted;
-use super::super::{avic_selftest, iommu_hw, timer};
 use super::avic_tables::AvicTables;
 use super::ExitAction;
+use crate::hv::host::timer;
+use crate::hv::passthrough::iommu_hw;
+use crate::hv::passthrough::vf_posting::Posted;
+use crate::hv::vm::platform::MAX_VCPUS;
+use crate::hv::vm::vf::VfTable;
+use crate::hv::world::avic_selftest;
 use crate::println;
 use avic::mode::{self, AvicCounts, IpiAction, NoAccelAction};
 use avic::{IncompleteIpi, NoAccel};

@@ -19,8 +19,8 @@
 //! The pages are written by the processor while guests run; the hypervisor touches them only
 //! through 32/64-bit atomics (this module's `unsafe`).
 
-use super::super::memory;
-use super::super::platform::MAX_VCPUS;
+use crate::hv::host::memory;
+use crate::hv::vm::platform::MAX_VCPUS;
 use avic::exit::reg;
 use avic::mode;
 use avic::vmcb::AvicSetup;
@@ -175,7 +175,7 @@ impl AvicTables {
             return;
         }
         let core = self.cores[vcpu];
-        if core == super::super::x2apic::id() {
+        if core == crate::hv::host::x2apic::id() {
             return;
         }
         let Some(value) = mode::doorbell(core) else {

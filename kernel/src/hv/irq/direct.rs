@@ -5,7 +5,7 @@
 //! (ignored). Device interrupts arrive as physical fixed IPIs with the guest's vector, taken
 //! through the guest's IDT; a VF's MSI-X entries are remapped to the guest's core and vector.
 
-use super::super::platform::MAX_VCPUS;
+use crate::hv::vm::platform::MAX_VCPUS;
 use core::sync::atomic::{AtomicU64, Ordering};
 use didvisor::irqchip::x2apic::{self as regs, VERSION};
 use didvisor::irqchip::{AccessFault, WriteEffect};
@@ -80,7 +80,7 @@ impl DirectGuest {
     pub fn interrupt_vcpu(&self, core: u32, vector: u8) {
         if core != u32::MAX {
             self.ipis.fetch_add(1, Ordering::Relaxed);
-            super::super::x2apic::send_fixed(core, vector);
+            crate::hv::host::x2apic::send_fixed(core, vector);
         }
     }
 }

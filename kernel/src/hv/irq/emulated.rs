@@ -6,9 +6,11 @@
 //! exits and waits on the dedicated core. A VF's MSI-X entries are remapped to host vectors on
 //! the vCPU's core, which stand for the guest's vectors.
 
-use super::super::platform::{MAX_VCPUS, VIRTUAL_APIC_TIMER_HZ};
-use super::super::{idt, timer, x2apic};
 use super::{ExitAction, HostVector};
+use crate::hv::host::idt;
+use crate::hv::host::timer;
+use crate::hv::host::x2apic;
+use crate::hv::vm::platform::{MAX_VCPUS, VIRTUAL_APIC_TIMER_HZ};
 use core::sync::atomic::{AtomicU8, Ordering};
 use didvisor::inject::{self, Decision, GuestInterruptState};
 use didvisor::irqchip::{Lapic, TriggerMode, MIN_VECTOR};

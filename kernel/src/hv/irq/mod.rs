@@ -20,7 +20,7 @@ pub mod avic_tables;
 pub mod direct;
 pub mod emulated;
 
-use super::passthrough::VfTable;
+use crate::hv::vm::vf::VfTable;
 use didvisor::config::{GuestConfig, IrqMode};
 use didvisor::irqchip::{AccessFault, TriggerMode, WriteEffect};
 use iommu::ga::PostRefusal;
@@ -295,7 +295,7 @@ impl VcpuIrq {
     /// After the vCPU's last exit: leave this core's APIC as the hypervisor keeps it.
     pub fn leave_core(&self) {
         match self {
-            VcpuIrq::Direct(_) => super::x2apic::quiesce(),
+            VcpuIrq::Direct(_) => crate::hv::host::x2apic::quiesce(),
             VcpuIrq::Emulated(_) => emulated::stop_host_timer(),
             VcpuIrq::Avic(_) => {}
         }

@@ -2,7 +2,9 @@
 //! 2, 16.5 "Interprocessor Interrupts" and the BKDG start-up sequence), one core at a time, into the
 //! boot trampoline, then `ap_main` on the core's own stack.
 
-use super::{memory, timer, x2apic};
+use crate::hv::host::memory;
+use crate::hv::host::timer;
+use crate::hv::host::x2apic;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 const AP_STACK_SIZE: u64 = 64 * 1024;
@@ -84,7 +86,7 @@ fn wait_started(us: u64) -> bool {
 #[no_mangle]
 extern "C" fn ap_main() -> ! {
     let cpu = STARTING_CPU.load(Ordering::SeqCst);
-    super::init_core(cpu);
+    crate::hv::init_core(cpu);
     STARTED.store(true, Ordering::SeqCst);
-    super::core_loop(cpu)
+    crate::hv::core_loop(cpu)
 }

@@ -11,15 +11,15 @@
 //! vCPU that has stopped. Every IRTE write is followed by INVALIDATE_INTERRUPT_TABLE +
 //! COMPLETION_WAIT (the spec does not require it for IsRun/Destination, Linux does it anyway).
 
-use super::iommu_hw::{HostMemory, IOMMU};
-use super::irq::avic_tables::AvicTables;
-use super::passthrough::VfTable;
+use crate::hv::irq::avic_tables::AvicTables;
+use crate::hv::passthrough::iommu_hw::{HostMemory, IOMMU};
+use crate::hv::vm::vf::VfTable;
 use core::sync::atomic::{AtomicU64, Ordering};
 use iommu::ga::{self, GaTag, PostRefusal, PostTarget};
 use iommu::{DeviceId, Hpa, InterruptTable, Irte, Irte128, MsiMessage};
 use spin::Mutex;
 
-const ENTRIES: usize = super::idt::DEVICE_VECTORS;
+const ENTRIES: usize = crate::hv::host::idt::DEVICE_VECTORS;
 
 /// The posted entries of a guest's VF (the guest's AVIC backend, `irq::avic`, owns them).
 pub struct Posted {

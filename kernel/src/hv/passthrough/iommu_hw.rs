@@ -3,7 +3,7 @@
 //! passed-through VF onto exactly its guest's memory. The register and table logic is the `iommu`
 //! crate's; here are the memory, the MMIO window and the lock.
 
-use super::memory;
+use crate::hv::host::memory;
 use crate::println;
 use iommu::driver::{Config, GaLogConfig, Iommu};
 use iommu::ga::{GaLogEntry, GaTag};
@@ -174,7 +174,7 @@ pub fn poll_ga_log() {
     }
     for &tag in &tags[..n] {
         let woken = GaTag::decode(tag).is_some_and(|t| {
-            super::guest::try_vm(usize::from(t.guest))
+            crate::hv::vm::guest::try_vm(usize::from(t.guest))
                 .is_some_and(|vm| vm.platform.irq.ga_log_entry(usize::from(t.vcpu)))
         });
         if !woken {
@@ -186,7 +186,7 @@ pub fn poll_ga_log() {
 /// Routes the IOMMU's own interrupt (its MSI capability; GAIntEn makes it fire when GAInt goes
 /// 0 -> 1) to this core, the service core, with `VECTOR_GA_LOG`. The service core runs with
 /// interrupts off: it looks for the vector in its IRR (`take_ga_interrupt`).
-pub fn route_ga_interrupt(ecam: &super::pci_host::Ecam, device_id: u16) {
+pub fn route_ga_interrupt(ecam: &crate::hv::host::pci_host::Ecam, device_id: u16) {
     if !ga_enabled() {
         return;
     }
@@ -197,13 +197,13 @@ pub fn route_ga_interrupt(ecam: &super::pci_host::Ecam, device_id: u16) {
         println!("iommu: {bdf} has no MSI capability: the GA log is polled once a second only");
         return;
     };
-    let apic = super::x2apic::id();
-    let message = iommu::MsiMessage::fixed(apic as u8, super::idt::VECTOR_GA_LOG);
+    let apic = crate::hv::host::x2apic::id();
+    let message = iommu::MsiMessage::fixed(apic as u8, crate::hv::host::idt::VECTOR_GA_LOG);
     let mut ecam = *ecam;
     match didvisor::pci::msi::program(&mut ecam, bdf, cap, message.address, message.data as u16) {
         Ok(()) if apic <= 0xFF => println!(
             "iommu: GA log interrupt: MSI of {bdf} to cpu apic {apic}, vector {:#x}",
-            super::idt::VECTOR_GA_LOG
+            crate::hv::host::idt::VECTOR_GA_LOG
         ),
         _ => println!("iommu: cannot route the GA log interrupt of {bdf}: polled once a second"),
     }
@@ -212,8 +212,8 @@ pub fn route_ga_interrupt(ecam: &super::pci_host::Ecam, device_id: u16) {
 /// On the service core: the GA log interrupt is pending. Take it (a one-instruction interrupt
 /// window whose handler EOIs it) so the next one can arrive, then drain the log.
 pub fn take_ga_interrupt() {
-    if super::x2apic::irr_pending(super::idt::VECTOR_GA_LOG) {
-        super::cpu::take_pending_interrupts();
+    if crate::hv::host::x2apic::irr_pending(crate::hv::host::idt::VECTOR_GA_LOG) {
+        crate::hv::host::cpu::take_pending_interrupts();
         poll_ga_log();
     }
 }

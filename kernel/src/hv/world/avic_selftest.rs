@@ -10,9 +10,12 @@
 //! own VMCB, backing pages, physical and logical APIC-ID tables and permission maps. Nothing
 //! is freed afterwards (the frame allocator frees nothing; about 60 KiB, once).
 
-use super::avic_selftest_guest::{self as guest_code, Label, CODE_GPA, STACK_TOP};
-use super::guest::NptMemory;
-use super::{cpu, memory, vmrun, x2apic};
+use crate::hv::host::cpu;
+use crate::hv::host::memory;
+use crate::hv::host::x2apic;
+use crate::hv::vm::guest::NptMemory;
+use crate::hv::world::avic_selftest_guest::{self as guest_code, Label, CODE_GPA, STACK_TOP};
+use crate::hv::world::vmrun;
 use avic::selftest::{self as st, Exit, GuestReport, Mode, Summary, CHECKS};
 use avic::table::PhysicalIdEntry;
 use avic::vmcb::AvicSetup;
@@ -355,7 +358,7 @@ impl TestVm {
                 ExitCode::Intr => cpu::take_pending_interrupts(),
                 ExitCode::Nmi => {}
                 ExitCode::Invalid => {
-                    let why = super::svm_hw::check_vmcb(self.vmcb());
+                    let why = crate::hv::world::svm_hw::check_vmcb(self.vmcb());
                     log::info!("avic: VMRUN refused the test guest (VMEXIT_INVALID): {why:?}");
                     return exit;
                 }

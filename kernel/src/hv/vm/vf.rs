@@ -7,10 +7,10 @@
 //! guest's vector; in `avic` mode it is a GuestMode entry posting the guest's vector into the
 //! target vCPU's backing page (`vf_posting`), again without an exit.
 
-use super::guest::Vm;
-use super::iommu_hw::{HostMemory, IOMMU};
-use super::irq::{HostVector, MsixRoute};
-use super::pci_host::Ecam;
+use crate::hv::host::pci_host::Ecam;
+use crate::hv::irq::{HostVector, MsixRoute};
+use crate::hv::passthrough::iommu_hw::{HostMemory, IOMMU};
+use crate::hv::vm::guest::Vm;
 use crate::println;
 use didvisor::bar_mapping::{self, BarPlacement};
 use didvisor::devices::pci::DevFn;
@@ -30,7 +30,7 @@ pub const GUEST_BAR_BASE: u64 = 0xc000_0000;
 /// log2 of the interrupt remapping table size per VF (32 entries, one host vector each in
 /// emulated mode).
 const IRT_LOG2: u8 = 5;
-const _: () = assert!(1 << IRT_LOG2 == super::idt::DEVICE_VECTORS);
+const _: () = assert!(1 << IRT_LOG2 == crate::hv::host::idt::DEVICE_VECTORS);
 
 /// The host side of a passed-through VF.
 pub struct VfHost {
@@ -70,11 +70,11 @@ impl VfHost {
     /// in `vcpu` the guest vectors they stand for (emulated mode), counts them as exits.
     pub fn take_host_vectors(
         &self,
-        platform: &super::platform::VirtualPlatform,
+        platform: &crate::hv::vm::platform::VirtualPlatform,
         vcpu: usize,
         pending: u32,
     ) {
-        for index in (0..super::idt::DEVICE_VECTORS).filter(|i| pending & (1 << i) != 0) {
+        for index in (0..crate::hv::host::idt::DEVICE_VECTORS).filter(|i| pending & (1 << i) != 0) {
             match platform.irq.host_vector(index) {
                 HostVector::Guest(vector) => {
                     platform.interrupt_vcpu(vcpu, vector, didvisor::irqchip::TriggerMode::Edge);
@@ -114,7 +114,7 @@ pub fn attach(
             IoPerm::READ | IoPerm::WRITE,
         )
         .map_err(|_| "mapping guest RAM for DMA")?;
-    let irt_base = super::memory::alloc_zeroed(4096, 4096);
+    let irt_base = crate::hv::host::memory::alloc_zeroed(4096, 4096);
     let irt = InterruptTable::new(Hpa(irt_base), IRT_LOG2, IrteFormat::Bits128)
         .map_err(|_| "interrupt table")?;
     irt.clear(&mut HostMemory);

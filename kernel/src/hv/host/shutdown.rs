@@ -17,7 +17,7 @@ pub fn set_debug_exit_port(port: u16) {
 }
 
 fn end(status: u8) -> ! {
-    super::serial::flush();
+    crate::hv::host::serial::flush();
     let port = DEBUG_EXIT_PORT.load(Ordering::Relaxed);
     if port != 0 {
         // SAFETY: the operator named this port as QEMU's isa-debug-exit device on the command line.
@@ -45,6 +45,6 @@ pub fn fail() -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    super::serial::print_unlocked(format_args!("\nPANIC: {info}\n"));
+    crate::hv::host::serial::print_unlocked(format_args!("\nPANIC: {info}\n"));
     fail()
 }

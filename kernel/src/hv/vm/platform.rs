@@ -13,8 +13,8 @@
 //!
 //! Lock order: legacy devices, then IOAPIC, then a local APIC. No lock is held across VMRUN.
 
-use super::irq::GuestIrq;
-use super::timer;
+use crate::hv::host::timer;
+use crate::hv::irq::GuestIrq;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use didvisor::config::IrqMode;
 use didvisor::devices::{IrqChange, LegacyPlatform, PortEffect};

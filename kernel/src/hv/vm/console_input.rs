@@ -3,7 +3,8 @@
 //! guests on `Ctrl-]` sequences (decided by `didvisor::console_switch`, which lists the keys).
 //! Polled by the service core.
 
-use super::{guest, serial};
+use crate::hv::host::serial;
+use crate::hv::vm::guest;
 use didvisor::config::{Config, MAX_GUESTS};
 use didvisor::console_switch::{Action, ConsoleSwitch};
 

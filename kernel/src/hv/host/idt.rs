@@ -60,7 +60,7 @@ impl Gate {
     fn interrupt(handler: u64, ist: u8) -> Gate {
         Gate {
             offset_low: handler as u16,
-            selector: super::cpu::KERNEL_CODE,
+            selector: crate::hv::host::cpu::KERNEL_CODE,
             ist,
             // Present, DPL 0, 64-bit interrupt gate (type 0xE).
             type_attr: 0x8e,
@@ -98,7 +98,7 @@ static DEVICE_PENDING: [core::sync::atomic::AtomicU32; 256] =
 
 /// The device vectors (as MSI-X entry numbers) this core took since the last call.
 pub fn take_device_interrupts() -> u32 {
-    let id = super::x2apic::id() as usize;
+    let id = crate::hv::host::x2apic::id() as usize;
     DEVICE_PENDING
         .get(id)
         .map_or(0, |p| p.swap(0, Ordering::AcqRel))
@@ -126,9 +126,9 @@ pub fn init() {
     let stubs = unsafe { &exception_stubs };
     for (vector, &handler) in stubs.iter().enumerate() {
         let ist = match vector {
-            2 => super::cpu::IST_NMI,
-            8 => super::cpu::IST_DOUBLE_FAULT,
-            18 => super::cpu::IST_MACHINE_CHECK,
+            2 => crate::hv::host::cpu::IST_NMI,
+            8 => crate::hv::host::cpu::IST_DOUBLE_FAULT,
+            18 => crate::hv::host::cpu::IST_MACHINE_CHECK,
             _ => 0,
         };
         // SAFETY: only the bootstrap processor writes the IDT, before any core loads it.
@@ -165,7 +165,7 @@ pub fn init() {
 /// handlers can later differ (e.g. NMI handling per core role) without touching the others.
 pub fn load() {
     let size = core::mem::size_of::<Idt>() as u64;
-    let copy = super::memory::alloc_zeroed(size, 4096);
+    let copy = crate::hv::host::memory::alloc_zeroed(size, 4096);
     // SAFETY: `copy` is a fresh page of exactly one IDT's size owned by this core; the template
     // is complete (init ran on the bootstrap processor before any core loads an IDT) and is
     // never written again.
@@ -189,14 +189,14 @@ extern "C" fn exception_handler(frame: &ExceptionFrame) {
     if frame.vector >= 32 {
         let device = frame.vector.wrapping_sub(u64::from(VECTOR_DEVICE_BASE));
         if device < DEVICE_VECTORS as u64 {
-            if let Some(p) = DEVICE_PENDING.get(super::x2apic::id() as usize) {
+            if let Some(p) = DEVICE_PENDING.get(crate::hv::host::x2apic::id() as usize) {
                 p.fetch_or(1 << device, Ordering::AcqRel);
             }
         }
         // A host interrupt: its work is done by whoever opened the window; just end it. Spurious
         // interrupts take no EOI (APM vol. 2, 16.4.7).
         if frame.vector != u64::from(VECTOR_SPURIOUS) {
-            super::x2apic::eoi();
+            crate::hv::host::x2apic::eoi();
         }
         return;
     }
@@ -212,17 +212,17 @@ extern "C" fn exception_handler(frame: &ExceptionFrame) {
         return;
     }
     let cr2 = x86_64::registers::control::Cr2::read_raw();
-    super::serial::print_unlocked(format_args!(
+    crate::hv::host::serial::print_unlocked(format_args!(
         "\nPANIC: exception {} (error {:#x}) on cpu apic {} at rip {:#x}, rsp {:#x}, cr2 {:#x}\n{:#x?}\n",
         frame.vector,
         frame.error_code,
-        super::x2apic::id_or_unknown(),
+        crate::hv::host::x2apic::id_or_unknown(),
         frame.rip,
         frame.rsp,
         cr2,
         frame
     ));
-    super::exit::fail();
+    crate::hv::host::shutdown::fail();
 }
 
 // Vectors that push an error code (APM vol. 2, 8.2): 8, 10-14, 17, 21, 29, 30.

@@ -3,7 +3,7 @@
 //! (`canary=hypervisor`, `canary=guest:NAME` become `canary=0xADDR`) to aim its device's DMA at.
 //! When every guest has ended the hypervisor checks each page and reports it intact or changed.
 
-use super::guest;
+use crate::hv::vm::guest;
 use crate::println;
 use spin::Mutex;
 
@@ -28,7 +28,7 @@ fn word(hpa: u64, i: usize) -> u64 {
 fn fill(hpa: u64) {
     // SAFETY: `hpa` is a page set aside for this canary (hypervisor page, or guest RAM the guest
     // does not use), identity-mapped.
-    let page = unsafe { super::memory::phys_slice_mut(hpa, PAGE as u64) };
+    let page = unsafe { crate::hv::host::memory::phys_slice_mut(hpa, PAGE as u64) };
     for (i, chunk) in page.chunks_exact_mut(8).enumerate() {
         chunk.copy_from_slice(&word(hpa, i).to_le_bytes());
     }
@@ -36,7 +36,7 @@ fn fill(hpa: u64) {
 
 fn intact(hpa: u64) -> usize {
     // SAFETY: as in `fill`; read only.
-    let page = unsafe { super::memory::phys_slice(hpa, PAGE as u64) };
+    let page = unsafe { crate::hv::host::memory::phys_slice(hpa, PAGE as u64) };
     page.chunks_exact(8)
         .enumerate()
         .filter(|(i, c)| u64::from_le_bytes((*c).try_into().unwrap_or([0; 8])) != word(hpa, *i))
@@ -49,8 +49,8 @@ fn intact(hpa: u64) -> usize {
 pub fn place(value: &str, guests: usize) -> Option<u64> {
     let (hpa, owner) = match value {
         "hypervisor" => (
-            super::memory::alloc_page_above(0x1000_0000)
-                .or_else(|| super::memory::alloc_page_above(0))?,
+            crate::hv::host::memory::alloc_page_above(0x1000_0000)
+                .or_else(|| crate::hv::host::memory::alloc_page_above(0))?,
             None,
         ),
         _ => {

@@ -4,12 +4,14 @@
 //! worst outcome is the end of that guest with a message; the hypervisor never panics on guest
 //! input.
 
-use super::apic::{self, ApicOutcome};
-use super::guest::{GuestBoot, Vm};
-use super::irq::{ExitAction, VcpuIrq};
-use super::platform::VirtualPlatform;
-use super::vmrun::{self, GuestRegs};
-use super::{memory, timer, x2apic};
+use crate::hv::host::memory;
+use crate::hv::host::timer;
+use crate::hv::host::x2apic;
+use crate::hv::irq::{ExitAction, VcpuIrq};
+use crate::hv::vm::guest::{GuestBoot, Vm};
+use crate::hv::vm::platform::VirtualPlatform;
+use crate::hv::world::apic::{self, ApicOutcome};
+use crate::hv::world::vmrun::{self, GuestRegs};
 use crate::println;
 use core::sync::atomic::Ordering;
 use didvisor::cpuid::{self, CpuidResult, VcpuView};
@@ -55,8 +57,8 @@ pub struct Vcpu {
     irq: VcpuIrq,
     /// The guest's nested-page-table generation this vCPU's TLB last saw.
     npt_generation: u64,
-    /// The guest's SPEC_CTRL kept apart from the host's (`super::speculation`).
-    spec_ctrl: super::speculation::VcpuSpecCtrl,
+    /// The guest's SPEC_CTRL kept apart from the host's (`crate::hv::world::speculation`).
+    spec_ctrl: crate::hv::world::speculation::VcpuSpecCtrl,
 }
 
 /// How the run loop continues after an exit.
@@ -81,7 +83,7 @@ impl Vcpu {
             apic_exits: ApicMsrExits::default(),
             irq: vm.platform.irq.vcpu(id as usize),
             npt_generation: 0,
-            spec_ctrl: super::speculation::VcpuSpecCtrl::on_this_core(),
+            spec_ctrl: crate::hv::world::speculation::VcpuSpecCtrl::on_this_core(),
         };
         v.init_vmcb();
         v
@@ -101,7 +103,7 @@ impl Vcpu {
     }
 
     /// The guest's VF remapping table, if it has a VF.
-    fn vf_table(&self) -> Option<super::passthrough::VfTable<'static>> {
+    fn vf_table(&self) -> Option<crate::hv::vm::vf::VfTable<'static>> {
         self.vm.vf.get().map(|vf| vf.table())
     }
 
@@ -258,7 +260,7 @@ impl Vcpu {
 
     /// Turns the VF host vectors this core took into the guest's vectors (emulated mode).
     fn collect_device_interrupts(&mut self) {
-        let pending = super::idt::take_device_interrupts();
+        let pending = crate::hv::host::idt::take_device_interrupts();
         if pending == 0 {
             return;
         }
@@ -270,7 +272,7 @@ impl Vcpu {
     /// Takes a host interrupt left pending by an INTR exit (the host runs with interrupts off):
     /// open the window one instruction wide so its handler can EOI it.
     fn drain_host_interrupt(&self) {
-        super::cpu::take_pending_interrupts();
+        crate::hv::host::cpu::take_pending_interrupts();
     }
 
     fn end(&self, reason: core::fmt::Arguments) -> Next {
@@ -358,7 +360,7 @@ impl Vcpu {
                 Next::Resume
             }
             ExitCode::Invalid => {
-                let why = super::svm_hw::check_vmcb(self.vmcb());
+                let why = crate::hv::world::svm_hw::check_vmcb(self.vmcb());
                 if why.is_ok() && self.refused_cr_write(rip) {
                     return self.inject(EventInj::exception(VECTOR_GP, Some(0)));
                 }
@@ -537,7 +539,7 @@ impl Vcpu {
         };
         self.vm.drain_console();
         if let Some(host) = self.vm.vf.get() {
-            super::passthrough::apply_events(self.vm, host);
+            crate::hv::vm::vf::apply_events(self.vm, host);
         }
         if let Some(reason) = platform.port_effect(effect) {
             return self.end(format_args!("{reason}"));
@@ -717,7 +719,7 @@ impl Vcpu {
         let gpr = self.gprs();
         if let Some(host) = self.vm.vf.get() {
             let write = decoded.store_value(&gpr);
-            if let Some(value) = super::passthrough::mmio(self.vm, host, gpa, size, write) {
+            if let Some(value) = crate::hv::vm::vf::mmio(self.vm, host, gpa, size, write) {
                 if write.is_none() {
                     if let Some((reg, v)) = decoded.load_result(&gpr, value) {
                         self.set_gpr(reg, v);

@@ -2,8 +2,9 @@
 //! nested page tables), the image from its boot module, the permission maps, and the bookkeeping the
 //! service core uses to see guests end.
 
-use super::platform::VirtualPlatform;
-use super::{memory, timer};
+use crate::hv::host::memory;
+use crate::hv::host::timer;
+use crate::hv::vm::platform::VirtualPlatform;
 use crate::println;
 use boot::BootInfo;
 use core::fmt::Write;
@@ -52,7 +53,7 @@ pub struct Vm {
     /// Its nested page tables (changed after start for passed-through BARs).
     pub npt: Mutex<NptMapper<NptMemory>>,
     /// The VF passed through to it, if any.
-    pub vf: Once<super::passthrough::VfHost>,
+    pub vf: Once<crate::hv::vm::vf::VfHost>,
     pub console: Mutex<LineBuffer>,
     /// Its console lines: bursts of `CONSOLE_BURST`, then `CONSOLE_RATE` a second.
     pub console_rate: Mutex<RateLimit>,
@@ -179,11 +180,11 @@ impl Vm {
     /// Makes every core running one of this guest's vCPUs leave the guest: an NMI forces an exit
     /// (a direct-mode guest may sit in HLT, which does not exit), and the exit sees the guest ended.
     fn recall_vcpus(&self) {
-        let me = super::x2apic::id();
+        let me = crate::hv::host::x2apic::id();
         for slot in &self.platform.vcpus[..self.platform.vcpu_count] {
             let core = slot.core_apic_id.load(Ordering::Acquire);
             if core != u32::MAX && core != me {
-                super::x2apic::send_nmi(core);
+                crate::hv::host::x2apic::send_nmi(core);
             }
         }
     }
@@ -345,7 +346,7 @@ pub fn build(
         .limit_growth(didvisor::table_frames::RUNTIME_FRAMES as u32);
 
     let npt_root = npt.root().as_u64();
-    let mut cores = [u32::MAX; super::platform::MAX_VCPUS];
+    let mut cores = [u32::MAX; crate::hv::vm::platform::MAX_VCPUS];
     for (slot, cpu) in cores.iter_mut().zip(config.cores.iter()) {
         *slot = core_apic_id(cpu);
     }
@@ -423,7 +424,7 @@ pub fn place_canaries(vm: &Vm, guests: usize) {
         let sep = if i == 0 { "" } else { " " };
         let placed = word
             .strip_prefix("canary=")
-            .and_then(|v| super::canary::place(v, guests));
+            .and_then(|v| crate::hv::vm::canary::place(v, guests));
         let _ = match placed {
             Some(hpa) => write!(line, "{sep}canary={hpa:#x}"),
             None => write!(line, "{sep}{word}"),
@@ -467,7 +468,7 @@ fn load_linux(
     let mut platform = acpi_tables::GuestPlatform::standard(&apic_ids[..vcpus]);
     if config.vf.is_some() {
         // A PCI root for the passed-through function, with the window its BARs go in.
-        let base = super::passthrough::GUEST_BAR_BASE;
+        let base = crate::hv::vm::vf::GUEST_BAR_BASE;
         platform = platform.with_pci_root(acpi_tables::PciRootConfig {
             mmio32: (base, 0xfec0_0000 - base),
             mmio64: None,

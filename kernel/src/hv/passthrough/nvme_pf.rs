@@ -8,9 +8,10 @@
 //! queues and data page (`didvisor::nvme::pf_dma`), installed before bus mastering is enabled;
 //! without one (no VF is passed through then) its DMA is unconfined, and the log says so.
 
-use super::iommu_hw::{HostMemory, IOMMU};
-use super::pci_host::Ecam;
-use super::{memory, timer};
+use crate::hv::host::memory;
+use crate::hv::host::pci_host::Ecam;
+use crate::hv::host::timer;
+use crate::hv::passthrough::iommu_hw::{HostMemory, IOMMU};
 use crate::println;
 use didvisor::nvme::pf_dma::{PfBuffers, PfDmaError};
 use didvisor::nvme::{self, AdminQueue, ControllerRegs, DmaMemory, QueueMemory};

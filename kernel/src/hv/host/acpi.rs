@@ -1,7 +1,8 @@
 //! Platform discovery from ACPI: CPUs and their APIC ids (MADT), PCIe ECAM windows (MCFG) and AMD-Vi
 //! IOMMUs (IVRS). Parsing is the `firmware` and `iommu` crates'; this is where it meets memory.
 
-use super::{fatal, memory};
+use crate::hv::fatal;
+use crate::hv::host::memory;
 use boot::{BootInfo, RsdpSource};
 use firmware::{madt::Cpu, Acpi, Rsdp, Signature};
 
@@ -24,9 +25,9 @@ impl firmware::PhysMem for FirmwareMemory {
 pub struct Platform {
     madt: firmware::Madt,
     /// The first ECAM window (segment 0), if MCFG has one.
-    pub ecam: Option<super::pci_host::Ecam>,
+    pub ecam: Option<crate::hv::host::pci_host::Ecam>,
     /// The first AMD-Vi IOMMU, if IVRS describes one.
-    pub iommu: Option<super::iommu_hw::IommuDescription>,
+    pub iommu: Option<crate::hv::passthrough::iommu_hw::IommuDescription>,
 }
 
 impl Platform {
@@ -79,7 +80,7 @@ pub fn discover(boot: &BootInfo) -> Platform {
         Ok(mcfg) => {
             for r in mcfg.regions() {
                 if r.segment == 0 && ecam.is_none() {
-                    ecam = Some(super::pci_host::Ecam {
+                    ecam = Some(crate::hv::host::pci_host::Ecam {
                         base: r.base,
                         start_bus: r.start_bus,
                         end_bus: r.end_bus,
@@ -103,7 +104,7 @@ pub fn discover(boot: &BootInfo) -> Platform {
             Ok(ivrs) => {
                 for (i, unit) in ivrs.iommus().enumerate() {
                     if i == 0 {
-                        iommu = Some(super::iommu_hw::IommuDescription {
+                        iommu = Some(crate::hv::passthrough::iommu_hw::IommuDescription {
                             mmio_base: unit.mmio_base,
                             device_id: unit.device_id.0,
                             control: iommu::Control::from_ivhd_flags(unit.flags),

@@ -9,8 +9,8 @@
 //!   (401h cause 0: INIT, SIPI, NMI, lowest priority) comes here as a write to the vCPU's `Lapic`
 //!   model and is routed like an emulated-mode IPI (see `irq::avic`).
 
-use super::platform::VirtualPlatform;
-use super::timer;
+use crate::hv::host::timer;
+use crate::hv::vm::platform::VirtualPlatform;
 use didvisor::irqchip::route::{self, IpiRoute};
 use didvisor::irqchip::x2apic as regs;
 use didvisor::irqchip::{AccessFault, Ipi, TriggerMode, WriteEffect};

@@ -33,7 +33,7 @@ static TABLES: Slots = Slots(UnsafeCell::new([const { None }; MAX_CPUS]));
 pub fn init_this_core(cpu: usize) {
     let mut tss = TaskStateSegment::new();
     for ist in [IST_NMI, IST_DOUBLE_FAULT, IST_MACHINE_CHECK] {
-        let stack = super::memory::alloc_zeroed(IST_STACK_SIZE, 4096);
+        let stack = crate::hv::host::memory::alloc_zeroed(IST_STACK_SIZE, 4096);
         tss.interrupt_stack_table[usize::from(ist - 1)] = VirtAddr::new(stack + IST_STACK_SIZE);
     }
     // SAFETY: slot `cpu` belongs to this core only (see `Slots`) and is written once, here.
@@ -61,7 +61,7 @@ pub fn init_this_core(cpu: usize) {
         SS::set_reg(data);
         load_tss(tss_sel);
     }
-    super::idt::load();
+    crate::hv::host::idt::load();
 }
 
 /// Lets the host interrupts pending on this core be taken (their handlers only EOI), with

@@ -127,8 +127,8 @@ pub fn calibrate_timer(tsc_per_ms: u64) -> u64 {
         Msr::new(X2APIC_TIMER_DIVIDE).write(TDCR_DIVIDE_BY_1);
         Msr::new(X2APIC_TIMER_INITIAL).write(u64::from(u32::MAX));
     }
-    let start = super::timer::rdtsc();
-    while super::timer::rdtsc() - start < tsc_per_ms {
+    let start = crate::hv::host::timer::rdtsc();
+    while crate::hv::host::timer::rdtsc() - start < tsc_per_ms {
         core::hint::spin_loop();
     }
     // SAFETY: reading and stopping this core's own APIC timer.

@@ -1,6 +1,6 @@
 //! Turning SVM on (AMD APM vol. 2, 15.4 "Enabling SVM") and the world switch.
 
-use super::memory;
+use crate::hv::host::memory;
 use core::sync::atomic::{AtomicU32, Ordering};
 use svm::features::SvmCpuid;
 use x86_64::registers::model_specific::Msr;
