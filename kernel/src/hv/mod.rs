@@ -7,7 +7,7 @@ pub mod passthrough;
 pub mod vm;
 pub mod world;
 
-use host::shutdown as exit;
+use host::shutdown::{self, fatal};
 use host::{acpi, cpu, idt, memory, pci_host, serial, smp, timer, topology, x2apic};
 use passthrough::{iommu_hw, nvme_pf};
 use vm::{canary, console_input, guest, platform, vf};
@@ -57,13 +57,6 @@ impl boot::Memory for Identity {
     }
 }
 
-/// Reports a fatal condition and ends the machine.
-fn fatal(args: core::fmt::Arguments) -> ! {
-    log::error!("{args}");
-    log::info!("didvisor: halting");
-    exit::fail()
-}
-
 #[no_mangle]
 extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     serial::init();
@@ -74,7 +67,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         Err(e) => fatal(format_args!("boot: {e}")),
     };
     if let Some(port) = config::debug_exit_port(boot.cmdline.as_str()) {
-        exit::set_debug_exit_port(port);
+        shutdown::set_debug_exit_port(port);
     }
     print_boot_info(boot);
     let cfg = match config::parse(boot.cmdline.as_str()) {
@@ -262,7 +255,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         log::warn!("host: {inits} physical INITs arrived; redirected to #SX and dropped");
     }
     log::info!("didvisor: all guests ended");
-    exit::success()
+    shutdown::success()
 }
 
 /// Per guest (by index): the VF it gets, or why it cannot have the one it asked for. Brings up
@@ -407,8 +400,9 @@ fn init_memory(boot: &BootInfo) {
 }
 
 /// Per-core bring-up shared by the BSP and the APs: descriptor tables, x2APIC, SVM.
-pub fn init_core(cpu: usize) {
+fn init_core(cpu: usize) {
     cpu::init_this_core(cpu);
+    idt::load();
     x2apic::enable();
     match svm_hw::enable_on_this_core() {
         Ok(host_vmcb) => HOST_VMCB[cpu].store(host_vmcb, Ordering::SeqCst),
@@ -416,8 +410,17 @@ pub fn init_core(cpu: usize) {
     }
 }
 
+/// Entered from the trampoline (`smp`) in long mode on the stack the BSP prepared.
+#[no_mangle]
+extern "C" fn ap_main() -> ! {
+    let cpu = smp::starting_cpu();
+    init_core(cpu);
+    smp::report_started();
+    core_loop(cpu)
+}
+
 /// What an application processor does once it is up: wait for a vCPU, run it to its end.
-pub fn core_loop(cpu: usize) -> ! {
+fn core_loop(cpu: usize) -> ! {
     loop {
         let work = ASSIGNMENT[cpu].swap(0, Ordering::SeqCst);
         if work == 0 {

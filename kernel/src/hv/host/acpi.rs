@@ -1,7 +1,7 @@
 //! Platform discovery from ACPI: CPUs and their APIC ids (MADT), PCIe ECAM windows (MCFG) and AMD-Vi
 //! IOMMUs (IVRS). Parsing is the `firmware` and `iommu` crates'; this is where it meets memory.
 
-use crate::hv::fatal;
+use crate::hv::host::shutdown::fatal;
 use crate::hv::host::memory;
 use boot::{BootInfo, RsdpSource};
 use firmware::{madt::Cpu, Acpi, Rsdp, Signature};
@@ -27,7 +27,7 @@ pub struct Platform {
     /// The first ECAM window (segment 0), if MCFG has one.
     pub ecam: Option<crate::hv::host::pci_host::Ecam>,
     /// The first AMD-Vi IOMMU, if IVRS describes one.
-    pub iommu: Option<crate::hv::passthrough::iommu_hw::IommuDescription>,
+    pub iommu: Option<IommuDescription>,
 }
 
 impl Platform {
@@ -35,6 +35,15 @@ impl Platform {
     pub fn cpus(&self) -> impl Iterator<Item = &Cpu> {
         self.madt.cpus().iter().filter(|c| c.enabled)
     }
+}
+
+/// What IVRS said about the first IOMMU.
+#[derive(Clone, Copy, Debug)]
+pub struct IommuDescription {
+    pub mmio_base: u64,
+    pub control: iommu::Control,
+    /// Its own PCI function (requester id), whose MSI capability carries its interrupts.
+    pub device_id: u16,
 }
 
 pub fn discover(boot: &BootInfo) -> Platform {
@@ -104,7 +113,7 @@ pub fn discover(boot: &BootInfo) -> Platform {
             Ok(ivrs) => {
                 for (i, unit) in ivrs.iommus().enumerate() {
                     if i == 0 {
-                        iommu = Some(crate::hv::passthrough::iommu_hw::IommuDescription {
+                        iommu = Some(IommuDescription {
                             mmio_base: unit.mmio_base,
                             device_id: unit.device_id.0,
                             control: iommu::Control::from_ivhd_flags(unit.flags),

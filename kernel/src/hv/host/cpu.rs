@@ -1,5 +1,6 @@
 //! Per-core descriptor tables: each core gets its own GDT and TSS (the TSS carries the core's
-//! interrupt stacks for NMI, double fault and machine check), and loads the shared IDT.
+//! interrupt stacks for NMI, double fault and machine check), and then the shared IDT
+//! (`idt`).
 
 use core::cell::UnsafeCell;
 use didvisor::cpuset::MAX_CPUS;
@@ -29,11 +30,12 @@ unsafe impl Sync for Slots {}
 
 static TABLES: Slots = Slots(UnsafeCell::new([const { None }; MAX_CPUS]));
 
-/// Sets up and loads this core's GDT, TSS and the IDT. `cpu` is this core's logical index.
+/// Sets up and loads this core's GDT and TSS (the caller loads the IDT next, whose gates name the
+/// code selector and IST slots defined here). `cpu` is this core's logical index.
 pub fn init_this_core(cpu: usize) {
     let mut tss = TaskStateSegment::new();
     for ist in [IST_NMI, IST_DOUBLE_FAULT, IST_MACHINE_CHECK] {
-        let stack = crate::hv::host::memory::alloc_zeroed(IST_STACK_SIZE, 4096);
+        let stack = super::memory::alloc_zeroed(IST_STACK_SIZE, 4096);
         tss.interrupt_stack_table[usize::from(ist - 1)] = VirtAddr::new(stack + IST_STACK_SIZE);
     }
     // SAFETY: slot `cpu` belongs to this core only (see `Slots`) and is written once, here.
@@ -61,7 +63,6 @@ pub fn init_this_core(cpu: usize) {
         SS::set_reg(data);
         load_tss(tss_sel);
     }
-    crate::hv::host::idt::load();
 }
 
 /// Lets the host interrupts pending on this core be taken (their handlers only EOI), with

@@ -225,13 +225,13 @@ pub fn print_unlocked(args: fmt::Arguments) {
 /// waited for, when the output queue is full. Callers rate-limit what a guest can repeat.
 #[macro_export]
 macro_rules! guest_println {
-    ($($arg:tt)*) => { $crate::hv::serial::print_guest(format_args!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::hv::host::serial::print_guest(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 #[macro_export]
 macro_rules! println {
-    () => { $crate::hv::serial::print(format_args!("\n")) };
-    ($($arg:tt)*) => { $crate::hv::serial::print(format_args!("{}\n", format_args!($($arg)*))) };
+    () => { $crate::hv::host::serial::print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::hv::host::serial::print(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 struct Logger;

@@ -33,6 +33,13 @@ pub fn halt_forever() -> ! {
     }
 }
 
+/// Reports a fatal condition and ends the machine.
+pub fn fatal(args: core::fmt::Arguments) -> ! {
+    log::error!("{args}");
+    log::info!("didvisor: halting");
+    fail()
+}
+
 /// Everything ran and ended as asked.
 pub fn success() -> ! {
     end(CLEAN)

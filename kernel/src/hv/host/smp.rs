@@ -1,6 +1,6 @@
 //! Bringing up the application processors: INIT-SIPI-SIPI from the bootstrap processor (AMD APM vol.
 //! 2, 16.5 "Interprocessor Interrupts" and the BKDG start-up sequence), one core at a time, into the
-//! boot trampoline, then `ap_main` on the core's own stack.
+//! boot trampoline, then `ap_main` (in `hv`) on the core's own stack.
 
 use crate::hv::host::memory;
 use crate::hv::host::timer;
@@ -82,11 +82,12 @@ fn wait_started(us: u64) -> bool {
     STARTED.load(Ordering::SeqCst)
 }
 
-/// Entered from the trampoline in long mode on the stack the BSP prepared.
-#[no_mangle]
-extern "C" fn ap_main() -> ! {
-    let cpu = STARTING_CPU.load(Ordering::SeqCst);
-    crate::hv::init_core(cpu);
+/// On a starting core, in the core's `ap_main`: its logical index.
+pub fn starting_cpu() -> usize {
+    STARTING_CPU.load(Ordering::SeqCst)
+}
+
+/// On a starting core: it is fully up (tables, x2APIC, SVM); the BSP starts the next one.
+pub fn report_started() {
     STARTED.store(true, Ordering::SeqCst);
-    crate::hv::core_loop(cpu)
 }

@@ -3,12 +3,13 @@
 //! passed-through VF onto exactly its guest's memory. The register and table logic is the `iommu`
 //! crate's; here are the memory, the MMIO window and the lock.
 
+use crate::hv::host::acpi::IommuDescription;
 use crate::hv::host::memory;
 use crate::println;
 use iommu::driver::{Config, GaLogConfig, Iommu};
 use iommu::ga::{GaLogEntry, GaTag};
 use iommu::mem::{FrameSource, Hpa, PhysAccess};
-use iommu::{Control, IrteFormat, Mmio};
+use iommu::{IrteFormat, Mmio};
 use spin::{Mutex, Once};
 
 /// The IOMMU's register block, identity-mapped (16 KiB; the event/command pointers are at 0x2000).
@@ -54,15 +55,6 @@ impl FrameSource for HostMemory {
 }
 
 pub static IOMMU: Once<Mutex<Iommu<Registers>>> = Once::new();
-
-/// What IVRS said about the first IOMMU.
-#[derive(Clone, Copy, Debug)]
-pub struct IommuDescription {
-    pub mmio_base: u64,
-    pub control: Control,
-    /// Its own PCI function (requester id), whose MSI capability carries its interrupts.
-    pub device_id: u16,
-}
 
 /// Brings up the IOMMU with all devices blocked. The caller reports failure.
 pub fn init(desc: IommuDescription) -> Result<(), iommu::driver::DriverError> {
