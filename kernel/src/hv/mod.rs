@@ -220,14 +220,14 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         // The console's output queue goes out a little at a time, between the guests' work.
         serial::drain(SERVICE_DRAIN_BYTES);
         console.poll();
-        iommu_hw::take_ga_interrupt();
+        iommu_hw::take_ga_interrupt(ring_ga_tag);
         let now = timer::nanos();
         let watch = now >= next_watch;
         if watch {
             next_watch = now + WATCHDOG_PERIOD_NS;
             iommu_hw::poll_events();
             // In case an interrupt was lost (or could not be routed).
-            iommu_hw::poll_ga_log();
+            iommu_hw::poll_ga_log(ring_ga_tag);
         }
         for index in (0..cfg.guest_count()).filter(|&i| built[i]) {
             let vm = guest::vm(index);
@@ -408,6 +408,12 @@ fn init_core(cpu: usize) {
         Ok(host_vmcb) => HOST_VMCB[cpu].store(host_vmcb, Ordering::SeqCst),
         Err(e) => fatal(format_args!("cpu {cpu}: {e}")),
     }
+}
+
+/// A GA log entry's vCPU: ring it (see `iommu_hw::poll_ga_log`); false if it names none.
+fn ring_ga_tag(tag: iommu::ga::GaTag) -> bool {
+    guest::try_vm(usize::from(tag.guest))
+        .is_some_and(|vm| vm.platform.irq.ga_log_entry(usize::from(tag.vcpu)))
 }
 
 /// Entered from the trampoline (`smp`) in long mode on the stack the BSP prepared.

@@ -1,8 +1,8 @@
 //! Platform discovery from ACPI: CPUs and their APIC ids (MADT), PCIe ECAM windows (MCFG) and AMD-Vi
 //! IOMMUs (IVRS). Parsing is the `firmware` and `iommu` crates'; this is where it meets memory.
 
-use crate::hv::host::shutdown::fatal;
 use crate::hv::host::memory;
+use crate::hv::host::shutdown::fatal;
 use boot::{BootInfo, RsdpSource};
 use firmware::{madt::Cpu, Acpi, Rsdp, Signature};
 

@@ -19,10 +19,10 @@
 use super::avic_tables::AvicTables;
 use super::ExitAction;
 use crate::hv::host::timer;
+use crate::hv::irq::vf_posting::Posted;
 use crate::hv::passthrough::iommu_hw;
-use crate::hv::passthrough::vf_posting::Posted;
+use crate::hv::passthrough::iommu_hw::VfTable;
 use crate::hv::vm::platform::MAX_VCPUS;
-use crate::hv::vm::vf::VfTable;
 use crate::hv::world::avic_selftest;
 use crate::println;
 use avic::mode::{self, AvicCounts, IpiAction, NoAccelAction};

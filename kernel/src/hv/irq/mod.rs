@@ -19,8 +19,9 @@ pub mod avic;
 pub mod avic_tables;
 pub mod direct;
 pub mod emulated;
+pub mod vf_posting;
 
-use crate::hv::vm::vf::VfTable;
+use crate::hv::passthrough::iommu_hw::VfTable;
 use didvisor::config::{GuestConfig, IrqMode};
 use didvisor::irqchip::{AccessFault, TriggerMode, WriteEffect};
 use iommu::ga::PostRefusal;

@@ -9,7 +9,7 @@ use crate::println;
 use iommu::driver::{Config, GaLogConfig, Iommu};
 use iommu::ga::{GaLogEntry, GaTag};
 use iommu::mem::{FrameSource, Hpa, PhysAccess};
-use iommu::{IrteFormat, Mmio};
+use iommu::{DeviceId, InterruptTable, IrteFormat, Mmio};
 use spin::{Mutex, Once};
 
 /// The IOMMU's register block, identity-mapped (16 KiB; the event/command pointers are at 0x2000).
@@ -55,6 +55,13 @@ impl FrameSource for HostMemory {
 }
 
 pub static IOMMU: Once<Mutex<Iommu<Registers>>> = Once::new();
+
+/// What the interrupt backends need of a VF: its remapping table and device, and the guest's index.
+pub struct VfTable<'a> {
+    pub irt: &'a InterruptTable,
+    pub device: DeviceId,
+    pub guest: u8,
+}
 
 /// Brings up the IOMMU with all devices blocked. The caller reports failure.
 pub fn init(desc: IommuDescription) -> Result<(), iommu::driver::DriverError> {
@@ -133,8 +140,9 @@ const GA_BATCH: usize = 32;
 
 /// The service core, in its loop: each GA log entry names (by GATag) a vCPU the IOMMU posted a
 /// VF interrupt to while its IRTE said not running. The IRR bit is already set; ring the vCPU
-/// (it may have started running since), or it finds the bit at its next VMRUN.
-pub fn poll_ga_log() {
+/// (it may have started running since), or it finds the bit at its next VMRUN. `ring` is the
+/// caller's (the layer that knows the guests): false when the tag names no AVIC vCPU.
+pub fn poll_ga_log(ring: fn(GaTag) -> bool) {
     let Some(unit) = IOMMU.get() else { return };
     let mut tags = [0u32; GA_BATCH];
     let mut n = 0;
@@ -165,10 +173,7 @@ pub fn poll_ga_log() {
         );
     }
     for &tag in &tags[..n] {
-        let woken = GaTag::decode(tag).is_some_and(|t| {
-            crate::hv::vm::guest::try_vm(usize::from(t.guest))
-                .is_some_and(|vm| vm.platform.irq.ga_log_entry(usize::from(t.vcpu)))
-        });
+        let woken = GaTag::decode(tag).is_some_and(ring);
         if !woken {
             log::warn!("iommu: GA log: tag {tag:#x} names no avic vCPU");
         }
@@ -203,9 +208,9 @@ pub fn route_ga_interrupt(ecam: &crate::hv::host::pci_host::Ecam, device_id: u16
 
 /// On the service core: the GA log interrupt is pending. Take it (a one-instruction interrupt
 /// window whose handler EOIs it) so the next one can arrive, then drain the log.
-pub fn take_ga_interrupt() {
+pub fn take_ga_interrupt(ring: fn(GaTag) -> bool) {
     if crate::hv::host::x2apic::irr_pending(crate::hv::host::idt::VECTOR_GA_LOG) {
         crate::hv::host::cpu::take_pending_interrupts();
-        poll_ga_log();
+        poll_ga_log(ring);
     }
 }

@@ -53,7 +53,7 @@ pub struct Vm {
     /// Its nested page tables (changed after start for passed-through BARs).
     pub npt: Mutex<NptMapper<NptMemory>>,
     /// The VF passed through to it, if any.
-    pub vf: Once<crate::hv::vm::vf::VfHost>,
+    pub vf: Once<crate::hv::vm::vf_host::VfHost>,
     pub console: Mutex<LineBuffer>,
     /// Its console lines: bursts of `CONSOLE_BURST`, then `CONSOLE_RATE` a second.
     pub console_rate: Mutex<RateLimit>,
@@ -468,7 +468,7 @@ fn load_linux(
     let mut platform = acpi_tables::GuestPlatform::standard(&apic_ids[..vcpus]);
     if config.vf.is_some() {
         // A PCI root for the passed-through function, with the window its BARs go in.
-        let base = crate::hv::vm::vf::GUEST_BAR_BASE;
+        let base = crate::hv::vm::vf_host::GUEST_BAR_BASE;
         platform = platform.with_pci_root(acpi_tables::PciRootConfig {
             mmio32: (base, 0xfec0_0000 - base),
             mmio64: None,

@@ -7,3 +7,4 @@ pub mod console_input;
 pub mod guest;
 pub mod platform;
 pub mod vf;
+pub mod vf_host;

@@ -8,91 +8,26 @@
 //! target vCPU's backing page (`vf_posting`), again without an exit.
 
 use crate::hv::host::pci_host::Ecam;
-use crate::hv::irq::{HostVector, MsixRoute};
+use crate::hv::irq::MsixRoute;
 use crate::hv::passthrough::iommu_hw::{HostMemory, IOMMU};
 use crate::hv::vm::guest::Vm;
+use crate::hv::vm::vf_host::{VfHost, GUEST_BAR_BASE, GUEST_DEVFN, IRT_LOG2};
 use crate::println;
 use didvisor::bar_mapping::{self, BarPlacement};
-use didvisor::devices::pci::DevFn;
-use didvisor::pci::msix::{self, MsixInfo};
+use didvisor::pci::msix;
 use didvisor::pci::passthrough::{PassthroughEvent, PassthroughSetup, VfPassthrough};
 use didvisor::pci::sriov::{EnabledVfs, VfFunction};
-use didvisor::pci::{header, Bdf, Command};
+use didvisor::pci::{header, Command};
 use iommu::{
     DeviceId, DomainId, Dte, Hpa, InterruptTable, IoPageTable, IoPerm, Iova, Irte, IrteFormat,
     MsiMessage,
 };
 
-/// Where the guest sees the VF: bus 0, device 1, function 0.
-pub const GUEST_DEVFN: DevFn = DevFn(1 << 3);
-/// The guest-physical window for passed-through BARs (the DSDT's PCI0 window starts here).
-pub const GUEST_BAR_BASE: u64 = 0xc000_0000;
-/// log2 of the interrupt remapping table size per VF (32 entries, one host vector each in
-/// emulated mode).
-const IRT_LOG2: u8 = 5;
-const _: () = assert!(1 << IRT_LOG2 == crate::hv::host::idt::DEVICE_VECTORS);
-
-/// The host side of a passed-through VF.
-pub struct VfHost {
-    pub bdf: Bdf,
-    ecam: Ecam,
-    msix_cap: u16,
-    msix: MsixInfo,
-    irt: InterruptTable,
-    /// Device interrupts that went through an exit (emulated mode); the exitless modes never see
-    /// them.
-    pub via_exits: core::sync::atomic::AtomicU64,
-    /// The guest's index (its vCPUs' GATags name it).
-    guest_index: u8,
-}
-
-/// What the interrupt backends need of a VF: its remapping table and device, and the guest's index.
-pub struct VfTable<'a> {
-    pub irt: &'a InterruptTable,
-    pub device: DeviceId,
-    pub guest: u8,
-}
-
-impl VfHost {
-    pub fn table(&self) -> VfTable<'_> {
-        VfTable {
-            irt: &self.irt,
-            device: self.device(),
-            guest: self.guest_index,
-        }
-    }
-
-    fn device(&self) -> DeviceId {
-        DeviceId(self.bdf.routing_id())
-    }
-
-    /// The host vectors of MSI-X entries this core took (`pending`, one bit per entry): raises
-    /// in `vcpu` the guest vectors they stand for (emulated mode), counts them as exits.
-    pub fn take_host_vectors(
-        &self,
-        platform: &crate::hv::vm::platform::VirtualPlatform,
-        vcpu: usize,
-        pending: u32,
-    ) {
-        for index in (0..crate::hv::host::idt::DEVICE_VECTORS).filter(|i| pending & (1 << i) != 0) {
-            match platform.irq.host_vector(index) {
-                HostVector::Guest(vector) => {
-                    platform.interrupt_vcpu(vcpu, vector, didvisor::irqchip::TriggerMode::Edge);
-                }
-                HostVector::Stray => {}
-                HostVector::Unassigned => continue,
-            }
-            self.via_exits
-                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// Host-physical address of the VF's MSI-X table.
-    fn table_hpa(&self, vm: &Vm) -> Option<u64> {
-        let legacy = vm.platform.legacy.lock();
-        let vf = legacy.pci_bus().get(GUEST_DEVFN)?;
-        Some(vf.bar(self.msix.table.bir)?.hpa + u64::from(self.msix.table.offset))
-    }
+/// Host-physical address of the VF's MSI-X table.
+fn table_hpa(host: &VfHost, vm: &Vm) -> Option<u64> {
+    let legacy = vm.platform.legacy.lock();
+    let vf = legacy.pci_bus().get(GUEST_DEVFN)?;
+    Some(vf.bar(host.msix.table.bir)?.hpa + u64::from(host.msix.table.offset))
 }
 
 /// Gives VF `vf` of `vfs` to `vm`: IOMMU domain and interrupt table, guest config space, BARs.
@@ -333,7 +268,7 @@ fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntr
         }
     };
     // The device's own entry: a remappable message naming the table index.
-    let Some(table) = host.table_hpa(vm) else {
+    let Some(table) = table_hpa(host, vm) else {
         return;
     };
     let Some(remappable) = MsiMessage::remappable(index) else {

@@ -103,7 +103,7 @@ impl Vcpu {
     }
 
     /// The guest's VF remapping table, if it has a VF.
-    fn vf_table(&self) -> Option<crate::hv::vm::vf::VfTable<'static>> {
+    fn vf_table(&self) -> Option<crate::hv::passthrough::iommu_hw::VfTable<'static>> {
         self.vm.vf.get().map(|vf| vf.table())
     }
 

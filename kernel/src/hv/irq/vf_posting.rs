@@ -12,8 +12,8 @@
 //! COMPLETION_WAIT (the spec does not require it for IsRun/Destination, Linux does it anyway).
 
 use crate::hv::irq::avic_tables::AvicTables;
+use crate::hv::passthrough::iommu_hw::VfTable;
 use crate::hv::passthrough::iommu_hw::{HostMemory, IOMMU};
-use crate::hv::vm::vf::VfTable;
 use core::sync::atomic::{AtomicU64, Ordering};
 use iommu::ga::{self, GaTag, PostRefusal, PostTarget};
 use iommu::{DeviceId, Hpa, InterruptTable, Irte, Irte128, MsiMessage};
