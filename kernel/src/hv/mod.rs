@@ -10,7 +10,7 @@ pub mod world;
 use host::shutdown::{self, fatal};
 use host::{acpi, cpu, idt, memory, pci_host, serial, smp, timer, topology, x2apic};
 use passthrough::{iommu_hw, nvme_pf};
-use vm::{canary, console_input, guest, platform, vf};
+use vm::{canary, console_input, guest, vf};
 use world::{avic_selftest, speculation, svm_hw, vcpu};
 
 use boot::{BootInfo, MemoryKind};
@@ -163,12 +163,12 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     // Build every guest first, then start them all: guests run side by side, not one after another.
     let mut built = [false; didvisor::config::MAX_GUESTS];
     for (index, g) in cfg.guests().enumerate() {
-        if g.cores.len() > platform::MAX_VCPUS {
+        if g.cores.len() > irq::MAX_VCPUS {
             fatal(format_args!(
                 "guest {}: cores={}: at most {} vCPUs per guest",
                 g.name,
                 g.cores,
-                platform::MAX_VCPUS
+                irq::MAX_VCPUS
             ));
         }
         if !irq::admit(g, g.cores.iter().map(|c| cpus.ids[c])) {

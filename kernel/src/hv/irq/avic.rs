@@ -17,13 +17,13 @@
 //!   (`Lapic`), level EOIs to the virtual IOAPIC, TMCCT reads are emulated, the rest is #GP.
 
 use super::avic_tables::AvicTables;
+use super::selftest_verdict::{self, Verdict};
 use super::ExitAction;
+use super::MAX_VCPUS;
 use crate::hv::host::timer;
 use crate::hv::irq::vf_posting::Posted;
 use crate::hv::passthrough::iommu_hw;
 use crate::hv::passthrough::iommu_hw::VfTable;
-use crate::hv::vm::platform::MAX_VCPUS;
-use crate::hv::world::avic_selftest;
 use crate::println;
 use avic::mode::{self, AvicCounts, IpiAction, NoAccelAction};
 use avic::{IncompleteIpi, NoAccel};
@@ -61,9 +61,9 @@ pub struct AvicVcpu {
 
 /// Whether guest `g` may use AVIC on the cores with x2APIC ids `cores`; logs why not.
 pub fn admit(g: &GuestConfig, cores: impl Iterator<Item = u32>) -> bool {
-    let selftest = match avic_selftest::verdict() {
-        avic_selftest::Verdict::Unsupported => mode::SelfTest::Unsupported,
-        avic_selftest::Verdict::Passed(m) => mode::SelfTest::Passed(m),
+    let selftest = match selftest_verdict::verdict() {
+        Verdict::Unsupported => mode::SelfTest::Unsupported,
+        Verdict::Passed(m) => mode::SelfTest::Passed(m),
         _ => mode::SelfTest::NotPassed,
     };
     let vf = match (g.vf.is_some(), iommu_hw::ga_enabled()) {
@@ -77,7 +77,7 @@ pub fn admit(g: &GuestConfig, cores: impl Iterator<Item = u32>) -> bool {
             log::error!(
                 "guest {}: {why} (AVIC self-test: {}); use irq=direct or irq=emulated; the guest does not start",
                 g.name,
-                avic_selftest::verdict()
+                selftest_verdict::verdict()
             );
             false
         }

@@ -19,8 +19,8 @@
 //! The pages are written by the processor while guests run; the hypervisor touches them only
 //! through 32/64-bit atomics (this module's `unsafe`).
 
+use super::MAX_VCPUS;
 use crate::hv::host::memory;
-use crate::hv::vm::platform::MAX_VCPUS;
 use avic::exit::reg;
 use avic::mode;
 use avic::vmcb::AvicSetup;

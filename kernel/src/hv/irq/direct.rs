@@ -5,7 +5,7 @@
 //! (ignored). Device interrupts arrive as physical fixed IPIs with the guest's vector, taken
 //! through the guest's IDT; a VF's MSI-X entries are remapped to the guest's core and vector.
 
-use crate::hv::vm::platform::MAX_VCPUS;
+use super::MAX_VCPUS;
 use core::sync::atomic::{AtomicU64, Ordering};
 use didvisor::irqchip::x2apic::{self as regs, VERSION};
 use didvisor::irqchip::{AccessFault, WriteEffect};

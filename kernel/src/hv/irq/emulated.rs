@@ -7,10 +7,10 @@
 //! the vCPU's core, which stand for the guest's vectors.
 
 use super::{ExitAction, HostVector};
+use super::{MAX_VCPUS, VIRTUAL_APIC_TIMER_HZ};
 use crate::hv::host::idt;
 use crate::hv::host::timer;
 use crate::hv::host::x2apic;
-use crate::hv::vm::platform::{MAX_VCPUS, VIRTUAL_APIC_TIMER_HZ};
 use core::sync::atomic::{AtomicU8, Ordering};
 use didvisor::inject::{self, Decision, GuestInterruptState};
 use didvisor::irqchip::{Lapic, TriggerMode, MIN_VECTOR};

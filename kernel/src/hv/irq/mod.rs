@@ -19,6 +19,7 @@ pub mod avic;
 pub mod avic_tables;
 pub mod direct;
 pub mod emulated;
+pub mod selftest_verdict;
 pub mod vf_posting;
 
 use crate::hv::passthrough::iommu_hw::VfTable;
@@ -30,6 +31,11 @@ use svm::exit::ExitCode;
 use svm::intercept::{InterceptMisc1, InterceptMisc2, InterceptMisc3};
 use svm::permission_map::MsrPermissionMap;
 use svm::Vmcb;
+
+/// Most vCPUs per guest (the backends' per-vCPU tables are this long).
+pub const MAX_VCPUS: usize = 16;
+/// The emulated local APIC's timer clock (the "bus clock"); the guest calibrates it like any other.
+pub const VIRTUAL_APIC_TIMER_HZ: u64 = 1_000_000_000;
 
 /// A guest's interrupt backend.
 // Built once per guest inside its `Vm` (a static), never moved after: the size of the largest

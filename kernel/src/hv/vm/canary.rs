@@ -3,7 +3,6 @@
 //! (`canary=hypervisor`, `canary=guest:NAME` become `canary=0xADDR`) to aim its device's DMA at.
 //! When every guest has ended the hypervisor checks each page and reports it intact or changed.
 
-use crate::hv::vm::guest;
 use crate::println;
 use spin::Mutex;
 
@@ -13,8 +12,8 @@ const PAGE: usize = 4096;
 #[derive(Clone, Copy)]
 struct Canary {
     hpa: u64,
-    /// What the page belongs to: `None` the hypervisor, `Some(i)` guest `i`.
-    owner: Option<usize>,
+    /// What the page belongs to: `None` the hypervisor, `Some(name)` that guest.
+    owner: Option<&'static str>,
 }
 
 static CANARIES: Mutex<[Option<Canary>; MAX_CANARIES]> = Mutex::new([None; MAX_CANARIES]);
@@ -45,8 +44,9 @@ fn intact(hpa: u64) -> usize {
 
 /// Places the canary a `canary=` value names and returns its address: `hypervisor` (a page of our
 /// own memory above 256 MiB, so it is outside any small test guest's RAM) or `guest:NAME` (a page at
-/// 512 KiB into that guest's RAM, which test guests leave alone).
-pub fn place(value: &str, guests: usize) -> Option<u64> {
+/// 512 KiB into that guest's RAM, which test guests leave alone). `guest_ram` finds a built guest
+/// by name: its name and the host-physical address of its RAM.
+pub fn place(value: &str, guest_ram: impl Fn(&str) -> Option<(&'static str, u64)>) -> Option<u64> {
     let (hpa, owner) = match value {
         "hypervisor" => (
             crate::hv::host::memory::alloc_page_above(0x1000_0000)
@@ -55,9 +55,8 @@ pub fn place(value: &str, guests: usize) -> Option<u64> {
         ),
         _ => {
             let name = value.strip_prefix("guest:")?;
-            let index = (0..guests)
-                .find(|&i| guest::try_vm(i).is_some_and(|vm| vm.config.name.as_str() == name))?;
-            (guest::vm(index).ram_hpa + 0x8_0000, Some(index))
+            let (name, ram_hpa) = guest_ram(name)?;
+            (ram_hpa + 0x8_0000, Some(name))
         }
     };
     let mut all = CANARIES.lock();
@@ -73,7 +72,7 @@ pub fn check_all() {
         let changed = intact(c.hpa);
         let whose = match c.owner {
             None => "hypervisor page",
-            Some(i) => guest::vm(i).config.name.as_str(),
+            Some(name) => name,
         };
         let prefix = if c.owner.is_some() { "guest " } else { "" };
         if changed == 0 {

@@ -346,7 +346,7 @@ pub fn build(
         .limit_growth(didvisor::table_frames::RUNTIME_FRAMES as u32);
 
     let npt_root = npt.root().as_u64();
-    let mut cores = [u32::MAX; crate::hv::vm::platform::MAX_VCPUS];
+    let mut cores = [u32::MAX; crate::hv::irq::MAX_VCPUS];
     for (slot, cpu) in cores.iter_mut().zip(config.cores.iter()) {
         *slot = core_apic_id(cpu);
     }
@@ -408,6 +408,14 @@ pub fn build(
     Ok(vm)
 }
 
+/// Guest `name` among the first `guests`: its name (static) and the host-physical address of its RAM.
+fn guest_ram(name: &str, guests: usize) -> Option<(&'static str, u64)> {
+    (0..guests)
+        .filter_map(try_vm)
+        .find(|vm| vm.config.name.as_str() == name)
+        .map(|vm| (vm.config.name.as_str(), vm.ram_hpa))
+}
+
 /// Test guests only: replaces `canary=hypervisor` and `canary=guest:NAME` in the guest's command
 /// line (already in its RAM) with the addresses of freshly placed canaries (see `canary.rs`).
 pub fn place_canaries(vm: &Vm, guests: usize) {
@@ -424,7 +432,7 @@ pub fn place_canaries(vm: &Vm, guests: usize) {
         let sep = if i == 0 { "" } else { " " };
         let placed = word
             .strip_prefix("canary=")
-            .and_then(|v| crate::hv::vm::canary::place(v, guests));
+            .and_then(|v| crate::hv::vm::canary::place(v, |name| guest_ram(name, guests)));
         let _ = match placed {
             Some(hpa) => write!(line, "{sep}canary={hpa:#x}"),
             None => write!(line, "{sep}{word}"),

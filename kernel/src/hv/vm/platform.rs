@@ -14,7 +14,7 @@
 //! Lock order: legacy devices, then IOAPIC, then a local APIC. No lock is held across VMRUN.
 
 use crate::hv::host::timer;
-use crate::hv::irq::GuestIrq;
+use crate::hv::irq::{GuestIrq, MAX_VCPUS};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use didvisor::config::IrqMode;
 use didvisor::devices::{IrqChange, LegacyPlatform, PortEffect};
@@ -22,12 +22,8 @@ use didvisor::irqchip::{Delivery, DeliveryMode, Ioapic, TriggerMode};
 use didvisor::pci::passthrough::VfPassthrough;
 use spin::Mutex;
 
-/// Most vCPUs per guest.
-pub const MAX_VCPUS: usize = 16;
 /// Console output bytes buffered between drains.
 pub const CONSOLE_RING: usize = 4096;
-/// The emulated local APIC's timer clock (the "bus clock"); the guest calibrates it like any other.
-pub const VIRTUAL_APIC_TIMER_HZ: u64 = 1_000_000_000;
 /// Wall-clock time the virtual RTC starts at (the hypervisor has no trusted clock of its own yet):
 /// 2026-01-01 00:00:00 UTC.
 pub const RTC_EPOCH: u64 = 1_767_225_600;

@@ -2,7 +2,7 @@
 //! guest starts, one throw-away real-mode guest with AVIC enabled runs the phases of
 //! `avic_selftest_guest` and the observations are judged by `avic::selftest` (what is checked,
 //! with the APM vol. 2 §15.29 references, is listed there). Prints one line per check and a
-//! summary, and records the verdict that `irq=avic` start-up consults. A failure never stops
+//! summary, and records the verdict that `irq=avic` start-up consults (`irq::selftest_verdict`). A failure never stops
 //! the hypervisor.
 //!
 //! The test VM: 2 pages of RAM at GPA 0 (IVT, results, stack; code at 1000h), the APIC BAR
@@ -13,6 +13,7 @@
 use crate::hv::host::cpu;
 use crate::hv::host::memory;
 use crate::hv::host::x2apic;
+use crate::hv::irq::selftest_verdict::{record, Verdict};
 use crate::hv::vm::guest::NptMemory;
 use crate::hv::world::avic_selftest_guest::{self as guest_code, Label, CODE_GPA, STACK_TOP};
 use crate::hv::world::vmrun;
@@ -20,72 +21,12 @@ use avic::selftest::{self as st, Exit, GuestReport, Mode, Summary, CHECKS};
 use avic::table::PhysicalIdEntry;
 use avic::vmcb::AvicSetup;
 use avic::BackingPage;
-use core::sync::atomic::{AtomicU8, Ordering};
 use svm::exit::ExitCode;
 use svm::intercept::{IntCtl, InterceptMisc1, InterceptMisc2, NestedControl, TlbControl};
 use svm::npt::NptMapper;
 use svm::paging::PteFlags;
 use svm::permission_map::{IoPermissionMap, MsrPermissionMap, IOPM_SIZE, MSRPM_SIZE};
 use svm::{Gpa, Hpa, Vmcb, VmcbSegment};
-
-/// What the self-test found, for `irq=avic` start-up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// It has not run (yet).
-    NotRun,
-    /// The CPU reports no AVIC.
-    Unsupported,
-    /// Every check passed in this mode.
-    Passed(Mode),
-    /// At least one check failed in this mode.
-    Failed(Mode),
-}
-
-impl Verdict {
-    const fn encode(self) -> u8 {
-        match self {
-            Self::NotRun => 0,
-            Self::Unsupported => 1,
-            Self::Passed(Mode::X2avic) => 2,
-            Self::Passed(Mode::Xavic) => 3,
-            Self::Failed(Mode::X2avic) => 4,
-            Self::Failed(Mode::Xavic) => 5,
-        }
-    }
-
-    const fn decode(v: u8) -> Self {
-        match v {
-            1 => Self::Unsupported,
-            2 => Self::Passed(Mode::X2avic),
-            3 => Self::Passed(Mode::Xavic),
-            4 => Self::Failed(Mode::X2avic),
-            5 => Self::Failed(Mode::Xavic),
-            _ => Self::NotRun,
-        }
-    }
-}
-
-impl core::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::NotRun => f.write_str("not run"),
-            Self::Unsupported => f.write_str("skipped, no AVIC"),
-            Self::Passed(m) => write!(f, "{} passed", m.name()),
-            Self::Failed(m) => write!(f, "{} FAILED", m.name()),
-        }
-    }
-}
-
-static VERDICT: AtomicU8 = AtomicU8::new(Verdict::NotRun.encode());
-
-/// The self-test's verdict.
-pub fn verdict() -> Verdict {
-    Verdict::decode(VERDICT.load(Ordering::SeqCst))
-}
-
-fn record(v: Verdict) {
-    VERDICT.store(v.encode(), Ordering::SeqCst);
-}
 
 /// Runs the self-test on this core if CPUID 8000_000A EDX (`svm_edx`) reports AVIC.
 /// `host_state_pa` is this core's VMSAVE page for the world switch.
