@@ -80,7 +80,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     let tsc_per_ms = timer::calibrate();
     log::info!("timer: tsc {} MHz", tsc_per_ms / 1000);
 
-    let platform = acpi::discover(boot);
+    let machine = acpi::discover(boot);
     let mut ids = heapless_ids::ApicIds {
         ids: [0; MAX_CPUS],
         len: 0,
@@ -106,7 +106,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     let bsp = x2apic::id();
     ids.ids[0] = bsp;
     ids.len = 1;
-    for cpu in platform.cpus() {
+    for cpu in machine.cpus() {
         if cpu.apic_id != bsp && ids.len < MAX_CPUS {
             ids.ids[ids.len] = cpu.apic_id;
             ids.len += 1;
@@ -140,15 +140,15 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         features.features.bits(),
         HOST_VMCB[0].load(Ordering::SeqCst),
     );
-    if let Some(ecam) = &platform.ecam {
+    if let Some(ecam) = &machine.ecam {
         pci_host::list(ecam);
     }
-    if let Some(desc) = platform.iommu {
+    if let Some(desc) = machine.iommu {
         if let Err(e) = iommu_hw::init(desc) {
             log::error!(
                 "iommu: bring-up failed ({e:?}): no DMA isolation, so no device passthrough"
             );
-        } else if let Some(ecam) = &platform.ecam {
+        } else if let Some(ecam) = &machine.ecam {
             iommu_hw::route_ga_interrupt(ecam, desc.device_id);
         }
     }
@@ -159,7 +159,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
             "didvisor: no guests configured (add guest=NAME,cores=N,mem=SIZE,kernel=MODULE)"
         );
     }
-    let vfs = prepare_vfs(cfg, &platform, boot);
+    let vfs = prepare_vfs(cfg, &machine, boot);
     // Build every guest first, then start them all: guests run side by side, not one after another.
     let mut built = [false; didvisor::config::MAX_GUESTS];
     for (index, g) in cfg.guests().enumerate() {
@@ -187,7 +187,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         };
         let vm = guest::build(index, g, boot, |cpu| cpus.ids[cpu])
             .unwrap_or_else(|e| fatal(format_args!("guest {}: {e}", g.name)));
-        if let (Some((vfs, vf)), Some(ecam)) = (vf, &platform.ecam) {
+        if let (Some((vfs, vf)), Some(ecam)) = (vf, &machine.ecam) {
             match vf::attach(vm, index, ecam, &vfs, &vf) {
                 Ok(host) => {
                     vm.vf.call_once(|| host);
@@ -262,7 +262,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
 /// each SR-IOV PF once with as many VFs as the guests need.
 fn prepare_vfs(
     cfg: &Config,
-    platform: &acpi::Platform,
+    machine: &acpi::Machine,
     boot: &BootInfo,
 ) -> [Result<
     (
@@ -272,7 +272,7 @@ fn prepare_vfs(
     &'static str,
 >; didvisor::config::MAX_GUESTS] {
     let mut out = [const { Err("no VF requested") }; didvisor::config::MAX_GUESTS];
-    let Some(ecam) = platform.ecam else {
+    let Some(ecam) = machine.ecam else {
         for (i, g) in cfg.guests().enumerate() {
             if g.vf.is_some() {
                 out[i] = Err("no PCIe ECAM (MCFG), so no device passthrough");

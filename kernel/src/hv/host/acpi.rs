@@ -1,4 +1,4 @@
-//! Platform discovery from ACPI: CPUs and their APIC ids (MADT), PCIe ECAM windows (MCFG) and AMD-Vi
+//! Machine discovery from ACPI: CPUs and their APIC ids (MADT), PCIe ECAM windows (MCFG) and AMD-Vi
 //! IOMMUs (IVRS). Parsing is the `firmware` and `iommu` crates'; this is where it meets memory.
 
 use crate::hv::host::memory;
@@ -22,7 +22,7 @@ impl firmware::PhysMem for FirmwareMemory {
 }
 
 /// What the hypervisor learned about the machine.
-pub struct Platform {
+pub struct Machine {
     madt: firmware::Madt,
     /// The first ECAM window (segment 0), if MCFG has one.
     pub ecam: Option<crate::hv::host::pci_host::Ecam>,
@@ -30,7 +30,7 @@ pub struct Platform {
     pub iommu: Option<IommuDescription>,
 }
 
-impl Platform {
+impl Machine {
     /// Enabled processors in MADT order.
     pub fn cpus(&self) -> impl Iterator<Item = &Cpu> {
         self.madt.cpus().iter().filter(|c| c.enabled)
@@ -46,7 +46,7 @@ pub struct IommuDescription {
     pub device_id: u16,
 }
 
-pub fn discover(boot: &BootInfo) -> Platform {
+pub fn discover(boot: &BootInfo) -> Machine {
     let mem = FirmwareMemory;
     let rsdp = match boot.rsdp {
         RsdpSource::Copy { bytes, len } => Rsdp::from_bytes(&bytes[..len]).map(|r| (None, r)),
@@ -128,5 +128,5 @@ pub fn discover(boot: &BootInfo) -> Platform {
             "acpi: ivrs: {e}: no AMD-Vi IOMMU, so no DMA isolation and no device passthrough"
         ),
     }
-    Platform { madt, ecam, iommu }
+    Machine { madt, ecam, iommu }
 }
