@@ -4,6 +4,7 @@ mod bench;
 mod cpio;
 mod deps;
 mod fuzz_guest;
+mod layers;
 mod layout;
 mod linux;
 mod mission;
@@ -116,7 +117,10 @@ commands:
                        by default) runs its corpus, then fresh random rounds for N seconds
                        (default 60), printing each round's PROPTEST_RNG_SEED; the bounded
                        run is part of the host unit tests
-  clippy               clippy for the host workspace and for the bare-metal crates
+  clippy               clippy for the host workspace and for the bare-metal crates, then
+                       `layers`
+  layers               checks that kernel/src/hv's folders use only lower layers and that its
+                       modules import each other without cycles (docs/design.md)
 
 Layout files: layouts/*.toml (keys in xtask/src/layout.rs): [hypervisor] loglevel, console;
 [machine] cpus, memory; [[guest]] name, cores, memory, kernel, initrd, cmdline, irq, vfs.
@@ -191,6 +195,7 @@ fn main() -> ExitCode {
         Some("linux-qemu") => linux_qemu(&args[1..]),
         Some("test") => no_args(&args[1..]).and_then(|_| test()),
         Some("clippy") => no_args(&args[1..]).and_then(|_| clippy()),
+        Some("layers") => no_args(&args[1..]).and_then(|_| layers::check(&repo_root())),
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz_guest::fuzz(&args[1..]),
         Some("fuzz-host") => fuzz_host(&args[1..]),
@@ -922,7 +927,8 @@ fn clippy() -> Result {
         "--",
         "-D",
         "warnings",
-    ]))
+    ]))?;
+    layers::check(&repo_root())
 }
 
 #[cfg(test)]
