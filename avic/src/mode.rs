@@ -1,7 +1,7 @@
 //! The hypervisor's `irq=avic` interrupt mode (x2AVIC; VF interrupts posted by the IOMMU): what a vCPU's backing
 //! page starts as, which exits mean what, when a guest may run in this mode at all, and the
-//! per-vCPU counters the hypervisor prints. The hardware glue is `kernel/src/hv/avic_mode.rs`
-//! and `kernel/src/hv/avic_vcpu.rs`; everything here is plain logic, tested on the host.
+//! per-vCPU counters the hypervisor prints. The hardware glue is `kernel/src/hv/irq/avic.rs`
+//! and `kernel/src/hv/irq/avic_tables.rs`; everything here is plain logic, tested on the host.
 //!
 //! The mode (APM vol. 2 §15.29):
 //! * x2AVIC: the MSR permission map lets every x2APIC MSR (800h–8FFh) through to AVIC, which

@@ -12,7 +12,7 @@
 //! | `Ctrl-]` anything else | nothing is typed; a line lists the keys and the guests |
 //!
 //! When the guest that has the keyboard ends, the keyboard moves to the next running guest.
-//! The decisions are here (host-tested); `hv/console_input.rs` moves the bytes and prints.
+//! The decisions are here (host-tested); `hv/vm/console_input.rs` moves the bytes and prints.
 
 /// The escape byte: Ctrl-] (ASCII GS).
 pub const ESCAPE: u8 = 0x1d;

@@ -40,7 +40,7 @@ use serde::Deserialize;
 
 use crate::Result;
 
-/// The bare-metal binary's per-guest vCPU limit (`MAX_VCPUS` in kernel/src/hv/platform.rs,
+/// The bare-metal binary's per-guest vCPU limit (`MAX_VCPUS` in kernel/src/hv/irq/mod.rs,
 /// which the host-built library cannot reach).
 pub const MAX_VCPUS: usize = 16;
 
