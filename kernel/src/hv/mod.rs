@@ -8,7 +8,7 @@ pub mod vm;
 pub mod world;
 
 use host::shutdown::{self, fatal};
-use host::{acpi, cpu, idt, memory, pci_host, serial, smp, timer, topology, x2apic};
+use host::{acpi, cpu, idt, memory, pci_host, phys, serial, smp, timer, topology, x2apic};
 use passthrough::{iommu_hw, nvme_pf};
 use vm::{canary, console_input, guest, vf};
 use world::{avic_selftest, speculation, svm_hw, vcpu};
@@ -53,7 +53,7 @@ impl boot::Memory for Identity {
         }
         // SAFETY: the range is inside the identity map; boot information is not written while we
         // read it (nothing else runs yet).
-        Some(unsafe { memory::phys_slice(addr, len as u64) })
+        Some(unsafe { phys::slice(addr, len as u64) })
     }
 }
 

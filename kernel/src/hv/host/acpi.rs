@@ -17,7 +17,7 @@ impl firmware::PhysMem for FirmwareMemory {
         }
         // SAFETY: inside the identity map; firmware tables and the BIOS areas are never written
         // after boot, and the hypervisor only reads them.
-        Some(unsafe { memory::phys_slice(phys, len as u64) })
+        Some(unsafe { super::phys::slice(phys, len as u64) })
     }
 }
 

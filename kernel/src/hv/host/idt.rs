@@ -169,13 +169,7 @@ pub fn load() {
     // SAFETY: `copy` is a fresh page of exactly one IDT's size owned by this core; the template
     // is complete (init ran on the bootstrap processor before any core loads an IDT) and is
     // never written again.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            core::ptr::addr_of!(IDT) as *const u8,
-            copy as *mut u8,
-            size as usize,
-        )
-    };
+    unsafe { super::phys::get_mut::<Idt>(copy).0 = (*core::ptr::addr_of!(IDT)).0 };
     let ptr = x86_64::structures::DescriptorTablePointer {
         limit: (size - 1) as u16,
         base: x86_64::VirtAddr::new(copy),

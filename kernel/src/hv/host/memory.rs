@@ -1,13 +1,13 @@
 //! Physical memory for the hypervisor itself: the frame allocator (from the library), filled from the
-//! boot memory map, and the identity map under which physical address == pointer.
+//! boot memory map. Access to physical memory is `phys`.
 
+use super::phys;
 use didvisor::frames::FrameAllocator;
 use spin::Mutex;
 
 static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::new());
 
-/// Everything the boot page tables map; memory above is not used.
-pub const MAPPED_LIMIT: u64 = boot::entry::IDENTITY_MAP_GIB << 30;
+pub use super::phys::MAPPED_LIMIT;
 
 extern "C" {
     static __image_start: u8;
@@ -42,9 +42,8 @@ pub fn alloc_zeroed(size: u64, align: u64) -> u64 {
 
 pub fn try_alloc_zeroed(size: u64, align: u64, limit: u64) -> Option<u64> {
     let pa = FRAMES.lock().alloc_below(size, align, limit)?;
-    // SAFETY: the range was just taken from the free list, so nothing else uses it, and it lies
-    // below MAPPED_LIMIT, inside the identity map.
-    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, size as usize) };
+    // SAFETY: the range was just taken from the free list, so nothing else uses it.
+    unsafe { phys::slice_mut(pa, size) }.fill(0);
     Some(pa)
 }
 
@@ -56,23 +55,4 @@ pub fn alloc_page_above(min: u64) -> Option<u64> {
         return None;
     }
     Some(pa)
-}
-
-/// The bytes at a physical range of ours (identity-mapped).
-///
-/// # Safety
-/// The range must be mapped and owned by the caller for the lifetime chosen, with no other live
-/// reference to it.
-pub unsafe fn phys_slice_mut<'a>(pa: u64, len: u64) -> &'a mut [u8] {
-    // SAFETY: guaranteed by the caller.
-    unsafe { core::slice::from_raw_parts_mut(pa as *mut u8, len as usize) }
-}
-
-/// Read-only bytes of a physical range (boot modules, firmware tables).
-///
-/// # Safety
-/// The range must be mapped and not written while the slice lives.
-pub unsafe fn phys_slice<'a>(pa: u64, len: u64) -> &'a [u8] {
-    // SAFETY: guaranteed by the caller.
-    unsafe { core::slice::from_raw_parts(pa as *const u8, len as usize) }
 }

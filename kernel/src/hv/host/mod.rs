@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod idt;
 pub mod memory;
 pub mod pci_host;
+pub mod phys;
 pub mod serial;
 pub mod shutdown;
 pub mod smp;

@@ -31,7 +31,7 @@ impl ConfigAccess for Ecam {
         match self.address(bdf, offset) {
             // SAFETY: an aligned dword inside the ECAM window MCFG describes; configuration reads
             // have no side effects on the functions we read.
-            Some(a) => unsafe { core::ptr::read_volatile(a as *const u32) },
+            Some(a) => unsafe { super::phys::read::<u32>(a) },
             None => u32::MAX,
         }
     }
@@ -40,7 +40,7 @@ impl ConfigAccess for Ecam {
         if let Some(a) = self.address(bdf, offset) {
             // SAFETY: an aligned dword inside the ECAM window; the callers write only registers
             // of functions the hypervisor owns (sizing, enabling, SR-IOV control).
-            unsafe { core::ptr::write_volatile(a as *mut u32, value) };
+            unsafe { super::phys::write(a, value) };
         }
     }
 }

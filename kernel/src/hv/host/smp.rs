@@ -40,7 +40,7 @@ fn install_trampoline() -> Result<u8, StartError> {
     let code = boot::entry::ap_trampoline();
     let page = memory::try_alloc_zeroed(4096, 4096, 0x10_0000).ok_or(StartError::NoLowMemory)?;
     // SAFETY: the page was just allocated for this purpose and is identity-mapped.
-    let dst = unsafe { memory::phys_slice_mut(page, 4096) };
+    let dst = unsafe { super::phys::slice_mut(page, 4096) };
     dst[..code.len()].copy_from_slice(code);
     Ok((page >> 12) as u8)
 }

@@ -20,7 +20,7 @@
 //! through 32/64-bit atomics (this module's `unsafe`).
 
 use super::MAX_VCPUS;
-use crate::hv::host::memory;
+use crate::hv::host::{memory, phys};
 use avic::exit::reg;
 use avic::mode;
 use avic::vmcb::AvicSetup;
@@ -113,7 +113,7 @@ impl AvicTables {
         assert!(vcpu < MAX_VCPUS);
         // SAFETY: the table is a page of ours, 8-aligned entries, vcpu < 512; entries are only
         // accessed atomically (the processor reads them while guests run).
-        unsafe { &*((self.physical_table + vcpu as u64 * 8) as *const AtomicU64) }
+        unsafe { phys::get(self.physical_table + vcpu as u64 * 8) }
     }
 
     /// Sets or clears IsRunning in vCPU `vcpu`'s physical-table entry.
@@ -251,5 +251,5 @@ fn word_at(page: u64, offset: usize) -> &'static AtomicU32 {
     // SAFETY: `page` is a backing page this module allocated (identity-mapped, never freed);
     // the word is aligned and inside it; the processor and the hypervisor both access it, the
     // hypervisor only atomically.
-    unsafe { &*((page + offset as u64) as *const AtomicU32) }
+    unsafe { phys::get(page + offset as u64) }
 }

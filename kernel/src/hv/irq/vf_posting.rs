@@ -12,8 +12,8 @@
 //! COMPLETION_WAIT (the spec does not require it for IsRun/Destination, Linux does it anyway).
 
 use crate::hv::irq::avic_tables::AvicTables;
+use crate::hv::passthrough::iommu_hw;
 use crate::hv::passthrough::iommu_hw::VfTable;
-use crate::hv::passthrough::iommu_hw::{HostMemory, IOMMU};
 use core::sync::atomic::{AtomicU64, Ordering};
 use iommu::ga::{self, GaTag, PostRefusal, PostTarget};
 use iommu::{DeviceId, Hpa, InterruptTable, Irte, Irte128, MsiMessage};
@@ -110,19 +110,7 @@ impl Posted {
 
 /// Writes one 128-bit entry, then INVALIDATE_INTERRUPT_TABLE + COMPLETION_WAIT.
 fn write(irt: &InterruptTable, device: DeviceId, index: u16, irte: Irte128) {
-    if irt
-        .set(&mut HostMemory, index, Irte::Bits128(irte))
-        .is_err()
-    {
-        log::error!("iommu: cannot write remapping entry {index} of {device:?}");
-        return;
-    }
-    if let Some(unit) = IOMMU.get() {
-        if let Err(e) = unit
-            .lock()
-            .invalidate_interrupt_table(&mut HostMemory, device)
-        {
-            log::error!("iommu: invalidating the interrupt table of {device:?}: {e:?}");
-        }
+    if let Err(e) = iommu_hw::write_irte(irt, device, index, Irte::Bits128(irte)) {
+        log::error!("iommu: {device:?} entry {index}: {e}");
     }
 }

@@ -4,7 +4,7 @@
 //! crate's; here are the memory, the MMIO window and the lock.
 
 use crate::hv::host::acpi::IommuDescription;
-use crate::hv::host::memory;
+use crate::hv::host::{memory, phys};
 use crate::println;
 use iommu::driver::{Config, GaLogConfig, Iommu};
 use iommu::ga::{GaLogEntry, GaTag};
@@ -13,20 +13,17 @@ use iommu::{DeviceId, InterruptTable, IrteFormat, Mmio};
 use spin::{Mutex, Once};
 
 /// The IOMMU's register block, identity-mapped (16 KiB; the event/command pointers are at 0x2000).
-pub struct Registers {
-    base: u64,
-}
+pub struct Registers(phys::Mmio);
+
+const REGISTERS_LEN: u64 = 16 * 1024;
 
 impl Mmio for Registers {
     fn read64(&self, offset: usize) -> u64 {
-        // SAFETY: a register inside the IOMMU's MMIO block that IVRS names; reads have no side
-        // effects.
-        unsafe { core::ptr::read_volatile((self.base + offset as u64) as *const u64) }
+        self.0.read(offset as u64)
     }
 
     fn write64(&mut self, offset: usize, value: u64) {
-        // SAFETY: a register inside the IOMMU's MMIO block; only the iommu driver writes here.
-        unsafe { core::ptr::write_volatile((self.base + offset as u64) as *mut u64, value) };
+        self.0.write(offset as u64, value)
     }
 }
 
@@ -38,13 +35,11 @@ pub struct HostMemory;
 
 impl PhysAccess for HostMemory {
     fn read_u64(&self, pa: Hpa) -> u64 {
-        // SAFETY: an aligned word of a structure the hypervisor allocated for the IOMMU.
-        unsafe { core::ptr::read_volatile(pa.0 as *const u64) }
+        phys::Tables.read_u64(pa)
     }
 
     fn write_u64(&mut self, pa: Hpa, value: u64) {
-        // SAFETY: as above; the IOMMU reads these structures, the hypervisor writes them.
-        unsafe { core::ptr::write_volatile(pa.0 as *mut u64, value) };
+        phys::Tables.write_u64(pa, value)
     }
 }
 
@@ -61,6 +56,43 @@ pub struct VfTable<'a> {
     pub irt: &'a InterruptTable,
     pub device: DeviceId,
     pub guest: u8,
+}
+
+/// Why an interrupt remapping entry did not take effect.
+#[derive(Debug)]
+pub enum IrteWriteError {
+    /// The table refused the entry (index or format).
+    Write(iommu::irte::IrteError),
+    /// The entry is written, but the IOMMU may still use a cached copy of the old one.
+    Invalidate(iommu::driver::DriverError),
+}
+
+impl core::fmt::Display for IrteWriteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Write(e) => write!(f, "cannot write its remapping entry ({e:?})"),
+            Self::Invalidate(e) => write!(f, "invalidating its interrupt table failed ({e:?})"),
+        }
+    }
+}
+
+/// Writes entry `index` of `device`'s interrupt table and makes the IOMMU drop what it cached of
+/// it (INVALIDATE_INTERRUPT_TABLE + COMPLETION_WAIT). The caller reports an error.
+pub fn write_irte(
+    irt: &InterruptTable,
+    device: DeviceId,
+    index: u16,
+    irte: iommu::Irte,
+) -> Result<(), IrteWriteError> {
+    irt.set(&mut HostMemory, index, irte)
+        .map_err(IrteWriteError::Write)?;
+    match IOMMU.get() {
+        Some(unit) => unit
+            .lock()
+            .invalidate_interrupt_table(&mut HostMemory, device)
+            .map_err(IrteWriteError::Invalidate),
+        None => Ok(()),
+    }
 }
 
 /// Brings up the IOMMU with all devices blocked. The caller reports failure.
@@ -84,9 +116,8 @@ pub fn init(desc: IommuDescription) -> Result<(), iommu::driver::DriverError> {
         }),
     };
     let unit = Iommu::init(
-        Registers {
-            base: desc.mmio_base,
-        },
+        // SAFETY: the MMIO block IVRS names for this IOMMU; only the iommu driver uses it.
+        Registers(unsafe { phys::Mmio::new(desc.mmio_base, REGISTERS_LEN) }),
         &mut HostMemory,
         &config,
     )?;

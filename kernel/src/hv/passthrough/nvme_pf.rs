@@ -8,9 +8,9 @@
 //! queues and data page (`didvisor::nvme::pf_dma`), installed before bus mastering is enabled;
 //! without one (no VF is passed through then) its DMA is unconfined, and the log says so.
 
-use crate::hv::host::memory;
 use crate::hv::host::pci_host::Ecam;
 use crate::hv::host::timer;
+use crate::hv::host::{memory, phys};
 use crate::hv::passthrough::iommu_hw::{HostMemory, IOMMU};
 use crate::println;
 use didvisor::nvme::pf_dma::{PfBuffers, PfDmaError};
@@ -26,19 +26,19 @@ const ADMIN_TIMEOUT_MS: u32 = 5000;
 const ADMIN_ENTRIES: u16 = 64;
 
 /// BAR0 of the PF, identity-mapped.
-struct PfRegisters {
-    base: u64,
-}
+struct PfRegisters(phys::Mmio);
+
+/// The part of BAR0 the admin driver uses: the controller registers and the admin queue's
+/// doorbells (at 1000h, 4 << CAP.DSTRD bytes apart).
+const BAR0_USED: u64 = 64 * 1024;
 
 impl ControllerRegs for PfRegisters {
     fn read32(&mut self, offset: u32) -> u32 {
-        // SAFETY: a register in the PF's BAR0, which the firmware assigned and we enabled.
-        unsafe { core::ptr::read_volatile((self.base + u64::from(offset)) as *const u32) }
+        self.0.read(u64::from(offset))
     }
 
     fn write32(&mut self, offset: u32, value: u32) {
-        // SAFETY: as above; the hypervisor owns the PF.
-        unsafe { core::ptr::write_volatile((self.base + u64::from(offset)) as *mut u32, value) };
+        self.0.write(u64::from(offset), value)
     }
 
     fn wait_1ms(&mut self) {
@@ -51,13 +51,14 @@ struct PfMemory;
 
 impl DmaMemory for PfMemory {
     fn read(&mut self, phys: u64, buf: &mut [u8]) {
-        // SAFETY: `phys` is one of the pages allocated below for the PF's DMA.
-        unsafe { core::ptr::copy_nonoverlapping(phys as *const u8, buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: `phys` is one of the pages allocated below for the PF's DMA; the PF writes it
+        // only while a command the driver waits for runs, not now.
+        buf.copy_from_slice(unsafe { phys::slice(phys, buf.len() as u64) });
     }
 
     fn write(&mut self, phys: u64, data: &[u8]) {
-        // SAFETY: as above.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), phys as *mut u8, data.len()) };
+        // SAFETY: as in `read`; nothing else holds these pages.
+        unsafe { phys::slice_mut(phys, data.len() as u64) }.copy_from_slice(data);
     }
 }
 
@@ -138,7 +139,8 @@ pub fn bring_up(
         pf,
         command | Command::MEMORY_SPACE | Command::BUS_MASTER,
     );
-    let mut regs = PfRegisters { base: bar0 };
+    // SAFETY: BAR0 of the PF, assigned by the firmware and enabled here; the hypervisor owns it.
+    let mut regs = PfRegisters(unsafe { phys::Mmio::new(bar0, BAR0_USED) });
     let mut mem = PfMemory;
     let mut admin = AdminQueue::enable(
         &mut regs,

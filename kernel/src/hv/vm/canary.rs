@@ -27,7 +27,7 @@ fn word(hpa: u64, i: usize) -> u64 {
 fn fill(hpa: u64) {
     // SAFETY: `hpa` is a page set aside for this canary (hypervisor page, or guest RAM the guest
     // does not use), identity-mapped.
-    let page = unsafe { crate::hv::host::memory::phys_slice_mut(hpa, PAGE as u64) };
+    let page = unsafe { crate::hv::host::phys::slice_mut(hpa, PAGE as u64) };
     for (i, chunk) in page.chunks_exact_mut(8).enumerate() {
         chunk.copy_from_slice(&word(hpa, i).to_le_bytes());
     }
@@ -35,7 +35,7 @@ fn fill(hpa: u64) {
 
 fn intact(hpa: u64) -> usize {
     // SAFETY: as in `fill`; read only.
-    let page = unsafe { crate::hv::host::memory::phys_slice(hpa, PAGE as u64) };
+    let page = unsafe { crate::hv::host::phys::slice(hpa, PAGE as u64) };
     page.chunks_exact(8)
         .enumerate()
         .filter(|(i, c)| u64::from_le_bytes((*c).try_into().unwrap_or([0; 8])) != word(hpa, *i))

@@ -2,8 +2,8 @@
 //! nested page tables), the image from its boot module, the permission maps, and the bookkeeping the
 //! service core uses to see guests end.
 
-use crate::hv::host::memory;
 use crate::hv::host::timer;
+use crate::hv::host::{memory, phys};
 use crate::hv::vm::platform::VirtualPlatform;
 use crate::println;
 use boot::BootInfo;
@@ -93,7 +93,7 @@ impl Vm {
     pub fn ram(&self) -> &'static mut [u8] {
         // SAFETY: the range was allocated for this guest alone at build time and stays allocated;
         // the hypervisor touches it only from the guest's own core or before the guest starts.
-        unsafe { memory::phys_slice_mut(self.ram_hpa, self.ram_size) }
+        unsafe { phys::slice_mut(self.ram_hpa, self.ram_size) }
     }
 
     /// Called by each vCPU before its first VMRUN.
@@ -251,13 +251,11 @@ pub struct NptMemory {
 
 impl PhysAccess for NptMemory {
     fn read_u64(&self, pa: Hpa) -> u64 {
-        // SAFETY: `pa` is an entry of a table frame this mapper allocated (identity-mapped, aligned).
-        unsafe { core::ptr::read_volatile(pa.as_u64() as *const u64) }
+        phys::Tables.read_u64(pa)
     }
 
     fn write_u64(&mut self, pa: Hpa, value: u64) {
-        // SAFETY: as in `read_u64`; the tables are not yet in use by any core while being built.
-        unsafe { core::ptr::write_volatile(pa.as_u64() as *mut u64, value) }
+        phys::Tables.write_u64(pa, value)
     }
 }
 
@@ -316,7 +314,7 @@ pub fn build(
     let ram_hpa = memory::try_alloc_zeroed(ram_size, 2 << 20, memory::MAPPED_LIMIT)
         .ok_or(BuildError::NoMemory { wanted: ram_size })?;
     // SAFETY: just allocated for this guest; nothing else refers to it.
-    let ram = unsafe { memory::phys_slice_mut(ram_hpa, ram_size) };
+    let ram = unsafe { phys::slice_mut(ram_hpa, ram_size) };
 
     let image = module_bytes(boot, config.kernel.as_str());
     guest_layout::write_long_mode_tables(ram).map_err(BuildError::Layout)?;
@@ -355,8 +353,8 @@ pub fn build(
     // SAFETY: both maps were just allocated with exactly these sizes.
     let (iopm, msrpm) = unsafe {
         (
-            &mut *(iopm_pa as *mut [u8; IOPM_SIZE]),
-            &mut *(msrpm_pa as *mut [u8; MSRPM_SIZE]),
+            phys::get_mut::<[u8; IOPM_SIZE]>(iopm_pa),
+            phys::get_mut::<[u8; MSRPM_SIZE]>(msrpm_pa),
         )
     };
     // Every port and every MSR exits — the virtual platform decides what each one does — except
@@ -456,7 +454,7 @@ fn module_bytes(boot: &BootInfo, name: &str) -> &'static [u8] {
         .module(name)
         .expect("modules were validated with the configuration");
     // SAFETY: boot modules are reserved in the frame allocator, identity-mapped and only read.
-    unsafe { memory::phys_slice(m.start, m.len()) }
+    unsafe { phys::slice(m.start, m.len()) }
 }
 
 /// Loads a bzImage with its initrd and command line, and the guest's ACPI tables (which describe

@@ -8,8 +8,9 @@
 //! target vCPU's backing page (`vf_posting`), again without an exit.
 
 use crate::hv::host::pci_host::Ecam;
+use crate::hv::host::phys;
 use crate::hv::irq::MsixRoute;
-use crate::hv::passthrough::iommu_hw::{HostMemory, IOMMU};
+use crate::hv::passthrough::iommu_hw::{self, HostMemory, IOMMU};
 use crate::hv::vm::guest::Vm;
 use crate::hv::vm::vf_host::{VfHost, GUEST_BAR_BASE, GUEST_DEVFN, IRT_LOG2};
 use crate::println;
@@ -286,7 +287,7 @@ fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntr
     for (i, w) in words.iter().enumerate() {
         // SAFETY: the VF's MSI-X table entry `index` (inside the VF's BAR, which the hypervisor
         // placed and keeps decoding); the guest has no mapping of this page.
-        unsafe { core::ptr::write_volatile((at + i as u64 * 4) as *mut u32, *w) };
+        unsafe { phys::write(at + i as u64 * 4, *w) };
     }
 }
 
@@ -320,16 +321,8 @@ fn program_remapped(
         )
         .unwrap_or(Irte::Bits128(iommu::Irte128::DISABLED))
     };
-    if host.irt.set(&mut HostMemory, index, irte).is_err() {
-        vm.report(format_args!(
-            "vf MSI-X vector {index}: cannot write its remapping entry"
-        ));
-        return;
-    }
-    if let Some(unit) = IOMMU.get() {
-        let _ = unit
-            .lock()
-            .invalidate_interrupt_table(&mut HostMemory, host.device());
+    if let Err(e) = iommu_hw::write_irte(&host.irt, host.device(), index, irte) {
+        vm.report(format_args!("vf MSI-X vector {index}: {e}"));
     }
 }
 
@@ -361,20 +354,28 @@ pub fn mmio(vm: &Vm, host: &VfHost, gpa: u64, size: u8, write: Option<u64>) -> O
     Some(value)
 }
 
-/// A device register access passed on unchanged (`size` is 1, 2, 4 or 8: `bar_access`).
+/// A device register access passed on unchanged (`size` is 1, 2, 4 or 8: `bar_access`). An
+/// access not aligned to its size (not one register access) reads as all ones and writes nothing.
 fn forward(hpa: u64, size: u8, write: Option<u64>) -> u64 {
+    if !hpa.is_multiple_of(u64::from(size)) {
+        return if write.is_some() {
+            0
+        } else {
+            u64::MAX >> (64 - 8 * u32::from(size))
+        };
+    }
     // SAFETY: `hpa..hpa + size` lies wholly in the VF's BAR (`bar_access`), outside its MSI-X
     // table: device registers the guest may touch anyway through its mapping of the same BAR.
     unsafe {
         match (size, write) {
-            (8, Some(v)) => core::ptr::write_volatile(hpa as *mut u64, v),
-            (4, Some(v)) => core::ptr::write_volatile(hpa as *mut u32, v as u32),
-            (2, Some(v)) => core::ptr::write_volatile(hpa as *mut u16, v as u16),
-            (_, Some(v)) => core::ptr::write_volatile(hpa as *mut u8, v as u8),
-            (8, None) => return core::ptr::read_volatile(hpa as *const u64),
-            (4, None) => return u64::from(core::ptr::read_volatile(hpa as *const u32)),
-            (2, None) => return u64::from(core::ptr::read_volatile(hpa as *const u16)),
-            (_, None) => return u64::from(core::ptr::read_volatile(hpa as *const u8)),
+            (8, Some(v)) => phys::write(hpa, v),
+            (4, Some(v)) => phys::write(hpa, v as u32),
+            (2, Some(v)) => phys::write(hpa, v as u16),
+            (_, Some(v)) => phys::write(hpa, v as u8),
+            (8, None) => return phys::read::<u64>(hpa),
+            (4, None) => return u64::from(phys::read::<u32>(hpa)),
+            (2, None) => return u64::from(phys::read::<u16>(hpa)),
+            (_, None) => return u64::from(phys::read::<u8>(hpa)),
         }
     }
     0

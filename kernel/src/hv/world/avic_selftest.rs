@@ -11,8 +11,8 @@
 //! is freed afterwards (the frame allocator frees nothing; about 60 KiB, once).
 
 use crate::hv::host::cpu;
-use crate::hv::host::memory;
 use crate::hv::host::x2apic;
+use crate::hv::host::{memory, phys};
 use crate::hv::irq::selftest_verdict::{record, Verdict};
 use crate::hv::vm::guest::NptMemory;
 use crate::hv::world::avic_selftest_guest::{self as guest_code, Label, CODE_GPA, STACK_TOP};
@@ -183,8 +183,8 @@ impl TestVm {
         // bytes from their page indices, inside `page::COUNT` pages), not referenced elsewhere.
         let (msrpm, iopm) = unsafe {
             (
-                &mut *(pa(self.base, page::MSRPM) as *mut [u8; MSRPM_SIZE]),
-                &mut *(pa(self.base, page::IOPM) as *mut [u8; IOPM_SIZE]),
+                phys::get_mut::<[u8; MSRPM_SIZE]>(pa(self.base, page::MSRPM)),
+                phys::get_mut::<[u8; IOPM_SIZE]>(pa(self.base, page::IOPM)),
             )
         };
         IoPermissionMap::new(iopm).intercept_all();
@@ -373,35 +373,35 @@ impl TestVm {
     fn table(&self) -> [PhysicalIdEntry; 2] {
         // SAFETY: the physical table page of this test VM starts with these two entries; the
         // hardware reads it only inside VMRUN.
-        unsafe { core::ptr::read_volatile(pa(self.base, page::PHYSICAL_TABLE) as *const _) }
+        unsafe { phys::read(pa(self.base, page::PHYSICAL_TABLE)) }
     }
 
     fn set_table(&mut self, entries: [PhysicalIdEntry; 2]) {
         // SAFETY: as in `table`; `&mut self` makes this the only access.
-        unsafe { core::ptr::write_volatile(pa(self.base, page::PHYSICAL_TABLE) as *mut _, entries) }
+        unsafe { phys::write(pa(self.base, page::PHYSICAL_TABLE), entries) }
     }
 
     fn vmcb(&mut self) -> &mut Vmcb {
         // SAFETY: page VMCB of this test VM, used by no one else; the hardware touches it only
         // inside VMRUN, while no reference is held.
-        unsafe { &mut *(pa(self.base, page::VMCB) as *mut Vmcb) }
+        unsafe { phys::get_mut(pa(self.base, page::VMCB)) }
     }
 
     fn ram(&mut self) -> &mut [u8] {
         // SAFETY: the guest's RAM pages of this test VM; the guest runs only inside VMRUN, on
         // this core, while no reference is held.
-        unsafe { memory::phys_slice_mut(pa(self.base, page::RAM), page::RAM_PAGES * 4096) }
+        unsafe { phys::slice_mut(pa(self.base, page::RAM), page::RAM_PAGES * 4096) }
     }
 
     fn backing(&self, index: u64) -> &BackingPage {
         // SAFETY: a backing page of this test VM (4 KiB aligned, BackingPage is one page);
         // AVIC writes it only inside VMRUN, and no vCPU that could post to it runs elsewhere.
-        unsafe { &*(pa(self.base, index) as *const BackingPage) }
+        unsafe { phys::get(pa(self.base, index)) }
     }
 
     fn backing_mut(&mut self, index: u64) -> &mut BackingPage {
         // SAFETY: as in `backing`; `&mut self` makes this the only reference.
-        unsafe { &mut *(pa(self.base, index) as *mut BackingPage) }
+        unsafe { phys::get_mut(pa(self.base, index)) }
     }
 }
 

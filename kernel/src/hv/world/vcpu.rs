@@ -4,9 +4,9 @@
 //! worst outcome is the end of that guest with a message; the hypervisor never panics on guest
 //! input.
 
-use crate::hv::host::memory;
 use crate::hv::host::timer;
 use crate::hv::host::x2apic;
+use crate::hv::host::{memory, phys};
 use crate::hv::irq::{ExitAction, VcpuIrq};
 use crate::hv::vm::guest::{GuestBoot, Vm};
 use crate::hv::vm::platform::VirtualPlatform;
@@ -92,13 +92,13 @@ impl Vcpu {
     fn vmcb(&mut self) -> &mut Vmcb {
         // SAFETY: the VMCB page belongs to this vCPU, which only its own core runs; the hardware
         // touches it only inside VMRUN, while no reference is held.
-        unsafe { &mut *(self.vmcb_pa as *mut Vmcb) }
+        unsafe { phys::get_mut(self.vmcb_pa) }
     }
 
     /// The backend and the VMCB at once (the backend's methods take the VMCB).
     fn irq_and_vmcb(&mut self) -> (&mut VcpuIrq, &mut Vmcb) {
         // SAFETY: as in `vmcb`.
-        let vmcb = unsafe { &mut *(self.vmcb_pa as *mut Vmcb) };
+        let vmcb = unsafe { phys::get_mut(self.vmcb_pa) };
         (&mut self.irq, vmcb)
     }
 
