@@ -7,6 +7,7 @@
 //! | `ring.rs` | split-virtqueue structures and layout rules, `vring_need_event` |
 //! | `chain.rs` | the descriptor-chain walker (direct and indirect), every malformation an error |
 //! | `queue.rs` | one queue's device side: pop, push used, notification suppression both ways |
+//! | `status.rs` | device status and feature negotiation |
 //! | `driver.rs` | a minimal driver side of a queue (tests, fuzz targets) |
 //!
 //! Nothing here panics on bytes the guest controls; see `docs/virtio.md` for the model and
@@ -23,3 +24,4 @@ pub mod driver;
 pub mod mem;
 pub mod queue;
 pub mod ring;
+pub mod status;
