@@ -105,7 +105,7 @@ impl core::fmt::Debug for Chain {
 #[derive(Clone, Copy)]
 enum Table {
     Direct,
-    Indirect { base: Gpa, entries: u32 },
+    Indirect { base: Gpa },
 }
 
 /// Walks the chain starting at descriptor `head` of the queue at `layout`.
@@ -168,10 +168,7 @@ pub fn walk(
             }
             // The WRITE flag of this descriptor means nothing (§2.7.5.3.2).
             entries = d.len / DESCRIPTOR_SIZE as u32;
-            table = Table::Indirect {
-                base: buffer,
-                entries,
-            };
+            table = Table::Indirect { base: buffer };
             index = 0;
             steps = 0;
             continue;

@@ -8,6 +8,8 @@
 //! | `chain.rs` | the descriptor-chain walker (direct and indirect), every malformation an error |
 //! | `queue.rs` | one queue's device side: pop, push used, notification suppression both ways |
 //! | `status.rs` | device status and feature negotiation |
+//! | `transport.rs` | virtio-pci modern transport: BAR 0 registers (common cfg, ISR, notify, device cfg, MSI-X) |
+//! | `pci_config.rs` | its PCI configuration space and capabilities, a `devices::pci::ConfigSpace` |
 //! | `driver.rs` | a minimal driver side of a queue (tests, fuzz targets) |
 //!
 //! Nothing here panics on bytes the guest controls; see `docs/virtio.md` for the model and
@@ -22,6 +24,8 @@
 pub mod chain;
 pub mod driver;
 pub mod mem;
+pub mod pci_config;
 pub mod queue;
 pub mod ring;
 pub mod status;
+pub mod transport;

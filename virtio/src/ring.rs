@@ -199,16 +199,38 @@ pub struct QueueLayout {
 }
 
 impl QueueLayout {
-    /// Checks the size against `max` and the §2.7 rules, each area's alignment, and that
-    /// each area is inside guest RAM (so later ring accesses can fail only if RAM shrinks).
-    pub fn check(&self, max: u16, mem: &impl GuestMemory) -> Result<(), LayoutError> {
+    /// Checks the size against `max` and the §2.7 rules, and each area's alignment: what the
+    /// transport checks when the driver enables the queue.
+    pub fn check_shape(&self, max: u16) -> Result<(), LayoutError> {
         if !valid_queue_size(self.size) || self.size > max {
             return Err(LayoutError::Size {
                 size: self.size,
                 max,
             });
         }
-        let areas = [
+        for (area, gpa, align, _) in self.areas() {
+            if !gpa.is_aligned(align) {
+                return Err(LayoutError::Misaligned { area, gpa });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`QueueLayout::check_shape`], and that each area is inside guest RAM (so later ring
+    /// accesses fail only if RAM shrinks): what the backend checks before using the queue.
+    pub fn check(&self, max: u16, mem: &impl GuestMemory) -> Result<(), LayoutError> {
+        self.check_shape(max)?;
+        for (area, gpa, _, len) in self.areas() {
+            if !mem.contains(gpa, len) {
+                return Err(LayoutError::OutsideRam { area, gpa });
+            }
+        }
+        Ok(())
+    }
+
+    /// (area, address, alignment, bytes)
+    fn areas(&self) -> [(Area, Gpa, u64, u64); 3] {
+        [
             (
                 Area::Descriptors,
                 self.desc,
@@ -227,16 +249,7 @@ impl QueueLayout {
                 USED_ALIGN,
                 used_ring_bytes(self.size),
             ),
-        ];
-        for (area, gpa, align, len) in areas {
-            if !gpa.is_aligned(align) {
-                return Err(LayoutError::Misaligned { area, gpa });
-            }
-            if !mem.contains(gpa, len) {
-                return Err(LayoutError::OutsideRam { area, gpa });
-            }
-        }
-        Ok(())
+        ]
     }
 
     /// Address of descriptor `index` (< size).
