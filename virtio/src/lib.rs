@@ -10,6 +10,7 @@
 //! | `status.rs` | device status and feature negotiation |
 //! | `transport.rs` | virtio-pci modern transport: BAR 0 registers (common cfg, ISR, notify, device cfg, MSI-X) |
 //! | `pci_config.rs` | its PCI configuration space and capabilities, a `devices::pci::ConfigSpace` |
+//! | `blk.rs` | virtio-blk: configuration, request parsing and serving over a storage trait, a RAM disk |
 //! | `driver.rs` | a minimal driver side of a queue (tests, fuzz targets) |
 //!
 //! Nothing here panics on bytes the guest controls; see `docs/virtio.md` for the model and
@@ -21,6 +22,7 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod blk;
 pub mod chain;
 pub mod driver;
 pub mod mem;
