@@ -189,7 +189,7 @@ fn check(chain: &Chain, mem: &impl GuestMemory, disk: &Disk, flush: bool) -> Res
     let in_data = chain.writable_len() - 1;
     let out_data = chain.readable_len() - HEADER_SIZE;
     let in_range = |len: u64| {
-        let ok = len % SECTOR_SIZE == 0
+        let ok = len.is_multiple_of(SECTOR_SIZE)
             && sector
                 .checked_add(len / SECTOR_SIZE)
                 .is_some_and(|end| end <= disk.capacity);

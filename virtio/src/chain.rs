@@ -163,7 +163,7 @@ pub fn walk(
             if flags.contains(DescFlags::NEXT) {
                 return Err(ChainError::IndirectWithNext);
             }
-            if d.len == 0 || d.len % DESCRIPTOR_SIZE as u32 != 0 {
+            if d.len == 0 || !d.len.is_multiple_of(DESCRIPTOR_SIZE as u32) {
                 return Err(ChainError::IndirectLength { len: d.len });
             }
             // The WRITE flag of this descriptor means nothing (§2.7.5.3.2).

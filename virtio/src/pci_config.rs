@@ -78,7 +78,7 @@ pub const DEVICE_CAP: u16 = ISR_CAP + CAP_LEN as u16;
 /// The PCI configuration access capability has `pci_cfg_data[4]` after the common part.
 pub const PCI_CFG_CAP: u16 = DEVICE_CAP + CAP_LEN as u16;
 const CAPS_END: u16 = PCI_CFG_CAP + CAP_LEN as u16 + 4;
-const _: () = assert!(PCI_CFG_CAP % 4 == 0 && CAPS_END <= 0x100);
+const _: () = assert!(PCI_CFG_CAP.is_multiple_of(4) && CAPS_END <= 0x100);
 
 /// Command bits the guest may change.
 const COMMAND_WRITABLE: Command = Command::MEMORY_SPACE
@@ -258,7 +258,7 @@ impl VirtioPci {
             self.pci.window_offset,
             self.pci.window_length,
         );
-        (bar == 0 && matches!(len, 1 | 2 | 4) && off % len == 0)
+        (bar == 0 && matches!(len, 1 | 2 | 4) && off.is_multiple_of(len))
             .then_some((u64::from(off), len as u8))
     }
 

@@ -35,7 +35,7 @@ fn pop_and_push_round_trip() {
     assert!(dev.pop(&mem).unwrap().is_none());
     drv.publish(&mut mem, 2).unwrap();
     drv.publish(&mut mem, 0).unwrap();
-    assert_eq!(dev.pending(&mut mem), Ok(2));
+    assert_eq!(dev.pending(&mem), Ok(2));
     let c = dev.pop(&mem).unwrap().unwrap();
     assert_eq!(c.head(), 2);
     assert_eq!(c.segments()[0].addr, Gpa(0x1200));

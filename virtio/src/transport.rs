@@ -472,7 +472,7 @@ impl VirtioPci {
                     value: value as u32,
                 })
             }
-            Region::Notify if size == 2 && off % u64::from(NOTIFY_MULTIPLIER) == 0 => {
+            Region::Notify if size == 2 && off.is_multiple_of(u64::from(NOTIFY_MULTIPLIER)) => {
                 let queue = (off / u64::from(NOTIFY_MULTIPLIER)) as u16;
                 // Without VIRTIO_F_NOTIFICATION_DATA the driver writes the queue's index.
                 let ok = self.queue(queue).is_some_and(|q| q.enabled) && value == u64::from(queue);

@@ -860,7 +860,9 @@ fn run_without_terminal() -> Result {
 }
 
 /// The crates with host fuzz targets (`tests/fuzz.rs` each).
-const FUZZ_CRATES: &[&str] = &["boot", "firmware", "iommu", "insn", "guestfw", "kernel"];
+const FUZZ_CRATES: &[&str] = &[
+    "boot", "firmware", "iommu", "insn", "guestfw", "kernel", "virtio",
+];
 
 /// `cargo xtask fuzz-host [--seconds N] [TARGET...]`: the fuzz tests with HOSTFUZZ_SECONDS=N.
 fn fuzz_host(args: &[String]) -> Result {
