@@ -311,8 +311,21 @@ pub struct VirtioPci {
 }
 
 impl VirtioPci {
+    /// A device at reset. Panics if a declared queue's maximum size is not a valid split-queue
+    /// size (a hypervisor bug: drivers would fail on it).
     pub fn new(info: DeviceInfo) -> Self {
         let mut info = info;
+        for (q, max) in info
+            .queue_max_sizes
+            .iter()
+            .enumerate()
+            .take(usize::from(info.queues))
+        {
+            assert!(
+                crate::ring::valid_queue_size(*max),
+                "virtio queue {q}: maximum size {max}"
+            );
+        }
         info.queues = info.queues.min(MAX_QUEUES as u16);
         info.config_len = info.config_len.min(DEVICE_CONFIG_MAX);
         let queues = core::array::from_fn(|i| {

@@ -346,3 +346,11 @@ fn needs_reset_interrupts_only_after_driver_ok() {
     assert_eq!(r(&t, field::STATUS, 1) & 0x40, 0x40);
     assert!(!t.status().live());
 }
+
+#[test]
+#[should_panic(expected = "virtio queue 1: maximum size 100")]
+fn declared_queue_sizes_are_checked() {
+    let mut i = info();
+    i.queue_max_sizes[1] = 100;
+    let _ = VirtioPci::new(i);
+}

@@ -3,7 +3,8 @@
 //!
 //! - `fuzz_virtio_chain`: guest RAM whose first bytes (descriptor table, available ring,
 //!   indirect tables, buffers) are the input; the device pops chains until the ring is empty
-//!   or it breaks. An accepted chain has its head in the table, every buffer inside RAM, no
+//!   or it breaks. The walker agrees with a reference walk written apart (accepted or not, and
+//!   the same buffers). An accepted chain has its head in the table, every buffer inside RAM, no
 //!   readable buffer after a writable one, at most the segment and byte limits, and walks the
 //!   same twice; a refusal's claim holds (the range really is outside RAM, the length really
 //!   is no table, ...); a broken queue stays broken; never more chains than the queue size.
@@ -20,7 +21,7 @@ use hostfuzz::proptest::prelude::*;
 use hostfuzz::Bytes;
 use pagetable::addr::Gpa;
 use virtio::blk::{self, req_type, Disk, RamDisk};
-use virtio::chain::{walk, Chain, ChainError, ChainLimits, MAX_SEGMENTS};
+use virtio::chain::{walk, Chain, ChainError, ChainLimits, Segment, MAX_SEGMENTS};
 use virtio::driver::DriverQueue;
 use virtio::mem::{GuestMemory, SliceMemory};
 use virtio::queue::{DeviceQueue, QueueError, QueueFeatures};
@@ -102,7 +103,72 @@ fn ram_from(input: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // fuzz_virtio_chain
 
+/// The chain at `head` as §2.7.5 describes it, written apart from the walker: loops found by
+/// revisiting an entry, the limits checked after the fact. `None` where the walker must refuse.
+fn reference(mem: &SliceMemory, head: u16, limits: &ChainLimits) -> Option<Vec<Segment>> {
+    let (n, w, ind) = (DescFlags::NEXT, DescFlags::WRITE, DescFlags::INDIRECT);
+    if head >= SIZE {
+        return None;
+    }
+    let mut table = (LAYOUT.desc.0, u32::from(SIZE), false);
+    let mut seen = std::collections::HashSet::new();
+    let mut i = u32::from(head);
+    let mut segs: Vec<Segment> = Vec::new();
+    loop {
+        if !seen.insert(i) {
+            return None;
+        }
+        let mut raw = [0u8; 16];
+        mem.read(Gpa(table.0 + 16 * u64::from(i)), &mut raw).ok()?;
+        let d = Descriptor::from_bytes(&raw);
+        let flags = DescFlags::from_bits(d.flags)?;
+        let end = d.addr.checked_add(u64::from(d.len))?;
+        if end > BASE + RAM as u64 || d.addr < BASE {
+            return None;
+        }
+        if flags.contains(ind) {
+            let bad = table.2
+                || !limits.indirect
+                || flags.contains(n)
+                || d.len == 0
+                || !d.len.is_multiple_of(16);
+            if bad {
+                return None;
+            }
+            table = (d.addr, d.len / 16, true);
+            seen.clear();
+            i = 0;
+            continue;
+        }
+        let writable = flags.contains(w);
+        if !writable && segs.iter().any(|s| s.writable) {
+            return None;
+        }
+        segs.push(Segment {
+            addr: Gpa(d.addr),
+            len: d.len,
+            writable,
+        });
+        let total: u64 = segs.iter().map(|s| u64::from(s.len)).sum();
+        if segs.len() > limits.max_segments.min(MAX_SEGMENTS) || total > limits.max_bytes {
+            return None;
+        }
+        if !flags.contains(n) {
+            return Some(segs);
+        }
+        if u32::from(d.next) >= table.1 {
+            return None;
+        }
+        i = u32::from(d.next);
+    }
+}
+
 fn check_chain(c: &Chain, mem: &SliceMemory, limits: &ChainLimits) {
+    assert_eq!(
+        reference(mem, c.head(), limits).as_deref(),
+        Some(c.segments()),
+        "the reference walk differs"
+    );
     assert!(c.head() < SIZE);
     let segs = c.segments();
     assert!(!segs.is_empty() && segs.len() <= limits.max_segments.min(MAX_SEGMENTS));
@@ -126,6 +192,9 @@ fn check_error(e: QueueError, mem: &SliceMemory, limits: &ChainLimits) {
     match e {
         QueueError::AvailIndexJump { last, idx, size } => assert!(idx.wrapping_sub(last) > size),
         QueueError::Chain { head, error } => match error {
+            _ if reference(mem, head, limits).is_some() => {
+                panic!("refused ({error:?}) a chain the reference accepts")
+            }
             ChainError::HeadOutOfRange { head: h, size } => assert!(h == head && h >= size),
             ChainError::OutsideRam { addr, len } => assert!(!mem.contains(addr, u64::from(len))),
             ChainError::AddressOverflow { addr, len } => {
