@@ -17,11 +17,11 @@ use crate::selftest::Mode;
 pub const MSR_AVIC_DOORBELL: u32 = 0xC001_011B;
 
 /// The highest host physical APIC ID the doorbell MSR and the Physical APIC ID table entry's
-/// host field can name in `mode`. AVIC defined both as 8 bits (7:0, the rest reserved); on the
-/// processors with x2AVIC, which are the ones that number cores above FFh, both grew to bits 11:0
-/// (the table field is 11:0, `crate::table::PhysicalIdEntry`; Linux KVM writes the whole host
-/// APIC ID to the doorbell and masks the table field with 11:0 since AMD's patch for hosts with
-/// APIC IDs above 255).
+/// host field can name in `mode`. AVIC defined both as 8 bits (7:0, the rest reserved; the APM
+/// revision `tests/qemu-avic` follows still draws the doorbell so, Figure 15-22). Processors
+/// that number cores above FFh have x2AVIC and take bits 11:0 in both: AMD's Linux KVM change
+/// for such hosts masks the table field with 11:0 (`crate::table::PhysicalIdEntry`) and writes
+/// the whole host APIC ID to the doorbell. xAVIC keeps 7:0.
 pub const fn max_host_apic_id(mode: Mode) -> u32 {
     match mode {
         Mode::Xavic => 0xFF,
