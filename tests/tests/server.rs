@@ -285,3 +285,45 @@ fn epyc_milan() {
         }
     }
 }
+
+/// `serial=com2`: the whole log, guest lines and exit tables included, goes to COM2 (where a
+/// server's IPMI serial-over-LAN usually is), nothing to COM1; a bad value is refused on COM1.
+#[test]
+fn console_on_com2() {
+    let work = tests::target_dir().join("test-work/console_on_com2");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let com2 = work.join("com2.log");
+    let _ = std::fs::remove_file(&com2);
+    let run = with_testguest(
+        Boot::Multiboot1,
+        2,
+        "serial=com2 guest=a,cores=1,mem=16M,kernel=testguest",
+    )
+    .arg("-serial")
+    .arg(&format!("file:{}", com2.display()))
+    .run("console_on_com2");
+    if !run.serial.is_empty() {
+        run.fail("COM1 got output although serial=com2");
+    }
+    let log = std::fs::read_to_string(&com2).expect("COM2 log");
+    for line in [
+        "didvisor 0.1.0 booting",
+        "boot: command line \"",
+        "[a] testguest: done, requesting power-off",
+        "guest a: vcpu 0 exits:",
+        "didvisor: all guests ended",
+    ] {
+        assert!(log.contains(line), "COM2 has no `{line}`:\n{log}");
+    }
+
+    let bad = with_testguest(
+        Boot::Multiboot1,
+        2,
+        "serial=com5 guest=a,cores=1,mem=16M,kernel=testguest",
+    )
+    .expect_exit(Expected::Error)
+    .run("console_on_com5_is_refused");
+    bad.assert_line(
+        "error: command line: `serial=com5`: expected com1, com2, com3, com4 or the I/O port",
+    );
+}
