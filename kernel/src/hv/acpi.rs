@@ -57,12 +57,21 @@ pub fn discover(boot: &BootInfo) -> Platform {
         "acpi: madt: {enabled} cpus, local apic at {:#x}",
         madt.local_apic_address()
     );
-    for c in madt.cpus() {
-        log::info!(
-            "acpi: cpu uid {} apic {}{}",
-            c.uid,
-            c.apic_id,
-            if c.enabled { "" } else { " (disabled)" }
+    // Only the enabled ones by name: firmware also lists every absent, hot-pluggable thread.
+    for c in madt.cpus().iter().filter(|c| c.enabled) {
+        log::info!("acpi: cpu uid {} apic {}", c.uid, c.apic_id);
+    }
+    let disabled = madt.cpus().len() - enabled;
+    if disabled > 0 {
+        log::info!("acpi: madt: {disabled} more cpus listed as disabled (absent or hot-pluggable)");
+    }
+    if madt.dropped() > 0 {
+        log::warn!(
+            "acpi: madt: {} entries beyond what didvisor keeps ({} cpus, {} ioapics, {} overrides); those cpus stay unused",
+            madt.dropped(),
+            firmware::madt::MAX_CPUS,
+            firmware::madt::MAX_IOAPICS,
+            firmware::madt::MAX_OVERRIDES
         );
     }
     for io in madt.io_apics() {

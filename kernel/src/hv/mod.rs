@@ -84,11 +84,15 @@ fn fatal(args: core::fmt::Arguments) -> ! {
 extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     serial::init();
     serial::init_logging();
-    log::info!("didvisor {VERSION} booting");
     let boot = match boot::parse(magic, u64::from(info), &Identity) {
         Ok(b) => BOOT_INFO.call_once(|| b),
         Err(e) => fatal(format_args!("boot: {e}")),
     };
+    // Before the first line, so the whole log goes to the chosen port (a server's SOL is COM2).
+    if let Some(port) = config::serial_port(boot.cmdline.as_str()) {
+        serial::move_to(port);
+    }
+    log::info!("didvisor {VERSION} booting");
     if let Some(port) = config::debug_exit_port(boot.cmdline.as_str()) {
         exit::set_debug_exit_port(port);
     }

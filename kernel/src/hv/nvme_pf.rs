@@ -25,6 +25,11 @@ const ADMIN_TIMEOUT_MS: u32 = 5000;
 const ADMIN_ENTRIES: u16 = 64;
 
 /// BAR0 of the PF, identity-mapped.
+/// The PF registers the hypervisor touches: the controller registers and the admin doorbells.
+const PF_REGISTER_BYTES: u64 = 0x2000;
+// The refusal in `bring_up` names the identity map's size.
+const _: () = assert!(boot::entry::IDENTITY_MAP_GIB == 64);
+
 struct PfRegisters {
     base: u64,
 }
@@ -119,6 +124,11 @@ pub fn bring_up(
     let bar0 = u64::from(ecam.read32(pf, 0x10) & !0xf) | u64::from(ecam.read32(pf, 0x14)) << 32;
     if bar0 == 0 {
         return Err("the PF's BAR0 is not assigned");
+    }
+    // Its registers are reached through the identity map (a server firmware with "Above 4G
+    // decoding" may put 64-bit BARs far higher).
+    if bar0.saturating_add(PF_REGISTER_BYTES) > memory::MAPPED_LIMIT {
+        return Err("the PF's BAR0 is above the hypervisor's 64 GiB identity map (firmware placed it high; see docs/server.md)");
     }
     let sq = memory::alloc_zeroed(4096, 4096);
     let cq = memory::alloc_zeroed(4096, 4096);
