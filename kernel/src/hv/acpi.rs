@@ -116,9 +116,15 @@ pub fn discover(boot: &BootInfo) -> Platform {
                             mmio_base: unit.mmio_base,
                             device_id: unit.device_id.0,
                             control: iommu::Control::from_ivhd_flags(unit.flags),
+                            coverage: iommu::ivrs::Coverage::of(&unit),
                         });
                     }
                     log::info!("iommu {i}: {}", unit.summary());
+                    if i > 0 {
+                        log::warn!(
+                            "iommu {i}: not driven (didvisor programs iommu 0 only): devices it covers cannot be passed through"
+                        );
+                    }
                 }
             }
             Err(e) => log::info!("acpi: ivrs: malformed ({e}); no DMA isolation"),

@@ -62,6 +62,8 @@ pub struct IommuDescription {
     pub control: Control,
     /// Its own PCI function (requester id), whose MSI capability carries its interrupts.
     pub device_id: u16,
+    /// The devices it translates: only these may be passed through (docs/isolation.md).
+    pub coverage: iommu::ivrs::Coverage,
 }
 
 /// Brings up the IOMMU with all devices blocked. The caller reports failure.

@@ -317,7 +317,10 @@ fn prepare_vfs(
             continue;
         }
         match nvme_pf::owner_of(&ecam, bdf) {
-            Some(owner) => owners[i] = Some(owner),
+            Some(owner) => match behind_driven_iommu(platform, &[owner.0, bdf]) {
+                Ok(()) => owners[i] = Some(owner),
+                Err(why) => out[i] = Err(why),
+            },
             None => out[i] = Err("not a virtual function of any SR-IOV device here"),
         }
     }
@@ -363,6 +366,24 @@ fn prepare_vfs(
         }
     }
     out
+}
+
+/// Whether the IOMMU didvisor programs translates every one of `functions` (a VF and its PF):
+/// a function behind another IOMMU, or none, would do DMA that nothing confines.
+fn behind_driven_iommu(
+    platform: &acpi::Platform,
+    functions: &[didvisor::pci::Bdf],
+) -> Result<(), &'static str> {
+    let Some(desc) = &platform.iommu else {
+        return Err("no AMD-Vi IOMMU, so no DMA isolation: refusing to pass the device through");
+    };
+    for f in functions {
+        // The ECAM didvisor uses is segment 0's (acpi.rs).
+        if let Err(e) = desc.coverage.check(0, iommu::DeviceId(f.routing_id())) {
+            return Err(e.reason());
+        }
+    }
+    Ok(())
 }
 
 /// How often the service core checks on direct-mode vCPUs.
