@@ -10,14 +10,33 @@
 //! [`BackingPage`] type is for initialisation and for the host-side [`crate::model`].
 
 use crate::exit::reg;
+use crate::selftest::Mode;
 
 /// The AVIC doorbell MSR: writing a host physical APIC ID makes that core re-evaluate the
 /// running vCPU's backing page IRR (§15.29.6).
 pub const MSR_AVIC_DOORBELL: u32 = 0xC001_011B;
 
-/// Value to write to [`MSR_AVIC_DOORBELL`] to ring host core `host_apic_id`.
-pub const fn doorbell_value(host_apic_id: u32) -> u64 {
-    host_apic_id as u64
+/// The highest host physical APIC ID the doorbell MSR and the Physical APIC ID table entry's
+/// host field can name in `mode`. AVIC defined both as 8 bits (7:0, the rest reserved; the APM
+/// revision `tests/qemu-avic` follows still draws the doorbell so, Figure 15-22). Processors
+/// that number cores above FFh have x2AVIC and take bits 11:0 in both: AMD's Linux KVM change
+/// for such hosts masks the table field with 11:0 (`crate::table::PhysicalIdEntry`) and writes
+/// the whole host APIC ID to the doorbell. xAVIC keeps 7:0.
+pub const fn max_host_apic_id(mode: Mode) -> u32 {
+    match mode {
+        Mode::Xavic => 0xFF,
+        Mode::X2avic => 0xFFF,
+    }
+}
+
+/// Value to write to [`MSR_AVIC_DOORBELL`] to ring host core `host_apic_id` in `mode`; `None`
+/// when the ID is beyond what the doorbell can name there ([`max_host_apic_id`]).
+pub const fn doorbell_value(mode: Mode, host_apic_id: u32) -> Option<u64> {
+    if host_apic_id <= max_host_apic_id(mode) {
+        Some(host_apic_id as u64)
+    } else {
+        None
+    }
 }
 
 /// Byte offset within the backing page of the 32-bit word holding `vector`'s bit in the
@@ -111,7 +130,12 @@ mod tests {
     #[test]
     fn doorbell() {
         assert_eq!(MSR_AVIC_DOORBELL, 0xC001_011B);
-        assert_eq!(doorbell_value(3), 3);
+        assert_eq!(doorbell_value(Mode::Xavic, 3), Some(3));
+        assert_eq!(doorbell_value(Mode::Xavic, 0xFF), Some(0xFF));
+        assert_eq!(doorbell_value(Mode::Xavic, 0x100), None);
+        assert_eq!(doorbell_value(Mode::X2avic, 0x100), Some(0x100));
+        assert_eq!(doorbell_value(Mode::X2avic, 0xFFF), Some(0xFFF));
+        assert_eq!(doorbell_value(Mode::X2avic, 0x1000), None);
     }
 
     #[test]

@@ -157,14 +157,10 @@ pub const fn is_fixed_ipi(ipi: &IncompleteIpi) -> bool {
     matches!(ipi.icr.delivery_mode(), DeliveryMode::Fixed)
 }
 
-/// The doorbell MSR value for host core `host_apic_id`: bits 7:0 carry the physical APIC ID,
-/// bits 63:8 must be zero (APM Figure 15-22), so cores with IDs above FFh cannot be rung.
+/// The doorbell MSR value for host core `host_apic_id` in this mode, which is x2AVIC only
+/// ([`admit`]): IDs up to FFFh, `None` above ([`crate::backing::max_host_apic_id`]).
 pub const fn doorbell(host_apic_id: u32) -> Option<u64> {
-    if host_apic_id <= 0xFF {
-        Some(host_apic_id as u64)
-    } else {
-        None
-    }
+    crate::backing::doorbell_value(Mode::X2avic, host_apic_id)
 }
 
 /// A published timer deadline meaning "nothing to wait for" (stopped, masked, one-shot done).
@@ -196,7 +192,7 @@ pub enum Refusal {
     /// `vf=` with `irq=avic`: the VF's interrupts need an IOMMU in guest virtual APIC (GA) mode
     /// to be posted, and there is none.
     VfWithoutGa,
-    /// A core of the guest has a host APIC ID the doorbell cannot name (above FFh).
+    /// A core of the guest has a host APIC ID the x2AVIC doorbell cannot name (above FFFh).
     ApicIdTooLarge(u32),
 }
 
@@ -215,7 +211,7 @@ impl core::fmt::Display for Refusal {
             ),
             Self::ApicIdTooLarge(id) => write!(
                 f,
-                "irq=avic: host APIC id {id:#x} is above FFh, which the AVIC doorbell cannot name"
+                "irq=avic: host APIC id {id:#x} is above FFFh, the highest the x2AVIC doorbell and physical APIC ID table can name"
             ),
         }
     }

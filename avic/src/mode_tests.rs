@@ -177,10 +177,18 @@ fn admission() {
         admit(SelfTest::Passed(Mode::Xavic), Ga, ok),
         Err(Refusal::XavicOnly)
     );
+    // Two-socket EPYCs number cores above FFh: x2AVIC names them up to FFFh.
     assert_eq!(
-        admit(SelfTest::Passed(Mode::X2avic), Ga, [1, 0x100]),
-        Err(Refusal::ApicIdTooLarge(0x100))
+        admit(SelfTest::Passed(Mode::X2avic), Ga, [1, 0x100, 0x1F1]),
+        Ok(())
     );
+    assert_eq!(
+        admit(SelfTest::Passed(Mode::X2avic), Ga, [1, 0x100, 0x1000]),
+        Err(Refusal::ApicIdTooLarge(0x1000))
+    );
+    assert!(Refusal::ApicIdTooLarge(0x1000)
+        .to_string()
+        .contains("0x1000 is above FFFh"));
     assert!(Refusal::XavicOnly.to_string().contains("needs x2AVIC"));
     assert!(Refusal::NoAvic.to_string().contains("EDX bit 13"));
     assert!(Refusal::VfWithoutGa.to_string().contains("vf="));
@@ -191,7 +199,9 @@ fn admission() {
 fn doorbell_values() {
     assert_eq!(doorbell(0), Some(0));
     assert_eq!(doorbell(0xFF), Some(0xFF));
-    assert_eq!(doorbell(0x100), None);
+    assert_eq!(doorbell(0x100), Some(0x100));
+    assert_eq!(doorbell(0xFFF), Some(0xFFF));
+    assert_eq!(doorbell(0x1000), None);
 }
 
 #[test]

@@ -148,8 +148,10 @@ const LAPIC_ONLINE_CAPABLE: u32 = 1 << 1;
 /// Multiple APIC flags bit 0: the system also has dual 8259s (Table 5.20).
 const PCAT_COMPAT: u32 = 1 << 0;
 
-/// Most CPUs kept in a [`Madt`].
-pub const MAX_CPUS: usize = 256;
+/// Most CPUs kept in a [`Madt`], enabled or not. Two-socket EPYC servers have up to 768
+/// threads, and firmware (QEMU too) also lists the absent, hot-pluggable ones: QEMU's
+/// `-smp maxcpus=512` makes 512 entries.
+pub const MAX_CPUS: usize = 1024;
 /// Most IOAPICs kept in a [`Madt`].
 pub const MAX_IOAPICS: usize = 16;
 /// Most interrupt source overrides kept in a [`Madt`] (there are at most 16
@@ -633,6 +635,35 @@ mod tests {
         let madt = Madt::parse(&Sdt::from_bytes(&t).unwrap()).unwrap();
         assert_eq!(madt.cpus().len(), MAX_CPUS);
         assert_eq!(madt.dropped(), 3);
+    }
+
+    /// QEMU's MADT for `-smp 1,maxcpus=512,sockets=2,cores=128,threads=2` plus CPUs plugged
+    /// into socket 1: type-0 entries below APIC id 255, type-9 entries from there, 512 in all,
+    /// and the enabled ones past the first 256 entries must not be lost.
+    #[test]
+    fn a_two_socket_table_keeps_cpus_past_apic_id_255() {
+        let mut b = Blob::default();
+        b.u32(0xFEE0_0000).u32(1);
+        for id in 0..512u32 {
+            let flags = u32::from(id == 0 || id >= 256 + 14);
+            match u8::try_from(id) {
+                Ok(small) if small != 0xFF => local_apic(&mut b, small, small, flags),
+                _ => local_x2apic(&mut b, id, id, flags),
+            }
+        }
+        let t = table(*b"APIC", 5, &b.0);
+        let madt = Madt::parse(&Sdt::from_bytes(&t).unwrap()).unwrap();
+        assert_eq!(madt.cpus().len(), 512);
+        assert_eq!(madt.dropped(), 0);
+        let enabled: Vec<u32> = madt
+            .cpus()
+            .iter()
+            .filter(|c| c.enabled)
+            .map(|c| c.apic_id)
+            .collect();
+        assert_eq!(enabled.len(), 1 + 512 - 270);
+        assert_eq!(enabled[..2], [0, 270]);
+        assert_eq!(enabled.last(), Some(&511));
     }
 
     #[test]

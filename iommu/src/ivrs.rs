@@ -18,12 +18,14 @@
 //! `repr(C, packed)` definitions with compile-time layout asserts, read field
 //! by field at their `offset_of!` (see the `firmware` crate docs).
 
+mod coverage;
 mod entries;
 mod fields;
 mod layout;
 #[cfg(test)]
 mod tests;
 
+pub use coverage::{Coverage, NotCovered, MAX_COVERAGE_RANGES};
 pub use entries::{
     AcpiHidDevice, Device, DeviceEntries, DeviceEntry, DeviceRange, Devices, SpecialDevice,
     SpecialVariety,

@@ -146,6 +146,8 @@ pub struct Config {
     /// The guest whose serial port receives what is typed on the hypervisor's console (default:
     /// the first guest).
     pub console: Option<Name>,
+    /// I/O port of the 16550 UART the hypervisor's console uses (`serial=`, default COM1).
+    pub serial: u16,
     guests: [Option<GuestConfig>; MAX_GUESTS],
 }
 
@@ -216,7 +218,7 @@ impl fmt::Display for ConfigError<'_> {
         match self {
             UnknownWord(w) => write!(
                 f,
-                "unknown word `{w}` (expected guest=..., console=GUEST, debug-exit=PORT or loglevel=LEVEL)"
+                "unknown word `{w}` (expected guest=..., console=GUEST, serial=PORT, debug-exit=PORT or loglevel=LEVEL)"
             ),
             NoConsoleGuest(n) => write!(f, "console={n}: no guest has that name"),
             UnknownGuestKey { guest, key } => {
@@ -348,6 +350,32 @@ pub fn parse_cpus(v: &str) -> Option<CpuSet> {
     Some(set)
 }
 
+/// The standard I/O port of COM1, the hypervisor's console unless `serial=` names another.
+pub const COM1: u16 = 0x3f8;
+
+/// A `serial=` value: `com1`-`com4` (their standard I/O ports: 3F8h, 2F8h, 3E8h, 2E8h) or the
+/// I/O port of any 16550 UART (eight registers, so at most FFF8h).
+pub fn parse_serial_port(v: &str) -> Option<u16> {
+    match v {
+        "com1" => Some(COM1),
+        "com2" => Some(0x2f8),
+        "com3" => Some(0x3e8),
+        "com4" => Some(0x2e8),
+        _ => parse_number(v)
+            .filter(|&p| (1..=0xfff8).contains(&p))
+            .map(|p| p as u16),
+    }
+}
+
+/// The `serial=` port alone (the last valid one), found before the rest of the line is parsed,
+/// so that the whole boot log, a configuration error included, goes to the chosen port.
+pub fn serial_port(line: &str) -> Option<u16> {
+    line.split_whitespace()
+        .rev()
+        .filter_map(|w| w.strip_prefix("serial="))
+        .find_map(parse_serial_port)
+}
+
 /// The `debug-exit=` port alone, found even when the rest of the line is bad, so that a configuration
 /// error can still end a test machine instead of leaving it halted until a timeout.
 pub fn debug_exit_port(line: &str) -> Option<u16> {
@@ -363,6 +391,7 @@ pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
         debug_exit: None,
         log_level: LogLevel::Info,
         console: None,
+        serial: COM1,
         guests: [None; MAX_GUESTS],
     };
     let mut count = 0;
@@ -395,6 +424,13 @@ pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
                     why: "expected an I/O port number",
                 })?;
                 cfg.debug_exit = Some(port as u16);
+            }
+            "serial" => {
+                cfg.serial = parse_serial_port(value).ok_or(ConfigError::BadValue {
+                    key,
+                    value,
+                    why: "expected com1, com2, com3, com4 or the I/O port of a 16550 UART (0x2f8)",
+                })?;
             }
             "console" => {
                 cfg.console = Some(Name::new(value).filter(|_| !value.is_empty()).ok_or(
@@ -628,6 +664,37 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn serial_port_by_name_or_number() {
+        assert_eq!(
+            parse("guest=a,cores=1,mem=2M,kernel=k").unwrap().serial,
+            COM1
+        );
+        let cfg = parse("serial=com2 guest=a,cores=1,mem=2M,kernel=k").unwrap();
+        assert_eq!(cfg.serial, 0x2f8);
+        assert_eq!(parse("serial=0x3e8").unwrap().serial, 0x3e8);
+        for bad in [
+            "serial=",
+            "serial=com5",
+            "serial=0",
+            "serial=0xfffa",
+            "serial=ttyS1",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(
+                e.to_string().contains("expected com1, com2, com3, com4"),
+                "{bad}: {e}"
+            );
+        }
+        // Found before parsing, even when another word is wrong.
+        assert_eq!(
+            serial_port("/boot/didvisor.elf serial=com2 nonsense"),
+            Some(0x2f8)
+        );
+        assert_eq!(serial_port("serial=com4 serial=zz"), Some(0x2e8));
+        assert_eq!(serial_port("loglevel=info"), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A set of logical CPU indices (positions in the MADT's list of enabled processors).
 
-/// Most logical CPUs the hypervisor manages.
-pub const MAX_CPUS: usize = 256;
+/// Most logical CPUs the hypervisor manages: every enabled thread of a two-socket EPYC (up to
+/// 768), with room.
+pub const MAX_CPUS: usize = 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuSet([u64; MAX_CPUS / 64]);

@@ -43,6 +43,21 @@ pub fn delivery_guest_vf(irq: &str, vf: &str) -> String {
     format!("guest=a,cores=1,mem=16M,kernel=testguest,irq={irq},vf={vf},cmdline=\"deliver=vf\"")
 }
 
+/// The command line of a delivery-checking guest `name` in `irq` mode on host CPUs `cores`
+/// (2 or more) that runs the `smp` check alone: IPIs between its vCPUs, wherever they are.
+pub fn smp_guest(name: &str, irq: &str, cores: &str) -> String {
+    format!("guest={name},cores={cores},mem=16M,kernel=testguest,irq={irq},cmdline=\"deliver=smp\"")
+}
+
+/// Checks guest `name` of [`smp_guest`] with `vcpus` vCPUs: every AP up, each vCPU's IPIs exact,
+/// the totals, a clean power-off.
+pub fn check_smp_guest(serial: &str, name: &str, irq: &str, vcpus: u32) -> Result<Summary, String> {
+    let lines = console(serial, name);
+    let mut summary = Summary::default();
+    check_smp(&lines, vcpus, &mut summary)?;
+    check_end(serial, name, &lines, quirks(irq, vcpus), summary)
+}
+
 /// How a mode differs from bare metal here, by design or by platform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quirks {
@@ -235,12 +250,14 @@ pub fn check_delivery(serial: &str, irq: &str, vcpus: u32) -> Result<Summary, St
     let q = quirks(irq, vcpus);
     let mut summary = Summary::default();
     for check in CHECKS {
-        if check == "smp" && vcpus < 2 {
-            expect(
-                lines.contains(&"testguest: deliver: smp: skipped: 1 vcpu"),
-                || "smp: not skipped with one vcpu".into(),
-            )?;
-            continue;
+        if check == "smp" {
+            if vcpus < 2 {
+                expect(
+                    lines.contains(&"testguest: deliver: smp: skipped: 1 vcpu"),
+                    || "smp: not skipped with one vcpu".into(),
+                )?;
+            }
+            continue; // with 2+ vCPUs: `check_smp` below
         }
         if check == "vf" {
             expect(
@@ -287,36 +304,44 @@ pub fn check_delivery(serial: &str, irq: &str, vcpus: u32) -> Result<Summary, St
     check_periodic(&lines, "race: timer", 1)?;
     check_periodic(&lines, "race: pit", 1)?;
     if vcpus > 1 {
-        let aps = vcpus - 1;
-        has_detail(
-            &lines,
-            "smp",
-            &format!("{aps} of {aps} aps started, late 0, {vcpus} vcpus"),
-        )?;
-        for cpu in 1..vcpus {
-            let prefix = format!("vcpu {cpu}: sent ");
-            let line = details(&lines, "smp")
-                .into_iter()
-                .find(|l| l.starts_with(&prefix))
-                .ok_or_else(|| format!("smp: no counts of vcpu {cpu}"))?;
-            let c = parse_counts(&line[format!("vcpu {cpu}: ").len()..])?;
-            expect(
-                c.out_of_order == 0
-                    && c.duplicates == 0
-                    && c.lost == 0
-                    && c.readback_mismatches == 0
-                    && c.coalesced == 0
-                    && c.sent == c.received
-                    && c.received > 0,
-                || format!("smp: vcpu {cpu}: {line}"),
-            )?;
-        }
-        // IPIs between vCPUs are sent only after the previous one of the vector arrived, and the
-        // race's self-IPIs only when not pending: nothing merges.
-        let smp = summary.checks["smp"];
-        expect(smp.coalesced == 0, || format!("smp: coalesced: {smp}"))?;
+        check_smp(&lines, vcpus, &mut summary)?;
     }
-    check_end(serial, &lines, q, summary)
+    check_end(serial, "a", &lines, q, summary)
+}
+
+/// The `smp` check of a guest with `vcpus` vCPUs (2 or more): every AP started in time, each
+/// one's IPIs exact, nothing merged.
+fn check_smp(lines: &[&str], vcpus: u32, summary: &mut Summary) -> Result<(), String> {
+    summary.checks.insert("smp", check_counts(lines, "smp")?);
+    let aps = vcpus - 1;
+    has_detail(
+        lines,
+        "smp",
+        &format!("{aps} of {aps} aps started, late 0, {vcpus} vcpus"),
+    )?;
+    for cpu in 1..vcpus {
+        let prefix = format!("vcpu {cpu}: sent ");
+        let line = details(lines, "smp")
+            .into_iter()
+            .find(|l| l.starts_with(&prefix))
+            .ok_or_else(|| format!("smp: no counts of vcpu {cpu}"))?;
+        let c = parse_counts(&line[format!("vcpu {cpu}: ").len()..])?;
+        expect(
+            c.out_of_order == 0
+                && c.duplicates == 0
+                && c.lost == 0
+                && c.readback_mismatches == 0
+                && c.coalesced == 0
+                && c.sent == c.received
+                && c.received > 0,
+            || format!("smp: vcpu {cpu}: {line}"),
+        )?;
+    }
+    // IPIs between vCPUs are sent only after the previous one of the vector arrived, and the
+    // race's self-IPIs only when not pending: nothing merges.
+    let smp = summary.checks["smp"];
+    expect(smp.coalesced == 0, || format!("smp: coalesced: {smp}"))?;
+    Ok(())
 }
 
 /// The counts line of `check`: clean, balanced, something sent and received, verdict ok.
@@ -389,13 +414,14 @@ pub fn check_delivery_vf(serial: &str, irq: &str) -> Result<Summary, String> {
         "vf",
         "commands 140, completions 140, errors 0, interrupts 125, empty 0",
     )?;
-    check_end(serial, &lines, quirks(irq, 1), summary)
+    check_end(serial, "a", &lines, quirks(irq, 1), summary)
 }
 
 /// The end of a run: arrivals with IF clear (only where [`Quirks`] allows them), totals clean,
 /// balanced and the sum of the checks, the guest's verdict, a clean power-off.
 fn check_end(
     serial: &str,
+    guest: &str,
     lines: &[&str],
     q: Quirks,
     mut summary: Summary,
@@ -442,8 +468,10 @@ fn check_end(
         || "the guest did not reach its normal end".into(),
     )?;
     expect(
-        serial.contains("guest a: ended: power-off request (ACPI PM1a SLP_EN)"),
-        || "guest a did not power off".into(),
+        serial.contains(&format!(
+            "guest {guest}: ended: power-off request (ACPI PM1a SLP_EN)"
+        )),
+        || format!("guest {guest} did not power off"),
     )?;
     expect(serial.contains("didvisor: all guests ended"), || {
         "the hypervisor did not end cleanly".into()

@@ -6,6 +6,7 @@
 //! [hypervisor]            # optional
 //! loglevel = "info"       # error | warn | info | debug | trace
 //! console = "lin"         # the guest that has the keyboard first (default: the first guest)
+//! serial = "com2"         # the hypervisor's console UART: com1 (default) - com4 or an I/O port
 //!
 //! [machine]               # optional
 //! cpus = 3                # logical CPUs (QEMU: -smp); default: the highest guest core + 1
@@ -59,12 +60,13 @@ pub struct Layout {
     pub guests: Vec<Guest>,
 }
 
-/// Global hypervisor options (its `loglevel=` and `console=` words).
+/// Global hypervisor options (its `loglevel=`, `console=` and `serial=` words).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hypervisor {
     pub loglevel: Option<String>,
     pub console: Option<String>,
+    pub serial: Option<String>,
 }
 
 /// The machine the layout is for.
@@ -237,6 +239,9 @@ impl Layout {
         if let Some(c) = &self.hypervisor.console {
             words.push(format!("console={c}"));
         }
+        if let Some(s) = &self.hypervisor.serial {
+            words.push(format!("serial={s}"));
+        }
         for g in &self.guests {
             words.push(self.guest_word(g, &modules));
         }
@@ -277,6 +282,7 @@ impl Layout {
         for (key, value) in [
             ("loglevel", &self.hypervisor.loglevel),
             ("console", &self.hypervisor.console),
+            ("serial", &self.hypervisor.serial),
         ] {
             if let Some(v) = value {
                 one_word(v).map_err(|why| format!("[hypervisor] {key} = \"{v}\": {why}"))?;
@@ -484,6 +490,7 @@ mod tests {
         [hypervisor]
         loglevel = "debug"
         console = "b"
+        serial = "com2"
 
         [machine]
         cpus = 4
@@ -535,7 +542,7 @@ mod tests {
             l.cmdline(Target {
                 debug_exit: Some(0xf4)
             }),
-            "debug-exit=0xf4 loglevel=debug console=b \
+            "debug-exit=0xf4 loglevel=debug console=b serial=com2 \
              guest=a,cores=1,mem=256M,kernel=vmlinuz,initrd=initrd.gz,\
              cmdline=\"console=ttyS0 quiet\",irq=emulated,vf=0000:00:04.1 \
              guest=b,cores=2-3,mem=16M,kernel=testguest.elf"

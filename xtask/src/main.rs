@@ -866,7 +866,7 @@ fn run_without_terminal() -> Result {
 
 /// The crates with host fuzz targets (`tests/fuzz.rs` each).
 const FUZZ_CRATES: &[&str] = &[
-    "boot", "firmware", "iommu", "insn", "guestfw", "igb", "kernel",
+    "boot", "firmware", "iommu", "insn", "guestfw", "igb", "kernel", "virtio",
 ];
 
 /// `cargo xtask fuzz-host [--seconds N] [TARGET...]`: the fuzz tests with HOSTFUZZ_SECONDS=N.

@@ -746,3 +746,41 @@ fn from_sdt_accepts_a_validated_table() {
     let sdt = Sdt::from_bytes(&t).unwrap();
     assert_eq!(Ivrs::from_sdt(&sdt).unwrap().iommus().count(), 1);
 }
+
+#[test]
+fn coverage_keeps_the_listed_devices_and_refuses_others() {
+    let t = qemu_ivrs();
+    let ivrs = Ivrs::parse(&t).unwrap();
+    let unit = ivrs.iommus().next().unwrap();
+    let c = Coverage::of(&unit);
+    assert!(!c.truncated);
+    assert_eq!(c.segment, 0);
+    // Selects (00:01.0), the range 01:00.0-01:1f.7 and its ends.
+    for id in [0x0008, 0x0100, 0x0150, 0x01FF] {
+        assert_eq!(c.check(0, DeviceId(id)), Ok(()), "{id:#x}");
+    }
+    // Not listed: between selects, past the range; special devices are not PCI functions.
+    for id in [0x0018, 0x0200, 0x00A0] {
+        assert_eq!(
+            c.check(0, DeviceId(id)),
+            Err(NotCovered::NotListed(DeviceId(id)))
+        );
+    }
+    assert_eq!(c.check(1, DeviceId(0x0100)), Err(NotCovered::OtherSegment));
+}
+
+#[test]
+fn coverage_past_its_capacity_refuses_what_it_dropped() {
+    let mut entries = Vec::new();
+    for i in 0..(MAX_COVERAGE_RANGES as u16 + 2) {
+        entries.extend(short(2, i * 8, 0));
+    }
+    let blocks = ivhd11(0x11, IOMMU_BDF, 0, QEMU_EFR, &entries);
+    let t = ivrs_table(1 | 40 << 8, &blocks);
+    let ivrs = Ivrs::parse(&t).unwrap();
+    let c = Coverage::of(&ivrs.iommus().next().unwrap());
+    assert!(c.truncated);
+    let last_kept = (MAX_COVERAGE_RANGES as u16 - 1) * 8;
+    assert_eq!(c.check(0, DeviceId(last_kept)), Ok(()));
+    assert!(c.check(0, DeviceId(last_kept + 8)).is_err());
+}

@@ -61,11 +61,15 @@ impl boot::Memory for Identity {
 extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     serial::init();
     serial::init_logging();
-    log::info!("didvisor {VERSION} booting");
     let boot = match boot::parse(magic, u64::from(info), &Identity) {
         Ok(b) => BOOT_INFO.call_once(|| b),
         Err(e) => fatal(format_args!("boot: {e}")),
     };
+    // Before the first line, so the whole log goes to the chosen port (a server's SOL is COM2).
+    if let Some(port) = config::serial_port(boot.cmdline.as_str()) {
+        serial::move_to(port);
+    }
+    log::info!("didvisor {VERSION} booting");
     if let Some(port) = config::debug_exit_port(boot.cmdline.as_str()) {
         shutdown::set_debug_exit_port(port);
     }
@@ -290,7 +294,10 @@ fn prepare_vfs(
             continue;
         }
         match nvme_pf::owner_of(&ecam, bdf) {
-            Some(owner) => owners[i] = Some(owner),
+            Some(owner) => match behind_driven_iommu(machine, &[owner.0, bdf]) {
+                Ok(()) => owners[i] = Some(owner),
+                Err(why) => out[i] = Err(why),
+            },
             None => out[i] = Err("not a virtual function of any SR-IOV device here"),
         }
     }
@@ -336,6 +343,24 @@ fn prepare_vfs(
         }
     }
     out
+}
+
+/// Whether the IOMMU didvisor programs translates every one of `functions` (a VF and its PF):
+/// a function behind another IOMMU, or none, would do DMA that nothing confines.
+fn behind_driven_iommu(
+    machine: &acpi::Machine,
+    functions: &[didvisor::pci::Bdf],
+) -> Result<(), &'static str> {
+    let Some(desc) = &machine.iommu else {
+        return Err("no AMD-Vi IOMMU, so no DMA isolation: refusing to pass the device through");
+    };
+    for f in functions {
+        // The ECAM didvisor uses is segment 0's (acpi.rs).
+        if let Err(e) = desc.coverage.check(0, iommu::DeviceId(f.routing_id())) {
+            return Err(e.reason());
+        }
+    }
+    Ok(())
 }
 
 /// How often the service core checks on direct-mode vCPUs.

@@ -44,6 +44,8 @@ pub struct IommuDescription {
     pub control: iommu::Control,
     /// Its own PCI function (requester id), whose MSI capability carries its interrupts.
     pub device_id: u16,
+    /// The devices it translates: only these may be passed through (docs/isolation.md).
+    pub coverage: iommu::ivrs::Coverage,
 }
 
 pub fn discover(boot: &BootInfo) -> Machine {
@@ -67,12 +69,21 @@ pub fn discover(boot: &BootInfo) -> Machine {
         "acpi: madt: {enabled} cpus, local apic at {:#x}",
         madt.local_apic_address()
     );
-    for c in madt.cpus() {
-        log::info!(
-            "acpi: cpu uid {} apic {}{}",
-            c.uid,
-            c.apic_id,
-            if c.enabled { "" } else { " (disabled)" }
+    // Only the enabled ones by name: firmware also lists every absent, hot-pluggable thread.
+    for c in madt.cpus().iter().filter(|c| c.enabled) {
+        log::info!("acpi: cpu uid {} apic {}", c.uid, c.apic_id);
+    }
+    let disabled = madt.cpus().len() - enabled;
+    if disabled > 0 {
+        log::info!("acpi: madt: {disabled} more cpus listed as disabled (absent or hot-pluggable)");
+    }
+    if madt.dropped() > 0 {
+        log::warn!(
+            "acpi: madt: {} entries beyond what didvisor keeps ({} cpus, {} ioapics, {} overrides); those cpus stay unused",
+            madt.dropped(),
+            firmware::madt::MAX_CPUS,
+            firmware::madt::MAX_IOAPICS,
+            firmware::madt::MAX_OVERRIDES
         );
     }
     for io in madt.io_apics() {
@@ -117,9 +128,15 @@ pub fn discover(boot: &BootInfo) -> Machine {
                             mmio_base: unit.mmio_base,
                             device_id: unit.device_id.0,
                             control: iommu::Control::from_ivhd_flags(unit.flags),
+                            coverage: iommu::ivrs::Coverage::of(&unit),
                         });
                     }
                     log::info!("iommu {i}: {}", unit.summary());
+                    if i > 0 {
+                        log::warn!(
+                            "iommu {i}: not driven (didvisor programs iommu 0 only): devices it covers cannot be passed through"
+                        );
+                    }
                 }
             }
             Err(e) => log::info!("acpi: ivrs: malformed ({e}); no DMA isolation"),

@@ -1,16 +1,18 @@
-//! The hypervisor's console: COM1 (16550 UART at 0x3F8), polled. Lines are queued whole
+//! The hypervisor's console: a 16550 UART, COM1 (3F8h) unless the command line's `serial=` names
+//! another (a server's IPMI serial-over-LAN is often COM2), polled. Lines are queued whole
 //! (`didvisor::out_ring`), so lines from different cores do not interleave and no core waits on
 //! the UART while holding a lock others need; whoever finds the UART free drains the queue, the
 //! service core on every pass of its loop. Guest-caused lines (`print_guest`) are dropped when only
 //! the hypervisor's reserve is left. Also the `log` backend.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use didvisor::out_ring::ByteRing;
 use spin::Mutex;
 use x86_64::instructions::port::Port;
 
-const COM1: u16 = 0x3f8;
+/// The console UART's I/O port, for the panic path that cannot take [`CONSOLE`]'s lock.
+static PORT: AtomicU16 = AtomicU16::new(didvisor::config::COM1);
 
 pub struct Serial {
     base: u16,
@@ -32,25 +34,26 @@ impl Serial {
             (4, 0x03),
         ];
         for (reg, value) in regs {
-            // SAFETY: programming the standard COM1 UART (115200 8N1, FIFO on); no memory is touched.
+            // SAFETY: programming the console UART (115200 8N1, FIFO on); no memory is touched.
             unsafe { Port::<u8>::new(self.base + reg).write(value) };
         }
     }
 
     /// LSR bit 5 (THRE): the transmitter holding register / FIFO is empty.
     fn transmitter_empty(&mut self) -> bool {
-        // SAFETY: reading COM1's line status register.
+        // SAFETY: reading the console UART's line status register.
         unsafe { Port::<u8>::new(self.base + 5).read() & 0x20 != 0 }
     }
 
     /// Writes a byte without looking at the line status (the caller saw the FIFO empty).
     fn put(&mut self, b: u8) {
-        // SAFETY: writing COM1's transmit holding register.
+        // SAFETY: writing the console UART's transmit holding register.
         unsafe { Port::<u8>::new(self.base).write(b) };
     }
 
     fn write_byte(&mut self, b: u8) {
-        // SAFETY: polling the line status register and writing the transmit holding register of COM1.
+        // SAFETY: polling the line status register and writing the transmit holding register of
+        // the console UART.
         unsafe {
             let mut lsr = Port::<u8>::new(self.base + 5);
             while lsr.read() & 0x20 == 0 {
@@ -64,7 +67,7 @@ impl Serial {
 impl Serial {
     /// A byte typed on the console, if one is waiting (LSR bit 0, data ready).
     fn try_read_byte(&mut self) -> Option<u8> {
-        // SAFETY: reading COM1's line status and receive buffer registers.
+        // SAFETY: reading the console UART's line status and receive buffer registers.
         unsafe {
             if Port::<u8>::new(self.base + 5).read() & 1 == 0 {
                 return None;
@@ -86,7 +89,7 @@ impl Write for Serial {
     }
 }
 
-pub static CONSOLE: Mutex<Serial> = Mutex::new(Serial::new(COM1));
+pub static CONSOLE: Mutex<Serial> = Mutex::new(Serial::new(didvisor::config::COM1));
 
 /// Output waiting for the UART (`didvisor::out_ring`): 64 KiB, a few seconds at 115200 baud.
 const QUEUE_BYTES: usize = 65536;
@@ -96,6 +99,14 @@ static DROPPED: AtomicUsize = AtomicUsize::new(0);
 
 pub fn init() {
     CONSOLE.lock().init();
+}
+
+/// Moves the console to the UART at `port` (from `serial=`), before anything is printed.
+pub fn move_to(port: u16) {
+    let mut console = CONSOLE.lock();
+    *console = Serial::new(port);
+    console.init();
+    PORT.store(port, Ordering::SeqCst);
 }
 
 /// Counts the bytes a message takes in the queue (each `\n` becomes `\r\n`).
@@ -212,7 +223,7 @@ pub fn try_read() -> Option<u8> {
 /// Last-resort output for panics: does not wait for a lock another core may hold forever (what
 /// the queue holds is written first if its lock is free).
 pub fn print_unlocked(args: fmt::Arguments) {
-    let mut s = Serial::new(COM1);
+    let mut s = Serial::new(PORT.load(Ordering::SeqCst));
     if let Some(mut q) = QUEUE.try_lock() {
         while let Some(b) = q.pop() {
             s.write_byte(b);

@@ -26,9 +26,30 @@ pub fn layout() -> SmtLayout {
     })
 }
 
+/// The processor's name and signature (CPUID 8000_0002h-8000_0004h, and 1 EAX with the
+/// extended family and model folded in, APM vol. 3 E.3.2), for the boot log: which server this
+/// is, and what to quote in a bug report.
+fn describe_cpu() {
+    let cpuid = raw_cpuid::CpuId::new();
+    let brand = cpuid.get_processor_brand_string();
+    let name = brand
+        .as_ref()
+        .map_or("(no brand string)", |b| b.as_str().trim());
+    match cpuid.get_feature_info() {
+        Some(f) => log::info!(
+            "cpu: {name} (family {:X}h model {:X}h stepping {})",
+            f.family_id(),
+            f.model_id(),
+            f.stepping_id()
+        ),
+        None => log::info!("cpu: {name} (no CPUID leaf 1)"),
+    }
+}
+
 /// Before anything boots: refuses a layout that puts SMT siblings of one core into different
 /// guests, or a guest beside the service core. `apic_ids` in logical CPU order.
 pub fn check<'a>(cfg: &'a Config, apic_ids: &[u32]) -> Result<(), smt::SmtConflict<'a>> {
+    describe_cpu();
     let layout = layout();
     log::info!("cpu topology: {layout}");
     smt::check_siblings(cfg, apic_ids, layout)

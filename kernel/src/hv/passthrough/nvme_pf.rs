@@ -28,9 +28,10 @@ const ADMIN_ENTRIES: u16 = 64;
 /// BAR0 of the PF, identity-mapped.
 struct PfRegisters(phys::Mmio);
 
-/// The part of BAR0 the admin driver uses: the controller registers and the admin queue's
-/// doorbells (at 1000h, 4 << CAP.DSTRD bytes apart).
-const BAR0_USED: u64 = 64 * 1024;
+/// The PF registers the hypervisor touches: the controller registers and the admin doorbells.
+const PF_REGISTER_BYTES: u64 = 0x2000;
+// The refusal in `bring_up` names the identity map's size.
+const _: () = assert!(boot::entry::IDENTITY_MAP_GIB == 64);
 
 impl ControllerRegs for PfRegisters {
     fn read32(&mut self, offset: u32) -> u32 {
@@ -122,6 +123,11 @@ pub fn bring_up(
     if bar0 == 0 {
         return Err("the PF's BAR0 is not assigned");
     }
+    // Its registers are reached through the identity map (a server firmware with "Above 4G
+    // decoding" may put 64-bit BARs far higher).
+    if bar0.saturating_add(PF_REGISTER_BYTES) > memory::MAPPED_LIMIT {
+        return Err("the PF's BAR0 is above the hypervisor's 64 GiB identity map (firmware placed it high; see docs/server.md)");
+    }
     let sq = memory::alloc_zeroed(4096, 4096);
     let cq = memory::alloc_zeroed(4096, 4096);
     let buf = memory::alloc_zeroed(4096, 4096);
@@ -140,7 +146,7 @@ pub fn bring_up(
         command | Command::MEMORY_SPACE | Command::BUS_MASTER,
     );
     // SAFETY: BAR0 of the PF, assigned by the firmware and enabled here; the hypervisor owns it.
-    let mut regs = PfRegisters(unsafe { phys::Mmio::new(bar0, BAR0_USED) });
+    let mut regs = PfRegisters(unsafe { phys::Mmio::new(bar0, PF_REGISTER_BYTES) });
     let mut mem = PfMemory;
     let mut admin = AdminQueue::enable(
         &mut regs,
