@@ -22,6 +22,7 @@ pub mod intercepts;
 pub mod irqchip;
 pub mod linux;
 pub mod msr;
+pub mod nmi;
 pub mod nvme;
 pub mod out_ring;
 pub mod pci;

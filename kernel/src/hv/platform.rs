@@ -18,6 +18,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use didvisor::config::IrqMode;
 use didvisor::devices::{IrqChange, LegacyPlatform, PortEffect};
 use didvisor::irqchip::{Delivery, DeliveryMode, Ioapic, Lapic, TriggerMode};
+use didvisor::nmi::NmiLatch;
 use didvisor::pci::passthrough::VfPassthrough;
 use spin::Mutex;
 
@@ -50,6 +51,8 @@ pub struct VcpuSlot {
     pub delivered: AtomicU64,
     /// The guest's last ICR write (direct mode, where reads of the trapped ICR must return it).
     pub icr: AtomicU64,
+    /// The guest NMI latched for this vCPU (`super::apic::raise_nmi`, injected by its core).
+    pub nmi: NmiLatch,
     /// Start-up of an application processor: [`WAIT_INIT`], [`WAIT_SIPI`], or
     /// `STARTED | vector` once a startup IPI arrived after an INIT.
     startup: AtomicU32,
@@ -133,6 +136,7 @@ impl VirtualPlatform {
                 lapic: Mutex::new(Lapic::new(i as u32, VIRTUAL_APIC_TIMER_HZ)),
                 delivered: AtomicU64::new(0),
                 icr: AtomicU64::new(0),
+                nmi: NmiLatch::new(),
                 startup: AtomicU32::new(WAIT_INIT),
             }),
             vcpu_count,

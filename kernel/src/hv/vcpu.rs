@@ -26,6 +26,8 @@ use svm::{Gpa, Gva, Vmcb};
 
 #[path = "avic_vcpu.rs"]
 mod avic_vcpu;
+#[path = "nmi_vcpu.rs"]
+mod nmi_vcpu;
 
 /// Debug console port (one byte per OUT), as in Bochs and QEMU.
 pub const DEBUG_CONSOLE_PORT: u16 = 0xe9;
@@ -65,6 +67,9 @@ pub struct Vcpu {
     avic: avic::mode::AvicCounts,
     /// The guest's SPEC_CTRL kept apart from the host's (`super::speculation`).
     spec_ctrl: super::speculation::VcpuSpecCtrl,
+    /// Guest NMI blocking, and a single step armed over an IRET (`nmi_vcpu`).
+    nmi: didvisor::nmi::NmiGate,
+    nmi_step: Option<nmi_vcpu::Step>,
 }
 
 /// How the run loop continues after an exit.
@@ -92,6 +97,8 @@ impl Vcpu {
             npt_generation: 0,
             avic: avic::mode::AvicCounts::default(),
             spec_ctrl: super::speculation::VcpuSpecCtrl::on_this_core(),
+            nmi: didvisor::nmi::NmiGate::default(),
+            nmi_step: None,
         };
         if vm.config.irq != IrqMode::Direct {
             v.apic_timer_per_ms = x2apic::calibrate_timer(timer::tsc_per_ms()).max(1);
@@ -184,6 +191,8 @@ impl Vcpu {
         self.vm.mark_started();
         self.avic_set_running(true);
         loop {
+            // First: an injected NMI takes EVENTINJ before an emulated interrupt would.
+            self.prepare_nmi_entry();
             match self.vm.config.irq {
                 IrqMode::Emulated => self.prepare_emulated_entry(),
                 IrqMode::Avic => self.prepare_avic_entry(),
@@ -207,6 +216,8 @@ impl Vcpu {
             if let Some(ev) = svm::event::reinjectable(self.vmcb().exit_int_info) {
                 self.vmcb().inject(ev);
             }
+            let rip = self.vmcb().rip;
+            self.nmi.exit_at(rip);
             let next = self.handle(exit);
             self.stats.record(exit.index(), timer::rdtsc() - start);
             if let Next::End = next {
@@ -229,14 +240,15 @@ impl Vcpu {
         // One print, so that another core's report cannot land inside this vCPU's block.
         let avic = (self.vm.config.irq == IrqMode::Avic).then(|| self.avic_counts());
         println!(
-            "guest {}: vcpu {} exits:\n{}\n  {}\n  interrupts: {} sent to this vcpu by the hypervisor, {} injected at exits{}",
+            "guest {}: vcpu {} exits:\n{}\n  {}\n  interrupts: {} sent to this vcpu by the hypervisor, {} injected at exits{}{}",
             self.vm.config.name,
             self.id,
             self.stats.table(&ExitCode::index_name),
             self.apic_exits,
             slot.delivered.load(Ordering::Relaxed),
             self.injected,
-            AvicLine(avic)
+            AvicLine(avic),
+            self.nmi_line()
         );
     }
 
@@ -378,6 +390,8 @@ impl Vcpu {
                 Err(e) => self.end(format_args!("undecodable MSR exit {e:?}")),
             },
             ExitCode::Npf => self.nested_page_fault(NpfExit::decode(info1, info2)),
+            ExitCode::Iret => self.nmi_iret(rip),
+            ExitCode::Exception(1) if self.nmi_step.is_some() => self.nmi_single_step(),
             ExitCode::Exception(vector) => {
                 // Only intercepted for diagnostics (loglevel=trace): report and deliver unchanged.
                 let error = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30).then_some(info1 as u32);
@@ -391,10 +405,14 @@ impl Vcpu {
                 self.collect_device_interrupts();
                 Next::Resume
             }
-            // The hypervisor's NMIs: recall at guest end (handled above) and, in direct mode, the
-            // service core's once-a-second look at whether the guest halted for good.
+            // The hypervisor's NMIs: recall at guest end (handled above), in direct mode the
+            // service core's once-a-second look at whether the guest halted for good, and the
+            // nudge that makes a vCPU inject a guest NMI (`apic::raise_nmi`: the next entry).
             ExitCode::Nmi => {
-                if self.vm.config.irq != IrqMode::Emulated && self.halted_with_interrupts_off(rip) {
+                if self.vm.config.irq != IrqMode::Emulated
+                    && !self.nmi_wakes()
+                    && self.halted_with_interrupts_off(rip)
+                {
                     self.park(rip)
                 } else {
                     Next::Resume
@@ -610,10 +628,10 @@ impl Vcpu {
     }
 
     /// HLT. Emulated mode only (direct mode does not intercept it): wait on this dedicated core
-    /// until a virtual interrupt is deliverable. With interrupts disabled nothing can ever wake the
-    /// guest, so it ends.
+    /// until a virtual interrupt is deliverable or a guest NMI can be taken. With interrupts
+    /// disabled only an NMI could wake the guest: without one latched, it parks.
     fn halt(&mut self, rip: u64) -> Next {
-        if self.vmcb().rflags & RFLAGS_IF == 0 {
+        if self.vmcb().rflags & RFLAGS_IF == 0 && !self.nmi_wakes() {
             return self.park(rip);
         }
         // HLT is one byte long.
@@ -631,7 +649,7 @@ impl Vcpu {
             self.collect_device_interrupts();
             let mut lapic = slot.lapic.lock();
             lapic.tick(timer::nanos());
-            if lapic.highest_deliverable(true).is_some() {
+            if lapic.highest_deliverable(true).is_some() || self.nmi_wakes() {
                 return Next::Resume;
             }
             drop(lapic);
