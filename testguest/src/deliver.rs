@@ -9,6 +9,9 @@
 //! With two or more vCPUs the `smp` check (`deliver_smp.rs`) starts the others and sends IPIs
 //! between them; each vCPU keeps its own ledger.
 //!
+//! The `nmi` check (`deliver_nmi.rs`) sends NMIs to itself and, once `smp` started them, between
+//! the vCPUs.
+//!
 //! With a VF at 00:01.0 the `vf` check (`deliver_vf.rs`) adds the NVMe VF's MSI-X interrupts.
 //!
 //! Each check prints one line `testguest: deliver: NAME: ok|FAILED: sent N, received N,
@@ -261,6 +264,9 @@ mod smp;
 
 #[path = "deliver_vf.rs"]
 mod vf;
+
+#[path = "deliver_nmi.rs"]
+mod nmi;
 
 /// The first read-back that differed from the model in the current check.
 #[derive(Clone, Copy)]
@@ -790,7 +796,7 @@ impl Extra {
 struct Run {
     clock: Clock,
     rounds: u32,
-    failed: [Option<&'static str>; 9],
+    failed: [Option<&'static str>; 10],
     total: Counts,
 }
 
@@ -1405,7 +1411,7 @@ pub fn run(d: Deliver, ram: u64) {
     let mut run = Run {
         clock,
         rounds: d.rounds,
-        failed: [None; 9],
+        failed: [None; 10],
         total: Counts::default(),
     };
     for c in d.iter() {
@@ -1418,6 +1424,7 @@ pub fn run(d: Deliver, ram: u64) {
             DeliverCheck::Masking => check_masking(&mut run),
             DeliverCheck::Race => check_race(&mut run),
             DeliverCheck::Smp => smp::check_smp(&mut run),
+            DeliverCheck::Nmi => nmi::check_nmi(&mut run),
             DeliverCheck::Vf => vf::check_vf(&mut run, ram),
         }
     }

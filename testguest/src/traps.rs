@@ -225,6 +225,15 @@ pub(crate) fn set_irq_gate(vector: u8, handler: u64) {
     }
 }
 
+/// Points the NMI gate (vector 2) at `handler` (the delivery-checking guest's NMI check; nothing
+/// sends this vCPU an NMI before it does).
+pub(crate) fn set_nmi_gate(handler: u64) {
+    let cs: u16;
+    // SAFETY: reads the code segment selector.
+    unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack)) };
+    write_gate(cs, 2, handler);
+}
+
 /// What a probed instruction did: completed, or the vector of the exception it raised.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Outcome(pub u64);

@@ -166,7 +166,9 @@ fn route_ipi(platform: &VirtualPlatform, sender: usize, ipi: Ipi) -> ApicOutcome
 fn raise_nmi(platform: &VirtualPlatform, vcpu: usize) {
     let slot = &platform.vcpus[vcpu];
     if slot.nmi.raise() {
-        let core = slot.core_apic_id.load(core::sync::atomic::Ordering::Acquire);
+        let core = slot
+            .core_apic_id
+            .load(core::sync::atomic::Ordering::Acquire);
         if core != u32::MAX && core != super::x2apic::id() {
             super::x2apic::send_nmi(core);
         }
