@@ -248,6 +248,8 @@ impl core::fmt::Display for Outcome {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.0 {
             NONE => f.write_str("completed"),
+            // An NMI IPI the instruction sent to this vCPU arrives right after it.
+            2 => f.write_str("completed, then an NMI"),
             6 => f.write_str("#UD"),
             13 => f.write_str("#GP"),
             14 => f.write_str("#PF"),
