@@ -321,8 +321,8 @@ pub fn check_delivery(serial: &str, irq: &str, vcpus: u32) -> Result<Summary, St
 }
 
 /// The `nmi` check: 20 self-NMIs each at the next instruction (10 with IF=0, 10 under TPR FFh);
-/// 10 rounds of an NMI whose handler sends 3 more (held, exactly one after the IRET: 2 merged
-/// per round); with APs, per AP and destination kind (physical, logical, all-excluding-self) 10
+/// 10 rounds of an NMI whose handler sends 3 more (held, exactly one right after the IRET: 2
+/// merged per round); with APs, per AP and destination kind (physical, logical, all-excluding-self) 10
 /// rounds of an NMI to it, one back to the BSP and one on to the next vCPU, each exactly once.
 /// The hypervisor's NMI lines must have injected exactly what the guest received.
 fn check_nmi(serial: &str, lines: &[&str], summary: &Summary, vcpus: u32) -> Result<(), String> {
@@ -341,12 +341,12 @@ fn check_nmi(serial: &str, lines: &[&str], summary: &Summary, vcpus: u32) -> Res
             )
         },
     )?;
-    has_detail(lines, "nmi", "at once with if=0 10/10, with tpr ff 10/10")?;
-    has_detail(lines, "nmi", "held in the handler, one after iret 10/10")?;
+    has_detail(lines, "nmi", "at once with if=0 10/10, tpr ff 10/10")?;
+    has_detail(lines, "nmi", "latched 1 after iret 10/10 (at once 10/10)")?;
     has_detail(
         lines,
         "nmi",
-        &format!("between vcpus {0}/{0}, {vcpus} vcpus", aps * 90),
+        &format!("remote {0}/{0}, {vcpus} vcpus", aps * 90),
     )?;
     let injected: u64 = serial
         .lines()
