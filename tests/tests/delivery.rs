@@ -52,6 +52,23 @@ fn deliver_emulated_mode_2_vcpus() {
     delivery("emulated", 2);
 }
 
+/// Three vCPUs: the all-excluding-self shorthand reaches two, logical destinations share a
+/// cluster, NMIs go round the vCPUs. (With four, the `smp` check loses one IPI in about one run
+/// of three, on the commit before guest NMIs too: see docs/delivery.md.)
+#[test]
+fn deliver_direct_mode_3_vcpus() {
+    delivery("direct", 3);
+}
+
+/// Ignored: emulated mode with three vCPUs loses one IPI in the `smp` check (or fails a HLT
+/// wake-up of `masking`) in about half the runs, on the commit before guest NMIs too (see
+/// docs/delivery.md); `cargo test -p tests --test delivery -- --ignored` runs it.
+#[test]
+#[ignore = "emulated mode, 3 vcpus: smp loses an IPI in about half the runs (docs/delivery.md)"]
+fn deliver_emulated_mode_3_vcpus() {
+    delivery("emulated", 3);
+}
+
 /// The `vf` check alone, one vCPU, the VF passed through from 00:04.1 behind the IOMMU.
 fn delivery_vf(irq: &str) {
     let test = format!("deliver_{irq}_mode_vf");
