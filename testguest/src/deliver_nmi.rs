@@ -110,9 +110,9 @@ pub(super) fn send(target: usize, dest: Dest) {
         Dest::Logical => u64::from(smp::ldr(APIC_IDS[target].load(Relaxed))) << 32 | ICR_LOGICAL,
         Dest::AllButSelf => ICR_ALL_BUT_SELF,
     };
-    for t in 0..smp::started_cpus() {
+    for (t, sent) in SENT.iter().enumerate().take(smp::started_cpus()) {
         if t == target || (dest == Dest::AllButSelf && t != me) {
-            SENT[t].fetch_add(1, Release);
+            sent.fetch_add(1, Release);
         }
     }
     wrmsr(msr::ICR, icr | ICR_NMI);
