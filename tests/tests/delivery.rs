@@ -53,18 +53,14 @@ fn deliver_emulated_mode_2_vcpus() {
 }
 
 /// Three vCPUs: the all-excluding-self shorthand reaches two, logical destinations share a
-/// cluster, NMIs go round the vCPUs. (With four, the `smp` check loses one IPI in about one run
-/// of three, on the commit before guest NMIs too: see docs/delivery.md.)
+/// cluster, two APs race to the BSP, NMIs go round the vCPUs.
 #[test]
 fn deliver_direct_mode_3_vcpus() {
     delivery("direct", 3);
 }
 
-/// Ignored: emulated mode with three vCPUs loses one IPI in the `smp` check (or fails a HLT
-/// wake-up of `masking`) in about half the runs, on the commit before guest NMIs too (see
-/// docs/delivery.md); `cargo test -p tests --test delivery -- --ignored` runs it.
+/// As in direct mode (QEMU's redeliveries with IF clear allowed, as with two).
 #[test]
-#[ignore = "emulated mode, 3 vcpus: smp loses an IPI in about half the runs (docs/delivery.md)"]
 fn deliver_emulated_mode_3_vcpus() {
     delivery("emulated", 3);
 }
