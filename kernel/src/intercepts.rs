@@ -218,6 +218,16 @@ pub const EVENTS: &[Rule] = &[
     ),
 ];
 
+/// Intercepts a vCPU sets and clears at run time, in every mode (not in [`initial`]).
+pub const AT_RUN_TIME: &[Rule] = &[rule(
+    M1(InterceptMisc1::IRET),
+    ExitCode::Iret,
+    Own,
+    "while a guest NMI's handler runs: NMIs open again only once its IRET has completed; with \
+     another NMI latched by then, #DB is intercepted for one single step over the IRET \
+     (`crate::nmi`)",
+)];
+
 /// The intercept words a guest's VMCB starts with in `mode` (VINTR is set and cleared at run
 /// time by the emulated mode's interrupt window).
 pub fn initial(mode: IrqMode) -> (InterceptMisc1, InterceptMisc2, InterceptMisc3) {
@@ -398,7 +408,7 @@ mod tests {
     /// intercept-word bit), so the response table and the intercept words cannot drift apart.
     #[test]
     fn rows_name_the_exit_of_their_bit() {
-        for r in INSTRUCTIONS.iter().chain(EVENTS) {
+        for r in INSTRUCTIONS.iter().chain(EVENTS).chain(AT_RUN_TIME) {
             let code = match r.bit {
                 Bit::Misc1(b) => 0x60 + u64::from(b.bits().trailing_zeros()),
                 Bit::Misc2(b) => 0x80 + u64::from(b.bits().trailing_zeros()),

@@ -28,6 +28,7 @@ pub mod inject;
 pub mod intercepts;
 pub mod irqchip;
 pub mod msr;
+pub mod nmi;
 pub mod out_ring;
 pub mod rate_limit;
 pub mod smt;

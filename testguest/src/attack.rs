@@ -106,6 +106,7 @@ pub fn run(attacks: impl Iterator<Item = Attack>, canary: u64) {
             Attack::IpiLowVector => say!("testguest: attack {name}: {}", wrmsr(0x830, 3)),
             Attack::IcrBroadcasts => {
                 // NMI, INIT and fixed vector 0x40 to all excluding self; NMI to APIC id 0xff..
+                // (the broadcast ID: it comes back to this vCPU, as on hardware).
                 let nmi = wrmsr(0x830, 3 << 18 | 4 << 8);
                 let init = wrmsr(0x830, 3 << 18 | 5 << 8);
                 let fixed = wrmsr(0x830, 3 << 18 | 0x40);

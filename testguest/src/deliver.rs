@@ -9,6 +9,9 @@
 //! With two or more vCPUs the `smp` check (`deliver_smp.rs`) starts the others and sends IPIs
 //! between them; each vCPU keeps its own ledger.
 //!
+//! The `nmi` check (`deliver_nmi.rs`) sends NMIs to itself and, once `smp` started them, between
+//! the vCPUs.
+//!
 //! With a VF at 00:01.0 the `vf` check (`deliver_vf.rs`) adds the NVMe VF's MSI-X interrupts.
 //!
 //! Each check prints one line `testguest: deliver: NAME: ok|FAILED: sent N, received N,
@@ -261,6 +264,9 @@ mod smp;
 
 #[path = "deliver_vf.rs"]
 mod vf;
+
+#[path = "deliver_nmi.rs"]
+mod nmi;
 
 /// The first read-back that differed from the model in the current check.
 #[derive(Clone, Copy)]
@@ -790,7 +796,7 @@ impl Extra {
 struct Run {
     clock: Clock,
     rounds: u32,
-    failed: [Option<&'static str>; 9],
+    failed: [Option<&'static str>; 10],
     total: Counts,
 }
 
@@ -1047,8 +1053,10 @@ fn check_timer(run: &mut Run) {
         let end = rdtsc() + run.clock.us(50_000);
         wait_for(u64::MAX, Wait::Halt, |_| rdtsc() > end);
         without_interrupts(|| {
-            timer_stop();
+            // The stop's time is read before its writes: they exit, and under a loaded host an
+            // exit can outlast several periods that the stopped source never raised.
             let now = rdtsc();
+            timer_stop();
             ledger(|l| l.stop_periodic(v, now));
         });
         run_with_exits(run.clock.us(5_000));
@@ -1097,8 +1105,9 @@ fn check_pit(run: &mut Run) {
     let end = rdtsc() + run.clock.us(50_000);
     wait_for(u64::MAX, Wait::Halt, |_| rdtsc() > end);
     without_interrupts(|| {
-        pit_stop();
+        // Read before the stop's port exit (see the LAPIC timer's stop in `check_timer`).
         let now = rdtsc();
+        pit_stop();
         ledger(|l| l.stop_periodic(PIT_PERIODIC, now));
     });
     run_with_exits(run.clock.us(5_000));
@@ -1354,9 +1363,10 @@ fn check_race(run: &mut Run) {
     set_tpr(0);
     let_deliver();
     without_interrupts(|| {
+        // Read before the stops' exits (see the LAPIC timer's stop in `check_timer`).
+        let now = rdtsc();
         timer_stop();
         pit_stop();
-        let now = rdtsc();
         ledger(|l| {
             l.stop_periodic(TIMER_RACE, now);
             l.stop_periodic(PIT_RACE, now);
@@ -1405,7 +1415,7 @@ pub fn run(d: Deliver, ram: u64) {
     let mut run = Run {
         clock,
         rounds: d.rounds,
-        failed: [None; 9],
+        failed: [None; 10],
         total: Counts::default(),
     };
     for c in d.iter() {
@@ -1418,6 +1428,7 @@ pub fn run(d: Deliver, ram: u64) {
             DeliverCheck::Masking => check_masking(&mut run),
             DeliverCheck::Race => check_race(&mut run),
             DeliverCheck::Smp => smp::check_smp(&mut run),
+            DeliverCheck::Nmi => nmi::check_nmi(&mut run),
             DeliverCheck::Vf => vf::check_vf(&mut run, ram),
         }
     }

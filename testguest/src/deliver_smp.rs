@@ -80,23 +80,28 @@ pub(super) fn note_arrival(cpu: usize, v: u8) {
 }
 
 /// How an IPI names its target.
-#[derive(Clone, Copy)]
-enum Dest {
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dest {
     Physical,
     Logical,
     /// The all-excluding-self shorthand (every other vCPU).
     AllButSelf,
 }
 
-const DESTS: [Dest; 3] = [Dest::Physical, Dest::Logical, Dest::AllButSelf];
+pub(super) const DESTS: [Dest; 3] = [Dest::Physical, Dest::Logical, Dest::AllButSelf];
 
 /// x2APIC logical ID of `apic_id`: cluster in 31:16, one bit of 16 in 15:0.
-fn ldr(apic_id: u32) -> u32 {
+pub(super) fn ldr(apic_id: u32) -> u32 {
     (apic_id >> 4) << 16 | 1 << (apic_id & 15)
 }
 
 /// vCPUs started (the BSP included).
 static CPUS: AtomicU32 = AtomicU32::new(1);
+
+/// vCPUs started so far, the BSP included (1 until the `smp` check starts the APs).
+pub(super) fn started_cpus() -> usize {
+    CPUS.load(Acquire) as usize
+}
 
 /// Sends `v` from this vCPU to `target` (or, with [`Dest::AllButSelf`], to every other started
 /// vCPU), counting it first.
@@ -258,6 +263,8 @@ const CMD_RACE: u32 = 4;
 /// Wait for what is outstanding, close the books, publish the counts.
 const CMD_SETTLE: u32 = 5;
 
+/// Send an NMI to vCPU `arg` (the `nmi` check).
+pub(super) const CMD_NMI: u32 = 6;
 static CMD: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(CMD_NONE) }; MAX_CPUS];
 static ARG: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static CMD_SEQ: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
@@ -274,7 +281,7 @@ static AP_BAD: [[AtomicU64; BAD_KEPT]; MAX_CPUS] =
     [const { [const { AtomicU64::new(0) }; BAD_KEPT] }; MAX_CPUS];
 
 /// Gives `cpu` a command, rings it and waits for it to finish (false after `timeout_us`).
-fn command(cpu: usize, cmd: u32, arg: u64, timeout_us: u64) -> bool {
+pub(super) fn command(cpu: usize, cmd: u32, arg: u64, timeout_us: u64) -> bool {
     CMD[cpu].store(cmd, Relaxed);
     ARG[cpu].store(arg, Relaxed);
     let seq = CMD_SEQ[cpu].load(Relaxed) + 1;
@@ -316,6 +323,7 @@ extern "C" fn ap_main(cpu: u64) -> ! {
             CMD_SEND => send_all(0, DESTS[arg as usize % 3]),
             CMD_RACE => race(arg as u32),
             CMD_SETTLE => settle_and_publish(cpu),
+            CMD_NMI => super::nmi::send(arg as usize, Dest::Physical),
             _ => {}
         }
         done = seq;
@@ -380,12 +388,15 @@ fn send_all(target: usize, dest: Dest) {
 fn race(rounds: u32) {
     let mut next = 0usize;
     let mut raised = false;
+    // Each AP sends only its share of the vectors (12 split by 1, 2 or 3 APs): two APs that
+    // both saw a vector caught up and sent it at once would merge in the BSP's IRR.
+    let (me, aps) = (this_cpu(), started_cpus() - 1);
     for i in 0..rounds {
         match i % 5 {
             0 => cpuid(),
             1 => outb(UNUSED_PORT, i as u8),
             2 => {
-                let v = REMOTE_VECTORS[next % REMOTE_VECTORS.len()];
+                let v = REMOTE_VECTORS[(next * aps + me - 1) % REMOTE_VECTORS.len()];
                 next += 1;
                 if caught_up(0, v) {
                     remote_send(0, v, DESTS[i as usize % 2]);

@@ -225,6 +225,15 @@ pub(crate) fn set_irq_gate(vector: u8, handler: u64) {
     }
 }
 
+/// Points the NMI gate (vector 2) at `handler` (the delivery-checking guest's NMI check; nothing
+/// sends this vCPU an NMI before it does).
+pub(crate) fn set_nmi_gate(handler: u64) {
+    let cs: u16;
+    // SAFETY: reads the code segment selector.
+    unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack)) };
+    write_gate(cs, 2, handler);
+}
+
 /// What a probed instruction did: completed, or the vector of the exception it raised.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Outcome(pub u64);
@@ -239,6 +248,8 @@ impl core::fmt::Display for Outcome {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.0 {
             NONE => f.write_str("completed"),
+            // An NMI IPI the instruction sent to this vCPU arrives right after it.
+            2 => f.write_str("completed, then an NMI"),
             6 => f.write_str("#UD"),
             13 => f.write_str("#GP"),
             14 => f.write_str("#PF"),

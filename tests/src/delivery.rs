@@ -17,8 +17,8 @@ use std::fmt;
 
 /// The checks of `deliver=all`, in the guest's running order (`smp` only with 2+ vCPUs, `vf`
 /// only with a VF).
-pub const CHECKS: [&str; 9] = [
-    "ipi", "priority", "timer", "pit", "level", "masking", "race", "smp", "vf",
+pub const CHECKS: [&str; 10] = [
+    "ipi", "priority", "timer", "pit", "level", "masking", "race", "smp", "nmi", "vf",
 ];
 
 /// Race iterations the tests ask for (`deliver-rounds=`).
@@ -306,6 +306,7 @@ pub fn check_delivery(serial: &str, irq: &str, vcpus: u32) -> Result<Summary, St
     if vcpus > 1 {
         check_smp(&lines, vcpus, &mut summary)?;
     }
+    check_nmi(serial, &lines, &summary, vcpus)?;
     check_end(serial, "a", &lines, q, summary)
 }
 
@@ -342,6 +343,53 @@ fn check_smp(lines: &[&str], vcpus: u32, summary: &mut Summary) -> Result<(), St
     let smp = summary.checks["smp"];
     expect(smp.coalesced == 0, || format!("smp: coalesced: {smp}"))?;
     Ok(())
+}
+
+/// The `nmi` check: 20 self-NMIs each at the next instruction (10 with IF=0, 10 under TPR FFh);
+/// 10 rounds of an NMI whose handler sends 3 more (held, exactly one right after the IRET: 2
+/// merged per round); with APs, per AP and destination kind (physical, logical, all-excluding-self) 10
+/// rounds of an NMI to it, one back to the BSP and one on to the next vCPU, each exactly once.
+/// The hypervisor's NMI lines must have injected exactly what the guest received.
+fn check_nmi(serial: &str, lines: &[&str], summary: &Summary, vcpus: u32) -> Result<(), String> {
+    let c = summary.checks["nmi"];
+    let aps = u64::from(vcpus - 1);
+    // Each AP: 3 kinds x 10 rounds x (its NMI, one back, one on); all-excluding-self reaches
+    // every AP, so each round of it 10 x (vcpus - 2) more arrivals.
+    let remote = aps * (90 + 10 * aps.saturating_sub(1));
+    let received = 20 + 20 + remote;
+    expect(
+        (c.sent, c.received, c.coalesced) == (received + 20, received, 20),
+        || {
+            format!(
+                "nmi: not {} sent, {received} received, 20 coalesced: {c}",
+                received + 20
+            )
+        },
+    )?;
+    has_detail(lines, "nmi", "at once with if=0 10/10, tpr ff 10/10")?;
+    has_detail(lines, "nmi", "latched 1 after iret 10/10 (at once 10/10)")?;
+    has_detail(
+        lines,
+        "nmi",
+        &format!("remote {0}/{0}, {vcpus} vcpus", aps * 90),
+    )?;
+    let injected: u64 = serial
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("guest nmis: "))
+        .filter_map(|l| {
+            l.rsplit_once(", ")?
+                .1
+                .strip_suffix(" injected")?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    expect(injected == c.received, || {
+        format!(
+            "nmi: the hypervisor injected {injected} nmis, the guest received {}",
+            c.received
+        )
+    })
 }
 
 /// The counts line of `check`: clean, balanced, something sent and received, verdict ok.

@@ -52,6 +52,19 @@ fn deliver_emulated_mode_2_vcpus() {
     delivery("emulated", 2);
 }
 
+/// Three vCPUs: the all-excluding-self shorthand reaches two, logical destinations share a
+/// cluster, two APs race to the BSP, NMIs go round the vCPUs.
+#[test]
+fn deliver_direct_mode_3_vcpus() {
+    delivery("direct", 3);
+}
+
+/// As in direct mode (QEMU's redeliveries with IF clear allowed, as with two).
+#[test]
+fn deliver_emulated_mode_3_vcpus() {
+    delivery("emulated", 3);
+}
+
 /// The `vf` check alone, one vCPU, the VF passed through from 00:04.1 behind the IOMMU.
 fn delivery_vf(irq: &str) {
     let test = format!("deliver_{irq}_mode_vf");

@@ -1038,6 +1038,9 @@ fn smoke() -> Result {
 const FUZZ_SEED: u64 = 0x05ee_dd1d;
 const FUZZ_ACTIONS: u32 = 100_000;
 
+/// CPUs of a smoke machine with two guest cores: the service core and one per guest vCPU.
+const SMOKE_CPUS: u32 = 3;
+
 /// `testguest fuzz=SEED` in irq=avic beside a benign guest (`tests::attack::check_fuzz_run`).
 fn smoke_fuzzing_guest(
     bin: &Path,
@@ -1052,6 +1055,7 @@ fn smoke_fuzzing_guest(
         guest,
         work,
         "fuzzing-guest",
+        SMOKE_CPUS,
         &guests,
         &[],
         |serial| ::tests::attack::check_fuzz_run(serial, FUZZ_ACTIONS),
@@ -1080,8 +1084,8 @@ fn delivery() -> Result {
     }
 }
 
-/// `testguest deliver=all` in irq=avic with one and with two vCPUs (`tests::delivery`); returns
-/// the totals of both runs.
+/// `testguest deliver=all` in irq=avic with one, two and three vCPUs (`tests::delivery`);
+/// returns the totals of the runs.
 fn smoke_delivery_guest(
     bin: &Path,
     kernel: &Path,
@@ -1089,13 +1093,22 @@ fn smoke_delivery_guest(
     work: &Path,
 ) -> std::result::Result<::tests::delivery::Counts, String> {
     let mut total = ::tests::delivery::Counts::default();
-    // One vCPU, then two (the smoke boots 3 CPUs: the service core and two guest cores).
-    for vcpus in [1, 2] {
+    // One vCPU, two and three (the service core and a core per vCPU, at least two).
+    for vcpus in [1, 2, 3] {
         let guests = ::tests::delivery::delivery_guest("avic", vcpus);
         let name = format!("delivery-guest-{vcpus}-vcpu");
-        let summary = smoke_boot(bin, kernel, guest, work, &name, &guests, &[], |serial| {
-            ::tests::delivery::check_delivery(serial, "avic", vcpus)
-        })
+        let cpus = vcpus.max(2) + 1;
+        let summary = smoke_boot(
+            bin,
+            kernel,
+            guest,
+            work,
+            &name,
+            cpus,
+            &guests,
+            &[],
+            |serial| ::tests::delivery::check_delivery(serial, "avic", vcpus),
+        )
         .map_err(|e| format!("{vcpus} vcpus: {e}"))?;
         total.add(&summary.total);
     }
@@ -1124,13 +1137,21 @@ fn smoke_delivery_vf(
     ));
     let guests = ::tests::delivery::delivery_guest_vf("avic", "00:04.1");
     let name = "delivery-guest-vf";
-    smoke_boot(bin, kernel, guest, work, name, &guests, &extra, |serial| {
-        ::tests::delivery::check_delivery_vf(serial, "avic").map(|summary| summary.total)
-    })
+    smoke_boot(
+        bin,
+        kernel,
+        guest,
+        work,
+        name,
+        SMOKE_CPUS,
+        &guests,
+        &extra,
+        |serial| ::tests::delivery::check_delivery_vf(serial, "avic").map(|summary| summary.total),
+    )
     .map_err(|e| format!("vf: {e}"))
 }
 
-/// Boots the patched QEMU with -cpu max,+avic,+x2avic, 3 CPUs and the test guest as the module
+/// Boots the patched QEMU with -cpu max,+avic,+x2avic, `cpus` CPUs and the test guest as the module
 /// for `guests`, plus `extra` arguments; judges the serial log with `check`, then requires QEMU's
 /// status 33 (all guests ended cleanly). Errors name the serial log.
 #[allow(clippy::too_many_arguments)]
@@ -1140,6 +1161,7 @@ fn smoke_boot<T>(
     guest: &Path,
     work: &Path,
     name: &str,
+    cpus: u32,
     guests: &str,
     extra: &[String],
     check: impl FnOnce(&str) -> std::result::Result<T, String>,
@@ -1147,7 +1169,8 @@ fn smoke_boot<T>(
     let log = work.join(format!("qemu-avic-smoke-{name}.log"));
     let _ = fs::remove_file(&log);
     let mut cmd = Command::new(bin);
-    cmd.args(["-machine", "q35", "-cpu", "max,+avic,+x2avic", "-smp", "3"])
+    cmd.args(["-machine", "q35", "-cpu", "max,+avic,+x2avic", "-smp"])
+        .arg(cpus.to_string())
         .args([
             "-m",
             "512M",
@@ -1192,6 +1215,7 @@ fn smoke_attack_guest(
         guest,
         work,
         "attack-guest",
+        SMOKE_CPUS,
         &guests,
         &[],
         |serial| ::tests::attack::check_cpu_attacks(serial, "avic"),

@@ -36,9 +36,11 @@ pub enum IpiRoute {
     Interrupt { targets: VcpuSet, vector: u8 },
     /// INIT or STARTUP for `target`, the first vCPU selected other than the sender (SMP bring-up).
     Start { target: usize },
+    /// An NMI for each of `targets` (latched per vCPU, `crate::nmi`).
+    Nmi { targets: VcpuSet },
     /// Nothing to do: an INIT de-assert, or INIT/STARTUP that selects no other vCPU.
     Nothing,
-    /// A delivery mode the guest may not send (SMI, NMI, ExtINT, reserved): dropped.
+    /// A delivery mode the guest may not send (SMI, ExtINT, reserved): dropped.
     Unsupported(DeliveryMode),
 }
 
@@ -83,6 +85,7 @@ pub fn route_ipi(ipi: &Ipi, sender: usize, vcpu_count: usize) -> IpiRoute {
                 None => IpiRoute::Nothing,
             }
         }
+        DeliveryMode::Nmi => IpiRoute::Nmi { targets },
         other => IpiRoute::Unsupported(other),
     }
 }
@@ -179,13 +182,28 @@ mod tests {
     }
 
     #[test]
-    fn init_deassert_and_nmi_are_not_routed() {
+    fn init_deassert_is_not_routed_smi_is_refused() {
         // INIT, level de-assert, level-triggered (bit 15), no level-assert bit.
         let deassert = decode_icr((5 << 8) | (1 << 15) | (2 << 18));
         assert_eq!(route_ipi(&deassert, 0, 2), IpiRoute::Nothing);
         assert_eq!(
+            route_ipi(&icr(0, 2, false, 0, 1), 0, 2),
+            IpiRoute::Unsupported(DeliveryMode::Smi)
+        );
+    }
+
+    #[test]
+    fn nmis_reach_every_selected_vcpu() {
+        // Physical to vCPU 1; all excluding self from vCPU 0 of 3 (the vector is ignored).
+        assert_eq!(
             route_ipi(&icr(0, 4, false, 0, 1), 0, 2),
-            IpiRoute::Unsupported(DeliveryMode::Nmi)
+            IpiRoute::Nmi { targets: set(&[1]) }
+        );
+        assert_eq!(
+            route_ipi(&icr(0x20, 4, false, 3, 0), 0, 3),
+            IpiRoute::Nmi {
+                targets: set(&[1, 2])
+            }
         );
     }
 }

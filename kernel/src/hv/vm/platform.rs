@@ -19,6 +19,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use didvisor::config::IrqMode;
 use didvisor::devices::{IrqChange, LegacyPlatform, PortEffect};
 use didvisor::irqchip::{Delivery, DeliveryMode, Ioapic, TriggerMode};
+use didvisor::nmi::NmiLatch;
 use didvisor::pci::passthrough::VfPassthrough;
 use spin::Mutex;
 
@@ -43,6 +44,8 @@ pub struct VcpuSlot {
     pub core_apic_id: AtomicU32,
     /// Interrupts delivered to this vCPU, for the statistics.
     pub delivered: AtomicU64,
+    /// The guest NMI latched for this vCPU (`world::apic::raise_nmi`, injected by its core).
+    pub nmi: NmiLatch,
     /// Start-up of an application processor: [`WAIT_INIT`], [`WAIT_SIPI`], or
     /// `STARTED | vector` once a startup IPI arrived after an INIT.
     startup: AtomicU32,
@@ -122,6 +125,7 @@ impl VirtualPlatform {
             vcpus: core::array::from_fn(|_| VcpuSlot {
                 core_apic_id: AtomicU32::new(u32::MAX),
                 delivered: AtomicU64::new(0),
+                nmi: NmiLatch::new(),
                 startup: AtomicU32::new(WAIT_INIT),
             }),
             vcpu_count,

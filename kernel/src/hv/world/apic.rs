@@ -8,6 +8,9 @@
 //! - avic: no x2APIC MSR exits at all (AVIC takes them); the ICR of an IPI AVIC does not deliver
 //!   (401h cause 0: INIT, SIPI, NMI, lowest priority) comes here as a write to the vCPU's `Lapic`
 //!   model and is routed like an emulated-mode IPI (see `irq::avic`).
+//!
+//! NMI IPIs, in every mode, latch a guest NMI on each target (`raise_nmi`); the target's core
+//! injects it (`nmi_vcpu`).
 
 use crate::hv::host::timer;
 use crate::hv::vm::platform::VirtualPlatform;
@@ -69,10 +72,32 @@ fn route_ipi(platform: &VirtualPlatform, sender: usize, ipi: Ipi) -> ApicOutcome
             ApicOutcome::Done
         }
         IpiRoute::Start { target } => ApicOutcome::StartVcpu { target, ipi },
+        IpiRoute::Nmi { targets } => {
+            for v in targets.iter() {
+                raise_nmi(platform, v);
+            }
+            ApicOutcome::Done
+        }
         IpiRoute::Nothing => ApicOutcome::Done,
         IpiRoute::Unsupported(mode) => {
             log::debug!("guest IPI with delivery mode {mode:?} is not supported; dropped");
             ApicOutcome::Done
+        }
+    }
+}
+
+/// A guest NMI for `vcpu`: latched (`didvisor::nmi`), and when that latched a new one, the
+/// vCPU's core is made to exit with a physical NMI (the hypervisor's own recall, which every
+/// mode intercepts) so that it injects it at its next entry. An NMI that merges with a latched
+/// one sends nothing: a guest's NMI storm costs each target one exit per NMI it takes.
+fn raise_nmi(platform: &VirtualPlatform, vcpu: usize) {
+    let slot = &platform.vcpus[vcpu];
+    if slot.nmi.raise() {
+        let core = slot
+            .core_apic_id
+            .load(core::sync::atomic::Ordering::Acquire);
+        if core != u32::MAX && core != crate::hv::host::x2apic::id() {
+            crate::hv::host::x2apic::send_nmi(core);
         }
     }
 }

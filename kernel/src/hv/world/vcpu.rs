@@ -25,6 +25,8 @@ use svm::paging::GuestMemory;
 use svm::segment::LongModeEntry;
 use svm::{Gpa, Gva, Vmcb};
 
+mod nmi_vcpu;
+
 /// Debug console port (one byte per OUT), as in Bochs and QEMU.
 pub const DEBUG_CONSOLE_PORT: u16 = 0xe9;
 /// The IOAPIC's MMIO page (the MADT tells the guest).
@@ -59,6 +61,9 @@ pub struct Vcpu {
     npt_generation: u64,
     /// The guest's SPEC_CTRL kept apart from the host's (`crate::hv::world::speculation`).
     spec_ctrl: crate::hv::world::speculation::VcpuSpecCtrl,
+    /// Guest NMI blocking, and a single step armed over an IRET (`nmi_vcpu`).
+    nmi: didvisor::nmi::NmiGate,
+    nmi_step: Option<nmi_vcpu::Step>,
 }
 
 /// How the run loop continues after an exit.
@@ -84,6 +89,8 @@ impl Vcpu {
             irq: vm.platform.irq.vcpu(id as usize),
             npt_generation: 0,
             spec_ctrl: crate::hv::world::speculation::VcpuSpecCtrl::on_this_core(),
+            nmi: didvisor::nmi::NmiGate::default(),
+            nmi_step: None,
         };
         v.init_vmcb();
         v
@@ -181,6 +188,8 @@ impl Vcpu {
         self.vm.mark_started();
         self.irq.set_running(self.vf_table().as_ref(), true);
         loop {
+            // First: an injected NMI takes EVENTINJ before an emulated interrupt would.
+            self.prepare_nmi_entry();
             let (irq, v) = self.irq_and_vmcb();
             irq.before_entry(v);
             let generation = self.platform().npt_generation.load(Ordering::Acquire);
@@ -201,6 +210,8 @@ impl Vcpu {
             if let Some(ev) = svm::event::reinjectable(self.vmcb().exit_int_info) {
                 self.vmcb().inject(ev);
             }
+            let rip = self.vmcb().rip;
+            self.nmi.exit_at(rip);
             let next = self.handle(exit);
             self.stats.record(exit.index(), timer::rdtsc() - start);
             if let Next::End = next {
@@ -218,13 +229,14 @@ impl Vcpu {
         }
         // One print, so that another core's report cannot land inside this vCPU's block.
         println!(
-            "guest {}: vcpu {} exits:\n{}\n  {}\n  interrupts: {} sent to this vcpu by the hypervisor, {}",
+            "guest {}: vcpu {} exits:\n{}\n  {}\n  interrupts: {} sent to this vcpu by the hypervisor, {}{}",
             self.vm.config.name,
             self.id,
             self.stats.table(&ExitCode::index_name),
             self.apic_exits,
             slot.delivered.load(Ordering::Relaxed),
-            self.irq.report()
+            self.irq.report(),
+            self.nmi_line()
         );
     }
 
@@ -308,6 +320,8 @@ impl Vcpu {
                 Err(e) => self.end(format_args!("undecodable MSR exit {e:?}")),
             },
             ExitCode::Npf => self.nested_page_fault(NpfExit::decode(info1, info2)),
+            ExitCode::Iret => self.nmi_iret(rip),
+            ExitCode::Exception(1) if self.nmi_step.is_some() => self.nmi_single_step(),
             ExitCode::Exception(vector) => {
                 // Only intercepted for diagnostics (loglevel=trace): report and deliver unchanged.
                 let error =
@@ -326,10 +340,15 @@ impl Vcpu {
                 self.collect_device_interrupts();
                 Next::Resume
             }
-            // The hypervisor's NMIs: recall at guest end (handled above) and, where HLT does not
-            // exit, the service core's once-a-second look at whether the guest halted for good.
+            // The hypervisor's NMIs: recall at guest end (handled above), where HLT does not
+            // exit the service core's once-a-second look at whether the guest halted for good,
+            // and the nudge that makes a vCPU inject a guest NMI (`apic::raise_nmi`: the next
+            // entry).
             ExitCode::Nmi => {
-                if !self.platform().irq.hlt_exits() && self.halted_with_interrupts_off(rip) {
+                if !self.platform().irq.hlt_exits()
+                    && !self.nmi_wakes()
+                    && self.halted_with_interrupts_off(rip)
+                {
                     self.park(rip)
                 } else {
                     Next::Resume
@@ -576,10 +595,10 @@ impl Vcpu {
     }
 
     /// HLT. Emulated mode only (the others do not intercept it): wait on this dedicated core
-    /// until a virtual interrupt is deliverable. With interrupts disabled nothing can ever wake the
-    /// guest, so it ends.
+    /// until a virtual interrupt is deliverable or a guest NMI can be taken. With interrupts
+    /// disabled only an NMI could wake the guest: without one latched, it parks.
     fn halt(&mut self, rip: u64) -> Next {
-        if self.vmcb().rflags & RFLAGS_IF == 0 {
+        if self.vmcb().rflags & RFLAGS_IF == 0 && !self.nmi_wakes() {
             return self.park(rip);
         }
         // HLT is one byte long.
@@ -594,7 +613,7 @@ impl Vcpu {
             // Passed-through devices interrupt this core with host vectors: take them.
             self.drain_host_interrupt();
             self.collect_device_interrupts();
-            if self.irq.wake_pending(timer::nanos()) {
+            if self.irq.wake_pending(timer::nanos()) || self.nmi_wakes() {
                 return Next::Resume;
             }
             if self.vm.has_ended() {

@@ -44,6 +44,14 @@ pub unsafe fn run(regs: &mut GuestRegs, guest_vmcb_pa: u64, host_state_pa: u64) 
     unsafe { svm_vmrun(regs, guest_vmcb_pa, host_state_pa) }
 }
 
+/// Clears GIF ahead of [`run`] (which clears it again and sets it after the #VMEXIT): from here
+/// on NMIs sent to this core are held and make the guest exit right after VMRUN.
+pub fn clear_gif() {
+    // SAFETY: CLGI only holds interrupts and NMIs until the STGI at the end of `run`; this core
+    // runs with interrupts off and enters the guest next.
+    unsafe { core::arch::asm!("clgi", options(nomem, nostack)) };
+}
+
 core::arch::global_asm!(
     r#"
 .section .text
