@@ -28,8 +28,13 @@ const ADMIN_ENTRIES: u16 = 64;
 /// BAR0 of the PF, identity-mapped.
 struct PfRegisters(phys::Mmio);
 
-/// The PF registers the hypervisor touches: the controller registers and the admin doorbells.
-const PF_REGISTER_BYTES: u64 = 0x2000;
+/// The PF registers the hypervisor touches: the controller registers and the admin doorbells,
+/// wherever the largest doorbell stride CAP.DSTRD can name (15) puts the admin CQ's (a real
+/// controller may use any stride; only offsets the driver computes are ever accessed).
+const PF_REGISTER_BYTES: u64 = match didvisor::nvme::registers::cq_head_doorbell(0, 15) {
+    Some(at) => at as u64 + 4,
+    None => panic!("the admin doorbells fit in 32 bits"),
+};
 // The refusal in `bring_up` names the identity map's size.
 const _: () = assert!(boot::entry::IDENTITY_MAP_GIB == 64);
 
