@@ -361,7 +361,9 @@ pub fn invariants(irq: Option<&str>, round: &Round) -> Vec<String> {
             }
             // Every interrupt the guest took was injected at an exit.
             "emulated" => {
-                if !(n("injected") >= irqs) || (w == "timer" && irqs == 0.0) {
+                // A missing count is NaN, which compares false: broken too.
+                let each_injected = n("injected") >= irqs && (w != "timer" || irqs > 0.0);
+                if !each_injected {
                     broken.push(format!(
                         "{irq} {w}: {} interrupts injected at exits for {irqs} taken \
                          (each must exit at least once)",

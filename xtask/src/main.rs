@@ -43,16 +43,18 @@ usage: cargo xtask <command>
 commands:
   deps                 add the Rust targets/components rust-toolchain.toml names (rustup),
                        install missing host packages (QEMU >= 10 from bookworm-backports,
-                       GRUB BIOS+EFI, xorriso, mtools, OVMF, cpio, busybox-static, acpica-tools), then fetch
-                       the Debian 12 guest kernel (linux-image-<ver>, the release
-                       `apt-cache depends linux-image-amd64` names) into the cache and stage
+                       GRUB BIOS+EFI, xorriso, mtools, OVMF, cpio, busybox-static,
+                       acpica-tools, gcc, libc6-dev), then fetch the Debian 12 guest kernel
+                       (linux-image-<ver>, the release `apt-cache depends linux-image-amd64`
+                       names) into the cache and stage
                        build/linux/vmlinuz, build/linux/modules/ (nvme, nvme-core and their
                        dependencies, with modules.dep) and build/linux/VERSION
   build [--prebuilt]   deps, then build didvisor and testguest for x86_64-unknown-none and
                        write build/didvisor.elf (Multiboot2, ELF64), build/didvisor-mb1.elf
                        (Multiboot1, ELF32) and build/testguest.elf; checks the Multiboot
                        headers; then the guest initramfs build/linux/initrd.cpio.gz (busybox,
-                       guest/init.sh as /init, the modules). --prebuilt: skip deps and cargo,
+                       guest/init.sh as /init, guest/bench/didbench.c built static, the
+                       modules). --prebuilt: skip deps and cargo,
                        stage the existing artefacts (and rebuild the initramfs).
   iso [--layout FILE | --cmdline S [--module PATH[=NAME]]...] [--out ISO] [--kernel ELF]
                        build, then a GRUB Multiboot2 ISO (BIOS and UEFI) booting
@@ -118,7 +120,8 @@ commands:
                        prints each seed's verdict, actions/s, and how to repeat a seed
                        that broke something (exit 1 then)
   test                 deps, build, fmt + clippy, host unit tests, the QEMU integration tests,
-                       `cargo xtask run` without a terminal, then the qemu-avic checks
+                       `cargo xtask run` without a terminal, the qemu-avic smoke checks,
+                       `bench --quick`, then `qemu-avic kvm`
   fuzz-host [--seconds N] [TARGET...]
                        a long campaign of the host-side fuzz targets (docs/fuzzing.md): each
                        target (multiboot1, madt, ivrs, insn, elf, bzimage, cmdline, ...; all
