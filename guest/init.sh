@@ -196,6 +196,7 @@ step_ipi() {
 }
 
 step_bench() {
+	case "$bench" in *nvme*) nvme_disk || return ;; esac
 	say "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 	for job in $bench; do
 		/bin/didbench "${job%%:*}" "${job#*:}" || say "bench ${job%%:*} failed"

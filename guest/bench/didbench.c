@@ -12,7 +12,11 @@
  * Workloads: idle MS (one sleep of MS ms), timer N (N sleeps of 1 ms; latency = time asleep
  * minus 1 ms), ipi N (N futex ping-pong round trips between threads on CPU 0 and CPU 1; each
  * wake-up of the halted other CPU is a rescheduling IPI), cpu N (N million rounds of an integer
- * mixing kernel; no memory traffic, no system calls).
+ * mixing kernel; no memory traffic, no system calls), nvme-rand N (N reads of 4 KiB at random
+ * 4 KiB-aligned offsets of /dev/nvme0n1, O_DIRECT, one at a time: QD1), nvme-seq N (N MiB read
+ * sequentially from the start of /dev/nvme0n1 in 128 KiB O_DIRECT reads). The nvme workloads count
+ * the exits of both vCPUs (the completion interrupt may land on either): the thread hops to
+ * CPU 1 to read its counters at both ends of the window.
  *
  * Exit counters: CPUID leaf 4000_0002h, ECX = counter index (kernel/src/exit_counters.rs), read
  * on the vCPU being counted. `exits` is the total minus CPUID exits (the reads themselves).
@@ -22,6 +26,8 @@
  */
 #define _GNU_SOURCE
 #include <cpuid.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -30,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -138,16 +145,25 @@ static int cmp_u64(const void *a, const void *b)
 /* A window: counters first and last, interrupts inside them (every interrupt the guest counts
  * falls inside the exit window). */
 struct window {
-	int hv, ncpu;
-	struct counters c0;
+	int hv, ncpu, both;
+	struct counters c0, c0_cpu1;
 	struct irqs i0;
 	uint64_t t0;
 };
+
+/* CPU 1's counters, read by hopping there and back to CPU 0. */
+static void read_counters_cpu1(struct counters *out)
+{
+	pin(1);
+	read_counters(out);
+	pin(0);
+}
 
 static void begin(struct window *w, int ncpu)
 {
 	w->hv = have_didvisor();
 	w->ncpu = ncpu;
+	w->both = 0;
 	if (w->hv)
 		read_counters(&w->c0);
 	w->i0 = read_irqs(ncpu);
@@ -165,6 +181,10 @@ static void report(struct window *w, const char *name, uint64_t ops, const struc
 	if (w->hv) {
 		read_counters(&c1);
 		add_delta(&d, &w->c0, &c1);
+		if (w->both) {
+			read_counters_cpu1(&c1);
+			add_delta(&d, &w->c0_cpu1, &c1);
+		}
 		if (extra)
 			for (unsigned k = 0; k < NCOUNTERS; k++)
 				d.v[k] += extra->v[k];
@@ -326,10 +346,76 @@ static void cpu(uint64_t n)
 	report(&w, "cpu", n, NULL, tail);
 }
 
+/* /dev/nvme0n1 opened for O_DIRECT reads, its size, and an aligned buffer of `len` bytes. */
+static int open_disk(uint64_t *size, void **buf, size_t len)
+{
+	int fd = open("/dev/nvme0n1", O_RDONLY | O_DIRECT);
+	if (fd < 0)
+		die("/dev/nvme0n1");
+	if (ioctl(fd, BLKGETSIZE64, size) != 0)
+		die("BLKGETSIZE64");
+	if (posix_memalign(buf, 4096, len) != 0)
+		die("posix_memalign");
+	return fd;
+}
+
+/* Both vCPUs' counters, all CPUs' interrupts. */
+static void begin_both(struct window *w)
+{
+	pin(0);
+	if (have_didvisor())
+		read_counters_cpu1(&w->c0_cpu1);
+	begin(w, 2);
+	w->both = w->hv;
+}
+
+static void nvme_rand(uint64_t n)
+{
+	uint64_t size, x = 0x2545f4914f6cdd1du, *lat = calloc(n, sizeof(uint64_t));
+	void *buf;
+	char tail[96];
+	struct window w;
+	int fd = open_disk(&size, &buf, 4096);
+	uint64_t blocks = (size < (64u << 20) ? size : (64u << 20)) / 4096;
+	if (!lat || blocks == 0)
+		die("nvme-rand: no memory or an empty disk");
+	begin_both(&w);
+	for (uint64_t i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		uint64_t t = now_ns();
+		if (pread(fd, buf, 4096, (off_t)((x % blocks) * 4096)) != 4096)
+			die("nvme-rand: pread");
+		lat[i] = now_ns() - t;
+	}
+	percentiles(lat, n, tail, sizeof(tail));
+	report(&w, "nvme-rand", n, NULL, tail);
+	close(fd);
+	free(lat);
+	free(buf);
+}
+
+static void nvme_seq(uint64_t mib)
+{
+	uint64_t size;
+	void *buf;
+	struct window w;
+	const size_t chunk = 128 << 10;
+	int fd = open_disk(&size, &buf, chunk);
+	if (mib << 20 > size)
+		die("nvme-seq: the disk is smaller than the read");
+	begin_both(&w);
+	for (uint64_t off = 0; off < mib << 20; off += chunk)
+		if (pread(fd, buf, chunk, (off_t)off) != (ssize_t)chunk)
+			die("nvme-seq: pread");
+	report(&w, "nvme-seq", mib, NULL, "");
+	close(fd);
+	free(buf);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
-		fprintf(stderr, "usage: didbench idle|timer|ipi|cpu N\n");
+		fprintf(stderr, "usage: didbench idle|timer|ipi|cpu|nvme-rand|nvme-seq N\n");
 		return 2;
 	}
 	uint64_t n = strtoull(argv[2], NULL, 10);
@@ -345,6 +431,10 @@ int main(int argc, char **argv)
 		ipi(n);
 	else if (strcmp(argv[1], "cpu") == 0)
 		cpu(n);
+	else if (strcmp(argv[1], "nvme-rand") == 0)
+		nvme_rand(n);
+	else if (strcmp(argv[1], "nvme-seq") == 0)
+		nvme_seq(n);
 	else {
 		fprintf(stderr, "didbench: unknown workload %s\n", argv[1]);
 		return 2;

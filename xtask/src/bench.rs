@@ -1,11 +1,12 @@
 //! `cargo xtask bench [--quick] [--rounds N]`: the evaluation (docs/evaluation.md). The same
 //! Debian kernel and initramfs, 2 vCPUs, booted directly by QEMU (`bare`) and as a didvisor guest
 //! in each interrupt mode; in each boot the guest runs the workloads of guest/bench/didbench.c
-//! (idle, timer, ipi, cpu), each reporting its own latencies and the hypervisor's exit counters
+//! (idle, timer, ipi, cpu, and QD1 random and sequential reads of an NVMe disk: the VF under
+//! didvisor), each reporting its own latencies and the hypervisor's exit counters
 //! for exactly its window. The report (median of the rounds with the spread, ratios to `bare`)
 //! goes to the terminal and to target/bench/ as Markdown, JSON and SVG plots. `--quick`: one
-//! round of small sizes, the interrupt-path invariants asserted (never speeds), no files but the
-//! report. Timing under QEMU TCG says how much the hypervisor adds on this machine, not what
+//! round of small sizes into target/bench/quick/, the interrupt-path invariants asserted (never
+//! speeds). Timing under QEMU TCG says how much the hypervisor adds on this machine, not what
 //! hardware would do; the exit counts are what carries over.
 
 use std::fs;
@@ -27,9 +28,11 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 const GUEST_CMDLINE: &str = "console=ttyS0 quiet";
 
 /// The workloads and their sizes (`didvisor.bench=`, see guest/init.sh): idle ms, timer sleeps,
-/// ipi round trips, cpu million rounds.
-const FULL: &str = "idle:5000,timer:2000,ipi:1000,cpu:2000";
-const QUICK: &str = "idle:1000,timer:200,ipi:200,cpu:100";
+/// ipi round trips, cpu million rounds, nvme-rand 4 KiB reads, nvme-seq MiB.
+const FULL: &str = "idle:5000,timer:2000,ipi:1000,cpu:2000,nvme-rand:2000,nvme-seq:32";
+const QUICK: &str = "idle:1000,timer:200,ipi:200,cpu:100,nvme-rand:200,nvme-seq:4";
+/// The disk behind the NVMe device (sparse; nvme-rand reads its first 64 MiB).
+const DISK_BYTES: u64 = 64 << 20;
 const FULL_ROUNDS: usize = 3;
 
 /// One measured configuration.
@@ -66,7 +69,7 @@ const CONFIGS: [Config; 4] = [
 /// The configurations of issue 15 this command does not run yet, with the reason.
 const NOT_RUN: &str = "KVM avic=0 / avic=1 (an L2 under kvm_amd in a Debian L1, the machinery of \
     `cargo xtask qemu-avic kvm`): not run: its L2 still needs this initramfs and the counters \
-    from KVM's own exit statistics; storage and network workloads: not written yet";
+    from KVM's own exit statistics; virtio-blk and network workloads: not written yet";
 
 struct Options {
     quick: bool,
@@ -114,6 +117,10 @@ pub fn bench(args: &[String]) -> Result {
     };
     fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let sizes = if o.quick { QUICK } else { FULL };
+    let workloads: Vec<&str> = sizes
+        .split(',')
+        .filter_map(|j| j.split(':').next())
+        .collect();
     let mut results: Vec<Vec<Round>> = CONFIGS.iter().map(|_| Vec::new()).collect();
     let mut broken = Vec::new();
     // Interleave the configurations so a slow phase of the machine hits all of them alike.
@@ -128,7 +135,7 @@ pub fn bench(args: &[String]) -> Result {
                 c.name,
                 progress(&r)
             );
-            broken.extend(bench_report::invariants(c.irq, &r));
+            broken.extend(bench_report::invariants(c.irq, &workloads, &r));
             results[i].push(r);
         }
     }
@@ -151,9 +158,6 @@ pub fn bench(args: &[String]) -> Result {
         ));
     }
     println!("xtask: bench: interrupt-path invariants hold in every configuration");
-    if !o.quick {
-        vf_io(&out)?;
-    }
     Ok(())
 }
 
@@ -207,7 +211,7 @@ fn report_json(
 
 fn plots(out: &Path, names: &[&str], configs: &[(&str, Vec<Round>)], rows: &[Row]) -> Result {
     let mut bars = Vec::new();
-    for w in ["timer", "ipi"] {
+    for w in ["timer", "ipi", "nvme-rand"] {
         for (name, rounds) in configs.iter().filter(|(n, _)| *n != "bare") {
             bars.push((
                 format!("{w} {name}"),
@@ -220,80 +224,10 @@ fn plots(out: &Path, names: &[&str], configs: &[(&str, Vec<Round>)], rows: &[Row
     Ok(())
 }
 
-/// The VF I/O comparison: the same guest reads 16 MiB from its passed-through NVMe VF in `direct`,
-/// `emulated` and `avic` mode (the last on the patched QEMU with `amd-iommu,...,ga=on`: the
-/// IOMMU posts the VF's MSI-X into the vAPIC backing page); the table shows how many of the
-/// device's interrupts cost an exit.
-fn vf_io(work: &Path) -> Result {
-    println!();
-    println!("Debian guest reading 16 MiB in 4 KiB blocks from its NVMe VF (AMD-Vi on), 1 vCPU");
-    println!();
-    println!("| mode | nvme interrupts (guest) | of them through exits | intr exits | EOI exits | all exits (vcpu 0) |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for irq in ["direct", "emulated", "avic"] {
-        let disk = work.join("vf-io.img");
-        let f = fs::File::create(&disk).map_err(|e| format!("{}: {e}", disk.display()))?;
-        f.set_len(64 << 20)
-            .map_err(|e| format!("{}: {e}", disk.display()))?;
-        let guest = format!(
-            "debug-exit=0xf4 guest=lin,cores=1,mem=256M,kernel={},initrd={},irq={irq},vf=00:04.1,cmdline=\"{GUEST_CMDLINE} didvisor.test=nvme-read\"",
-            linux::KERNEL_MODULE_NAME,
-            linux::INITRD_MODULE_NAME
-        );
-        // avic: the patched QEMU, whose AMD-Vi posts into the vAPIC backing page with ga=on.
-        let (iommu, mut q) = match irq {
-            "avic" => (
-                "amd-iommu,intremap=on,xtsup=on,pt=off,ga=on",
-                Qemu::new().binary(crate::qemu_avic::binary()).cpu(AVIC_CPU),
-            ),
-            _ => ("amd-iommu,intremap=on,xtsup=on,pt=off", Qemu::new()),
-        };
-        q = q
-            .smp(2)
-            .memory_mb(1024)
-            .boot(Boot::Multiboot1)
-            .cmdline(&guest)
-            .module(linux::vmlinuz(), linux::KERNEL_MODULE_NAME)
-            .module(linux::initrd(), linux::INITRD_MODULE_NAME)
-            .arg("-device")
-            .arg(iommu)
-            .nvme_sriov("bench", &[&disk]);
-        let run = q
-            .timeout(TIMEOUT)
-            .run_unchecked(&format!("bench-vf-io-{irq}"));
-        let serial = &run.serial;
-        let report = |what: &str| format!("vf io ({irq}): {what}; log {}", run.log_path.display());
-        let guest_irqs: u64 = serial
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("[lin] didvisor-guest: nvme interrupts ")
-            })
-            .and_then(|n| n.trim().parse().ok())
-            .ok_or_else(|| report("the guest did not report its nvme interrupts"))?;
-        let via_exits = tests::report::vf_interrupts_via_exits(serial, "lin")
-            .ok_or_else(|| report("no vf line"))?;
-        let table =
-            tests::report::exit_table(serial, "lin", 0).ok_or_else(|| report("no exit table"))?;
-        let apic =
-            tests::report::apic_counts(serial, "lin", 0).ok_or_else(|| report("no x2apic line"))?;
-        let mut eoi = apic.eoi;
-        if irq == "avic" {
-            eoi += tests::report::avic_counts(serial, "lin", 0)
-                .ok_or_else(|| report("no avic line"))?
-                .eoi;
-        }
-        let exits = |reason: &str| table.get(reason).copied().unwrap_or(0);
-        println!(
-            "| {irq} | {guest_irqs} | {via_exits} | {} | {eoi} | {} |",
-            exits("intr"),
-            exits("total")
-        );
-    }
-    Ok(())
-}
-
-fn qemu_for(c: &Config, sizes: &str) -> (Qemu, PathBuf) {
+/// QEMU for one configuration. Bare gets an emulated NVMe controller with `disk`; didvisor gets
+/// the same controller with SR-IOV behind an AMD IOMMU and passes VF 00:04.1 to the guest (with
+/// `ga=on` for avic: the IOMMU posts the VF's MSI-X into the vAPIC backing page).
+fn qemu_for(c: &Config, sizes: &str, disk: &Path) -> (Qemu, PathBuf) {
     let cmdline = format!("{GUEST_CMDLINE} didvisor.test=bench didvisor.bench={sizes}");
     match c.irq {
         None => {
@@ -303,33 +237,48 @@ fn qemu_for(c: &Config, sizes: &str) -> (Qemu, PathBuf) {
                 .boot(Boot::Multiboot1)
                 .cmdline(&cmdline)
                 .arg("-initrd")
-                .arg(&linux::initrd().display().to_string());
+                .arg(&linux::initrd().display().to_string())
+                .arg("-drive")
+                .arg(&format!("file={},if=none,id=d0,format=raw", disk.display()))
+                .arg("-device")
+                .arg("nvme,serial=bench,drive=d0");
             (q, linux::vmlinuz())
         }
         Some(irq) => {
             // Core 0 serves the hypervisor; the guest's two vCPUs run on cores 1 and 2.
             let guest = format!(
-                "debug-exit=0xf4 guest=lin,cores=1-2,mem=256M,kernel={},initrd={},irq={irq},cmdline=\"{cmdline}\"",
+                "debug-exit=0xf4 guest=lin,cores=1-2,mem=256M,kernel={},initrd={},irq={irq},vf=00:04.1,cmdline=\"{cmdline}\"",
                 linux::KERNEL_MODULE_NAME,
                 linux::INITRD_MODULE_NAME
             );
-            let mut q = Qemu::new()
+            let (iommu, mut q) = match irq {
+                "avic" => (
+                    "amd-iommu,intremap=on,xtsup=on,pt=off,ga=on",
+                    Qemu::new().binary(crate::qemu_avic::binary()).cpu(AVIC_CPU),
+                ),
+                _ => ("amd-iommu,intremap=on,xtsup=on,pt=off", Qemu::new()),
+            };
+            q = q
                 .smp(3)
                 .memory_mb(1024)
                 .boot(Boot::Multiboot1)
                 .cmdline(&guest)
                 .module(linux::vmlinuz(), linux::KERNEL_MODULE_NAME)
-                .module(linux::initrd(), linux::INITRD_MODULE_NAME);
-            if irq == "avic" {
-                q = q.binary(crate::qemu_avic::binary()).cpu(AVIC_CPU);
-            }
+                .module(linux::initrd(), linux::INITRD_MODULE_NAME)
+                .arg("-device")
+                .arg(iommu)
+                .nvme_sriov("bench", &[disk]);
             (q, tests::kernel_mb1_elf())
         }
     }
 }
 
 fn measure(c: &Config, sizes: &str, log: &Path) -> Result<Round> {
-    let (q, kernel) = qemu_for(c, sizes);
+    let disk = log.with_extension("img");
+    let f = fs::File::create(&disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+    f.set_len(DISK_BYTES)
+        .map_err(|e| format!("{}: {e}", disk.display()))?;
+    let (q, kernel) = qemu_for(c, sizes, &disk);
     let files = BootFiles {
         mb1_kernel: kernel,
         iso: PathBuf::new(),
@@ -386,6 +335,7 @@ fn measure(c: &Config, sizes: &str, log: &Path) -> Result<Round> {
             log.display()
         ));
     }
+    let _ = fs::remove_file(&disk);
     let runs = WorkloadRun::all_in(&serial)
         .map_err(|e| format!("{}: {e}; log {}", c.name, log.display()))?;
     Ok(Round {

@@ -26,7 +26,7 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// Stacked bars: one bar per (workload, configuration) in `bars`, each split by source.
 pub fn exits_per_op(path: &Path, bars: &[(String, Vec<(&'static str, f64)>)]) -> Plot {
-    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    let root = SVGBackend::new(path, (1000, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let top = bars
         .iter()
@@ -88,8 +88,8 @@ pub fn exits_per_op(path: &Path, bars: &[(String, Vec<(&'static str, f64)>)]) ->
 
 /// Grouped bars: per time metric, one bar per configuration with its ratio to `bare`.
 pub fn latency_ratio(path: &Path, names: &[&str], rows: &[Row]) -> Plot {
-    let rows: Vec<&Row> = rows.iter().filter(|r| r.kind == Kind::Time).collect();
-    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    let rows: Vec<&Row> = rows.iter().filter(|r| r.kind == Kind::Timed).collect();
+    let root = SVGBackend::new(path, (1000, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let top = rows
         .iter()
@@ -193,7 +193,7 @@ mod tests {
             workload: "cpu",
             metric: "run time",
             unit: "s",
-            kind: Kind::Time,
+            kind: Kind::Timed,
             cells: vec![cell(1.0, 1.0), cell(1.1, 1.1)],
         }];
         let p = dir.join("latency.svg");

@@ -94,8 +94,9 @@ impl WorkloadRun {
 pub enum Kind {
     /// Exit counts: what transfers from TCG to hardware; `bare` has none.
     Exits,
-    /// Times: relative to `bare` on the same machine; absolute values mean little under TCG.
-    Time,
+    /// Times and rates: relative to `bare` on the same machine; absolute values mean little
+    /// under TCG.
+    Timed,
 }
 
 /// The rows of the table: one per workload and metric.
@@ -111,11 +112,16 @@ pub enum Metric {
     IpiRoundTripP99,
     CpuRunTime,
     CpuExitsPerSecond,
+    NvmeRandP50,
+    NvmeRandP99,
+    NvmeRandExitsPerRead,
+    NvmeSeqThroughput,
+    NvmeSeqExitsPerMib,
     BootToInit,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 16] = [
         Metric::IdleExitsPerSecond,
         Metric::TimerExitsPerWake,
         Metric::TimerExitsPerInterrupt,
@@ -126,24 +132,34 @@ impl Metric {
         Metric::IpiRoundTripP99,
         Metric::CpuRunTime,
         Metric::CpuExitsPerSecond,
+        Metric::NvmeRandP50,
+        Metric::NvmeRandP99,
+        Metric::NvmeRandExitsPerRead,
+        Metric::NvmeSeqThroughput,
+        Metric::NvmeSeqExitsPerMib,
         Metric::BootToInit,
     ];
 
     /// (workload, metric name, unit, kind).
     pub fn describe(self) -> (&'static str, &'static str, &'static str, Kind) {
-        use Kind::{Exits, Time};
+        use Kind::{Exits, Timed};
         match self {
             Metric::IdleExitsPerSecond => ("idle", "exits per second", "1/s", Exits),
             Metric::TimerExitsPerWake => ("timer", "exits per wake-up", "", Exits),
             Metric::TimerExitsPerInterrupt => ("timer", "exits per interrupt", "", Exits),
-            Metric::TimerP50 => ("timer", "wake-up latency p50", "µs", Time),
-            Metric::TimerP99 => ("timer", "wake-up latency p99", "µs", Time),
+            Metric::TimerP50 => ("timer", "wake-up latency p50", "µs", Timed),
+            Metric::TimerP99 => ("timer", "wake-up latency p99", "µs", Timed),
             Metric::IpiExitsPerRoundTrip => ("ipi", "exits per round trip", "", Exits),
-            Metric::IpiRoundTripP50 => ("ipi", "round trip p50", "µs", Time),
-            Metric::IpiRoundTripP99 => ("ipi", "round trip p99", "µs", Time),
-            Metric::CpuRunTime => ("cpu", "run time", "s", Time),
+            Metric::IpiRoundTripP50 => ("ipi", "round trip p50", "µs", Timed),
+            Metric::IpiRoundTripP99 => ("ipi", "round trip p99", "µs", Timed),
+            Metric::CpuRunTime => ("cpu", "run time", "s", Timed),
             Metric::CpuExitsPerSecond => ("cpu", "exits per second", "1/s", Exits),
-            Metric::BootToInit => ("boot", "time to init", "s", Time),
+            Metric::NvmeRandP50 => ("nvme-rand", "4 KiB read latency p50", "µs", Timed),
+            Metric::NvmeRandP99 => ("nvme-rand", "4 KiB read latency p99", "µs", Timed),
+            Metric::NvmeRandExitsPerRead => ("nvme-rand", "exits per read", "", Exits),
+            Metric::NvmeSeqThroughput => ("nvme-seq", "throughput", "MiB/s", Timed),
+            Metric::NvmeSeqExitsPerMib => ("nvme-seq", "exits per MiB", "", Exits),
+            Metric::BootToInit => ("boot", "time to init", "s", Timed),
         }
     }
 
@@ -159,12 +175,14 @@ impl Metric {
             Metric::IdleExitsPerSecond | Metric::CpuExitsPerSecond => {
                 Some(run.exits()? / run.seconds().max(1e-9))
             }
-            Metric::TimerExitsPerWake | Metric::IpiExitsPerRoundTrip => {
-                Some(run.exits()? / run.ops())
-            }
+            Metric::TimerExitsPerWake
+            | Metric::IpiExitsPerRoundTrip
+            | Metric::NvmeRandExitsPerRead
+            | Metric::NvmeSeqExitsPerMib => Some(run.exits()? / run.ops()),
             Metric::TimerExitsPerInterrupt => Some(run.exits()? / run.number("irqs")?.max(1.0)),
-            Metric::TimerP50 | Metric::IpiRoundTripP50 => us("p50_ns"),
-            Metric::TimerP99 | Metric::IpiRoundTripP99 => us("p99_ns"),
+            Metric::TimerP50 | Metric::IpiRoundTripP50 | Metric::NvmeRandP50 => us("p50_ns"),
+            Metric::TimerP99 | Metric::IpiRoundTripP99 | Metric::NvmeRandP99 => us("p99_ns"),
+            Metric::NvmeSeqThroughput => Some(run.ops() / run.seconds().max(1e-9)),
             Metric::CpuRunTime => Some(run.seconds()),
             Metric::BootToInit => None,
         }
@@ -232,7 +250,7 @@ pub fn rows(configs: &[(&str, Vec<Round>)]) -> Vec<Row> {
                 })
                 .collect();
             let base = cells.first().copied().flatten().map(|c| c.median);
-            if kind == Kind::Time {
+            if kind == Kind::Timed {
                 for c in cells.iter_mut().flatten() {
                     c.ratio = base.filter(|b| *b > 0.0).map(|b| c.median / b);
                 }
@@ -324,13 +342,14 @@ pub fn exits_by_source(rounds: &[Round], workload: &str) -> Vec<(&'static str, f
     out
 }
 
-/// The interrupt-path invariants of one configuration's round (`irq` = None for bare): what
-/// `--quick` asserts. Each broken one is a sentence.
-pub fn invariants(irq: Option<&str>, round: &Round) -> Vec<String> {
+/// The interrupt-path invariants of one configuration's round (`irq` = None for bare), which
+/// must have a record of each of `workloads`: what `--quick` asserts. Each broken one is a
+/// sentence.
+pub fn invariants(irq: Option<&str>, workloads: &[&str], round: &Round) -> Vec<String> {
     let mut broken = Vec::new();
     let Some(irq) = irq else { return broken };
-    for w in ["idle", "timer", "ipi", "cpu"] {
-        if !round.runs.iter().any(|r| r.workload == w) {
+    for w in workloads {
+        if !round.runs.iter().any(|r| r.workload == *w) {
             broken.push(format!("{irq}: no {w} line from the guest"));
         }
     }
@@ -457,23 +476,25 @@ mod tests {
         assert!(parts.contains(&("eoi", 1.0)));
     }
 
+    const ALL4: &[&str] = &["idle", "timer", "ipi", "cpu"];
+
     #[test]
     fn invariants_per_mode() {
         let emu = round(&[TIMER], 1.0);
-        let missing = invariants(Some("emulated"), &emu);
+        let missing = invariants(Some("emulated"), ALL4, &emu);
         assert_eq!(missing.len(), 3, "{missing:?}");
         assert!(missing.iter().all(|m| m.contains("no ")));
-        let direct = invariants(Some("direct"), &emu);
+        let direct = invariants(Some("direct"), ALL4, &emu);
         assert!(direct.iter().any(|m| m.contains("eoi = 200")), "{direct:?}");
         assert!(direct.iter().any(|m| m.contains("injected = 210")));
-        assert!(invariants(Some("avic"), &emu)
+        assert!(invariants(Some("avic"), ALL4, &emu)
             .iter()
             .any(|m| m.contains("eoi")));
         let few = TIMER.replace("injected=210", "injected=100");
-        let few = invariants(Some("emulated"), &round(&[&few], 1.0));
+        let few = invariants(Some("emulated"), ALL4, &round(&[&few], 1.0));
         assert!(few.iter().any(|m| m.contains("at least once")), "{few:?}");
-        assert!(invariants(None, &round(&[BARE], 1.0)).is_empty());
-        let none = invariants(Some("direct"), &round(&[BARE], 1.0));
+        assert!(invariants(None, ALL4, &round(&[BARE], 1.0)).is_empty());
+        let none = invariants(Some("direct"), ALL4, &round(&[BARE], 1.0));
         assert!(none.iter().any(|m| m.contains("no didvisor exit counters")));
     }
 

@@ -90,13 +90,14 @@ commands:
   bench [--quick] [--rounds N]
                        the evaluation (docs/evaluation.md): the Debian guest with 2 vCPUs
                        booted bare in QEMU and under didvisor (emulated, direct, avic on the
-                       patched QEMU) runs the workloads of guest/bench/ (idle, timer, ipi,
-                       cpu); prints a table of medians over N rounds (default 3) with the
-                       spread and ratios to bare, writes target/bench/report.{md,json} and
-                       exits.svg, latency.svg, then the NVMe VF read comparison. --quick: one
-                       round of small sizes into target/bench/quick/, asserting only the
-                       interrupt-path invariants (no EOI/timer exits in direct, no EOI exits
-                       in avic, at least one exit per interrupt in emulated)
+                       patched QEMU; an NVMe VF passed through) runs the workloads of
+                       guest/bench/ (idle, timer, ipi, cpu, nvme-rand, nvme-seq); prints a
+                       table of medians over N rounds (default 3) with the spread and ratios
+                       to bare, writes target/bench/report.{md,json}, exits.svg and
+                       latency.svg. --quick: one round of small sizes into
+                       target/bench/quick/, asserting only the interrupt-path invariants (no
+                       EOI/timer exits in direct, no EOI exits in avic, an exit per interrupt
+                       in emulated)
   linux-run [--mode direct|avic|emulated] [--smp N] [--append S] [--prebuilt]
             [--qemu PATH] [--cpu MODEL] [-- QEMU ARGS...]
                        build, then boot the hypervisor with the Debian kernel as guest `lin`
