@@ -53,12 +53,14 @@ steps=
 seq_n=100000
 pattern=didvisor
 ipi_n=1000
+bench=
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	didvisor.test=*) steps="$steps $(echo "${word#didvisor.test=}" | tr , ' ')" ;;
 	didvisor.seq=*) seq_n="${word#didvisor.seq=}" ;;
 	didvisor.pattern=*) pattern="${word#didvisor.pattern=}" ;;
 	didvisor.ipi=*) ipi_n="${word#didvisor.ipi=}" ;;
+	didvisor.bench=*) bench="$(echo "${word#didvisor.bench=}" | tr , ' ')" ;;
 	esac
 done
 
@@ -193,6 +195,15 @@ step_ipi() {
 	say "ipi rounds $ipi_n rescheduling $((r1 - r0))"
 }
 
+step_bench() {
+	case "$bench" in *nvme*) nvme_disk || return ;; esac
+	say "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+	for job in $bench; do
+		/bin/didbench "${job%%:*}" "${job#*:}" || say "bench ${job%%:*} failed"
+	done
+	say "bench done"
+}
+
 say "kernel $(uname -r)"
 say "nproc $(nproc)"
 set -- $(seq 1 "$seq_n" | sha256sum)
@@ -207,6 +218,7 @@ for step in $steps; do
 	nvme-write) step_nvme_write ;;
 	nvme-read) step_nvme_read ;;
 	ipi) step_ipi ;;
+	bench) step_bench ;;
 	shell)
 		say "shell (exit continues)"
 		sh

@@ -25,7 +25,8 @@ pub struct VcpuView {
 /// Hypervisor signature in leaf 0x4000_0000 (EBX, ECX, EDX).
 pub const SIGNATURE: &[u8; 12] = b"didvisor\0\0\0\0";
 pub const HYPERVISOR_BASE: u32 = 0x4000_0000;
-pub const HYPERVISOR_MAX: u32 = 0x4000_0001;
+/// The last leaf of the range: 4000_0002h holds the exit counters (`crate::exit_counters`).
+pub const HYPERVISOR_MAX: u32 = 0x4000_0002;
 /// A second hypervisor range carrying KVM's signature with no KVM features. Linux scans
 /// 0x4000_0000..0x4001_0000 in 0x100 steps for it (`kvm_cpuid_base`) and then trusts the hypervisor to
 /// let it keep x2APIC mode without interrupt remapping (`kvm_para_available` as

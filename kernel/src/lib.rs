@@ -23,6 +23,7 @@ pub mod console_switch;
 pub mod cpuid;
 pub mod cpuset;
 pub mod elf;
+pub mod exit_counters;
 pub mod frames;
 pub mod inject;
 pub mod intercepts;

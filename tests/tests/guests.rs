@@ -12,7 +12,7 @@ fn check_testguest(run: &tests::qemu::Run, name: &str, ram_mib: u64) {
     let console = console_lines(run, name);
     let expect = [
         format!("testguest: hello from vcpu 0, {ram_mib} MiB of ram"),
-        "testguest: cpuid: vendor AuthenticAMD hypervisor-bit set signature \"didvisor\" max-leaf 0x40000001 svm hidden".into(),
+        "testguest: cpuid: vendor AuthenticAMD hypervisor-bit set signature \"didvisor\" max-leaf 0x40000002 svm hidden".into(),
         "testguest: ram check ok".into(),
         format!("testguest: read past end of ram at {:#x} -> 0xffffffff", (ram_mib << 20) + 0x1000),
         "testguest: wrote 0x12345678 at 0xc0000000, read back 0xffffffff".into(),

@@ -18,6 +18,9 @@ pub const PACKAGES: &[&str] = &[
     "ovmf",
     "cpio",
     "busybox-static",
+    // The evaluation's workload program, linked static against glibc (guest/bench/).
+    "gcc",
+    "libc6-dev",
     // iasl: an independent check that the guest's AML disassembles as intended (kernel tests).
     "acpica-tools",
 ];

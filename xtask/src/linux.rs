@@ -123,6 +123,22 @@ pub fn init_script() -> PathBuf {
     ::tests::repo_root().join("guest").join("init.sh")
 }
 
+/// The evaluation's workload program (`cargo xtask bench`), C, built static with the host's gcc
+/// and glibc (`gcc` and `libc6-dev`, which any machine that links Rust programs has).
+pub fn bench_source() -> PathBuf {
+    ::tests::repo_root()
+        .join("guest")
+        .join("bench")
+        .join("didbench.c")
+}
+
+pub fn bench_binary() -> PathBuf {
+    linux_dir().join("didbench")
+}
+
+/// Where the initramfs has the workload program.
+pub const BENCH_IN_GUEST: &str = "bin/didbench";
+
 /// Where downloaded packages are kept between runs (outside the work tree).
 pub fn cache_dir() -> PathBuf {
     let var = |k: &str| env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -606,11 +622,12 @@ fn busybox_applets() -> Result<BTreeSet<String>> {
 }
 
 /// The initramfs contents as a newc archive (uncompressed): `/bin/busybox` and its applet
-/// links, `/dev/console` (5:1) and `/dev/null` (1:3), `/proc`, `/sys`, `/dev`, `/tmp`, `/init`
-/// and the modules under `/lib/modules/<abi>/`.
+/// links, the `programs` (path, executable), `/dev/console` (5:1) and `/dev/null` (1:3),
+/// `/proc`, `/sys`, `/dev`, `/tmp`, `/init` and the modules under `/lib/modules/<abi>/`.
 pub fn initramfs(
     busybox: &[u8],
     applets: &[&str],
+    programs: &[(&str, &[u8])],
     init: &[u8],
     abi: &str,
     modules: &[(String, Vec<u8>)],
@@ -627,11 +644,46 @@ pub fn initramfs(
     for app in applets {
         a.symlink(&format!("bin/{app}"), "busybox")?;
     }
+    for (path, data) in programs {
+        a.file(path, 0o755, data)?;
+    }
     for (rel, data) in modules {
         a.file(&format!("lib/modules/{abi}/{rel}"), 0o644, data)?;
     }
     a.file("init", 0o755, init)?;
     Ok(a.finish())
+}
+
+/// Compiles guest/bench/didbench.c into build/linux/didbench (static: the initramfs has no
+/// dynamic loader) and returns the executable.
+fn build_bench() -> Result<Vec<u8>> {
+    let out = bench_binary();
+    mkdirs(&linux_dir())?;
+    let tmp = out.with_extension("xtask-tmp");
+    let status = Command::new("gcc")
+        .args([
+            "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o",
+        ])
+        .arg(&tmp)
+        .arg(bench_source())
+        .status()
+        .map_err(|e| format!("running gcc (install gcc and libc6-dev: `cargo xtask deps`): {e}"))?;
+    if !status.success() {
+        return fail(format!(
+            "gcc -static {} failed ({status}); static glibc is in libc6-dev",
+            bench_source().display()
+        ));
+    }
+    let exe = read(&tmp)?;
+    let _ = fs::remove_file(&tmp);
+    if elf_has_interp(&exe).map_err(|e| format!("{}: {e}", out.display()))? {
+        return fail(format!(
+            "{}: linked dynamically despite -static",
+            out.display()
+        ));
+    }
+    write_if_changed(&out, &exe)?;
+    Ok(exe)
 }
 
 pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
@@ -691,10 +743,18 @@ pub fn build_initrd() -> Result {
             modules_dir().display()
         ));
     }
-    let cpio = initramfs(&busybox, APPLETS, &init, &abi, &modules)?;
+    let bench = build_bench()?;
+    let programs = [(BENCH_IN_GUEST, bench.as_slice())];
+    let cpio = initramfs(&busybox, APPLETS, &programs, &init, &abi, &modules)?;
     // Read it back: the entries the kernel must find.
     let entries = crate::cpio::parse(&cpio)?;
-    for need in ["init", "dev/console", "bin/busybox", "bin/sh"] {
+    for need in [
+        "init",
+        "dev/console",
+        "bin/busybox",
+        "bin/sh",
+        BENCH_IN_GUEST,
+    ] {
         if !entries.iter().any(|e| e.name == need) {
             return fail(format!("initramfs: {need} missing"));
         }
@@ -871,7 +931,8 @@ mod tests {
             ("kernel/x.ko".to_string(), b"ko".to_vec()),
             ("modules.dep".to_string(), b"kernel/x.ko:\n".to_vec()),
         ];
-        let cpio = initramfs(b"BB", &["sh", "ls"], b"#!/bin/sh\n", "v1", &mods).unwrap();
+        let programs: [(&str, &[u8]); 1] = [("bin/prog", b"ELF")];
+        let cpio = initramfs(b"BB", &["sh", "ls"], &programs, b"#!/bin/sh\n", "v1", &mods).unwrap();
         let entries = crate::cpio::parse(&cpio).unwrap();
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(
@@ -887,6 +948,7 @@ mod tests {
                 "bin/busybox",
                 "bin/sh",
                 "bin/ls",
+                "bin/prog",
                 "lib",
                 "lib/modules",
                 "lib/modules/v1",

@@ -1,6 +1,8 @@
 //! `cargo xtask <command>`: build, boot and test didvisor. See `cargo xtask help`.
 
 mod bench;
+mod bench_plot;
+mod bench_report;
 mod cpio;
 mod deps;
 mod fuzz_guest;
@@ -42,16 +44,18 @@ usage: cargo xtask <command>
 commands:
   deps                 add the Rust targets/components rust-toolchain.toml names (rustup),
                        install missing host packages (QEMU >= 10 from bookworm-backports,
-                       GRUB BIOS+EFI, xorriso, mtools, OVMF, cpio, busybox-static, acpica-tools), then fetch
-                       the Debian 12 guest kernel (linux-image-<ver>, the release
-                       `apt-cache depends linux-image-amd64` names) into the cache and stage
+                       GRUB BIOS+EFI, xorriso, mtools, OVMF, cpio, busybox-static,
+                       acpica-tools, gcc, libc6-dev), then fetch the Debian 12 guest kernel
+                       (linux-image-<ver>, the release `apt-cache depends linux-image-amd64`
+                       names) into the cache and stage
                        build/linux/vmlinuz, build/linux/modules/ (nvme, nvme-core and their
                        dependencies, with modules.dep) and build/linux/VERSION
   build [--prebuilt]   deps, then build didvisor and testguest for x86_64-unknown-none and
                        write build/didvisor.elf (Multiboot2, ELF64), build/didvisor-mb1.elf
                        (Multiboot1, ELF32) and build/testguest.elf; checks the Multiboot
                        headers; then the guest initramfs build/linux/initrd.cpio.gz (busybox,
-                       guest/init.sh as /init, the modules). --prebuilt: skip deps and cargo,
+                       guest/init.sh as /init, guest/bench/didbench.c built static, the
+                       modules). --prebuilt: skip deps and cargo,
                        stage the existing artefacts (and rebuild the initramfs).
   iso [--layout FILE | --cmdline S [--module PATH[=NAME]]...] [--out ISO] [--kernel ELF]
                        build, then a GRUB Multiboot2 ISO (BIOS and UEFI) booting
@@ -84,9 +88,17 @@ commands:
                        a Debian L1 on it runs a 2-vCPU L2 under KVM with kvm_amd avic=0
                        and avic=1 (modes 0 1; 1x: avic=1 with an xAPIC L2, not by default)
                        and prints the L2's exits (IPI and EOI exits must drop)
-  bench                boot the Debian guest directly in QEMU and under didvisor (direct and
-                       emulated), 3 rounds, and print time to init, the ratio to plain QEMU,
-                       and the hypervisor's exit counts as a table
+  bench [--quick] [--rounds N]
+                       the evaluation (docs/evaluation.md): the Debian guest with 2 vCPUs
+                       booted bare in QEMU and under didvisor (emulated, direct, avic on the
+                       patched QEMU; an NVMe VF passed through) runs the workloads of
+                       guest/bench/ (idle, timer, ipi, cpu, nvme-rand, nvme-seq); prints a
+                       table of medians over N rounds (default 3) with the spread and ratios
+                       to bare, writes target/bench/report.{md,json}, exits.svg and
+                       latency.svg. --quick: one round of small sizes into
+                       target/bench/quick/, asserting only the interrupt-path invariants (no
+                       EOI/timer exits in direct, no EOI exits in avic, an exit per interrupt
+                       in emulated)
   linux-run [--mode direct|avic|emulated] [--smp N] [--append S] [--prebuilt]
             [--qemu PATH] [--cpu MODEL] [-- QEMU ARGS...]
                        build, then boot the hypervisor with the Debian kernel as guest `lin`
@@ -110,7 +122,8 @@ commands:
                        prints each seed's verdict, actions/s, and how to repeat a seed
                        that broke something (exit 1 then)
   test                 deps, build, fmt + clippy, host unit tests, the QEMU integration tests,
-                       `cargo xtask run` without a terminal, then the qemu-avic checks
+                       `cargo xtask run` without a terminal, the qemu-avic smoke checks,
+                       `bench --quick`, then `qemu-avic kvm`
   fuzz-host [--seconds N] [TARGET...]
                        a long campaign of the host-side fuzz targets (docs/fuzzing.md): each
                        target (multiboot1, madt, ivrs, insn, elf, bzimage, cmdline, ...; all
@@ -775,7 +788,7 @@ fn linux_qemu(args: &[String]) -> Result {
 }
 
 fn test() -> Result {
-    banner("test [1/8]: set-up (Rust target and components, host packages, guest kernel)");
+    banner("test [1/9]: set-up (Rust target and components, host packages, guest kernel)");
     if env::var_os("CI").is_some() {
         // CI proves the path a fresh machine takes: the target missing, the set-up adding it.
         toolchain::check_setup_path(TARGET)?;
@@ -783,14 +796,14 @@ fn test() -> Result {
         println!("xtask: set-up check (remove and reinstall {TARGET}) runs under CI=true only");
     }
     deps::deps()?;
-    banner("test [2/8]: boot images");
+    banner("test [2/9]: boot images");
     build()?;
-    banner("test [3/8]: formatting and lints (cargo fmt --check, cargo xtask clippy)");
+    banner("test [3/9]: formatting and lints (cargo fmt --check, cargo xtask clippy)");
     run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
     clippy()?;
-    banner("test [4/8]: host unit tests (cargo test --workspace --exclude tests)");
+    banner("test [4/9]: host unit tests (cargo test --workspace --exclude tests)");
     run_cmd(cargo().args(["test", "--workspace", "--exclude", "tests"]))?;
-    banner("test [5/8]: QEMU integration tests (cargo test -p tests -- --test-threads=1)");
+    banner("test [5/9]: QEMU integration tests (cargo test -p tests -- --test-threads=1)");
     // All test binaries run even when one fails, so a CI log shows every failure at once.
     run_cmd(cargo().args([
         "test",
@@ -800,7 +813,7 @@ fn test() -> Result {
         "--",
         "--test-threads=1",
     ]))?;
-    banner("test [6/8]: the main command without a terminal, and a server layout's GRUB image");
+    banner("test [6/9]: the main command without a terminal, and a server layout's GRUB image");
     run_without_terminal()?;
     iso_cmd(&[
         "--layout".into(),
@@ -818,10 +831,14 @@ fn test() -> Result {
             .to_string(),
     ])?;
     // The patched QEMU is built once per patch series (about 8 minutes on 2 cores) and cached.
-    banner("test [7/8]: QEMU AVIC emulation (cargo xtask qemu-avic smoke)");
+    banner("test [7/9]: QEMU AVIC emulation (cargo xtask qemu-avic smoke)");
     qemu_avic::qemu_avic(&["smoke".to_string()])?;
+    // About 3 minutes: one round of the evaluation's workloads in bare, emulated, direct and avic
+    // (after step 7, which built the patched QEMU the avic column needs); invariants only.
+    banner("test [8/9]: the evaluation's interrupt-path invariants (cargo xtask bench --quick)");
+    bench::bench(&["--quick".to_string()])?;
     // About 75 s: Linux KVM (kvm_amd avic=0, then avic=1) in an L1 on the patched QEMU.
-    banner("test [8/8]: Linux KVM's AVIC on the patched QEMU (cargo xtask qemu-avic kvm)");
+    banner("test [9/9]: Linux KVM's AVIC on the patched QEMU (cargo xtask qemu-avic kvm)");
     qemu_avic::qemu_avic(&["kvm".to_string()])?;
     banner("test: all passed");
     Ok(())

@@ -25,6 +25,7 @@ use svm::paging::GuestMemory;
 use svm::segment::LongModeEntry;
 use svm::{Gpa, Gva, Vmcb};
 
+mod exit_counters_vcpu;
 mod nmi_vcpu;
 
 /// Debug console port (one byte per OUT), as in Bochs and QEMU.
@@ -517,7 +518,12 @@ impl Vcpu {
     fn cpuid(&mut self) -> Next {
         let leaf = self.vmcb().rax as u32;
         let subleaf = self.regs.rcx as u32;
-        let r = self.guest_cpuid(leaf, subleaf);
+        let r = match leaf {
+            didvisor::exit_counters::LEAF => {
+                didvisor::exit_counters::answer(subleaf, |c| self.exit_counter(c))
+            }
+            _ => self.guest_cpuid(leaf, subleaf),
+        };
         self.vmcb().rax = u64::from(r.eax);
         self.regs.rbx = u64::from(r.ebx);
         self.regs.rcx = u64::from(r.ecx);
