@@ -92,6 +92,7 @@ pub mod driver;
 pub mod dte;
 pub mod event;
 pub mod ga;
+pub mod ga_running;
 pub mod io_pgtable;
 pub mod irte;
 pub mod ivrs;

@@ -6,7 +6,8 @@
 //! `iommu_hw::poll_ga_log` then rings it, or the vCPU picks the IRR up at its next VMRUN.
 //!
 //! IsRun follows the physical APIC-ID table's IsRunning: both change together under this VF's
-//! lock (`set_running`), IsRunning first when a vCPU starts and IsRun first when it stops, and an
+//! lock (`set_running`), IsRunning first when a vCPU starts and IsRun first when it stops (the
+//! order is `iommu::ga_running::switch_running`, host-tested), and an
 //! entry the guest programs reads IsRunning under the same lock, so no IRTE keeps IsRun = 1 for a
 //! vCPU that has stopped. Every IRTE write is followed by INVALIDATE_INTERRUPT_TABLE +
 //! COMPLETION_WAIT (the spec does not require it for IsRun/Destination, Linux does it anyway).
@@ -16,6 +17,7 @@ use crate::hv::passthrough::iommu_hw;
 use crate::hv::passthrough::iommu_hw::VfTable;
 use core::sync::atomic::{AtomicU64, Ordering};
 use iommu::ga::{self, GaTag, PostRefusal, PostTarget};
+use iommu::ga_running;
 use iommu::{DeviceId, Hpa, InterruptTable, Irte, Irte128, MsiMessage};
 use spin::Mutex;
 
@@ -91,20 +93,24 @@ impl Posted {
     /// IsRun = 1 for a vCPU that is not running.
     pub fn set_running(&self, avic: &AvicTables, vf: &VfTable, vcpu: usize, running: bool) {
         let mut entries = self.entries.lock();
-        if running {
-            avic.set_running(vcpu, true);
-        }
-        for (index, slot) in entries.iter_mut().enumerate() {
-            if let Some((v, irte)) = slot {
-                if *v == vcpu {
-                    *irte = irte.with_running(running, avic.core(vcpu));
-                    write(vf.irt, vf.device, index as u16, *irte);
-                }
-            }
-        }
-        if !running {
-            avic.set_running(vcpu, false);
-        }
+        let mut writes = HardwareWrites { avic, vf, vcpu };
+        ga_running::switch_running(&mut *entries, vcpu, running, avic.core(vcpu), &mut writes);
+    }
+}
+
+/// The writes of a running transition (`iommu::ga_running`, host-tested order) on this machine.
+struct HardwareWrites<'a> {
+    avic: &'a AvicTables,
+    vf: &'a VfTable<'a>,
+    vcpu: usize,
+}
+
+impl ga_running::RunningWrites for HardwareWrites<'_> {
+    fn set_is_running(&mut self, running: bool) {
+        self.avic.set_running(self.vcpu, running);
+    }
+    fn write_irte(&mut self, index: u16, irte: Irte128) {
+        write(self.vf.irt, self.vf.device, index, irte);
     }
 }
 
