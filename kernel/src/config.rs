@@ -192,6 +192,13 @@ pub enum ConfigError<'a> {
     UnterminatedQuote,
     TooManyGuests,
     DuplicateGuestName(&'a str),
+    /// Two guests name the same VF: both would drive one device whose DMA reaches only one of
+    /// them, so the other could write into its neighbour's memory.
+    SharedVf {
+        vf: crate::pci::Bdf,
+        first: Name,
+        second: Name,
+    },
     // Checks against the machine and the boot modules:
     NoSuchCpu {
         guest: &'a str,
@@ -230,6 +237,12 @@ impl fmt::Display for ConfigError<'_> {
             UnterminatedQuote => f.write_str("unterminated double quote"),
             TooManyGuests => write!(f, "more than {MAX_GUESTS} guests"),
             DuplicateGuestName(n) => write!(f, "two guests are named `{n}`"),
+            SharedVf { vf, first, second } => write!(
+                f,
+                "guests {} and {} both name `vf={vf}`: a VF belongs to one guest",
+                first.as_str(),
+                second.as_str()
+            ),
             NoSuchCpu { guest, cpu, cpus } => {
                 write!(
                     f,
@@ -412,6 +425,13 @@ pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
                     return Err(ConfigError::DuplicateGuestName(
                         value.split(',').next().unwrap_or(value),
                     ));
+                }
+                if let (Some(vf), Some(o)) = (g.vf, cfg.guests().find(|o| o.vf == g.vf)) {
+                    return Err(ConfigError::SharedVf {
+                        vf,
+                        first: o.name,
+                        second: g.name,
+                    });
                 }
                 cfg.guests[count] = Some(g);
                 count += 1;
@@ -790,6 +810,21 @@ mod tests {
             parse("guest=a,cores=1,mem=2M,kernel=k guest=a,cores=2,mem=2M,kernel=k").unwrap_err(),
             DuplicateGuestName("a")
         );
+        let shared = parse(
+            "guest=a,cores=1,mem=2M,kernel=k,vf=00:04.1 guest=b,cores=2,mem=2M,kernel=k,vf=0000:00:04.1",
+        )
+        .unwrap_err();
+        assert!(matches!(shared, SharedVf { first, second, .. }
+            if first.as_str() == "a" && second.as_str() == "b"));
+        assert_eq!(
+            shared.to_string(),
+            "guests a and b both name `vf=00:04.1`: a VF belongs to one guest"
+        );
+        // Different VFs of one PF are fine.
+        parse(
+            "guest=a,cores=1,mem=2M,kernel=k,vf=00:04.1 guest=b,cores=2,mem=2M,kernel=k,vf=00:04.2",
+        )
+        .unwrap();
     }
 
     #[test]
