@@ -6,8 +6,9 @@
 //! (`table_frames`) and BAR mappings (`bar_mapping`), the guest debug console (`console`),
 //! the keyboard switch between guests (`console_switch`), the hypervisor's console output queue
 //! (`out_ring`) and the rate limit for guest-caused messages (`rate_limit`), CPU sets (`cpuset`),
-//! the SMT-sibling rule (`smt`) and the speculation-control bookkeeping (`speculation`). The bare-metal binary (`main.rs`,
-//! `hv/`) is thin glue around these; `cargo test -p kernel` runs them on the host.
+//! the SMT-sibling rule (`smt`), the speculation-control bookkeeping (`speculation`), guest NMIs
+//! (`nmi`), the exit counters a guest reads (`exit_counters`) and which SR-IOV PFs to bring up
+//! (`vf_plan`). The bare-metal binary (`main.rs`, `hv/`) is thin glue around these; `cargo test -p kernel` runs them on the host.
 //!
 //! Other concerns are crates of their own, re-exported here under their old module names: the
 //! legacy devices (`devices`), PCIe and passthrough (`pci`), NVMe (`nvme`), the guest's ACPI
@@ -36,6 +37,7 @@ pub mod smt;
 pub mod speculation;
 pub mod stats;
 pub mod table_frames;
+pub mod vf_plan;
 
 // The concerns that moved to their own crates, under their old paths (`didvisor::pci`,
 // `crate::devices`, ...) for the code that still names them so.

@@ -313,20 +313,11 @@ fn prepare_vfs(
         return out;
     };
     // One bring-up per PF, with the highest VF number any guest wants.
-    for i in 0..cfg.guest_count() {
-        let Some((pf, sriov, _)) = owners[i] else {
+    let wanted = owners.map(|o| o.map(|(pf, _, n)| (pf, n)));
+    for (pf, num_vfs) in didvisor::vf_plan::bring_ups(&wanted) {
+        let Some((_, sriov, _)) = owners.iter().flatten().find(|o| o.0 == pf).copied() else {
             continue;
         };
-        if owners[..i].iter().flatten().any(|o| o.0 == pf) {
-            continue;
-        }
-        let num_vfs = owners
-            .iter()
-            .flatten()
-            .filter(|o| o.0 == pf)
-            .map(|o| o.2)
-            .max()
-            .unwrap_or(1);
         let result = nvme_pf::bring_up(&mut ecam, pf, sriov, num_vfs, window);
         for (j, owner) in owners.iter().enumerate() {
             let Some((p, _, n)) = owner else { continue };
