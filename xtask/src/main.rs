@@ -12,8 +12,6 @@ mod linux;
 mod mission;
 mod progress;
 mod qemu_avic;
-mod qemu_avic_kvm;
-mod qemu_avic_linux;
 mod toolchain;
 
 use std::env;

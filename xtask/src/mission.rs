@@ -382,7 +382,7 @@ fn nvme_write(con: &[&str], plan: &Plan) -> Vec<Check> {
         ),
     ));
     if let Some(disk) = disk {
-        match crate::qemu_avic_linux::check_pattern(disk, &plan.pattern) {
+        match crate::qemu_avic::linux::check_pattern(disk, &plan.pattern) {
             Ok(()) => out.push(check(
                 name,
                 true,

@@ -16,6 +16,9 @@
 //! source and re-applies the patches; every file that the old or the new series touches gets
 //! a fresh mtime, so ninja rebuilds exactly what the change affects.
 
+pub mod kvm;
+pub mod linux;
+
 use std::collections::BTreeSet;
 use std::env;
 use std::fs;
@@ -650,28 +653,28 @@ pub fn qemu_avic(args: &[String]) -> Result {
         [a] if a == "delivery" => build(false).and_then(|_| delivery()),
         [a, rest @ ..] if a == "kvm" => {
             let modes = if rest.is_empty() {
-                crate::qemu_avic_kvm::DEFAULT_MODES.to_string()
+                crate::qemu_avic::kvm::DEFAULT_MODES.to_string()
             } else {
                 rest.join(" ")
             };
             if let Some(bad) = modes
                 .split_whitespace()
-                .find(|m| !crate::qemu_avic_kvm::valid_mode(m))
+                .find(|m| !crate::qemu_avic::kvm::valid_mode(m))
             {
                 return fail(format!(
                     "qemu-avic kvm: mode `{bad}` is not 0, 1, 0x or 1x\n\n{USAGE}"
                 ));
             }
             build(false)?;
-            match crate::qemu_avic_kvm::run(&binary(), &modes) {
-                Err(e) if crate::qemu_avic_kvm::is_hang(&e.msg) => {
+            match crate::qemu_avic::kvm::run(&binary(), &modes) {
+                Err(e) if crate::qemu_avic::kvm::is_hang(&e.msg) => {
                     // Once only: an L2 that hangs twice, or any wrong count, fails the run.
                     println!(
                         "xtask: qemu-avic kvm: an L2 hung ({}); running it once more \
                          (intermittent nested-paging hang under TCG, tests/qemu-avic/NOTES.md)",
                         e.msg
                     );
-                    crate::qemu_avic_kvm::run(&binary(), &modes)
+                    crate::qemu_avic::kvm::run(&binary(), &modes)
                 }
                 r => r,
             }
@@ -1017,11 +1020,11 @@ fn smoke() -> Result {
             ));
         }
     }
-    let seq: String = (1..=crate::qemu_avic_linux::SEQ)
+    let seq: String = (1..=crate::qemu_avic::linux::SEQ)
         .map(|i| format!("{i}\n"))
         .collect();
     let checksum = sha256_of(seq.as_bytes())?;
-    let (p, f) = crate::qemu_avic_linux::smoke(&bin, &checksum);
+    let (p, f) = crate::qemu_avic::linux::smoke(&bin, &checksum);
     passed += p;
     failed += f;
     println!("qemu-avic smoke: {passed} passed, {failed} failed");
