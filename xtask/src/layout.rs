@@ -335,6 +335,8 @@ impl Layout {
                 ));
             }
         }
+        // The hypervisor's parser refuses one VF on two guests' `vf=`; a `vfs` list may also
+        // name a VF twice, or VFs the command line does not carry yet (a NIC's, issue #14).
         let mut owners: BTreeMap<String, &str> = BTreeMap::new();
         for g in &self.guests {
             for vf in &g.vfs {
@@ -745,7 +747,7 @@ mod tests {
         );
         assert_eq!(
             check_err(&shared_vf),
-            "guest b: vfs: 00:04.1 is given to guest lin too"
+            "guests lin and b both name `vf=00:04.1`: a VF belongs to one guest"
         );
         assert_eq!(
             check_err(&format!("[machine]\nmemory = \"256M\"\n{ONE}")),
