@@ -194,6 +194,12 @@ fn check_cmdline(line: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert!(!names[..i].contains(&name), "duplicate guest {name}");
+        if g.vf.is_some() {
+            assert!(
+                !cfg.guests().take(i).any(|o| o.vf == g.vf),
+                "a VF on two guests"
+            );
+        }
         assert!(g.mem >= 2 * MIB && g.mem.is_multiple_of(2 * MIB));
         assert!(!g.cores.is_empty());
         assert!(!g.kernel.as_str().is_empty() && g.kernel.as_str().len() <= config::MAX_NAME);
@@ -362,10 +368,18 @@ fn line() -> impl Strategy<Value = Line> {
     )
         .prop_map(
             |(path, debug_exit, log_level, console, with_console, mut guests, grub)| {
+                let mut vfs = Vec::new();
                 for (i, g) in guests.iter_mut().enumerate() {
                     // Names must differ: make them so.
                     g.name.truncate(13);
                     g.name += &format!("-{i}");
+                    // So must VFs (a VF belongs to one guest): drop a repeated one.
+                    if let Some(vf) = g.vf {
+                        if vfs.contains(&vf) {
+                            g.vf = None;
+                        }
+                        vfs.push(vf);
+                    }
                     // Only the GRUB form escapes backslashes (the plain form has no escapes).
                     if !grub {
                         if let Some(c) = &mut g.cmdline {
