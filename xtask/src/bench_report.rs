@@ -342,6 +342,10 @@ pub fn exits_by_source(rounds: &[Round], workload: &str) -> Vec<(&'static str, f
     out
 }
 
+/// Interrupts an emulated-mode window may take that were injected before it opened: one per
+/// vCPU of the bench guest (seen in CI: 721 injected for 722 taken in the IPI window).
+const EDGE_INJECTIONS: f64 = 2.0;
+
 /// The interrupt-path invariants of one configuration's round (`irq` = None for bare), which
 /// must have a record of each of `workloads`: what `--quick` asserts. Each broken one is a
 /// sentence.
@@ -381,7 +385,10 @@ pub fn invariants(irq: Option<&str>, workloads: &[&str], round: &Round) -> Vec<S
             // Every interrupt the guest took was injected at an exit.
             "emulated" => {
                 // A missing count is NaN, which compares false: broken too.
-                let each_injected = n("injected") >= irqs && (w != "timer" || irqs > 0.0);
+                // An interrupt injected just before the window opened may be taken inside it:
+                // at most one per vCPU (the guest has 2; EDGE_INJECTIONS).
+                let each_injected =
+                    n("injected") + EDGE_INJECTIONS >= irqs && (w != "timer" || irqs > 0.0);
                 if !each_injected {
                     broken.push(format!(
                         "{irq} {w}: {} interrupts injected at exits for {irqs} taken \
