@@ -12,14 +12,13 @@ use x86_64::registers::model_specific::Msr;
 const IA32_APIC_BASE: u32 = 0x1b;
 const APIC_BASE_ENABLE: u64 = 1 << 11;
 const APIC_BASE_X2APIC: u64 = 1 << 10;
-const X2APIC_ID: u32 = 0x802;
-const X2APIC_SVR: u32 = 0x80f;
-const X2APIC_EOI: u32 = 0x80b;
-const X2APIC_ICR: u32 = 0x830;
-const X2APIC_LVT_TIMER: u32 = 0x832;
-const X2APIC_TIMER_INITIAL: u32 = 0x838;
-const X2APIC_TIMER_CURRENT: u32 = 0x839;
-const X2APIC_TIMER_DIVIDE: u32 = 0x83e;
+// The register map is defined once, in the `apic` crate.
+use didvisor::irqchip::x2apic::{
+    MSR_EOI as X2APIC_EOI, MSR_ICR as X2APIC_ICR, MSR_ID as X2APIC_ID,
+    MSR_LVT_TIMER as X2APIC_LVT_TIMER, MSR_SVR as X2APIC_SVR,
+    MSR_TIMER_CURRENT as X2APIC_TIMER_CURRENT, MSR_TIMER_DIVIDE as X2APIC_TIMER_DIVIDE,
+    MSR_TIMER_INITIAL as X2APIC_TIMER_INITIAL,
+};
 /// LVT mask bit (APM vol. 2, 16.4.1).
 const LVT_MASKED: u64 = 1 << 16;
 /// TDCR value for "divide by 1" (APM vol. 2, 16.4.1, Figure 16-11).

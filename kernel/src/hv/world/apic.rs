@@ -20,7 +20,7 @@ use didvisor::irqchip::{AccessFault, Ipi, TriggerMode, WriteEffect};
 
 /// The x2APIC MSR range (APM vol. 2, 16.11.1).
 pub fn is_x2apic_msr(msr: u32) -> bool {
-    (regs::MSR_FIRST..=regs::MSR_LAST).contains(&msr)
+    regs::MSRS.contains(&msr)
 }
 
 /// What an x2APIC MSR access asks of the vCPU loop.

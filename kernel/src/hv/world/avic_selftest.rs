@@ -191,7 +191,7 @@ impl TestVm {
         let mut msrs = MsrPermissionMap::new(msrpm);
         msrs.intercept_all();
         if self.mode.x2apic() {
-            for msr in 0x800..=0x8FF {
+            for msr in didvisor::irqchip::x2apic::MSRS {
                 let _ = msrs.pass_through(msr);
             }
         }
