@@ -289,8 +289,7 @@ fn prepare_vfs(
     for (i, g) in cfg.guests().enumerate() {
         let Some(bdf) = g.vf else { continue };
         if iommu_hw::IOMMU.get().is_none() {
-            out[i] =
-                Err("no AMD-Vi IOMMU, so no DMA isolation: refusing to pass the device through");
+            out[i] = Err(NO_IOMMU);
             continue;
         }
         match nvme_pf::owner_of(&ecam, bdf) {
@@ -336,6 +335,9 @@ fn prepare_vfs(
     out
 }
 
+/// Why a VF is refused on a machine without a working AMD-Vi IOMMU.
+const NO_IOMMU: &str = "no AMD-Vi IOMMU, so no DMA isolation: refusing to pass the device through";
+
 /// Whether the IOMMU didvisor programs translates every one of `functions` (a VF and its PF):
 /// a function behind another IOMMU, or none, would do DMA that nothing confines.
 fn behind_driven_iommu(
@@ -343,7 +345,7 @@ fn behind_driven_iommu(
     functions: &[didvisor::pci::Bdf],
 ) -> Result<(), &'static str> {
     let Some(desc) = &machine.iommu else {
-        return Err("no AMD-Vi IOMMU, so no DMA isolation: refusing to pass the device through");
+        return Err(NO_IOMMU);
     };
     for f in functions {
         // The ECAM didvisor uses is segment 0's (acpi.rs).
