@@ -103,7 +103,7 @@ pub struct GuestConfig {
     pub cmdline: boot_str::Str<MAX_GUEST_CMDLINE>,
     pub irq: IrqMode,
     /// An SR-IOV virtual function (host bus/device/function) passed through to the guest.
-    pub vf: Option<crate::pci::Bdf>,
+    pub vf: Option<pci::Bdf>,
 }
 
 /// How interrupts reach the guest (see docs/design.md "Interrupt modes").
@@ -195,7 +195,7 @@ pub enum ConfigError<'a> {
     /// Two guests name the same VF: both would drive one device whose DMA reaches only one of
     /// them, so the other could write into its neighbour's memory.
     SharedVf {
-        vf: crate::pci::Bdf,
+        vf: pci::Bdf,
         first: Name,
         second: Name,
     },
@@ -542,7 +542,7 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
             }
             "vf" => {
                 g.vf = Some(
-                    crate::pci::Bdf::parse(value)
+                    pci::Bdf::parse(value)
                         .ok_or(bad("expected a PCI function like 00:04.1 or 0000:00:04.1"))?,
                 )
             }

@@ -10,11 +10,10 @@
 //! (`nmi`), the exit counters a guest reads (`exit_counters`) and which SR-IOV PFs to bring up
 //! (`vf_plan`). The bare-metal binary (`main.rs`, `hv/`) is thin glue around these; `cargo test -p kernel` runs them on the host.
 //!
-//! Other concerns are crates of their own, re-exported here under their old module names: the
-//! legacy devices (`devices`), PCIe and passthrough (`pci`), NVMe (`nvme`), the guest's ACPI
-//! tables, Linux boot protocol and boot layout (`guestfw`: `acpi_tables`, `linux`,
-//! `guest_layout`); the APIC register map, ICR and delivery modes are the `apic` crate's
-//! (re-exported in `irqchip`). See docs/design.md, "Crate map".
+//! Other concerns are crates of their own, used under their own names: the legacy devices
+//! (`devices`), PCIe and passthrough (`pci`), NVMe (`nvme`), the guest's ACPI tables, Linux boot
+//! protocol and boot layout (`guestfw`: `acpi_tables`, `linux`, `guest_layout`); the APIC
+//! register map, ICR and delivery modes are the `apic` crate's (re-exported in `irqchip`). See docs/design.md, "Crate map".
 #![cfg_attr(not(test), no_std)]
 
 pub mod bar_mapping;
@@ -39,7 +38,7 @@ pub mod stats;
 pub mod table_frames;
 pub mod vf_plan;
 
-// The concerns that moved to their own crates, under their old paths (`didvisor::pci`,
+// The concerns that moved to their own crates, under their old paths (`pci`,
 // `crate::devices`, ...) for the code that still names them so.
 pub use devices;
 pub use guestfw::{acpi_tables, guest_layout, linux};

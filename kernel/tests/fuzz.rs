@@ -7,7 +7,7 @@
 
 use didvisor::config::{self, Config, IrqMode, LogLevel};
 use didvisor::elf;
-use didvisor::guest_layout::IMAGE_MIN;
+use guestfw::guest_layout::IMAGE_MIN;
 use hostfuzz::proptest;
 use hostfuzz::proptest::prelude::*;
 use hostfuzz::{is_zero, with_guest, Bytes};

@@ -340,7 +340,7 @@ impl Layout {
         let mut owners: BTreeMap<String, &str> = BTreeMap::new();
         for g in &self.guests {
             for vf in &g.vfs {
-                let bdf = didvisor::pci::Bdf::parse(vf)
+                let bdf = pci::Bdf::parse(vf)
                     .map(|b| b.to_string())
                     .unwrap_or_else(|| vf.clone());
                 if let Some(other) = owners.insert(bdf.clone(), &g.name) {
@@ -386,7 +386,7 @@ impl Layout {
             if image.starts_with(b"\x7fELF") {
                 continue;
             }
-            didvisor::linux::parse_bzimage(&image).map_err(|e| {
+            guestfw::linux::parse_bzimage(&image).map_err(|e| {
                 format!(
                     "guest {}: kernel: {}: neither an ELF image nor a bzImage the hypervisor \
                      loads: {e}",
@@ -395,10 +395,10 @@ impl Layout {
                 )
             })?;
             let ram = config::parse_size(&g.memory).unwrap_or(0);
-            if ram > didvisor::linux::MAX_RAM {
-                let e = didvisor::linux::LinuxError::RamTooLarge {
+            if ram > guestfw::linux::MAX_RAM {
+                let e = guestfw::linux::LinuxError::RamTooLarge {
                     ram_size: ram,
-                    max: didvisor::linux::MAX_RAM,
+                    max: guestfw::linux::MAX_RAM,
                 };
                 return Err(format!("guest {}: memory = \"{}\": {e}", g.name, g.memory));
             }

@@ -147,7 +147,7 @@ pub fn steps_and_pattern(cmdline: &str) -> (Vec<String>, String) {
 
 /// The index of a QEMU VF (00:04.1 → 0), if it is one.
 pub fn qemu_vf_index(bdf: &str) -> Option<usize> {
-    let canonical = didvisor::pci::Bdf::parse(bdf)?.to_string();
+    let canonical = pci::Bdf::parse(bdf)?.to_string();
     QEMU_VFS.iter().position(|v| *v == canonical)
 }
 

@@ -268,13 +268,8 @@ fn prepare_vfs(
     cfg: &Config,
     machine: &acpi::Machine,
     boot: &BootInfo,
-) -> [Result<
-    (
-        didvisor::pci::sriov::EnabledVfs,
-        didvisor::pci::sriov::VfFunction,
-    ),
-    &'static str,
->; didvisor::config::MAX_GUESTS] {
+) -> [Result<(pci::sriov::EnabledVfs, pci::sriov::VfFunction), &'static str>;
+       didvisor::config::MAX_GUESTS] {
     let mut out = [const { Err("no VF requested") }; didvisor::config::MAX_GUESTS];
     let Some(ecam) = machine.ecam else {
         for (i, g) in cfg.guests().enumerate() {
@@ -342,7 +337,7 @@ const NO_IOMMU: &str = "no AMD-Vi IOMMU, so no DMA isolation: refusing to pass t
 /// a function behind another IOMMU, or none, would do DMA that nothing confines.
 fn behind_driven_iommu(
     machine: &acpi::Machine,
-    functions: &[didvisor::pci::Bdf],
+    functions: &[pci::Bdf],
 ) -> Result<(), &'static str> {
     let Some(desc) = &machine.iommu else {
         return Err(NO_IOMMU);

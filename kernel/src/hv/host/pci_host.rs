@@ -2,7 +2,7 @@
 //! listing of what is there.
 
 use crate::println;
-use didvisor::pci::{self, Bdf, ConfigAccess};
+use pci::{self, Bdf, ConfigAccess};
 
 /// One ECAM window (PCIe 4.0 §7.2.2), identity-mapped like all physical memory below 64 GiB.
 #[derive(Clone, Copy, Debug)]

@@ -218,17 +218,15 @@ pub fn route_ga_interrupt(ecam: &crate::hv::host::pci_host::Ecam, device_id: u16
     if !ga_enabled() {
         return;
     }
-    let bdf = didvisor::pci::Bdf::from_routing_id(device_id);
-    let Some(cap) =
-        didvisor::pci::capability::find_capability(ecam, bdf, didvisor::pci::capability::id::MSI)
-    else {
+    let bdf = pci::Bdf::from_routing_id(device_id);
+    let Some(cap) = pci::capability::find_capability(ecam, bdf, pci::capability::id::MSI) else {
         println!("iommu: {bdf} has no MSI capability: the GA log is polled once a second only");
         return;
     };
     let apic = crate::hv::host::x2apic::id();
     let message = iommu::MsiMessage::fixed(apic as u8, crate::hv::host::idt::VECTOR_GA_LOG);
     let mut ecam = *ecam;
-    match didvisor::pci::msi::program(&mut ecam, bdf, cap, message.address, message.data as u16) {
+    match pci::msi::program(&mut ecam, bdf, cap, message.address, message.data as u16) {
         Ok(()) if apic <= 0xFF => println!(
             "iommu: GA log interrupt: MSI of {bdf} to cpu apic {apic}, vector {:#x}",
             crate::hv::host::idt::VECTOR_GA_LOG

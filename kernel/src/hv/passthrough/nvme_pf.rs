@@ -2,10 +2,10 @@
 //! virtual functions usable by guests (QEMU's order, `docs/platform.md`): PF enabled, VFs
 //! enabled with BARs below 4 GiB, then through the PF's admin queue each VF's secondary controller
 //! gets flexible queue and interrupt resources, goes online, and gets its namespace attached.
-//! The NVMe and SR-IOV logic is the library's (`didvisor::nvme`, `didvisor::pci::sriov`).
+//! The NVMe and SR-IOV logic is the library's (`nvme`, `pci::sriov`).
 //!
 //! With an IOMMU the PF's DMA is translated through a domain that maps only the driver's admin
-//! queues and data page (`didvisor::nvme::pf_dma`), installed before bus mastering is enabled;
+//! queues and data page (`nvme::pf_dma`), installed before bus mastering is enabled;
 //! without one (no VF is passed through then) its DMA is unconfined, and the log says so.
 
 use crate::hv::host::pci_host::Ecam;
@@ -13,13 +13,13 @@ use crate::hv::host::timer;
 use crate::hv::host::{memory, phys};
 use crate::hv::passthrough::iommu_hw::{HostMemory, IOMMU};
 use crate::println;
-use didvisor::nvme::pf_dma::{PfBuffers, PfDmaError};
-use didvisor::nvme::{self, AdminQueue, ControllerRegs, DmaMemory, QueueMemory};
-use didvisor::pci::sriov::{self, EnabledVfs, MmioWindow, Sriov};
-use didvisor::pci::{header, Bdf, Command, ConfigAccess};
+use nvme::pf_dma::{PfBuffers, PfDmaError};
+use nvme::{self, AdminQueue, ControllerRegs, DmaMemory, QueueMemory};
+use pci::sriov::{self, EnabledVfs, MmioWindow, Sriov};
+use pci::{header, Bdf, Command, ConfigAccess};
 
 /// The IOMMU domain of the PF: only the hypervisor's own DMA buffers for it
-/// (`didvisor::nvme::pf_dma`). VF domains are 2 and up.
+/// (`nvme::pf_dma`). VF domains are 2 and up.
 pub const HOST_DOMAIN: u16 = 1;
 const ADMIN_TIMEOUT_MS: u32 = 5000;
 /// Admin queue depth: 64 submission entries fill one page.
@@ -31,7 +31,7 @@ struct PfRegisters(phys::Mmio);
 /// The PF registers the hypervisor touches: the controller registers and the admin doorbells,
 /// wherever the largest doorbell stride CAP.DSTRD can name (15) puts the admin CQ's (a real
 /// controller may use any stride; only offsets the driver computes are ever accessed).
-const PF_REGISTER_BYTES: u64 = match didvisor::nvme::registers::cq_head_doorbell(0, 15) {
+const PF_REGISTER_BYTES: u64 = match nvme::registers::cq_head_doorbell(0, 15) {
     Some(at) => at as u64 + 4,
     None => panic!("the admin doorbells fit in 32 bits"),
 };
@@ -104,7 +104,7 @@ fn confine_dma(pf: Bdf, buffers: &PfBuffers) -> Result<(), &'static str> {
 
 /// The SR-IOV PF (and its VF number) that `vf` belongs to.
 pub fn owner_of(ecam: &Ecam, vf: Bdf) -> Option<(Bdf, Sriov, u16)> {
-    didvisor::pci::enumerate(ecam, ecam.start_bus..=ecam.end_bus).find_map(|f| {
+    pci::enumerate(ecam, ecam.start_bus..=ecam.end_bus).find_map(|f| {
         let sriov = Sriov::find(ecam, f.bdf)?;
         let info = sriov.info(ecam);
         (1..=info.total_vfs).find_map(|n| {

@@ -16,11 +16,11 @@
 use crate::hv::host::timer;
 use crate::hv::irq::{GuestIrq, MAX_VCPUS};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use devices::{IrqChange, LegacyPlatform, PortEffect};
 use didvisor::config::IrqMode;
-use didvisor::devices::{IrqChange, LegacyPlatform, PortEffect};
 use didvisor::irqchip::{Delivery, DeliveryMode, Ioapic, TriggerMode};
 use didvisor::nmi::NmiLatch;
-use didvisor::pci::passthrough::VfPassthrough;
+use pci::passthrough::VfPassthrough;
 use spin::Mutex;
 
 /// Console output bytes buffered between drains.

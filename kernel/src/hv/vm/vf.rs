@@ -15,14 +15,14 @@ use crate::hv::vm::guest::Vm;
 use crate::hv::vm::vf_host::{VfHost, GUEST_BAR_BASE, GUEST_DEVFN, IRT_LOG2};
 use crate::println;
 use didvisor::bar_mapping::{self, BarPlacement};
-use didvisor::pci::msix;
-use didvisor::pci::passthrough::{PassthroughEvent, PassthroughSetup, VfPassthrough};
-use didvisor::pci::sriov::{EnabledVfs, VfFunction};
-use didvisor::pci::{header, Command};
 use iommu::{
     DeviceId, DomainId, Dte, Hpa, InterruptTable, IoPageTable, IoPerm, Iova, Irte, IrteFormat,
     MsiMessage,
 };
+use pci::msix;
+use pci::passthrough::{PassthroughEvent, PassthroughSetup, VfPassthrough};
+use pci::sriov::{EnabledVfs, VfFunction};
+use pci::{header, Command};
 
 /// Host-physical address of the VF's MSI-X table.
 fn table_hpa(host: &VfHost, vm: &Vm) -> Option<u64> {
@@ -71,12 +71,8 @@ pub fn attach(
     }
     let setup = PassthroughSetup::read(ecam, vfs, vf, guest_bases).map_err(|_| "reading the VF")?;
     let device = VfPassthrough::new(&setup).map_err(|_| "the VF's configuration space")?;
-    let msix_cap = didvisor::pci::capability::find_capability(
-        ecam,
-        vf.bdf,
-        didvisor::pci::capability::id::MSIX,
-    )
-    .ok_or("the VF has no MSI-X capability")?;
+    let msix_cap = pci::capability::find_capability(ecam, vf.bdf, pci::capability::id::MSIX)
+        .ok_or("the VF has no MSI-X capability")?;
     let host = VfHost {
         bdf: vf.bdf,
         ecam: *ecam,

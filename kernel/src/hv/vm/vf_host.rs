@@ -7,10 +7,10 @@ use crate::hv::host::pci_host::Ecam;
 use crate::hv::irq::HostVector;
 use crate::hv::passthrough::iommu_hw::VfTable;
 use crate::hv::vm::platform::VirtualPlatform;
-use didvisor::devices::pci::DevFn;
-use didvisor::pci::msix::MsixInfo;
-use didvisor::pci::Bdf;
+use devices::pci::DevFn;
 use iommu::{DeviceId, InterruptTable};
+use pci::msix::MsixInfo;
+use pci::Bdf;
 
 /// Where the guest sees the VF: bus 0, device 1, function 0.
 pub const GUEST_DEVFN: DevFn = DevFn(1 << 3);

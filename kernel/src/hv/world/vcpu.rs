@@ -15,9 +15,9 @@ use crate::hv::world::vmrun::{self, GuestRegs};
 use crate::println;
 use core::sync::atomic::Ordering;
 use didvisor::cpuid::{self, CpuidResult, VcpuView};
-use didvisor::guest_layout;
 use didvisor::msr::{InjectGp, MsrFile, MsrWrite, UnknownMsrs, VmcbMsrs};
 use didvisor::stats::{ApicMsrExits, ExitStats};
+use guestfw::guest_layout;
 use svm::event::EventInj;
 use svm::exit::{ExitCode, IoDirection, IoioExit, MsrAccess, NpfExit};
 use svm::intercept::{IntState, NestedControl, TlbControl};
@@ -546,7 +546,7 @@ impl Vcpu {
         let effect = match (io.direction, io.port) {
             (IoDirection::Out, DEBUG_CONSOLE_PORT) => {
                 self.vm.console_byte(self.vmcb().rax as u8);
-                didvisor::devices::PortEffect::None
+                devices::PortEffect::None
             }
             (IoDirection::Out, port) => {
                 let value = (self.vmcb().rax & mask) as u32;
