@@ -23,6 +23,7 @@ pub mod selftest_verdict;
 pub mod vf_posting;
 
 use crate::hv::passthrough::iommu_hw::VfTable;
+use core::sync::atomic::Ordering;
 use didvisor::config::{GuestConfig, IrqMode};
 use didvisor::irqchip::{AccessFault, TriggerMode, WriteEffect};
 use iommu::ga::PostRefusal;
@@ -312,6 +313,29 @@ impl VcpuIrq {
     /// mode's counters.
     pub fn report(&self) -> VcpuReport<'_> {
         VcpuReport(self)
+    }
+}
+
+/// How this guest's virtual-device interrupts reached its vCPUs, for the end-of-guest report.
+pub struct DeviceReport<'a>(&'a GuestIrq);
+
+impl GuestIrq {
+    pub fn device_report(&self) -> DeviceReport<'_> {
+        DeviceReport(self)
+    }
+}
+
+impl core::fmt::Display for DeviceReport<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            GuestIrq::Direct(g) => write!(
+                f,
+                "{} sent to the vCPUs' cores as physical IPIs (no exits)",
+                g.ipis.load(Ordering::Relaxed)
+            ),
+            GuestIrq::Emulated(_) => write!(f, "injected at exits (see the vCPU lines)"),
+            GuestIrq::Avic(_) => write!(f, "set in the vCPUs' backing pages (no exits)"),
+        }
     }
 }
 

@@ -154,6 +154,12 @@ impl Vm {
                 self.config.name
             );
         }
+        println!(
+            "guest {}: device interrupts: {} from the virtual IOAPIC, {}",
+            self.config.name,
+            self.platform.device_irqs.load(Ordering::Relaxed),
+            self.platform.irq.device_report()
+        );
         let illegal = self.platform.illegal_vectors.load(Ordering::Relaxed);
         if illegal > 0 {
             println!(

@@ -18,7 +18,8 @@ use crate::hv::irq::{GuestIrq, MAX_VCPUS};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use devices::{IrqChange, LegacyPlatform, PortEffect};
 use didvisor::config::IrqMode;
-use didvisor::irqchip::{Delivery, DeliveryMode, Ioapic, TriggerMode};
+use didvisor::irqchip::route::{route_ioapic, IpiRoute};
+use didvisor::irqchip::{Delivery, Ioapic, TriggerMode};
 use didvisor::nmi::NmiLatch;
 use pci::passthrough::VfPassthrough;
 use spin::Mutex;
@@ -178,37 +179,22 @@ impl VirtualPlatform {
     /// Routes one IOAPIC message to its destination vCPU(s).
     pub fn deliver(&self, d: Delivery) {
         self.device_irqs.fetch_add(1, Ordering::Relaxed);
-        match d.mode {
-            DeliveryMode::Fixed | DeliveryMode::LowestPriority => {}
-            other => {
-                log::debug!(
-                    "ioapic delivery mode {other:?} (vector {:#x}) is not supported; dropped",
-                    d.vector
-                );
-                return;
-            }
-        }
         let trigger = if d.level_triggered {
             TriggerMode::Level
         } else {
             TriggerMode::Edge
         };
-        for vcpu in 0..self.vcpu_count {
-            let hit = if d.dest_logical {
-                didvisor::irqchip::x2apic::x2apic_dest_matches(
-                    vcpu as u32,
-                    u32::from(d.dest_apic_id),
-                    didvisor::irqchip::DestMode::Logical,
-                )
-            } else {
-                u32::from(d.dest_apic_id) == vcpu as u32 || d.dest_apic_id == 0xff
-            };
-            if hit {
-                self.interrupt_vcpu(vcpu, d.vector, trigger);
-                if d.mode == DeliveryMode::LowestPriority {
-                    break;
+        match route_ioapic(&d, self.vcpu_count) {
+            IpiRoute::Interrupt { targets, vector } => {
+                for vcpu in targets.iter().take_while(|&v| v < self.vcpu_count) {
+                    self.interrupt_vcpu(vcpu, vector, trigger);
                 }
             }
+            other => log::debug!(
+                "ioapic pin {} (vector {:#x}): {other:?} is not supported; dropped",
+                d.gsi,
+                d.vector
+            ),
         }
     }
 
