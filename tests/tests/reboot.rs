@@ -112,3 +112,35 @@ fn a_triple_fault_restarts_under_on_crash_restart_and_ends_under_end() {
     run.assert_line("guest e: ended: reset request (port 0xCF9 or the keyboard controller's 0x64) (on-reset=end)");
     run.assert_line("didvisor: all guests ended");
 }
+
+/// The Debian guest reboots (`reboot -f` in its init: the kernel writes the FADT's reset
+/// register, port CF9h) and boots again from the same kernel and initrd; its second reboot
+/// reaches the limit of one restart and ends it. Two vCPUs: the second is stopped by the kernel
+/// before the reset, started again by the new boot.
+#[test]
+fn linux_reboots_and_boots_again() {
+    let guest = "guest=lin,cores=1-2,mem=256M,kernel=linux,initrd=initrd,max-restarts=1,\
+                 cmdline=\"console=ttyS0 quiet didvisor.test=reboot\"";
+    let run = common::didvisor(tests::qemu::Boot::Multiboot1, 3, guest)
+        .memory_mb(1024)
+        .module(tests::linux_kernel(), "linux")
+        .module(tests::linux_initrd(), "initrd")
+        .timeout(Duration::from_secs(240))
+        .run("linux_reboots");
+    let console = console_lines(&run, "lin");
+    let count = |want: &str| console.iter().filter(|l| l.starts_with(want)).count();
+    for want in [
+        "didvisor-guest: nproc 2",
+        "didvisor-guest: interrupts-end",
+        "didvisor-guest: reboot",
+    ] {
+        if count(want) != 2 {
+            run.fail(&format!("`{want}` {} times, expected once per boot", count(want)));
+        }
+    }
+    run.assert_no_line("didvisor-guest: reboot failed");
+    run.assert_line("guest lin: restart 1 of at most 1 (reset: reset request (port 0xCF9");
+    run.assert_line("guest lin: restarted: boot 2 starts");
+    run.assert_line("guest lin: ended: reset request (port 0xCF9 or the keyboard controller's 0x64); restart limit reached (1 restarts, max-restarts=1)");
+    run.assert_line("didvisor: all guests ended");
+}

@@ -120,10 +120,12 @@ fn any_vector(first: u32) -> bool {
 }
 
 /// After a direct-mode guest's run, before the next boot of the same guest on this core: the
-/// interrupts its handlers left in service are retired (an EOI each) and the vectors still
-/// pending are taken by the host IDT, which ends them, so the new boot starts with an empty
-/// ISR and IRR and TPR 0, as after INIT. Bounded: 256 vectors at most in each set.
-pub fn flush_guest_vectors() {
+/// interrupts its handlers left in service are retired (an EOI each, at most 256) and TPR is 0,
+/// as after INIT. Vectors still pending in the IRR stay: only delivery clears an IRR bit, and the
+/// host IDT has no gates for the guest's vectors; the new boot takes them once it enables
+/// interrupts (a guest copes with an interrupt it did not expect, as after any spurious one).
+/// Returns how many were left pending, for the report.
+pub fn flush_guest_vectors() -> u32 {
     // SAFETY: this core's own task priority; no guest runs on it now.
     unsafe { Msr::new(X2APIC_TPR).write(0) };
     for _ in 0..256 {
@@ -132,12 +134,10 @@ pub fn flush_guest_vectors() {
         }
         eoi();
     }
-    for _ in 0..256 {
-        if !any_vector(X2APIC_IRR0) {
-            break;
-        }
-        crate::hv::host::cpu::take_pending_interrupts();
-    }
+    // SAFETY: the IRR MSRs are read-only x2APIC registers; reading has no side effects.
+    (0..8)
+        .map(|i| unsafe { Msr::new(X2APIC_IRR0 + i).read() }.count_ones())
+        .sum()
 }
 
 /// Signals the end of the interrupt being handled on this core.

@@ -314,7 +314,10 @@ impl VcpuIrq {
         match self {
             VcpuIrq::Direct(_) => {
                 crate::hv::host::x2apic::quiesce();
-                crate::hv::host::x2apic::flush_guest_vectors();
+                let pending = crate::hv::host::x2apic::flush_guest_vectors();
+                if pending > 0 {
+                    log::debug!("direct mode: {pending} guest vectors left pending in this core's IRR");
+                }
             }
             VcpuIrq::Emulated(_) => emulated::stop_host_timer(),
             VcpuIrq::Avic(_) => {}
