@@ -78,7 +78,11 @@ fn reset_puts_the_devices_back_as_built() {
     assert!(p.next_timer_deadline().is_some());
     p.reset(WALL, 10);
     assert_eq!(p.next_timer_deadline(), None);
-    assert_eq!(p.port_read(0x3F9, 1, 0).0, 0, "UART interrupt enables cleared");
+    assert_eq!(
+        p.port_read(0x3F9, 1, 0).0,
+        0,
+        "UART interrupt enables cleared"
+    );
     assert_eq!(p.take_console_output(&mut [0; 8]), 0);
     assert_eq!(p.port_read(0xCF9, 1, 0).0, 0);
     // What the guest did before the reset is still reported at its end.

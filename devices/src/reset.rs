@@ -43,15 +43,11 @@ impl ResetControl {
 
 impl PortIo for ResetControl {
     fn read(&mut self, port: u16, size: u8, _now: Nanos) -> u32 {
-        read_bytes(
-            port,
-            size,
-            |p| match p {
-                RESET_PORT => self.value,
-                KBC_PORT => 0,
-                _ => 0xFF,
-            },
-        )
+        read_bytes(port, size, |p| match p {
+            RESET_PORT => self.value,
+            KBC_PORT => 0,
+            _ => 0xFF,
+        })
     }
 
     fn write(&mut self, port: u16, size: u8, value: u32, _now: Nanos) {

@@ -7,8 +7,8 @@
 //! error names the word it is about: bad configuration stops the hypervisor before any guest starts.
 
 use crate::cpuset::{CpuSet, MAX_CPUS};
-use core::fmt;
 use crate::restart::OnStop;
+use core::fmt;
 
 pub const MAX_GUESTS: usize = 16;
 pub const MAX_NAME: usize = 16;

@@ -135,7 +135,10 @@ fn linux_reboots_and_boots_again() {
         "didvisor-guest: reboot",
     ] {
         if count(want) != 2 {
-            run.fail(&format!("`{want}` {} times, expected once per boot", count(want)));
+            run.fail(&format!(
+                "`{want}` {} times, expected once per boot",
+                count(want)
+            ));
         }
     }
     run.assert_no_line("didvisor-guest: reboot failed");

@@ -316,7 +316,9 @@ impl VcpuIrq {
                 crate::hv::host::x2apic::quiesce();
                 let pending = crate::hv::host::x2apic::flush_guest_vectors();
                 if pending > 0 {
-                    log::debug!("direct mode: {pending} guest vectors left pending in this core's IRR");
+                    log::debug!(
+                        "direct mode: {pending} guest vectors left pending in this core's IRR"
+                    );
                 }
             }
             VcpuIrq::Emulated(_) => emulated::stop_host_timer(),

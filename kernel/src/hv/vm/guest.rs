@@ -17,10 +17,10 @@ use boot::BootInfo;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use didvisor::config::{GuestConfig, MAX_GUESTS};
-use didvisor::restart::{Decision, StopKind};
 use didvisor::console::LineBuffer;
 use didvisor::elf;
 use didvisor::rate_limit::RateLimit;
+use didvisor::restart::{Decision, StopKind};
 use guestfw::{acpi_tables, guest_layout, linux};
 use spin::{Mutex, Once};
 use svm::npt::NptMapper;
@@ -143,6 +143,11 @@ impl Vm {
         }
         let policy = self.config.restart;
         match policy.decide(kind, self.restarts.load(Ordering::SeqCst)) {
+            // Not yet: the VF would need a function-level reset and its remapping entries
+            // rebuilt (issue #12); until then such a guest ends, saying why.
+            Decision::Restart { .. } if self.vf.get().is_some() => self.end(format_args!(
+                "{why}; a guest with a passed-through VF cannot restart yet (no VF reset), it ends"
+            )),
             Decision::Restart { n } => {
                 if self.stop.swap(true, Ordering::SeqCst) {
                     return;
