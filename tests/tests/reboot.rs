@@ -147,3 +147,36 @@ fn linux_reboots_and_boots_again() {
     run.assert_line("guest lin: ended: reset request (port 0xCF9 or the keyboard controller's 0x64); restart limit reached (1 restarts, max-restarts=1)");
     run.assert_line("didvisor: all guests ended");
 }
+
+/// A guest with an NVMe VF behind the IOMMU runs the VF delivery check (MSI-X interrupts
+/// through interrupt remapping, exactly once each), resets, and runs it again after the restart:
+/// the VF was reset (FLR), its remapping entries cleared, its configuration space given back as
+/// at first boot, and it works as before.
+#[test]
+fn a_guest_with_a_vf_restarts_and_its_vf_works_again() {
+    let disks = common::fresh_disks("restart_with_vf");
+    let run = with_testguest(
+        Boot::Multiboot1,
+        2,
+        "guest=a,cores=1,mem=16M,kernel=testguest,irq=direct,vf=00:04.1,max-restarts=1,\
+         cmdline=\"deliver=vf end=reset\"",
+    )
+    .memory_mb(1024)
+    .arg("-device")
+    .arg("amd-iommu,intremap=on,xtsup=on,pt=off")
+    .nvme_sriov("deliver", &[&disks[0], &disks[1]])
+    .timeout(Duration::from_secs(240))
+    .run("restart_with_vf");
+    check_boots(&run, "a", "reset", 2, 1);
+    run.assert_line("guest a: vf 00:04.1: function-level reset, interrupt entries cleared");
+    let ok = console_lines(&run, "a")
+        .iter()
+        .filter(|l| l.starts_with("testguest: delivery: ok"))
+        .count();
+    if ok != 2 {
+        run.fail(&format!(
+            "{ok} VF delivery checks passed, expected one per boot"
+        ));
+    }
+    run.assert_line("guest a: ended: reset request");
+}

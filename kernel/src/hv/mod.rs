@@ -455,7 +455,7 @@ fn core_loop(cpu: usize) -> ! {
             let stopped = vcpu::Vcpu::new(vm, id, cpu, host_state, vmcb).run();
             speculation::barrier();
             // A restart: vCPU 0's core reloads the guest, the others wait; then all run again.
-            if stopped == guest::Stopped::Ended || !vm.restart_rendezvous(id) {
+            if stopped == guest::Stopped::Ended || !vm.restart_rendezvous(id, vf::reset) {
                 break;
             }
         }

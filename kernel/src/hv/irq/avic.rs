@@ -114,6 +114,7 @@ impl AvicGuest {
     pub fn reset(&self) {
         self.tables.reset();
         super::emulated::reset_lapics(&self.lapics);
+        self.posted.reset();
     }
 
     /// MSI-X entry `index` of the guest's VF as a GuestMode IRTE posting `message` to the vCPU

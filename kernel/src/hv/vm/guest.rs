@@ -87,6 +87,9 @@ pub struct Vm {
     cmdline: Mutex<CmdlineBuf>,
 }
 
+/// Resets a guest's VF for a restart (`vf::reset`); the error says why it cannot.
+pub type VfReset = fn(&Vm, &crate::hv::vm::vf_host::VfHost) -> Result<(), &'static str>;
+
 /// How a vCPU's run of the guest finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -143,11 +146,6 @@ impl Vm {
         }
         let policy = self.config.restart;
         match policy.decide(kind, self.restarts.load(Ordering::SeqCst)) {
-            // Not yet: the VF would need a function-level reset and its remapping entries
-            // rebuilt (issue #12); until then such a guest ends, saying why.
-            Decision::Restart { .. } if self.vf.get().is_some() => self.end(format_args!(
-                "{why}; a guest with a passed-through VF cannot restart yet (no VF reset), it ends"
-            )),
             Decision::Restart { n } => {
                 if self.stop.swap(true, Ordering::SeqCst) {
                     return;
@@ -174,8 +172,9 @@ impl Vm {
     /// Called by each vCPU's core after its run stopped for a restart; returns whether it runs
     /// the guest again (false: the guest ended meanwhile). vCPU 0's core does the restart once
     /// every other vCPU has left; the others wait for it. Bounded: each wait ends when the
-    /// restart is done or the guest ends.
-    pub fn restart_rendezvous(&self, vcpu: u32) -> bool {
+    /// restart is done or the guest ends. `vf_reset` resets the guest's VF (`vf::reset`, which
+    /// this file cannot name: it names `Vm`).
+    pub fn restart_rendezvous(&self, vcpu: u32, vf_reset: VfReset) -> bool {
         let boots = self.boots.load(Ordering::SeqCst);
         if vcpu != 0 {
             self.left_for_restart.fetch_add(1, Ordering::SeqCst);
@@ -192,7 +191,7 @@ impl Vm {
             return false;
         }
         self.left_for_restart.store(0, Ordering::SeqCst);
-        if let Err(e) = self.reload() {
+        if let Err(e) = self.reload(vf_reset) {
             self.end(format_args!("restart failed: {e}"));
             return false;
         }
@@ -208,10 +207,14 @@ impl Vm {
 
     /// The restart proper (no vCPU runs): devices and interrupt state as at the first boot, RAM
     /// cleared (nothing of the last boot reaches the next), the image loaded again.
-    fn reload(&self) -> Result<(), BuildError> {
+    fn reload(&self, vf_reset: VfReset) -> Result<(), BuildError> {
         self.drain_console();
         if let Some(rest) = self.console.lock().flush() {
             println!("[{}] {}", self.config.name, rest);
+        }
+        // First the VF: its reset ends any DMA it still does into the RAM cleared below.
+        if let Some(vf) = self.vf.get() {
+            vf_reset(self, vf).map_err(BuildError::Vf)?;
         }
         self.platform.reset();
         crate::hv::vm::canary::check_within(self.ram_hpa, self.ram_size);
@@ -397,12 +400,16 @@ impl FrameSource for NptMemory {
 
 #[derive(Debug)]
 pub enum BuildError {
-    NoMemory { wanted: u64 },
+    NoMemory {
+        wanted: u64,
+    },
     Image(elf::ElfError),
     Linux(linux::LinuxError),
     Acpi(acpi_tables::AcpiError),
     Layout(guest_layout::LayoutError),
     Npt(svm::npt::MapError),
+    /// Its VF could not be reset for a restart.
+    Vf(&'static str),
 }
 
 impl core::fmt::Display for BuildError {
@@ -421,6 +428,7 @@ impl core::fmt::Display for BuildError {
             BuildError::Acpi(e) => write!(f, "acpi tables: {e:?}"),
             BuildError::Layout(e) => write!(f, "boot layout: {e:?}"),
             BuildError::Npt(e) => write!(f, "nested page tables: {e:?}"),
+            BuildError::Vf(why) => write!(f, "vf reset: {why}"),
         }
     }
 }
