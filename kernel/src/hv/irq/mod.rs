@@ -182,6 +182,15 @@ impl GuestIrq {
         }
     }
 
+    /// A restart: the mode's state back to that of a new guest (no vCPU of it runs).
+    pub fn reset(&self) {
+        match self {
+            GuestIrq::Direct(g) => g.reset(),
+            GuestIrq::Emulated(g) => g.reset(),
+            GuestIrq::Avic(g) => g.reset(),
+        }
+    }
+
     /// Whether HLT exits (else the guest halts its core for real, and only an NMI makes a vCPU
     /// halted with interrupts off look at itself).
     pub fn hlt_exits(&self) -> bool {
@@ -300,10 +309,19 @@ impl VcpuIrq {
         }
     }
 
-    /// After the vCPU's last exit: leave this core's APIC as the hypervisor keeps it.
+    /// After the vCPU's last exit: leave this core's APIC as the hypervisor keeps it (in direct
+    /// mode nothing of the guest's stays in it, for a restart on this core).
     pub fn leave_core(&self) {
         match self {
-            VcpuIrq::Direct(_) => crate::hv::host::x2apic::quiesce(),
+            VcpuIrq::Direct(_) => {
+                crate::hv::host::x2apic::quiesce();
+                let pending = crate::hv::host::x2apic::flush_guest_vectors();
+                if pending > 0 {
+                    log::debug!(
+                        "direct mode: {pending} guest vectors left pending in this core's IRR"
+                    );
+                }
+            }
             VcpuIrq::Emulated(_) => emulated::stop_host_timer(),
             VcpuIrq::Avic(_) => {}
         }

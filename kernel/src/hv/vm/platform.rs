@@ -76,19 +76,35 @@ impl VcpuSlot {
         );
     }
 
-    /// Waits (on the vCPU's own core) for INIT + SIPI; `None` if the guest ended first.
-    pub fn wait_for_startup(&self, ended: &core::sync::atomic::AtomicBool) -> Option<u8> {
+    /// A restart: not running, waiting for INIT as at first boot, no guest NMI latched.
+    fn reset(&self) {
+        self.core_apic_id.store(u32::MAX, Ordering::Release);
+        self.startup.store(WAIT_INIT, Ordering::SeqCst);
+        self.nmi.clear();
+    }
+
+    /// Waits (on the vCPU's own core) for INIT + SIPI; `None` if the guest is stopping first
+    /// (`stop`: it ends or restarts).
+    pub fn wait_for_startup(&self, stop: &core::sync::atomic::AtomicBool) -> Option<u8> {
         loop {
             let s = self.startup.load(Ordering::SeqCst);
             if s & STARTED != 0 {
                 return Some(s as u8);
             }
-            if ended.load(Ordering::SeqCst) {
+            if stop.load(Ordering::SeqCst) {
                 return None;
             }
             core::hint::spin_loop();
         }
     }
+}
+
+/// What a guest asked of its machine through a port, with the words its log line gives.
+pub enum GuestRequest {
+    /// Power off (or a sleep state it cannot have): the guest ends.
+    End(&'static str),
+    /// Reset: the guest restarts or ends, as its policy says.
+    Reset(&'static str),
 }
 
 pub struct VirtualPlatform {
@@ -137,6 +153,22 @@ impl VirtualPlatform {
             npt_generation: AtomicU64::new(0),
             next_tick: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// A restart (no vCPU of the guest runs): the devices, the IOAPIC, the vCPUs' start-up and
+    /// NMI state and the interrupt backend as at the guest's first boot. The counters
+    /// (`device_irqs`, `illegal_vectors`, `delivered`) are kept: they cover the guest's life.
+    /// Console output not yet taken is dropped (the caller drains it first).
+    pub fn reset(&self) {
+        let now = timer::nanos();
+        self.legacy.lock().reset(RTC_EPOCH, now);
+        self.next_tick.store(u64::MAX, Ordering::Release);
+        *self.ioapic.lock() = Ioapic::new();
+        for slot in &self.vcpus[..self.vcpu_count] {
+            slot.reset();
+        }
+        self.parked.store(0, Ordering::SeqCst);
+        self.irq.reset();
     }
 
     /// The x2APIC id of the physical core that runs `vcpu`.
@@ -213,19 +245,21 @@ impl VirtualPlatform {
         self.irq.interrupt_vcpu(vcpu, core, vector, trigger);
     }
 
-    /// Acts on what a port access caused; returns a request to end the guest.
-    pub fn port_effect(&self, effect: PortEffect) -> Option<&'static str> {
+    /// Acts on what a port access caused; returns what the guest asked of its machine.
+    pub fn port_effect(&self, effect: PortEffect) -> Option<GuestRequest> {
         match effect {
             PortEffect::None | PortEffect::TimerReprogrammed => None,
             PortEffect::Irq(change) => {
                 self.irq_change(change);
                 None
             }
-            PortEffect::PowerOff => Some("power-off request (ACPI PM1a SLP_EN)"),
-            PortEffect::Reset => {
-                Some("reset request (port 0xCF9); reboot is not supported, the guest ends")
-            }
-            PortEffect::Sleep(_) => Some("sleep request for a state other than S5 (not supported)"),
+            PortEffect::PowerOff => Some(GuestRequest::End("power-off request (ACPI PM1a SLP_EN)")),
+            PortEffect::Reset => Some(GuestRequest::Reset(
+                "reset request (port 0xCF9 or the keyboard controller's 0x64)",
+            )),
+            PortEffect::Sleep(_) => Some(GuestRequest::End(
+                "sleep request for a state other than S5 (not supported)",
+            )),
         }
     }
 
