@@ -30,6 +30,9 @@ use pci::capability;
 use pci::msix::{self, MsixInfo};
 use testguest::nvme_io::{io_command, nvm_opcode};
 
+#[path = "deliver_vf_entries.rs"]
+pub(super) mod entries;
+
 /// The vectors MSI-X entry 0 carries in turn: classes 3, 6 and A.
 const VF_VECTORS: [u8; 3] = [0x37, 0x67, 0xa7];
 const VF_LOW: u8 = VF_VECTORS[0];
@@ -473,7 +476,6 @@ pub(super) fn check_vf(run: &mut Run, ram: u64) {
     settle(run.clock.us(100_000));
     timer_stop();
     m.mask(0, true);
-    m.enable(false);
     VF_VECTOR.store(0, Relaxed);
     let submitted = SUBMITTED.load(Relaxed) - start.0;
     let completed = COMPLETED.load(Relaxed) - start.1;
@@ -490,4 +492,6 @@ pub(super) fn check_vf(run: &mut Run, ram: u64) {
     for e in &more {
         say!("testguest: deliver: vf: {}", e.text.as_str());
     }
+    entries::check_entries(run, &m);
+    m.enable(false);
 }

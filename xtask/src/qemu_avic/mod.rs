@@ -1138,7 +1138,9 @@ fn smoke_delivery_vf(
         "deliver",
         &[&disks[0], &disks[1]],
     ));
-    let guests = ::tests::delivery::delivery_guest_vf("avic", "00:04.1");
+    // Three vCPUs: the VF's entries spread over them, each AP parked once (a GA log entry each).
+    let vcpus = 3;
+    let guests = ::tests::delivery::delivery_guest_vf("avic", "00:04.1", vcpus);
     let name = "delivery-guest-vf";
     smoke_boot(
         bin,
@@ -1146,10 +1148,13 @@ fn smoke_delivery_vf(
         guest,
         work,
         name,
-        SMOKE_CPUS,
+        vcpus + 1,
         &guests,
         &extra,
-        |serial| ::tests::delivery::check_delivery_vf(serial, "avic").map(|summary| summary.total),
+        |serial| {
+            ::tests::delivery::check_delivery_vf(serial, "avic", vcpus)
+                .map(|summary| summary.total)
+        },
     )
     .map_err(|e| format!("vf: {e}"))
 }
