@@ -633,8 +633,10 @@ usage: cargo xtask qemu-avic [--clean]   build (or reuse) the patched qemu-syste
                                          build/didvisor-mb1.elf (from `cargo xtask build`) with
                                          -cpu max, max,+avic and max,+avic,+x2avic to check the
                                          CPUID bits the hypervisor reports
-       cargo xtask qemu-avic delivery    only the delivery-checking guest of the smoke
-                                         (testguest deliver=all in irq=avic, tests::delivery)
+       cargo xtask qemu-avic delivery [vf]
+                                         only the delivery-checking guest of the smoke
+                                         (testguest deliver=all in irq=avic, tests::delivery);
+                                         `vf`: only its VF run (3 vCPUs, GA log)
        cargo xtask qemu-avic kvm [MODE ...]
                                          validation by Linux KVM (issue 6 item 4, step 7 of
                                          `cargo xtask test`): Debian 6.1 as L1 under -cpu
@@ -650,7 +652,8 @@ pub fn qemu_avic(args: &[String]) -> Result {
         [] => build(false),
         [a] if a == "--clean" => build(true),
         [a] if a == "smoke" => build(false).and_then(|_| smoke()),
-        [a] if a == "delivery" => build(false).and_then(|_| delivery()),
+        [a] if a == "delivery" => build(false).and_then(|_| delivery(false)),
+        [a, b] if a == "delivery" && b == "vf" => build(false).and_then(|_| delivery(true)),
         [a, rest @ ..] if a == "kvm" => {
             let modes = if rest.is_empty() {
                 crate::qemu_avic::kvm::DEFAULT_MODES.to_string()
@@ -1065,8 +1068,9 @@ fn smoke_fuzzing_guest(
     )
 }
 
-/// `cargo xtask qemu-avic delivery`: the smoke's delivery-checking guest alone.
-fn delivery() -> Result {
+/// `cargo xtask qemu-avic delivery [vf]`: the smoke's delivery-checking guest alone (`vf_only`:
+/// only its VF run).
+fn delivery(vf_only: bool) -> Result {
     let work = ::tests::target_dir().join("test-logs");
     fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
     let (kernel, guest) = (::tests::kernel_mb1_elf(), ::tests::testguest());
@@ -1078,7 +1082,12 @@ fn delivery() -> Result {
             ));
         }
     }
-    match smoke_delivery_guest(&binary(), &kernel, &guest, &work) {
+    let result = if vf_only {
+        smoke_delivery_vf(&binary(), &kernel, &guest, &work)
+    } else {
+        smoke_delivery_guest(&binary(), &kernel, &guest, &work)
+    };
+    match result {
         Ok(total) => {
             println!("xtask: qemu-avic delivery: irq=avic: {total}");
             Ok(())
