@@ -133,6 +133,14 @@ pub(super) fn count_device_send(target: usize, v: u8) {
     REMOTE_SENT[target][usize::from(v)].fetch_add(1, Release);
 }
 
+/// Sends of `v` to `cpu` not arrived (yet).
+pub(super) fn missing(cpu: usize, v: u8) -> u32 {
+    let i = usize::from(v);
+    REMOTE_SENT[cpu][i]
+        .load(Acquire)
+        .saturating_sub(ARRIVALS[cpu][i].load(Acquire))
+}
+
 /// Arrivals of `v` at `cpu` so far.
 pub(super) fn arrivals(cpu: usize, v: u8) -> u32 {
     ARRIVALS[cpu][usize::from(v)].load(Acquire)

@@ -493,10 +493,9 @@ fn check_vf_entries(
     let expected = 2 * rounds + 2 * u64::from(vcpus) + aps;
     // Plus each AP's doorbell IPIs of the park command and of the final settle command.
     let sent = expected + 2 * aps;
-    expect(
-        (c.sent, c.received, c.coalesced) == (sent, sent, 0),
-        || format!("vfmsix: not the expected {sent} sent and received, 0 coalesced: {c}"),
-    )?;
+    expect((c.sent, c.received, c.coalesced) == (sent, sent, 0), || {
+        format!("vfmsix: not the expected {sent} sent and received, 0 coalesced: {c}")
+    })?;
     summary.checks.insert("vfmsix", c);
     has_detail(
         lines,
@@ -525,9 +524,7 @@ fn check_vf_entries(
     )?;
     let woken = serial
         .lines()
-        .filter(|l| {
-            l.trim() == "parked (HLT with interrupts disabled) and woken by a guest nmi: 1"
-        })
+        .filter(|l| l.trim() == "parked (HLT with interrupts disabled) and woken by a guest nmi: 1")
         .count() as u64;
     expect(woken == aps, || {
         format!("vfmsix: the hypervisor parked and woke {woken} vcpus, not the {aps} aps")

@@ -1161,8 +1161,7 @@ fn smoke_delivery_vf(
         &guests,
         &extra,
         |serial| {
-            ::tests::delivery::check_delivery_vf(serial, "avic", vcpus)
-                .map(|summary| summary.total)
+            ::tests::delivery::check_delivery_vf(serial, "avic", vcpus).map(|summary| summary.total)
         },
     )
     .map_err(|e| format!("vf: {e}"))

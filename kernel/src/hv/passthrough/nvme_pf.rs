@@ -242,7 +242,7 @@ pub fn bring_up(
         resources.queues, resources.interrupts
     );
     let plan = nvme::bring_up_vfs(&list, &assignments[..usize::from(num_vfs)], resources)
-    .map_err(|_| "planning the secondary controllers failed")?;
+        .map_err(|_| "planning the secondary controllers failed")?;
     for cmd in plan.iter() {
         run(cmd, &mut admin)?;
     }
