@@ -5,8 +5,8 @@
 //! only if MSI-X is on when the queue is created) and entry 0 masked, its I/O completion queue
 //! created with interrupts on (IEN = 1, IV = 0; the admin completion queue always signals entry
 //! 0). The bring-up's completions leave a message pending in the PBA, which must come once when
-//! the entry is unmasked. The hypervisor gives each VF one interrupt resource, so QEMU's VF has
-//! one MSI-X entry: the check reprograms it (fixed, physical, edge: address
+//! the entry is unmasked. This check uses entry 0 only (`entries`, the `vfmsix` check, the
+//! others) and reprograms it (fixed, physical, edge: address
 //! `0xFEE00000 | apic_id << 12`, data = vector) to vectors in classes 3, 6 and A in turn, which
 //! also exercises the hypervisor's remapping of a changed entry.
 //!
