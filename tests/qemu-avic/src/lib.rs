@@ -635,8 +635,10 @@ usage: cargo xtask qemu-avic [--clean]   build (or reuse) the patched qemu-syste
                                          build/didvisor-mb1.elf (from `cargo xtask build`) with
                                          -cpu max, max,+avic and max,+avic,+x2avic to check the
                                          CPUID bits the hypervisor reports
-       cargo xtask qemu-avic delivery    only the delivery-checking guest of the smoke
-                                         (testguest deliver=all in irq=avic, tests::delivery)
+       cargo xtask qemu-avic delivery [vf]
+                                         only the delivery-checking guest of the smoke
+                                         (testguest deliver=all in irq=avic, tests::delivery);
+                                         `vf`: only its VF run (3 vCPUs, GA log)
        cargo xtask qemu-avic kvm [MODE ...]
                                          validation by Linux KVM (issue 6 item 4, step 7 of
                                          `cargo xtask test`): Debian 6.1 as L1 under -cpu
@@ -652,7 +654,8 @@ pub fn qemu_avic(args: &[String]) -> Result {
         [] => build(false),
         [a] if a == "--clean" => build(true),
         [a] if a == "smoke" => build(false).and_then(|_| smoke()),
-        [a] if a == "delivery" => build(false).and_then(|_| delivery()),
+        [a] if a == "delivery" => build(false).and_then(|_| delivery(false)),
+        [a, b] if a == "delivery" && b == "vf" => build(false).and_then(|_| delivery(true)),
         [a, rest @ ..] if a == "kvm" => {
             let modes = if rest.is_empty() {
                 crate::kvm::DEFAULT_MODES.to_string()
@@ -1069,8 +1072,9 @@ fn smoke_fuzzing_guest(
     )
 }
 
-/// `cargo xtask qemu-avic delivery`: the smoke's delivery-checking guest alone.
-fn delivery() -> Result {
+/// `cargo xtask qemu-avic delivery [vf]`: the smoke's delivery-checking guest alone (`vf_only`:
+/// only its VF run).
+fn delivery(vf_only: bool) -> Result {
     let work = ::tests::target_dir().join("test-logs");
     fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
     let (kernel, guest) = (::tests::kernel_mb1_elf(), ::tests::testguest());
@@ -1082,7 +1086,12 @@ fn delivery() -> Result {
             ));
         }
     }
-    match smoke_delivery_guest(&binary(), &kernel, &guest, &work) {
+    let result = if vf_only {
+        smoke_delivery_vf(&binary(), &kernel, &guest, &work)
+    } else {
+        smoke_delivery_guest(&binary(), &kernel, &guest, &work)
+    };
+    match result {
         Ok(total) => {
             println!("xtask: qemu-avic delivery: irq=avic: {total}");
             Ok(())
@@ -1184,7 +1193,9 @@ fn smoke_delivery_vf(
         "deliver",
         &[&disks[0], &disks[1]],
     ));
-    let guests = ::tests::delivery::delivery_guest_vf("avic", "00:04.1");
+    // Three vCPUs: the VF's entries spread over them, each AP parked once (a GA log entry each).
+    let vcpus = 3;
+    let guests = ::tests::delivery::delivery_guest_vf("avic", "00:04.1", vcpus);
     let name = "delivery-guest-vf";
     smoke_boot(
         bin,
@@ -1192,10 +1203,12 @@ fn smoke_delivery_vf(
         guest,
         work,
         name,
-        SMOKE_CPUS,
+        vcpus + 1,
         &guests,
         &extra,
-        |serial| ::tests::delivery::check_delivery_vf(serial, "avic").map(|summary| summary.total),
+        |serial| {
+            ::tests::delivery::check_delivery_vf(serial, "avic", vcpus).map(|summary| summary.total)
+        },
     )
     .map_err(|e| format!("vf: {e}"))
 }

@@ -176,9 +176,19 @@ impl VirtualPlatform {
         self.vcpu_cores.get(vcpu).copied().unwrap_or(u32::MAX)
     }
 
-    /// Records that `vcpu` halted forever; true when that makes every vCPU of the guest halted.
+    /// Records that a vCPU parked (HLT with interrupts disabled); true when that makes every
+    /// vCPU of the guest parked and none has an NMI latched that would wake it: the guest is
+    /// halted forever.
     pub fn park(&self) -> bool {
         self.parked.fetch_add(1, Ordering::SeqCst) + 1 == self.vcpu_count as u32
+            && !self.vcpus[..self.vcpu_count]
+                .iter()
+                .any(|v| v.nmi.is_pending())
+    }
+
+    /// A parked vCPU was woken (by an NMI).
+    pub fn unpark(&self) {
+        self.parked.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Feeds an interrupt-line change of a legacy device through the IOAPIC to the vCPUs.

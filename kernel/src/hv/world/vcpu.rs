@@ -66,6 +66,8 @@ pub struct Vcpu {
     /// Guest NMI blocking, and a single step armed over an IRET (`nmi_vcpu`).
     nmi: didvisor::nmi::NmiGate,
     nmi_step: Option<nmi_vcpu::Step>,
+    /// Times a guest NMI woke this vCPU from parked (`park`).
+    parks_woken: u64,
 }
 
 /// How the run loop continues after an exit.
@@ -101,6 +103,7 @@ impl Vcpu {
             spec_ctrl: crate::hv::world::speculation::VcpuSpecCtrl::on_this_core(),
             nmi: didvisor::nmi::NmiGate::default(),
             nmi_step: None,
+            parks_woken: 0,
         };
         v.init_vmcb();
         v
@@ -604,9 +607,12 @@ impl Vcpu {
         Next::Resume
     }
 
-    /// A vCPU in HLT with interrupts disabled: nothing but an NMI or INIT could wake it. A guest
-    /// often parks its other processors like this while one of them shuts down; the guest is over
-    /// only when every vCPU is parked.
+    /// A vCPU in HLT with interrupts disabled (RIP already past the HLT): nothing but an NMI or
+    /// INIT could wake it. A guest often parks its other processors like this while one of them
+    /// shuts down; the guest is over only when every vCPU is parked. The vCPU is not running
+    /// meanwhile (AVIC IsRunning and the IsRun of the IRTEs posting to it are 0, so a VF
+    /// interrupt for it makes a GA log entry and waits in its IRR). A guest NMI sent to it
+    /// later wakes it: the next entry injects the NMI, whose IRET returns past the HLT.
     fn park(&mut self, rip: u64) -> Next {
         self.irq.set_running(self.vf_table().as_ref(), false);
         if self.platform().park() {
@@ -614,10 +620,19 @@ impl Vcpu {
                 "halted forever (every vcpu in HLT with interrupts disabled; last at rip {rip:#x})"
             ));
         }
-        while !self.vm.must_stop() {
+        loop {
+            // The guest ended, or it is being restarted (the restart stops every vCPU).
+            if self.vm.must_stop() {
+                return Next::End;
+            }
+            if self.nmi_wakes() {
+                self.platform().unpark();
+                self.parks_woken += 1;
+                self.irq.set_running(self.vf_table().as_ref(), true);
+                return Next::Resume;
+            }
             core::hint::spin_loop();
         }
-        Next::End
     }
 
     /// Where HLT is not intercepted (direct, avic): after an NMI exit, the guest sat in HLT with
@@ -635,9 +650,6 @@ impl Vcpu {
     /// until a virtual interrupt is deliverable or a guest NMI can be taken. With interrupts
     /// disabled only an NMI could wake the guest: without one latched, it parks.
     fn halt(&mut self, rip: u64) -> Next {
-        if self.vmcb().rflags & RFLAGS_IF == 0 && !self.nmi_wakes() {
-            return self.park(rip);
-        }
         // HLT is one byte long.
         self.vmcb().rip = rip + 1;
         // The HLT completed: an STI shadow it sat in (the `sti; hlt` idiom) ended with it. Left
@@ -646,6 +658,9 @@ impl Vcpu {
         // by the delivery-checking guest: `deliver=masking`, HLT wake-ups).
         let v = self.vmcb();
         v.int_state &= !IntState::INTERRUPT_SHADOW.bits();
+        if self.vmcb().rflags & RFLAGS_IF == 0 && !self.nmi_wakes() {
+            return self.park(rip);
+        }
         loop {
             // Passed-through devices interrupt this core with host vectors: take them.
             self.drain_host_interrupt();
