@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--rounds N]`: the evaluation (docs/evaluation.md). The same
+//! `cargo xtask bench [--quick] [--rounds N] [--config NAME,...]`: the evaluation (docs/evaluation.md). The same
 //! Debian kernel and initramfs, 2 vCPUs, booted directly by QEMU (`bare`) and as a didvisor guest
 //! in each interrupt mode; in each boot the guest runs the workloads of guest/bench/didbench.c
 //! (idle, timer, ipi, cpu, and QD1 random and sequential reads of an NVMe disk: the VF under
@@ -74,12 +74,28 @@ const NOT_RUN: &str = "KVM avic=0 / avic=1 (an L2 under kvm_amd in a Debian L1, 
 struct Options {
     quick: bool,
     rounds: usize,
+    /// The configurations to run, in the order of [`CONFIGS`] (`--config`; default all).
+    configs: Vec<&'static Config>,
+}
+
+/// `--config a,b`: the named configurations, in the order of [`CONFIGS`].
+fn select(list: &str) -> Result<Vec<&'static Config>> {
+    let names: Vec<&str> = list.split(',').collect();
+    if let Some(bad) = names.iter().find(|n| !CONFIGS.iter().any(|c| c.name == **n)) {
+        let known: Vec<&str> = CONFIGS.iter().map(|c| c.name).collect();
+        return fail(format!(
+            "bench: unknown configuration {bad:?} (--config takes {})",
+            known.join(", ")
+        ));
+    }
+    Ok(CONFIGS.iter().filter(|c| names.contains(&c.name)).collect())
 }
 
 fn options(args: &[String]) -> Result<Options> {
     let mut o = Options {
         quick: false,
         rounds: FULL_ROUNDS,
+        configs: CONFIGS.iter().collect(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -95,9 +111,15 @@ fn options(args: &[String]) -> Result<Options> {
                     .filter(|n| *n > 0)
                     .ok_or_else(|| "--rounds needs a positive number".to_string())?;
             }
+            "--config" => {
+                let list = it
+                    .next()
+                    .ok_or_else(|| "--config needs names, e.g. direct or bare,direct".to_string())?;
+                o.configs = select(list)?;
+            }
             other => {
                 return fail(format!(
-                    "bench: unknown argument {other:?} (--quick, --rounds N)"
+                    "bench: unknown argument {other:?} (--quick, --rounds N, --config NAME,...)"
                 ))
             }
         }
@@ -110,7 +132,9 @@ pub fn bench(args: &[String]) -> Result {
     deps::deps()?;
     build()?;
     // The `avic` column needs the patched QEMU (built once, about 8 minutes; cached).
-    crate::qemu_avic::qemu_avic(&[])?;
+    if o.configs.iter().any(|c| c.irq == Some("avic")) {
+        crate::qemu_avic::qemu_avic(&[])?;
+    }
     let out = match o.quick {
         true => tests::target_dir().join("bench").join("quick"),
         false => tests::target_dir().join("bench"),
@@ -121,11 +145,11 @@ pub fn bench(args: &[String]) -> Result {
         .split(',')
         .filter_map(|j| j.split(':').next())
         .collect();
-    let mut results: Vec<Vec<Round>> = CONFIGS.iter().map(|_| Vec::new()).collect();
+    let mut results: Vec<Vec<Round>> = o.configs.iter().map(|_| Vec::new()).collect();
     let mut broken = Vec::new();
     // Interleave the configurations so a slow phase of the machine hits all of them alike.
     for round in 0..o.rounds {
-        for (i, c) in CONFIGS.iter().enumerate() {
+        for (i, c) in o.configs.iter().enumerate() {
             let log = out.join(format!("{}-{round}.log", c.name));
             let r = measure(c, sizes, &log)?;
             eprintln!(
@@ -139,7 +163,7 @@ pub fn bench(args: &[String]) -> Result {
             results[i].push(r);
         }
     }
-    let names: Vec<&str> = CONFIGS.iter().map(|c| c.name).collect();
+    let names: Vec<&str> = o.configs.iter().map(|c| c.name).collect();
     let configs: Vec<(&str, Vec<Round>)> = names.iter().copied().zip(results).collect();
     let rows = bench_report::rows(&configs);
     let md = report_markdown(&names, &rows, &o, sizes);
