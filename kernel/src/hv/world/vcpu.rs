@@ -578,6 +578,10 @@ impl Vcpu {
     /// only when every vCPU is parked.
     fn park(&mut self, rip: u64) -> Next {
         self.irq.set_running(self.vf_table().as_ref(), false);
+        self.vm.report(format_args!(
+            "vcpu {} halted with interrupts disabled at rip {rip:#x}: parked",
+            self.id
+        ));
         if self.platform().park() {
             return self.end(format_args!(
                 "halted forever (every vcpu in HLT with interrupts disabled; last at rip {rip:#x})"
@@ -589,15 +593,17 @@ impl Vcpu {
         Next::End
     }
 
-    /// Where HLT is not intercepted (direct, avic): after an NMI exit, the guest sat in HLT with
-    /// interrupts off if IF is clear and the instruction just before RIP is HLT (0xF4).
+    /// Where HLT is not intercepted (direct, avic): after an NMI exit, the guest is halted for
+    /// good if IF is clear and the code at RIP leads straight back into a HLT
+    /// (`didvisor::halt_loop`). Not the byte before RIP: that may end any instruction.
     fn halted_with_interrupts_off(&mut self, rip: u64) -> bool {
         if self.vmcb().rflags & RFLAGS_IF != 0 {
             return false;
         }
-        let mut bytes = [0u8; insn::MAX_INSN_LEN];
-        let n = self.fetch_instruction(rip.wrapping_sub(1), &mut bytes);
-        n >= 1 && bytes[0] == 0xf4
+        let mode = self.cpu_mode();
+        didvisor::halt_loop::runs_into_hlt(mode, rip, |ip, out| {
+            self.fetch_instruction(ip, out)
+        })
     }
 
     /// HLT. Emulated mode only (the others do not intercept it): wait on this dedicated core
