@@ -2,7 +2,7 @@
 //!
 //! The answer starts from the host's and is edited: the guest learns it runs on a hypervisor, sees its
 //! own APIC id, and does not see features the hypervisor does not virtualise (SVM, VMX, MONITOR/MWAIT,
-//! the TSC-deadline timer). Leaves in the hypervisor range 0x4000_0000.. carry didvisor's signature.
+//! the TSC-deadline timer); it is told its TSC is invariant only when the machine's is. Leaves in the hypervisor range 0x4000_0000.. carry didvisor's signature.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuidResult {
@@ -20,6 +20,9 @@ pub struct VcpuView {
     pub vcpu_count: u32,
     /// Guest CR4, for the OSXSAVE bit.
     pub guest_cr4: u64,
+    /// The TSC is invariant and runs in step on the guest's cores (the host's CPUID says so, or
+    /// the operator's `tsc=invariant`), and the guest sees it unchanged: leaf 8000_0007h says so.
+    pub tsc_invariant: bool,
 }
 
 /// Hypervisor signature in leaf 0x4000_0000 (EBX, ECX, EDX).
@@ -56,6 +59,8 @@ pub mod bit {
     pub const CR4_OSXSAVE: u64 = 1 << 18;
     // Leaf 8000_0008 EBX: RDPRU.
     pub const RDPRU: u32 = 1 << 4;
+    /// Leaf 8000_0007 EDX: TscInvariant (APM vol. 3, appendix E.4.6).
+    pub const TSC_INVARIANT: u32 = 1 << 8;
 }
 
 /// The guest's answer for `leaf`/`subleaf`, given the host's answer `host` for the same leaf and the
@@ -95,6 +100,15 @@ pub fn guest_cpuid(
         // SVM revision and features: nested virtualisation is not offered.
         0x8000_000a => r = CpuidResult::default(),
         0x8000_001e => r.eax = vcpu.apic_id,
+        // Invariant TSC: Linux then trusts the TSC as its clocksource (constant_tsc,
+        // nonstop_tsc; without it, an AMD guest with two vCPUs or more takes the TSCs for
+        // unsynchronised and reads acpi_pm, a port-I/O exit per clock read).
+        0x8000_0007 if leaf <= host_max_ext => {
+            r.edx &= !bit::TSC_INVARIANT;
+            if vcpu.tsc_invariant {
+                r.edx |= bit::TSC_INVARIANT;
+            }
+        }
         // RDPRU (EBX bit 4) is intercepted and raises #UD (`crate::intercepts`): not offered.
         0x8000_0008 => r.ebx &= !bit::RDPRU,
         // AMD returns zeros for leaves above the maximum (APM vol. 3, CPUID).
@@ -123,6 +137,7 @@ mod tests {
         apic_id: 3,
         vcpu_count: 2,
         guest_cr4: 0,
+        tsc_invariant: false,
     };
 
     fn host(eax: u32, ebx: u32, ecx: u32, edx: u32) -> CpuidResult {
@@ -241,5 +256,25 @@ mod tests {
         let r = guest_cpuid(0x8000_0008, h, 0x10, 0x8000_0021, &VCPU);
         assert_eq!(r.ebx, !bit::RDPRU);
         assert_eq!(r.eax, 0x3030);
+    }
+
+    /// Leaf 8000_0007h EDX[8] says what the hypervisor decided, whatever the host says; the
+    /// other bits of the leaf are the host's.
+    #[test]
+    fn invariant_tsc_only_when_the_machine_has_one() {
+        let h = host(0, 0, 0, 0x0000_1b81);
+        let told = VcpuView {
+            tsc_invariant: true,
+            ..VCPU
+        };
+        let r = guest_cpuid(0x8000_0007, h, 0x10, 0x8000_0021, &told);
+        assert_eq!(r.edx, 0x0000_1b81);
+        let r = guest_cpuid(0x8000_0007, host(0, 0, 0, 0x80), 0x10, 0x8000_0021, &told);
+        assert_eq!(r.edx, 0x180);
+        let r = guest_cpuid(0x8000_0007, h, 0x10, 0x8000_0021, &VCPU);
+        assert_eq!(r.edx, 0x0000_1a81);
+        // Above the host's last extended leaf: zeros, as AMD answers.
+        let r = guest_cpuid(0x8000_0007, h, 0x10, 0x8000_0006, &told);
+        assert_eq!(r, CpuidResult::default());
     }
 }

@@ -81,10 +81,16 @@ mod tests {
         let code = [0xf4, 0xeb, 0xfd];
         assert!(runs_into_hlt(Mode::Long64, 0x1001, at(0x1000, &code)));
         // The same with a rel32 jump, NOPs and PAUSE on the way.
-        let code = [0x90, 0xf4, 0xf3, 0x90, 0x66, 0x90, 0xe9, 0xf6, 0xff, 0xff, 0xff];
+        let code = [
+            0x90, 0xf4, 0xf3, 0x90, 0x66, 0x90, 0xe9, 0xf6, 0xff, 0xff, 0xff,
+        ];
         assert!(runs_into_hlt(Mode::Long64, 0x1002, at(0x1000, &code)));
         // RIP right before the HLT.
-        assert!(runs_into_hlt(Mode::Protected32, 0x1000, at(0x1000, &[0xf4])));
+        assert!(runs_into_hlt(
+            Mode::Protected32,
+            0x1000,
+            at(0x1000, &[0xf4])
+        ));
     }
 
     /// The false positive of looking back: a loop head right after an instruction ending in
@@ -102,12 +108,24 @@ mod tests {
     #[test]
     fn bounded_and_careful() {
         // jmp $ spins for ever: given up after MAX_STEPS.
-        assert!(!runs_into_hlt(Mode::Long64, 0x1000, at(0x1000, &[0xeb, 0xfe])));
+        assert!(!runs_into_hlt(
+            Mode::Long64,
+            0x1000,
+            at(0x1000, &[0xeb, 0xfe])
+        ));
         // Unreadable code, a truncated jump.
         assert!(!runs_into_hlt(Mode::Long64, 0x2000, at(0x1000, &[0xf4])));
-        assert!(!runs_into_hlt(Mode::Long64, 0x1000, at(0x1000, &[0xe9, 0, 0])));
+        assert!(!runs_into_hlt(
+            Mode::Long64,
+            0x1000,
+            at(0x1000, &[0xe9, 0, 0])
+        ));
         // STI would enable interrupts: not a halt for good.
-        assert!(!runs_into_hlt(Mode::Long64, 0x1000, at(0x1000, &[0xfb, 0xf4])));
+        assert!(!runs_into_hlt(
+            Mode::Long64,
+            0x1000,
+            at(0x1000, &[0xfb, 0xf4])
+        ));
     }
 
     #[test]

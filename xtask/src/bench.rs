@@ -81,7 +81,10 @@ struct Options {
 /// `--config a,b`: the named configurations, in the order of [`CONFIGS`].
 fn select(list: &str) -> Result<Vec<&'static Config>> {
     let names: Vec<&str> = list.split(',').collect();
-    if let Some(bad) = names.iter().find(|n| !CONFIGS.iter().any(|c| c.name == **n)) {
+    if let Some(bad) = names
+        .iter()
+        .find(|n| !CONFIGS.iter().any(|c| c.name == **n))
+    {
         let known: Vec<&str> = CONFIGS.iter().map(|c| c.name).collect();
         return fail(format!(
             "bench: unknown configuration {bad:?} (--config takes {})",
@@ -112,9 +115,9 @@ fn options(args: &[String]) -> Result<Options> {
                     .ok_or_else(|| "--rounds needs a positive number".to_string())?;
             }
             "--config" => {
-                let list = it
-                    .next()
-                    .ok_or_else(|| "--config needs names, e.g. direct or bare,direct".to_string())?;
+                let list = it.next().ok_or_else(|| {
+                    "--config needs names, e.g. direct or bare,direct".to_string()
+                })?;
                 o.configs = select(list)?;
             }
             other => {
@@ -271,7 +274,8 @@ fn qemu_for(c: &Config, sizes: &str, disk: &Path) -> (Qemu, PathBuf) {
         Some(irq) => {
             // Core 0 serves the hypervisor; the guest's two vCPUs run on cores 1 and 2.
             let guest = format!(
-                "debug-exit=0xf4 guest=lin,cores=1-2,mem=256M,kernel={},initrd={},irq={irq},vf=00:04.1,cmdline=\"{cmdline}\"",
+                "debug-exit=0xf4{} guest=lin,cores=1-2,mem=256M,kernel={},initrd={},irq={irq},vf=00:04.1,cmdline=\"{cmdline}\"",
+                host_tsc_invariant().then_some(" tsc=invariant").unwrap_or_default(),
                 linux::KERNEL_MODULE_NAME,
                 linux::INITRD_MODULE_NAME
             );
@@ -295,6 +299,21 @@ fn qemu_for(c: &Config, sizes: &str, disk: &Path) -> (Qemu, PathBuf) {
             (q, tests::kernel_mb1_elf())
         }
     }
+}
+
+/// Whether QEMU's TSC is invariant: under TCG every vCPU's TSC is the host's TSC plus one
+/// offset, so it is when the host's is (`constant_tsc` and `nonstop_tsc` in /proc/cpuinfo).
+/// QEMU cannot announce it (its TCG CPUID has no invariant-TSC bit), so didvisor is told with
+/// `tsc=invariant` and tells the guest (docs/evaluation.md).
+fn host_tsc_invariant() -> bool {
+    let info = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = info.lines().find(|l| l.starts_with("flags"));
+    flags.is_some_and(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        ["constant_tsc", "nonstop_tsc"]
+            .iter()
+            .all(|f| words.contains(f))
+    })
 }
 
 fn measure(c: &Config, sizes: &str, log: &Path) -> Result<Round> {

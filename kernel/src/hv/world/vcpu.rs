@@ -511,6 +511,7 @@ impl Vcpu {
             apic_id: self.id,
             vcpu_count: self.vm.config.cores.len() as u32,
             guest_cr4: self.vmcb().cr4,
+            tsc_invariant: crate::hv::host::timer::invariant(),
         };
         cpuid::guest_cpuid(leaf, host(leaf, subleaf), max_basic, max_ext, &view)
     }
@@ -601,9 +602,7 @@ impl Vcpu {
             return false;
         }
         let mode = self.cpu_mode();
-        didvisor::halt_loop::runs_into_hlt(mode, rip, |ip, out| {
-            self.fetch_instruction(ip, out)
-        })
+        didvisor::halt_loop::runs_into_hlt(mode, rip, |ip, out| self.fetch_instruction(ip, out))
     }
 
     /// HLT. Emulated mode only (the others do not intercept it): wait on this dedicated core
