@@ -273,9 +273,13 @@ fn qemu_for(c: &Config, sizes: &str, disk: &Path) -> (Qemu, PathBuf) {
         }
         Some(irq) => {
             // Core 0 serves the hypervisor; the guest's two vCPUs run on cores 1 and 2.
+            let tsc = if host_tsc_invariant() {
+                " tsc=invariant"
+            } else {
+                ""
+            };
             let guest = format!(
-                "debug-exit=0xf4{} guest=lin,cores=1-2,mem=256M,kernel={},initrd={},irq={irq},vf=00:04.1,cmdline=\"{cmdline}\"",
-                host_tsc_invariant().then_some(" tsc=invariant").unwrap_or_default(),
+                "debug-exit=0xf4{tsc} guest=lin,cores=1-2,mem=256M,kernel={},initrd={},irq={irq},vf=00:04.1,cmdline=\"{cmdline}\"",
                 linux::KERNEL_MODULE_NAME,
                 linux::INITRD_MODULE_NAME
             );
