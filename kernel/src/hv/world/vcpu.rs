@@ -513,7 +513,14 @@ impl Vcpu {
             guest_cr4: self.vmcb().cr4,
             tsc_invariant: crate::hv::host::timer::invariant(),
         };
-        cpuid::guest_cpuid(leaf, host(leaf, subleaf), max_basic, max_ext, &view)
+        cpuid::guest_cpuid(
+            leaf,
+            subleaf,
+            host(leaf, subleaf),
+            max_basic,
+            max_ext,
+            &view,
+        )
     }
 
     fn cpuid(&mut self) -> Next {
