@@ -145,6 +145,11 @@ pub struct Config {
     /// I/O port of QEMU's `isa-debug-exit` device: when set, the hypervisor ends the machine through
     /// it (status 0x10 clean, 0x11 error) instead of halting.
     pub debug_exit: Option<u16>,
+    /// `tsc=invariant`: the operator vouches that this machine's TSC runs at a constant rate
+    /// in every power state and in step on all cores, where CPUID 8000_0007h EDX[8] does not
+    /// say so (QEMU TCG: its TSC is the host's, its CPUID cannot announce it). Guests are then
+    /// told so too (`crate::cpuid`).
+    pub tsc_invariant: bool,
     pub log_level: LogLevel,
     /// The guest whose serial port receives what is typed on the hypervisor's console (default:
     /// the first guest).
@@ -228,7 +233,7 @@ impl fmt::Display for ConfigError<'_> {
         match self {
             UnknownWord(w) => write!(
                 f,
-                "unknown word `{w}` (expected guest=..., console=GUEST, serial=PORT, debug-exit=PORT or loglevel=LEVEL)"
+                "unknown word `{w}` (expected guest=..., console=GUEST, serial=PORT, debug-exit=PORT, tsc=invariant or loglevel=LEVEL)"
             ),
             NoConsoleGuest(n) => write!(f, "console={n}: no guest has that name"),
             UnknownGuestKey { guest, key } => {
@@ -405,6 +410,7 @@ pub fn debug_exit_port(line: &str) -> Option<u16> {
 pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
     let mut cfg = Config {
         debug_exit: None,
+        tsc_invariant: false,
         log_level: LogLevel::Info,
         console: None,
         serial: COM1,
@@ -463,6 +469,16 @@ pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
                         why: "expected the name of a guest",
                     },
                 )?)
+            }
+            "tsc" => {
+                if value != "invariant" {
+                    return Err(ConfigError::BadValue {
+                        key,
+                        value,
+                        why: "expected invariant",
+                    });
+                }
+                cfg.tsc_invariant = true;
             }
             "loglevel" => {
                 cfg.log_level = match value {
@@ -656,6 +672,7 @@ mod tests {
         let cfg = parse(line).unwrap();
         assert_eq!(cfg.debug_exit, Some(0xf4));
         assert_eq!(cfg.log_level, LogLevel::Debug);
+        assert!(!cfg.tsc_invariant);
         let g: Vec<_> = cfg.guests().collect();
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].name.as_str(), "a");
@@ -958,5 +975,18 @@ mod tests {
         assert_eq!(parse_size("M"), None);
         assert_eq!(parse_size("99999999999999G"), None);
         assert_eq!(parse_number("0x3f8"), Some(0x3f8));
+    }
+
+    #[test]
+    fn tsc_invariant_is_vouched_for_explicitly() {
+        assert!(parse("tsc=invariant").unwrap().tsc_invariant);
+        assert_eq!(
+            parse("tsc=stable").unwrap_err(),
+            ConfigError::BadValue {
+                key: "tsc",
+                value: "stable",
+                why: "expected invariant"
+            }
+        );
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The answer starts from the host's and is edited: the guest learns it runs on a hypervisor, sees its
 //! own APIC id, and does not see features the hypervisor does not virtualise (SVM, VMX, MONITOR/MWAIT,
-//! the TSC-deadline timer). Leaves in the hypervisor range 0x4000_0000.. carry didvisor's signature.
+//! the TSC-deadline timer); it is told its TSC is invariant only when the machine's is. Leaves in the hypervisor range 0x4000_0000.. carry didvisor's signature.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuidResult {
@@ -20,6 +20,9 @@ pub struct VcpuView {
     pub vcpu_count: u32,
     /// Guest CR4, for the OSXSAVE bit.
     pub guest_cr4: u64,
+    /// The TSC is invariant and runs in step on the guest's cores (the host's CPUID says so, or
+    /// the operator's `tsc=invariant`), and the guest sees it unchanged: leaf 8000_0007h says so.
+    pub tsc_invariant: bool,
 }
 
 /// Hypervisor signature in leaf 0x4000_0000 (EBX, ECX, EDX).
@@ -54,14 +57,19 @@ pub mod bit {
     pub const PERFCTR_CORE: u32 = 1 << 23;
     // CR4.
     pub const CR4_OSXSAVE: u64 = 1 << 18;
+    // Leaf 7.0 EBX: IA32_TSC_ADJUST (`crate::msr`).
+    pub const TSC_ADJUST: u32 = 1 << 1;
     // Leaf 8000_0008 EBX: RDPRU.
     pub const RDPRU: u32 = 1 << 4;
+    /// Leaf 8000_0007 EDX: TscInvariant (APM vol. 3, appendix E.4.6).
+    pub const TSC_INVARIANT: u32 = 1 << 8;
 }
 
 /// The guest's answer for `leaf`/`subleaf`, given the host's answer `host` for the same leaf and the
 /// host's highest basic and extended leaves.
 pub fn guest_cpuid(
     leaf: u32,
+    subleaf: u32,
     host: CpuidResult,
     host_max_basic: u32,
     host_max_ext: u32,
@@ -81,6 +89,15 @@ pub fn guest_cpuid(
                 r.ecx |= bit::OSXSAVE;
             }
         }
+        // With an invariant TSC, TSC_ADJUST too (emulated: always 0, since the TSC is never
+        // moved): Linux then trusts the TSC without its clocksource watchdog, whose `acpi_pm`
+        // reads are exits, and which under QEMU takes a slow read for an unstable TSC.
+        7 if subleaf == 0 && leaf <= host_max_basic => {
+            r.ebx &= !bit::TSC_ADJUST;
+            if vcpu.tsc_invariant {
+                r.ebx |= bit::TSC_ADJUST;
+            }
+        }
         // MONITOR/MWAIT parameters: the feature is hidden.
         5 => r = CpuidResult::default(),
         // Extended topology: the x2APIC id of this vCPU.
@@ -95,6 +112,15 @@ pub fn guest_cpuid(
         // SVM revision and features: nested virtualisation is not offered.
         0x8000_000a => r = CpuidResult::default(),
         0x8000_001e => r.eax = vcpu.apic_id,
+        // Invariant TSC: Linux then trusts the TSC as its clocksource (constant_tsc,
+        // nonstop_tsc; without it, an AMD guest with two vCPUs or more takes the TSCs for
+        // unsynchronised and reads acpi_pm, a port-I/O exit per clock read).
+        0x8000_0007 if leaf <= host_max_ext => {
+            r.edx &= !bit::TSC_INVARIANT;
+            if vcpu.tsc_invariant {
+                r.edx |= bit::TSC_INVARIANT;
+            }
+        }
         // RDPRU (EBX bit 4) is intercepted and raises #UD (`crate::intercepts`): not offered.
         0x8000_0008 => r.ebx &= !bit::RDPRU,
         // AMD returns zeros for leaves above the maximum (APM vol. 3, CPUID).
@@ -123,6 +149,7 @@ mod tests {
         apic_id: 3,
         vcpu_count: 2,
         guest_cr4: 0,
+        tsc_invariant: false,
     };
 
     fn host(eax: u32, ebx: u32, ecx: u32, edx: u32) -> CpuidResult {
@@ -137,7 +164,7 @@ mod tests {
             0xfef8_320b | bit::VMX | bit::OSXSAVE,
             0x178bfbff,
         );
-        let r = guest_cpuid(1, h, 0x10, 0x8000_0021, &VCPU);
+        let r = guest_cpuid(1, 0, h, 0x10, 0x8000_0021, &VCPU);
         assert_eq!(r.ebx, 0x0302_0800);
         assert_eq!(r.ecx & bit::HYPERVISOR, bit::HYPERVISOR);
         assert_eq!(
@@ -151,14 +178,21 @@ mod tests {
             ..VCPU
         };
         assert_eq!(
-            guest_cpuid(1, h, 0x10, 0x8000_0021, &with_xsave).ecx & bit::OSXSAVE,
+            guest_cpuid(1, 0, h, 0x10, 0x8000_0021, &with_xsave).ecx & bit::OSXSAVE,
             bit::OSXSAVE
         );
     }
 
     #[test]
     fn hypervisor_leaf_has_the_signature() {
-        let r = guest_cpuid(HYPERVISOR_BASE, host(7, 7, 7, 7), 0x10, 0x8000_0021, &VCPU);
+        let r = guest_cpuid(
+            HYPERVISOR_BASE,
+            0,
+            host(7, 7, 7, 7),
+            0x10,
+            0x8000_0021,
+            &VCPU,
+        );
         assert_eq!(r.eax, HYPERVISOR_MAX);
         let mut sig = [0u8; 12];
         sig[..4].copy_from_slice(&r.ebx.to_le_bytes());
@@ -166,18 +200,25 @@ mod tests {
         sig[8..].copy_from_slice(&r.edx.to_le_bytes());
         assert_eq!(&sig, SIGNATURE);
         assert_eq!(
-            guest_cpuid(0x4000_0001, host(7, 7, 7, 7), 0x10, 0x8000_0021, &VCPU),
+            guest_cpuid(0x4000_0001, 0, host(7, 7, 7, 7), 0x10, 0x8000_0021, &VCPU),
             CpuidResult::default()
         );
     }
 
     #[test]
     fn kvm_compatible_range_has_kvm_signature_and_no_features() {
-        let r = guest_cpuid(KVM_COMPAT_BASE, host(7, 7, 7, 7), 0x10, 0x8000_0021, &VCPU);
+        let r = guest_cpuid(
+            KVM_COMPAT_BASE,
+            0,
+            host(7, 7, 7, 7),
+            0x10,
+            0x8000_0021,
+            &VCPU,
+        );
         assert_eq!((r.ebx, r.ecx, r.edx), (0x4b4d_564b, 0x564b_4d56, 0x4d));
         for leaf in [KVM_COMPAT_BASE + 1, 0x4000_0200, 0x4000_ff00] {
             assert_eq!(
-                guest_cpuid(leaf, host(7, 7, 7, 7), 0x10, 0x8000_0021, &VCPU),
+                guest_cpuid(leaf, 0, host(7, 7, 7, 7), 0x10, 0x8000_0021, &VCPU),
                 CpuidResult::default()
             );
         }
@@ -185,7 +226,7 @@ mod tests {
 
     #[test]
     fn machine_check_and_mtrr_are_hidden() {
-        let r = guest_cpuid(1, host(0, 0, 0, 0x178b_fbff), 0x10, 0x8000_0021, &VCPU);
+        let r = guest_cpuid(1, 0, host(0, 0, 0, 0x178b_fbff), 0x10, 0x8000_0021, &VCPU);
         assert_eq!(r.edx & (bit::MCE | bit::MTRR | bit::MCA), 0);
         assert_eq!(r.edx, 0x178b_fbff & !(1 << 7 | 1 << 12 | 1 << 14));
     }
@@ -194,6 +235,7 @@ mod tests {
     fn svm_is_hidden() {
         let r = guest_cpuid(
             0x8000_0001,
+            0,
             host(0, 0, 0x0000_37ff, 0),
             0x10,
             0x8000_0021,
@@ -202,7 +244,14 @@ mod tests {
         assert_eq!(r.ecx & bit::SVM, 0);
         assert_eq!(r.ecx, 0x37ff & !bit::SVM & !bit::MONITORX & !bit::OSVW);
         assert_eq!(
-            guest_cpuid(0x8000_000a, host(1, 16, 0, 0x1bf), 0x10, 0x8000_0021, &VCPU),
+            guest_cpuid(
+                0x8000_000a,
+                0,
+                host(1, 16, 0, 0x1bf),
+                0x10,
+                0x8000_0021,
+                &VCPU
+            ),
             CpuidResult::default()
         );
     }
@@ -210,15 +259,15 @@ mod tests {
     #[test]
     fn leaves_beyond_the_maximum_are_zero() {
         assert_eq!(
-            guest_cpuid(0x11, host(1, 2, 3, 4), 0x10, 0x8000_0021, &VCPU),
+            guest_cpuid(0x11, 0, host(1, 2, 3, 4), 0x10, 0x8000_0021, &VCPU),
             CpuidResult::default()
         );
         assert_eq!(
-            guest_cpuid(0x8000_0022, host(1, 2, 3, 4), 0x10, 0x8000_0021, &VCPU),
+            guest_cpuid(0x8000_0022, 0, host(1, 2, 3, 4), 0x10, 0x8000_0021, &VCPU),
             CpuidResult::default()
         );
         assert_eq!(
-            guest_cpuid(0x10, host(1, 2, 3, 4), 0x10, 0x8000_0021, &VCPU),
+            guest_cpuid(0x10, 0, host(1, 2, 3, 4), 0x10, 0x8000_0021, &VCPU),
             host(1, 2, 3, 4)
         );
     }
@@ -226,11 +275,11 @@ mod tests {
     #[test]
     fn topology_leaves_carry_the_vcpu_apic_id() {
         assert_eq!(
-            guest_cpuid(0xB, host(1, 1, 0x100, 9), 0x10, 0x8000_0021, &VCPU).edx,
+            guest_cpuid(0xB, 0, host(1, 1, 0x100, 9), 0x10, 0x8000_0021, &VCPU).edx,
             3
         );
         assert_eq!(
-            guest_cpuid(0x8000_001e, host(9, 0, 0, 0), 0x10, 0x8000_0021, &VCPU).eax,
+            guest_cpuid(0x8000_001e, 0, host(9, 0, 0, 0), 0x10, 0x8000_0021, &VCPU).eax,
             3
         );
     }
@@ -238,8 +287,52 @@ mod tests {
     #[test]
     fn rdpru_is_hidden() {
         let h = host(0x3030, 0xffff_ffff, 0, 0);
-        let r = guest_cpuid(0x8000_0008, h, 0x10, 0x8000_0021, &VCPU);
+        let r = guest_cpuid(0x8000_0008, 0, h, 0x10, 0x8000_0021, &VCPU);
         assert_eq!(r.ebx, !bit::RDPRU);
         assert_eq!(r.eax, 0x3030);
+    }
+
+    /// Leaf 8000_0007h EDX[8] says what the hypervisor decided, whatever the host says; the
+    /// other bits of the leaf are the host's.
+    #[test]
+    fn invariant_tsc_only_when_the_machine_has_one() {
+        let h = host(0, 0, 0, 0x0000_1b81);
+        let told = VcpuView {
+            tsc_invariant: true,
+            ..VCPU
+        };
+        let r = guest_cpuid(0x8000_0007, 0, h, 0x10, 0x8000_0021, &told);
+        assert_eq!(r.edx, 0x0000_1b81);
+        let r = guest_cpuid(
+            0x8000_0007,
+            0,
+            host(0, 0, 0, 0x80),
+            0x10,
+            0x8000_0021,
+            &told,
+        );
+        assert_eq!(r.edx, 0x180);
+        let r = guest_cpuid(0x8000_0007, 0, h, 0x10, 0x8000_0021, &VCPU);
+        assert_eq!(r.edx, 0x0000_1a81);
+        // Above the host's last extended leaf: zeros, as AMD answers.
+        let r = guest_cpuid(0x8000_0007, 0, h, 0x10, 0x8000_0006, &told);
+        assert_eq!(r, CpuidResult::default());
+    }
+
+    #[test]
+    fn tsc_adjust_comes_with_the_invariant_tsc() {
+        let h = host(0, 0x0000_029b, 0, 0);
+        let told = VcpuView {
+            tsc_invariant: true,
+            ..VCPU
+        };
+        assert_eq!(guest_cpuid(7, 0, h, 0x10, 0x8000_0021, &told).ebx, 0x29b);
+        assert_eq!(
+            guest_cpuid(7, 0, host(0, 0x299, 0, 0), 0x10, 0x8000_0021, &told).ebx,
+            0x29b
+        );
+        assert_eq!(guest_cpuid(7, 0, h, 0x10, 0x8000_0021, &VCPU).ebx, 0x299);
+        // Other subleaves are the host's.
+        assert_eq!(guest_cpuid(7, 1, h, 0x10, 0x8000_0021, &VCPU).ebx, 0x29b);
     }
 }

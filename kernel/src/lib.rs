@@ -25,6 +25,7 @@ pub mod cpuset;
 pub mod elf;
 pub mod exit_counters;
 pub mod frames;
+pub mod halt_loop;
 pub mod inject;
 pub mod intercepts;
 pub mod irqchip;

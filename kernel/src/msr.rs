@@ -7,6 +7,7 @@
 pub mod number {
     pub const TSC: u32 = 0x10;
     pub const APIC_BASE: u32 = 0x1b;
+    pub const TSC_ADJUST: u32 = 0x3b;
     pub const SPEC_CTRL: u32 = 0x48;
     pub const PRED_CMD: u32 = 0x49;
     pub const PATCH_LEVEL: u32 = 0x8b;
@@ -110,6 +111,8 @@ impl MsrFile {
             PAT => vmcb.g_pat,
             // No microcode updates in a guest.
             PATCH_LEVEL => 0,
+            // The TSC is never moved (TSC writes are refused): nothing to adjust.
+            TSC_ADJUST => 0,
             // Hardware configuration: report the reset value with TscFreqSel (bit 24), as Linux expects on AMD.
             HWCR => 1 << 24,
             DE_CFG => self.de_cfg,
@@ -148,7 +151,10 @@ impl MsrFile {
             // Firmware-level knobs: keep the hardware's configuration.
             HWCR | PATCH_LEVEL => MsrWrite::Ignored,
             // Writing the TSC would move time for the whole core's guest; not supported yet.
+            // A TSC_ADJUST write other than the 0 it holds would move it the same way.
             TSC => return Err(InjectGp),
+            TSC_ADJUST if value == 0 => MsrWrite::Done,
+            TSC_ADJUST => return Err(InjectGp),
             _ => return Err(InjectGp),
         })
     }
@@ -162,6 +168,15 @@ mod tests {
         efer: 0x1d01,
         g_pat: 0x0007_0406_0007_0406,
     };
+
+    #[test]
+    fn tsc_adjust_stays_zero() {
+        let mut f = MsrFile::new(false);
+        assert_eq!(f.read(TSC_ADJUST, VMCB), Ok(0));
+        assert_eq!(f.write(TSC_ADJUST, 0), Ok(MsrWrite::Done));
+        assert_eq!(f.write(TSC_ADJUST, 5), Err(InjectGp));
+        assert_eq!(f.write(TSC, 5), Err(InjectGp));
+    }
 
     #[test]
     fn apic_base_reports_x2apic_on_and_bsp_only_for_vcpu0() {

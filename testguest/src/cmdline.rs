@@ -251,7 +251,8 @@ pub enum DeliverCheck {
     /// The UART's THR-empty interrupt through an IOAPIC entry programmed level-triggered:
     /// re-raised at each EOI while asserted, not after; held while masked.
     Level,
-    /// IF=0 windows with exits, the STI shadow, HLT wake-ups.
+    /// IF=0 windows with exits, an IF=0 spin past the watchdog NMI, the STI shadow, HLT
+    /// wake-ups.
     Masking,
     /// Every source at once while the guest forces exits and changes TPR, `deliver-rounds`
     /// iterations.

@@ -306,7 +306,7 @@ pub fn check_delivery(serial: &str, irq: &str, vcpus: u32) -> Result<Summary, St
     has_detail(
         &lines,
         "masking",
-        "if=0 held 10/10, sti shadow 20/20 (inside 0, late 0), hlt woke: pending 10/10, timer 10/10, pit 10/10",
+        "if=0 held 10/10, if=0 spin 1200 ms, sti shadow 20/20 (inside 0, late 0), hlt woke: pending 10/10, timer 10/10, pit 10/10",
     )?;
     has_detail(&lines, "race", &format!("{RACE_ROUNDS} iterations"))?;
     check_periodic(&lines, "race: timer", 1)?;

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--rounds N]`: the evaluation (docs/evaluation.md). The same
+//! `cargo xtask bench [--quick] [--rounds N] [--config NAME,...]`: the evaluation (docs/evaluation.md). The same
 //! Debian kernel and initramfs, 2 vCPUs, booted directly by QEMU (`bare`) and as a didvisor guest
 //! in each interrupt mode; in each boot the guest runs the workloads of guest/bench/didbench.c
 //! (idle, timer, ipi, cpu, and QD1 random and sequential reads of an NVMe disk: the VF under
@@ -74,12 +74,31 @@ const NOT_RUN: &str = "KVM avic=0 / avic=1 (an L2 under kvm_amd in a Debian L1, 
 struct Options {
     quick: bool,
     rounds: usize,
+    /// The configurations to run, in the order of [`CONFIGS`] (`--config`; default all).
+    configs: Vec<&'static Config>,
+}
+
+/// `--config a,b`: the named configurations, in the order of [`CONFIGS`].
+fn select(list: &str) -> Result<Vec<&'static Config>> {
+    let names: Vec<&str> = list.split(',').collect();
+    if let Some(bad) = names
+        .iter()
+        .find(|n| !CONFIGS.iter().any(|c| c.name == **n))
+    {
+        let known: Vec<&str> = CONFIGS.iter().map(|c| c.name).collect();
+        return fail(format!(
+            "bench: unknown configuration {bad:?} (--config takes {})",
+            known.join(", ")
+        ));
+    }
+    Ok(CONFIGS.iter().filter(|c| names.contains(&c.name)).collect())
 }
 
 fn options(args: &[String]) -> Result<Options> {
     let mut o = Options {
         quick: false,
         rounds: FULL_ROUNDS,
+        configs: CONFIGS.iter().collect(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -95,9 +114,15 @@ fn options(args: &[String]) -> Result<Options> {
                     .filter(|n| *n > 0)
                     .ok_or_else(|| "--rounds needs a positive number".to_string())?;
             }
+            "--config" => {
+                let list = it.next().ok_or_else(|| {
+                    "--config needs names, e.g. direct or bare,direct".to_string()
+                })?;
+                o.configs = select(list)?;
+            }
             other => {
                 return fail(format!(
-                    "bench: unknown argument {other:?} (--quick, --rounds N)"
+                    "bench: unknown argument {other:?} (--quick, --rounds N, --config NAME,...)"
                 ))
             }
         }
@@ -110,7 +135,9 @@ pub fn bench(args: &[String]) -> Result {
     deps::deps()?;
     build()?;
     // The `avic` column needs the patched QEMU (built once, about 8 minutes; cached).
-    qemu_avic::qemu_avic(&[])?;
+    if o.configs.iter().any(|c| c.irq == Some("avic")) {
+        qemu_avic::qemu_avic(&[])?;
+    }
     let out = match o.quick {
         true => tests::target_dir().join("bench").join("quick"),
         false => tests::target_dir().join("bench"),
@@ -121,11 +148,11 @@ pub fn bench(args: &[String]) -> Result {
         .split(',')
         .filter_map(|j| j.split(':').next())
         .collect();
-    let mut results: Vec<Vec<Round>> = CONFIGS.iter().map(|_| Vec::new()).collect();
+    let mut results: Vec<Vec<Round>> = o.configs.iter().map(|_| Vec::new()).collect();
     let mut broken = Vec::new();
     // Interleave the configurations so a slow phase of the machine hits all of them alike.
     for round in 0..o.rounds {
-        for (i, c) in CONFIGS.iter().enumerate() {
+        for (i, c) in o.configs.iter().enumerate() {
             let log = out.join(format!("{}-{round}.log", c.name));
             let r = measure(c, sizes, &log)?;
             eprintln!(
@@ -139,7 +166,7 @@ pub fn bench(args: &[String]) -> Result {
             results[i].push(r);
         }
     }
-    let names: Vec<&str> = CONFIGS.iter().map(|c| c.name).collect();
+    let names: Vec<&str> = o.configs.iter().map(|c| c.name).collect();
     let configs: Vec<(&str, Vec<Round>)> = names.iter().copied().zip(results).collect();
     let rows = bench_report::rows(&configs);
     let md = report_markdown(&names, &rows, &o, sizes);
@@ -246,8 +273,13 @@ fn qemu_for(c: &Config, sizes: &str, disk: &Path) -> (Qemu, PathBuf) {
         }
         Some(irq) => {
             // Core 0 serves the hypervisor; the guest's two vCPUs run on cores 1 and 2.
+            let tsc = if host_tsc_invariant() {
+                " tsc=invariant"
+            } else {
+                ""
+            };
             let guest = format!(
-                "debug-exit=0xf4 guest=lin,cores=1-2,mem=256M,kernel={},initrd={},irq={irq},vf=00:04.1,cmdline=\"{cmdline}\"",
+                "debug-exit=0xf4{tsc} guest=lin,cores=1-2,mem=256M,kernel={},initrd={},irq={irq},vf=00:04.1,cmdline=\"{cmdline}\"",
                 linux::KERNEL_MODULE_NAME,
                 linux::INITRD_MODULE_NAME
             );
@@ -271,6 +303,21 @@ fn qemu_for(c: &Config, sizes: &str, disk: &Path) -> (Qemu, PathBuf) {
             (q, tests::kernel_mb1_elf())
         }
     }
+}
+
+/// Whether QEMU's TSC is invariant: under TCG every vCPU's TSC is the host's TSC plus one
+/// offset, so it is when the host's is (`constant_tsc` and `nonstop_tsc` in /proc/cpuinfo).
+/// QEMU cannot announce it (its TCG CPUID has no invariant-TSC bit), so didvisor is told with
+/// `tsc=invariant` and tells the guest (docs/evaluation.md).
+fn host_tsc_invariant() -> bool {
+    let info = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = info.lines().find(|l| l.starts_with("flags"));
+    flags.is_some_and(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        ["constant_tsc", "nonstop_tsc"]
+            .iter()
+            .all(|f| words.contains(f))
+    })
 }
 
 fn measure(c: &Config, sizes: &str, log: &Path) -> Result<Round> {

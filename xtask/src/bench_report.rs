@@ -236,7 +236,8 @@ pub struct Row {
     pub cells: Vec<Option<Cell>>,
 }
 
-/// The rows for `configs` (name, rounds); the first configuration is the reference (`bare`).
+/// The rows for `configs` (name, rounds); the first configuration is the reference of the
+/// ratios if it is `bare` (a `--config` selection without it has no ratios).
 pub fn rows(configs: &[(&str, Vec<Round>)]) -> Vec<Row> {
     Metric::ALL
         .iter()
@@ -249,7 +250,10 @@ pub fn rows(configs: &[(&str, Vec<Round>)]) -> Vec<Row> {
                     cell(&values)
                 })
                 .collect();
-            let base = cells.first().copied().flatten().map(|c| c.median);
+            let base = match configs.first() {
+                Some(("bare", _)) => cells.first().copied().flatten().map(|c| c.median),
+                _ => None,
+            };
             if kind == Kind::Timed {
                 for c in cells.iter_mut().flatten() {
                     c.ratio = base.filter(|b| *b > 0.0).map(|b| c.median / b);

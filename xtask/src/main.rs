@@ -81,7 +81,7 @@ commands:
                        a Debian L1 on it runs a 2-vCPU L2 under KVM with kvm_amd avic=0
                        and avic=1 (modes 0 1; 1x: avic=1 with an xAPIC L2, not by default)
                        and prints the L2's exits (IPI and EOI exits must drop)
-  bench [--quick] [--rounds N]
+  bench [--quick] [--rounds N] [--config NAME,...]
                        the evaluation (docs/evaluation.md): the Debian guest with 2 vCPUs
                        booted bare in QEMU and under didvisor (emulated, direct, avic on the
                        patched QEMU; an NVMe VF passed through) runs the workloads of
@@ -91,7 +91,8 @@ commands:
                        latency.svg. --quick: one round of small sizes into
                        target/bench/quick/, asserting only the interrupt-path invariants (no
                        EOI/timer exits in direct, no EOI exits in avic, an exit per interrupt
-                       in emulated)
+                       in emulated). --config: only these of bare, emulated, direct,
+                       avic (ratios only with bare)
   linux-run [--mode direct|avic|emulated] [--smp N] [--append S] [--prebuilt]
             [--qemu PATH] [--cpu MODEL] [-- QEMU ARGS...]
                        build, then boot the hypervisor with the Debian kernel as guest `lin`

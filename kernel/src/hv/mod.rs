@@ -83,6 +83,15 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
 
     let tsc_per_ms = timer::calibrate();
     log::info!("timer: tsc {} MHz", tsc_per_ms / 1000);
+    let invariant = match (
+        timer::decide_invariant(cfg.tsc_invariant),
+        cfg.tsc_invariant,
+    ) {
+        (true, _) => "invariant (CPUID 8000_0007 EDX bit 8)",
+        (false, true) => "invariant (tsc=invariant on the command line)",
+        (false, false) => "not announced invariant: guests are not told to trust it",
+    };
+    log::info!("timer: tsc {invariant}");
 
     let machine = acpi::discover(boot);
     let mut ids = heapless_ids::ApicIds {

@@ -1,12 +1,15 @@
 //! Time: the TSC, calibrated once against PIT channel 2 (the speaker-gate channel, which raises no
 //! interrupt), so the hypervisor can wait for given durations and report cycles.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::instructions::port::Port;
 
 static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
 /// TSC at calibration: the zero of "microseconds since boot".
 static TSC_ORIGIN: AtomicU64 = AtomicU64::new(0);
+
+/// Whether guests are told their TSC is invariant ([`decide_invariant`]).
+static TSC_INVARIANT: AtomicBool = AtomicBool::new(false);
 
 const PIT_HZ: u64 = 1_193_182;
 const CALIBRATION_MS: u64 = 10;
@@ -46,6 +49,24 @@ pub fn calibrate() -> u64 {
     TSC_ORIGIN.store(rdtsc(), Ordering::Relaxed);
     TSC_PER_MS.store(per_ms, Ordering::Relaxed);
     per_ms
+}
+
+/// Decides once, at boot, whether the TSC is invariant: CPUID 8000_0007h EDX[8] (APM vol. 3,
+/// "TscInvariant": constant rate in every P-, C- and S0 state) or the operator's `tsc=invariant`.
+/// Guests see the physical TSC unchanged (no VMCB TSC offset, no scaling, TSC writes refused),
+/// and the hypervisor itself counts on it running in step on all cores, so an invariant TSC
+/// is one the guests can keep time with (`didvisor::cpuid`). Returns what the host's CPUID said.
+pub fn decide_invariant(vouched: bool) -> bool {
+    let max_ext = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+    let host = max_ext >= 0x8000_0007
+        && core::arch::x86_64::__cpuid(0x8000_0007).edx & didvisor::cpuid::bit::TSC_INVARIANT != 0;
+    TSC_INVARIANT.store(host || vouched, Ordering::Relaxed);
+    host
+}
+
+/// Whether guests are told their TSC is invariant (CPUID 8000_0007h EDX[8]).
+pub fn invariant() -> bool {
+    TSC_INVARIANT.load(Ordering::Relaxed)
 }
 
 pub fn tsc_per_ms() -> u64 {

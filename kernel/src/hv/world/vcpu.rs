@@ -540,8 +540,16 @@ impl Vcpu {
             apic_id: self.id,
             vcpu_count: self.vm.config.cores.len() as u32,
             guest_cr4: self.vmcb().cr4,
+            tsc_invariant: crate::hv::host::timer::invariant(),
         };
-        cpuid::guest_cpuid(leaf, host(leaf, subleaf), max_basic, max_ext, &view)
+        cpuid::guest_cpuid(
+            leaf,
+            subleaf,
+            host(leaf, subleaf),
+            max_basic,
+            max_ext,
+            &view,
+        )
     }
 
     fn cpuid(&mut self) -> Next {
@@ -615,6 +623,10 @@ impl Vcpu {
     /// later wakes it: the next entry injects the NMI, whose IRET returns past the HLT.
     fn park(&mut self, rip: u64) -> Next {
         self.irq.set_running(self.vf_table().as_ref(), false);
+        self.vm.report(format_args!(
+            "vcpu {} halted with interrupts disabled at rip {rip:#x}: parked",
+            self.id
+        ));
         if self.platform().park() {
             return self.end(format_args!(
                 "halted forever (every vcpu in HLT with interrupts disabled; last at rip {rip:#x})"
@@ -635,15 +647,15 @@ impl Vcpu {
         }
     }
 
-    /// Where HLT is not intercepted (direct, avic): after an NMI exit, the guest sat in HLT with
-    /// interrupts off if IF is clear and the instruction just before RIP is HLT (0xF4).
+    /// Where HLT is not intercepted (direct, avic): after an NMI exit, the guest is halted for
+    /// good if IF is clear and the code at RIP leads straight back into a HLT
+    /// (`didvisor::halt_loop`). Not the byte before RIP: that may end any instruction.
     fn halted_with_interrupts_off(&mut self, rip: u64) -> bool {
         if self.vmcb().rflags & RFLAGS_IF != 0 {
             return false;
         }
-        let mut bytes = [0u8; insn::MAX_INSN_LEN];
-        let n = self.fetch_instruction(rip.wrapping_sub(1), &mut bytes);
-        n >= 1 && bytes[0] == 0xf4
+        let mode = self.cpu_mode();
+        didvisor::halt_loop::runs_into_hlt(mode, rip, |ip, out| self.fetch_instruction(ip, out))
     }
 
     /// HLT. Emulated mode only (the others do not intercept it): wait on this dedicated core
