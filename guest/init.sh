@@ -27,6 +27,14 @@
 #   nvme-read  load nvme, drop the page cache, read 16 MiB of /dev/nvme0n1 in 4 KiB blocks, and
 #          print the nvme interrupt count (`didvisor-guest: nvme interrupts N`) — the I/O workload
 #          of `cargo xtask bench`
+#   net    load igbvf (the NIC VF's stock driver), give its interface `didvisor.ip=ADDR/LEN`
+#          (default 10.0.2.15/24, QEMU's user network) and a default route via
+#          `didvisor.gw=ADDR` (default 10.0.2.2), wait for the link, then print
+#          `didvisor-guest: net IF mac MAC`, ping the gateway three times
+#          (`didvisor-guest: net ping ok` or `... ping failed`), fetch
+#          http://GW:`didvisor.port=N`/data with wget (when a port is given) and print
+#          `didvisor-guest: net wget sha256 HASH bytes N` (or `net wget failed`), and last
+#          `didvisor-guest: net interrupts N`, the sum of the interface's /proc/interrupts rows
 #   shell  an interactive shell on the console; `exit` continues
 #   input  read one line typed on the console (10 s at most) and print it back as
 #          `didvisor-guest: input <line>`
@@ -54,12 +62,18 @@ seq_n=100000
 pattern=didvisor
 ipi_n=1000
 bench=
+net_ip=10.0.2.15/24
+net_gw=10.0.2.2
+net_port=
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	didvisor.test=*) steps="$steps $(echo "${word#didvisor.test=}" | tr , ' ')" ;;
 	didvisor.seq=*) seq_n="${word#didvisor.seq=}" ;;
 	didvisor.pattern=*) pattern="${word#didvisor.pattern=}" ;;
 	didvisor.ipi=*) ipi_n="${word#didvisor.ipi=}" ;;
+	didvisor.ip=*) net_ip="${word#didvisor.ip=}" ;;
+	didvisor.gw=*) net_gw="${word#didvisor.gw=}" ;;
+	didvisor.port=*) net_port="${word#didvisor.port=}" ;;
 	didvisor.bench=*) bench="$(echo "${word#didvisor.bench=}" | tr , ' ')" ;;
 	esac
 done
@@ -140,6 +154,56 @@ nvme_interrupts() {
 	echo $total
 }
 
+# Sum of the /proc/interrupts rows whose names contain $1.
+interrupt_sum() {
+	total=0
+	while read -r label rest; do
+		case "$rest" in
+		*"$1"*)
+			for n in $rest; do
+				case "$n" in *[!0-9]*) break ;; *) total=$((total + n)) ;; esac
+			done
+			;;
+		esac
+	done </proc/interrupts
+	echo $total
+}
+
+step_net() {
+	if ! load_module igbvf; then
+		say "net igbvf failed to load"
+		return
+	fi
+	dev=
+	for i in $(seq 1 50); do
+		for d in /sys/class/net/eth*; do [ -e "$d" ] && dev=$(basename "$d") && break; done
+		[ -n "$dev" ] && break
+		sleep 0.1
+	done
+	if [ -z "$dev" ]; then
+		say "net no interface (igbvf made none in 5 s)"
+		return
+	fi
+	ip link set "$dev" up
+	ip addr add "$net_ip" dev "$dev"
+	ip route add default via "$net_gw"
+	for i in $(seq 1 100); do
+		[ "$(cat /sys/class/net/$dev/carrier 2>/dev/null)" = 1 ] && break
+		sleep 0.1
+	done
+	say "net $dev mac $(cat /sys/class/net/$dev/address) carrier $(cat /sys/class/net/$dev/carrier 2>/dev/null)"
+	if ping -c 3 -W 2 "$net_gw" >/dev/null 2>&1; then say "net ping ok"; else say "net ping failed"; fi
+	if [ -n "$net_port" ]; then
+		if wget -q -T 10 -O /tmp/net.data "http://$net_gw:$net_port/data"; then
+			set -- $(sha256sum </tmp/net.data)
+			say "net wget sha256 $1 bytes $(wc -c </tmp/net.data)"
+		else
+			say "net wget failed"
+		fi
+	fi
+	say "net interrupts $(interrupt_sum "$dev")"
+}
+
 step_nvme_read() {
 	nvme_disk || return
 	echo 3 >/proc/sys/vm/drop_caches
@@ -217,6 +281,7 @@ for step in $steps; do
 	nvme) step_nvme ;;
 	nvme-write) step_nvme_write ;;
 	nvme-read) step_nvme_read ;;
+	net) step_net ;;
 	ipi) step_ipi ;;
 	bench) step_bench ;;
 	shell)

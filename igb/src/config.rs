@@ -84,6 +84,14 @@ impl MacAddr {
     }
 }
 
+/// `aa:bb:cc:dd:ee:ff`, what [`MacAddr::parse`] reads back.
+impl core::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
 fn hex(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -273,6 +281,8 @@ mod tests {
         let m = MacAddr::parse("52:54:00:Ab:cd:EF").unwrap();
         assert_eq!(m, MacAddr([0x52, 0x54, 0, 0xab, 0xcd, 0xef]));
         assert_eq!(MacAddr::parse("52-54-00-ab-cd-ef"), Ok(m));
+        assert_eq!(m.to_string(), "52:54:00:ab:cd:ef");
+        assert_eq!(MacAddr::parse(&m.to_string()), Ok(m));
         for bad in [
             "",
             "52:54:00:ab:cd",

@@ -4,7 +4,8 @@
 //!
 //! Paths (under `build/`, or `$DIDVISOR_BUILD_DIR`):
 //! - `build/linux/vmlinuz`: the bzImage from the package's `boot/vmlinuz-<ver>`, unmodified.
-//! - `build/linux/modules/`: `kernel/drivers/nvme/host/{nvme,nvme-core}.ko` and their dependency
+//! - `build/linux/modules/`: `kernel/drivers/nvme/host/{nvme,nvme-core}.ko`,
+//!   `kernel/drivers/net/ethernet/intel/igbvf/igbvf.ko` (the NIC VF's driver) and their dependency
 //!   chain (uncompressed, as the package ships them), laid out like `/lib/modules/<ver>/`, with
 //!   a `modules.dep` in depmod's format (the package has none: depmod runs at install time).
 //! - `build/linux/VERSION`: the kernel release, like `6.1.0-56-amd64`.
@@ -32,6 +33,7 @@ pub const KERNEL_META: &str = "linux-image-amd64";
 pub const NEEDED_MODULES: &[&str] = &[
     "kernel/drivers/nvme/host/nvme.ko",
     "kernel/drivers/nvme/host/nvme-core.ko",
+    "kernel/drivers/net/ethernet/intel/igbvf/igbvf.ko",
 ];
 
 /// The guest kernel's command line, the same under the hypervisor and directly in QEMU.
@@ -83,6 +85,9 @@ pub const APPLETS: &[&str] = &[
     "sync",
     "basename",
     "taskset",
+    "ip",
+    "ping",
+    "wget",
 ];
 
 /// The guest command line with `extra` (like `didvisor.test=nvme`) appended.
@@ -981,6 +986,9 @@ mod tests {
             "sha256sum",
             "seq",
             "grep",
+            "ip",
+            "ping",
+            "wget",
         ] {
             assert!(APPLETS.contains(&needed), "{needed}");
             assert!(init.contains(needed), "init.sh does not use {needed}?");
