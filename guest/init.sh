@@ -194,7 +194,8 @@ step_net() {
 	say "net $dev mac $(cat /sys/class/net/$dev/address) carrier $(cat /sys/class/net/$dev/carrier 2>/dev/null)"
 	if ping -c 3 -W 2 "$net_gw" >/dev/null 2>&1; then say "net ping ok"; else say "net ping failed"; fi
 	if [ -n "$net_port" ]; then
-		if wget -q -T 10 -O /tmp/net.data "http://$net_gw:$net_port/data"; then
+		# Bounded by `timeout`: busybox 1.35's static wget crashes with its own -T.
+		if timeout 20 wget -q -O /tmp/net.data "http://$net_gw:$net_port/data"; then
 			set -- $(sha256sum </tmp/net.data)
 			say "net wget sha256 $1 bytes $(wc -c </tmp/net.data)"
 		else

@@ -20,8 +20,8 @@
 use crate::config::{PfConfig, MAX_FRAME};
 use crate::pool;
 use crate::regs::{
-    self, mdic, mrqc, phy, tctl, vt_ctl, Ctrl, CtrlExt, Dtxswc, Eecd, Gpie, Rctl, Registers, Status,
-    Tctl, VtCtl,
+    self, mdic, mrqc, phy, tctl, vt_ctl, Ctrl, CtrlExt, Dtxswc, Eecd, Gpie, Rctl, Registers,
+    Status, Tctl, VtCtl,
 };
 
 /// Least time after CTRL.RST before the device is read again: Linux `igb` sleeps after the
@@ -86,11 +86,6 @@ impl BringUp {
             config,
             step: Step::Reset,
         }
-    }
-
-    /// The configuration being brought up (what [`crate::Mailbox::new`] takes once done).
-    pub fn config(&self) -> &PfConfig {
-        &self.config
     }
 
     pub fn is_done(&self) -> bool {

@@ -718,13 +718,22 @@ mod tests {
 
     #[test]
     fn mac_belongs_to_a_vf_and_to_one_guest() {
-        let cfg = parse("guest=a,cores=1,mem=2M,kernel=k,vf=00:15.0,mac=52:54:00:12:34:56").unwrap();
+        let cfg =
+            parse("guest=a,cores=1,mem=2M,kernel=k,vf=00:15.0,mac=52:54:00:12:34:56").unwrap();
         let g = cfg.guests().next().unwrap();
         assert_eq!(g.mac.unwrap().to_string(), "52:54:00:12:34:56");
-        for bad in ["52:54:00:12:34", "01:00:5e:00:00:01", "00:00:00:00:00:00", "nic"] {
+        for bad in [
+            "52:54:00:12:34",
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "nic",
+        ] {
             let line = format!("guest=a,cores=1,mem=2M,kernel=k,vf=00:15.0,mac={bad}");
             assert!(
-                matches!(parse(&line).unwrap_err(), ConfigError::BadValue { key: "mac", .. }),
+                matches!(
+                    parse(&line).unwrap_err(),
+                    ConfigError::BadValue { key: "mac", .. }
+                ),
                 "{bad}"
             );
         }

@@ -98,22 +98,33 @@ fn guest_with_a_nic_vf_reaches_the_outside_with_no_exits_for_its_interrupts() {
     let mac = "52:54:00:12:34:56";
     let guest = net_guest("lin", 1, "00:15.0", Some(mac), "direct", port);
     let run = boot(&[guest], 2).run("net_one_guest");
-    run.assert_line(&format!("igb: {IGB_PF}: vf 1 at 00:15.0 mac {mac} (pool 0)"));
+    run.assert_line(&format!(
+        "igb: {IGB_PF}: vf 1 at 00:15.0 mac {mac} (pool 0)"
+    ));
     run.assert_line(&format!("igb: {IGB_PF}: link up, pools and loopback set"));
     run.assert_line("guest lin: vf 00:15.0 as 00:01.0, dma domain 2");
     // The reset handshake the stock igbvf starts: answered with the configured address.
     run.assert_line(&format!("igb: {IGB_PF}: vf 1 message 0x1: Reset"));
-    assert_eq!(net_line(&run, "lin", "eth0 mac "), format!("{mac} carrier 1"));
+    assert_eq!(
+        net_line(&run, "lin", "eth0 mac "),
+        format!("{mac} carrier 1")
+    );
     net_line(&run, "lin", "ping ok");
     assert_eq!(
         net_line(&run, "lin", "wget sha256 "),
         format!("{want} bytes {}", data.len())
     );
-    assert!(served.load(Ordering::SeqCst) >= 1, "the server saw no request");
+    assert!(
+        served.load(Ordering::SeqCst) >= 1,
+        "the server saw no request"
+    );
     let interrupts: u64 = net_line(&run, "lin", "interrupts ")
         .parse()
         .unwrap_or_else(|_| run.fail("the interrupt count is not a number"));
-    assert!(interrupts > 0, "the VF's interrupts did not reach the guest");
+    assert!(
+        interrupts > 0,
+        "the VF's interrupts did not reach the guest"
+    );
     // Direct mode: the VF's MSI-X goes to the guest's core with its vector, no exit.
     assert_eq!(
         tests::report::vf_interrupts_via_exits(&run.serial, "lin"),

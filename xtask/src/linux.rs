@@ -88,6 +88,7 @@ pub const APPLETS: &[&str] = &[
     "ip",
     "ping",
     "wget",
+    "timeout",
 ];
 
 /// The guest command line with `extra` (like `didvisor.test=nvme`) appended.

@@ -335,12 +335,12 @@ fn prepare_vfs(cfg: &Config, machine: &acpi::Machine, boot: &BootInfo) -> (Guest
                 }
                 match nics.iter_mut().find(|n| n.is_none()) {
                     None => Err("more 82576 NIC PFs than the service loop drives"),
-                    Some(slot) => igb_pf::enable(&mut ecam, pf, num_vfs, &macs, window).map(
-                        |(vfs, nic)| {
+                    Some(slot) => {
+                        igb_pf::enable(&mut ecam, pf, num_vfs, &macs, window).map(|(vfs, nic)| {
                             *slot = Some(nic);
                             vfs
-                        },
-                    ),
+                        })
+                    }
                 }
             }
         };

@@ -44,9 +44,11 @@ pub fn is_igb(ecam: &Ecam, pf: Bdf) -> bool {
 }
 
 /// Where the PF is in its life.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    BringingUp(BringUp),
-    Serving(Mailbox),
+    BringingUp,
+    /// Bring-up done: the mailbox is served.
+    Serving,
     Failed,
 }
 
@@ -55,6 +57,9 @@ pub struct IgbPf {
     bdf: Bdf,
     regs: PfRegisters,
     phase: Phase,
+    bring_up: BringUp,
+    /// Polled only once `bring_up` is done (its MTA shadow starts from the cleared table).
+    mailbox: Mailbox,
     next_poll_us: u64,
 }
 
@@ -81,8 +86,8 @@ pub fn enable(
     for (r, mac) in requests.iter_mut().zip(macs) {
         r.mac = *mac;
     }
-    let config = igb::plan(&requests[..count], false, None, u64::from(pf.routing_id()))
-        .map_err(|e| {
+    let config =
+        igb::plan(&requests[..count], false, None, u64::from(pf.routing_id())).map_err(|e| {
             println!("igb: {pf}: {e:?}");
             "the NIC VFs' configuration is refused (the log line before says why)"
         })?;
@@ -128,7 +133,9 @@ pub fn enable(
     let pf_state = IgbPf {
         bdf: pf,
         regs,
-        phase: Phase::BringingUp(BringUp::new(config)),
+        phase: Phase::BringingUp,
+        bring_up: BringUp::new(config),
+        mailbox: Mailbox::new(config, Limits::DEFAULT),
         next_poll_us: 0,
     };
     Ok((vfs, pf_state))
@@ -143,20 +150,19 @@ impl IgbPf {
         }
         self.next_poll_us = now + POLL_PERIOD_US;
         let pf = self.bdf;
-        match &mut self.phase {
-            Phase::BringingUp(b) => match b.poll(&mut self.regs, now) {
+        match self.phase {
+            Phase::BringingUp => match self.bring_up.poll(&mut self.regs, now) {
                 Progress::Pending => {}
                 Progress::Done => {
                     println!("igb: {pf}: link up, pools and loopback set, VFs may reset");
-                    let mailbox = Mailbox::new(*b.config(), Limits::DEFAULT);
-                    self.phase = Phase::Serving(mailbox);
+                    self.phase = Phase::Serving;
                 }
                 Progress::Failed(e) => {
                     println!("igb: {pf}: bring-up failed: {e:?}; its VFs get no PF answers");
                     self.phase = Phase::Failed;
                 }
             },
-            Phase::Serving(m) => m.poll(&mut self.regs, now, |e| log_event(pf, e)),
+            Phase::Serving => self.mailbox.poll(&mut self.regs, now, |e| log_event(pf, e)),
             Phase::Failed => {}
         }
     }
@@ -178,7 +184,10 @@ fn log_event(pf: Bdf, e: Event) {
         // The VF holds its mailbox; the request waits for the next poll.
         Event::Busy { .. } => {}
         Event::Throttled { vf } => {
-            println!("igb: {pf}: vf {} exceeds its mailbox rate; requests wait", vf + 1)
+            println!(
+                "igb: {pf}: vf {} exceeds its mailbox rate; requests wait",
+                vf + 1
+            )
         }
         Event::Stray { vflre, vfreq } => {
             println!("igb: {pf}: cause bits of absent VFs cleared (reset {vflre:#x}, request {vfreq:#x})")
