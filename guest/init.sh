@@ -34,7 +34,11 @@
 #          (`didvisor-guest: net ping ok` or `... ping failed`), fetch
 #          http://GW:`didvisor.port=N`/data with wget (when a port is given) and print
 #          `didvisor-guest: net wget sha256 HASH bytes N` (or `net wget failed`), and last
-#          `didvisor-guest: net interrupts N`, the sum of the interface's /proc/interrupts rows
+#          `didvisor-guest: net interrupts N`, the sum of the interface's /proc/interrupts rows.
+#          With `didvisor.peer=ADDR`: before the count, ping ADDR (another guest) until it
+#          answers, 30 tries at most (`net peer ok` or `net peer failed`), then 3 s more for the
+#          other guest's pings. With `didvisor.spoof=MAC`: then try `ip link set address MAC`
+#          (`net spoof refused` or `net spoof accepted`) and print `net mac-after-spoof MAC`
 #   shell  an interactive shell on the console; `exit` continues
 #   input  read one line typed on the console (10 s at most) and print it back as
 #          `didvisor-guest: input <line>`
@@ -65,6 +69,8 @@ bench=
 net_ip=10.0.2.15/24
 net_gw=10.0.2.2
 net_port=
+net_peer=
+net_spoof=
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	didvisor.test=*) steps="$steps $(echo "${word#didvisor.test=}" | tr , ' ')" ;;
@@ -74,6 +80,8 @@ for word in $(cat /proc/cmdline); do
 	didvisor.ip=*) net_ip="${word#didvisor.ip=}" ;;
 	didvisor.gw=*) net_gw="${word#didvisor.gw=}" ;;
 	didvisor.port=*) net_port="${word#didvisor.port=}" ;;
+	didvisor.peer=*) net_peer="${word#didvisor.peer=}" ;;
+	didvisor.spoof=*) net_spoof="${word#didvisor.spoof=}" ;;
 	didvisor.bench=*) bench="$(echo "${word#didvisor.bench=}" | tr , ' ')" ;;
 	esac
 done
@@ -201,6 +209,22 @@ step_net() {
 		else
 			say "net wget failed"
 		fi
+	fi
+	if [ -n "$net_peer" ]; then
+		result=failed
+		for i in $(seq 1 30); do
+			if ping -c 1 -W 1 "$net_peer" >/dev/null 2>&1; then result=ok; break; fi
+		done
+		say "net peer $result"
+		sleep 3
+	fi
+	if [ -n "$net_spoof" ]; then
+		if ip link set dev "$dev" address "$net_spoof" 2>/dev/null; then
+			say "net spoof accepted"
+		else
+			say "net spoof refused"
+		fi
+		say "net mac-after-spoof $(cat /sys/class/net/$dev/address)"
 	fi
 	say "net interrupts $(interrupt_sum "$dev")"
 }

@@ -132,3 +132,74 @@ fn guest_with_a_nic_vf_reaches_the_outside_with_no_exits_for_its_interrupts() {
     );
     run.assert_line("guest lin: ended: power-off request");
 }
+
+/// Two guests, each with a VF of the one 82576: guest `a` (direct mode) and `b` (emulated
+/// mode, the baseline) each reach the gateway and each other through the PF's loopback between
+/// pools; `a`'s attempt to take `b`'s address is refused by the PF (anti-spoofing), and `b`
+/// keeps working; `b`'s VF interrupts arrive through exits, `a`'s without.
+#[test]
+fn two_guests_reach_each_other_through_the_pf_and_a_mac_change_is_refused() {
+    let mac_a = "52:54:00:00:00:0a";
+    let mac_b = "52:54:00:00:00:0b";
+    let guest = |name: &str, core: u32, vf: &str, mac: &str, irq: &str, extra: &str| {
+        format!(
+            "guest={name},cores={core},mem=256M,kernel=linux,initrd=initrd,irq={irq},vf={vf},mac={mac},cmdline=\"console=ttyS0 quiet didvisor.test=net {extra}\""
+        )
+    };
+    let guests = [
+        guest(
+            "a",
+            1,
+            "00:15.0",
+            mac_a,
+            "direct",
+            &format!("didvisor.ip=10.0.2.15/24 didvisor.peer=10.0.2.16 didvisor.spoof={mac_b}"),
+        ),
+        guest(
+            "b",
+            2,
+            "00:15.2",
+            mac_b,
+            "emulated",
+            "didvisor.ip=10.0.2.16/24 didvisor.peer=10.0.2.15",
+        ),
+    ];
+    let run = boot(&guests, 3).run("net_two_guests");
+    run.assert_line(&format!(
+        "igb: {IGB_PF}: vf 2 at 00:15.2 mac {mac_b} (pool 1)"
+    ));
+    run.assert_line("guest a: vf 00:15.0 as 00:01.0, dma domain 2");
+    run.assert_line("guest b: vf 00:15.2 as 00:01.0, dma domain 3");
+    for (name, mac) in [("a", mac_a), ("b", mac_b)] {
+        assert_eq!(
+            net_line(&run, name, "eth0 mac "),
+            format!("{mac} carrier 1")
+        );
+        net_line(&run, name, "ping ok");
+        net_line(&run, name, "peer ok");
+    }
+    // The PF refused the new address, and igbvf kept the configured one.
+    run.assert_line(&format!(
+        "igb: {IGB_PF}: vf 1 message 0x2: Refuse(MacChangeNotAllowed {{ asked: {mac_b} }})"
+    ));
+    net_line(&run, "a", "spoof refused");
+    assert_eq!(net_line(&run, "a", "mac-after-spoof "), mac_a);
+    let count = |name: &str| -> u64 {
+        net_line(&run, name, "interrupts ")
+            .parse()
+            .unwrap_or_else(|_| run.fail("the interrupt count is not a number"))
+    };
+    let (a, b) = (count("a"), count("b"));
+    assert!(a > 0 && b > 0, "VF interrupts: a {a}, b {b}");
+    assert_eq!(
+        tests::report::vf_interrupts_via_exits(&run.serial, "a"),
+        Some(0)
+    );
+    let b_exits = tests::report::vf_interrupts_via_exits(&run.serial, "b").unwrap_or(0);
+    assert!(
+        b_exits >= b,
+        "emulated mode: guest b counted {b} VF interrupts, {b_exits} went through exits"
+    );
+    run.assert_line("guest a: ended: power-off request");
+    run.assert_line("guest b: ended: power-off request");
+}

@@ -21,6 +21,7 @@
 //! cmdline = "console=ttyS0 quiet"          # optional, the guest kernel's command line
 //! irq = "direct"          # optional: direct | emulated | avic
 //! vfs = ["00:04.1"]       # optional: SR-IOV VFs passed through (one per guest today)
+//! mac = "52:54:00:12:34:56" # optional: the address of the guest's NIC VF (docs/igb.md)
 //! ```
 //!
 //! Paths are host paths, relative to the layout file's directory; `$BUILD/` at the start stands
@@ -91,6 +92,7 @@ pub struct Guest {
     pub irq: Option<String>,
     #[serde(default)]
     pub vfs: Vec<String>,
+    pub mac: Option<String>,
 }
 
 /// A boot module: the host file and the name the hypervisor knows it by.
@@ -268,6 +270,9 @@ impl Layout {
         for vf in &g.vfs {
             w.push_str(&format!(",vf={vf}"));
         }
+        if let Some(mac) = &g.mac {
+            w.push_str(&format!(",mac={mac}"));
+        }
         w
     }
 
@@ -294,6 +299,7 @@ impl Layout {
             for (key, v) in [("name", name), ("cores", &g.cores), ("memory", &g.memory)]
                 .into_iter()
                 .chain(g.irq.as_ref().map(|v| ("irq", v)))
+                .chain(g.mac.as_ref().map(|v| ("mac", v)))
                 .chain(g.vfs.iter().map(|v| ("vfs", v)))
             {
                 one_word(v).map_err(|why| format!("guest {name}: {key} = \"{v}\": {why}"))?;
@@ -558,6 +564,25 @@ mod tests {
         assert_eq!(a.vf.unwrap().to_string(), "00:04.1");
         assert_eq!(cfg.console_guest(), Some(1));
         assert_eq!((l.cpus(), l.memory_mib().unwrap()), (4, 1024));
+    }
+
+    #[test]
+    fn a_nic_vf_address_goes_to_the_command_line_and_is_checked() {
+        let with_mac = TWO.replace(
+            "vfs = [\"0000:00:04.1\"]",
+            "vfs = [\"00:15.0\"]\n        mac = \"52:54:00:12:34:56\"",
+        );
+        let l = parse(&with_mac);
+        assert!(l
+            .cmdline(Target::default())
+            .contains(",vf=00:15.0,mac=52:54:00:12:34:56 "));
+        l.check(Target::default()).unwrap();
+        let cfg = config::parse(&l.cmdline(Target::default())).unwrap();
+        let a = cfg.guests().next().unwrap();
+        assert_eq!(a.mac.unwrap().to_string(), "52:54:00:12:34:56");
+        let bad = parse(&with_mac.replace("52:54:00:12:34:56", "01:00:5e:00:00:01"));
+        let e = bad.check(Target::default()).unwrap_err();
+        assert!(e.contains("mac=01:00:5e:00:00:01"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::hv::host::pci_host::Ecam;
 use crate::hv::host::{memory, phys, timer};
 use crate::println;
 use igb::bring_up::Progress;
-use igb::{BringUp, Event, Limits, MacAddr, Mailbox, VfPolicy, VfRequest};
+use igb::{BringUp, Decision, Event, Limits, MacAddr, Mailbox, VfPolicy, VfRequest};
 use pci::sriov::{EnabledVfs, MmioWindow};
 use pci::{header, Bdf, Command, ConfigAccess};
 
@@ -176,11 +176,17 @@ fn log_event(pf: Bdf, e: Event) {
             word0,
             decision,
             replied,
-        } => println!(
-            "igb: {pf}: vf {} message {word0:#x}: {decision:?}{}",
-            vf + 1,
-            if replied { "" } else { " (no reply)" }
-        ),
+        } => {
+            let reply = if replied { "" } else { " (no reply)" };
+            match decision {
+                // The hashes are noise in a log.
+                Decision::SetMulticast { count, .. } => println!(
+                    "igb: {pf}: vf {} message {word0:#x}: SetMulticast({count} hashes){reply}",
+                    vf + 1
+                ),
+                d => println!("igb: {pf}: vf {} message {word0:#x}: {d:?}{reply}", vf + 1),
+            }
+        }
         // The VF holds its mailbox; the request waits for the next poll.
         Event::Busy { .. } => {}
         Event::Throttled { vf } => {
