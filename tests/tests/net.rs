@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tests::qemu::{Qemu, Run, IGB_PF};
+use tests::qemu::{Expected, Qemu, Run, IGB_PF};
 
 /// The bytes the server hands out: not compressible, not the same on every offset.
 fn payload() -> Vec<u8> {
@@ -202,4 +202,51 @@ fn two_guests_reach_each_other_through_the_pf_and_a_mac_change_is_refused() {
     );
     run.assert_line("guest a: ended: power-off request");
     run.assert_line("guest b: ended: power-off request");
+}
+
+/// A NIC VF the machine does not have, and one without an IOMMU: that guest does not start, with
+/// a line saying why, and the other guest runs (bare-metal test guests: a few seconds each).
+#[test]
+fn a_missing_nic_vf_or_no_iommu_stops_only_that_guest() {
+    let guests = |vf: &str| {
+        format!(
+            "debug-exit=0xf4 guest=nic,cores=1,mem=16M,kernel=testguest,vf={vf},mac=52:54:00:00:00:01 \
+             guest=plain,cores=2,mem=16M,kernel=testguest"
+        )
+    };
+    for (test, vf, iommu, why) in [
+        (
+            "net_no_such_vf",
+            "00:17.0",
+            true,
+            "not a virtual function of any SR-IOV device here",
+        ),
+        (
+            "net_no_iommu",
+            "00:15.0",
+            false,
+            "no AMD-Vi IOMMU, so no DMA isolation: refusing to pass the device through",
+        ),
+    ] {
+        let mut q = Qemu::new()
+            .smp(3)
+            .memory_mb(512)
+            .cmdline(&guests(vf))
+            .module(tests::testguest(), "testguest")
+            .igb_sriov("")
+            .timeout(Duration::from_secs(60));
+        if iommu {
+            q = q
+                .arg("-device")
+                .arg("amd-iommu,intremap=on,xtsup=on,pt=off");
+        }
+        let run = q.expect_exit(Expected::Clean).run(test);
+        run.assert_line(&format!(
+            "error: guest nic: vf={vf}: {why}; the guest does not start"
+        ));
+        // No VF was wanted from the 82576, so its PF was left alone.
+        run.assert_no_line("igb: ");
+        run.assert_line("guest plain: ended");
+        run.assert_line("didvisor: all guests ended");
+    }
 }
