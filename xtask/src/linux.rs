@@ -910,14 +910,24 @@ mod tests {
         put("kernel/block/t10-pi.ko", "t10_pi", "crc64", abi);
         put("kernel/lib/crc64.ko", "crc64", "", abi);
         put("kernel/lib/other.ko", "other", "", abi);
+        put(
+            "kernel/drivers/net/ethernet/intel/igbvf/igbvf.ko",
+            "igbvf",
+            "",
+            abi,
+        );
         let info = modinfo(&fs::read(root.join("kernel/block/t10-pi.ko")).unwrap()).unwrap();
         assert!(info.contains(&("depends".into(), "crc64".into())));
         let mods = resolve_modules(&root, NEEDED_MODULES, abi).unwrap();
         let names: Vec<&str> = mods.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["crc64", "t10_pi", "nvme_core", "nvme"]);
+        assert_eq!(names, ["crc64", "t10_pi", "nvme_core", "nvme", "igbvf"]);
         assert_eq!(mods[2].rel, "kernel/drivers/nvme/host/nvme-core.ko");
+        let dep = render_modules_dep(&mods);
+        assert!(dep.contains("kernel/drivers/net/ethernet/intel/igbvf/igbvf.ko:\n"));
         assert_eq!(
-            render_modules_dep(&mods).lines().last().unwrap(),
+            dep.lines()
+                .find(|l| l.starts_with("kernel/drivers/nvme/host/nvme.ko:"))
+                .unwrap(),
             "kernel/drivers/nvme/host/nvme.ko: kernel/drivers/nvme/host/nvme-core.ko \
              kernel/block/t10-pi.ko kernel/lib/crc64.ko"
         );
