@@ -38,7 +38,12 @@
 #          With `didvisor.peer=ADDR`: before the count, ping ADDR (another guest) until it
 #          answers, 30 tries at most (`net peer ok` or `net peer failed`), then 3 s more for the
 #          other guest's pings. With `didvisor.spoof=MAC`: then try `ip link set address MAC`
-#          (`net spoof refused` or `net spoof accepted`) and print `net mac-after-spoof MAC`
+#          (`net spoof refused` or `net spoof accepted`) and print `net mac-after-spoof MAC`.
+#          TCP between guests: `didvisor.tcp-listen=PORT` receives one connection's bytes
+#          (listening from the start of the step, for 30 s at most after the peer pings) and
+#          prints `net tcp received sha256 HASH bytes N`; `didvisor.tcp-send=ADDR:PORT` sends
+#          the output of `seq 1 50000` there after the peer pings and prints
+#          `net tcp sent sha256 HASH bytes N` (or `net tcp send failed`)
 #   shell  an interactive shell on the console; `exit` continues
 #   input  read one line typed on the console (10 s at most) and print it back as
 #          `didvisor-guest: input <line>`
@@ -71,6 +76,8 @@ net_gw=10.0.2.2
 net_port=
 net_peer=
 net_spoof=
+tcp_listen=
+tcp_send=
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	didvisor.test=*) steps="$steps $(echo "${word#didvisor.test=}" | tr , ' ')" ;;
@@ -82,6 +89,8 @@ for word in $(cat /proc/cmdline); do
 	didvisor.port=*) net_port="${word#didvisor.port=}" ;;
 	didvisor.peer=*) net_peer="${word#didvisor.peer=}" ;;
 	didvisor.spoof=*) net_spoof="${word#didvisor.spoof=}" ;;
+	didvisor.tcp-listen=*) tcp_listen="${word#didvisor.tcp-listen=}" ;;
+	didvisor.tcp-send=*) tcp_send="${word#didvisor.tcp-send=}" ;;
 	didvisor.bench=*) bench="$(echo "${word#didvisor.bench=}" | tr , ' ')" ;;
 	esac
 done
@@ -192,6 +201,12 @@ step_net() {
 		say "net no interface (igbvf made none in 5 s)"
 		return
 	fi
+	listener=
+	if [ -n "$tcp_listen" ]; then
+		# A stdin that stays open: at EOF nc half-closes, and the sender's nc quits at once.
+		sleep 60 | nc -l -p "$tcp_listen" >/tmp/tcp.recv &
+		listener=$!
+	fi
 	ip link set "$dev" up
 	ip addr add "$net_ip" dev "$dev"
 	ip route add default via "$net_gw"
@@ -216,7 +231,31 @@ step_net() {
 			if ping -c 1 -W 1 "$net_peer" >/dev/null 2>&1; then result=ok; break; fi
 		done
 		say "net peer $result"
+		if [ -n "$tcp_send" ]; then
+			seq 1 50000 >/tmp/tcp.send
+			# Up to 5 tries: the peer's listener may still be starting.
+			sent=failed
+			for i in 1 2 3 4 5; do
+				if timeout 20 nc "${tcp_send%:*}" "${tcp_send#*:}" </tmp/tcp.send; then sent=ok; break; fi
+				sleep 1
+			done
+			if [ $sent = ok ]; then
+				set -- $(sha256sum </tmp/tcp.send)
+				say "net tcp sent sha256 $1 bytes $(wc -c </tmp/tcp.send)"
+			else
+				say "net tcp send failed"
+			fi
+		fi
 		sleep 3
+	fi
+	if [ -n "$listener" ]; then
+		for i in $(seq 1 300); do
+			kill -0 "$listener" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill "$listener" 2>/dev/null
+		set -- $(sha256sum </tmp/tcp.recv)
+		say "net tcp received sha256 $1 bytes $(wc -c </tmp/tcp.recv)"
 	fi
 	if [ -n "$net_spoof" ]; then
 		if ip link set dev "$dev" address "$net_spoof" 2>/dev/null; then

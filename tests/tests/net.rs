@@ -135,7 +135,7 @@ fn guest_with_a_nic_vf_reaches_the_outside_with_no_exits_for_its_interrupts() {
 
 /// Two guests, each with a VF of the one 82576: guest `a` (direct mode) and `b` (emulated
 /// mode, the baseline) each reach the gateway and each other through the PF's loopback between
-/// pools; `a`'s attempt to take `b`'s address is refused by the PF (anti-spoofing), and `b`
+/// pools and copy a file over TCP; `a`'s attempt to take `b`'s address is refused by the PF (anti-spoofing), and `b`
 /// keeps working; `b`'s VF interrupts arrive through exits, `a`'s without.
 #[test]
 fn two_guests_reach_each_other_through_the_pf_and_a_mac_change_is_refused() {
@@ -153,7 +153,10 @@ fn two_guests_reach_each_other_through_the_pf_and_a_mac_change_is_refused() {
             "00:15.0",
             mac_a,
             "direct",
-            &format!("didvisor.ip=10.0.2.15/24 didvisor.peer=10.0.2.16 didvisor.spoof={mac_b}"),
+            &format!(
+                "didvisor.ip=10.0.2.15/24 didvisor.peer=10.0.2.16 didvisor.spoof={mac_b} \
+                 didvisor.tcp-send=10.0.2.16:5001"
+            ),
         ),
         guest(
             "b",
@@ -161,7 +164,7 @@ fn two_guests_reach_each_other_through_the_pf_and_a_mac_change_is_refused() {
             "00:15.2",
             mac_b,
             "emulated",
-            "didvisor.ip=10.0.2.16/24 didvisor.peer=10.0.2.15",
+            "didvisor.ip=10.0.2.16/24 didvisor.peer=10.0.2.15 didvisor.tcp-listen=5001",
         ),
     ];
     let run = boot(&guests, 3).run("net_two_guests");
@@ -178,6 +181,11 @@ fn two_guests_reach_each_other_through_the_pf_and_a_mac_change_is_refused() {
         net_line(&run, name, "ping ok");
         net_line(&run, name, "peer ok");
     }
+    // A TCP copy from a to b through the PF's loopback: what b received is what a sent.
+    let sent: String = (1..=50000).map(|i| format!("{i}\n")).collect();
+    let want = format!("{:x} bytes {}", Sha256::digest(sent.as_bytes()), sent.len());
+    assert_eq!(net_line(&run, "a", "tcp sent sha256 "), want);
+    assert_eq!(net_line(&run, "b", "tcp received sha256 "), want);
     // The PF refused the new address, and igbvf kept the configured one.
     run.assert_line(&format!(
         "igb: {IGB_PF}: vf 1 message 0x2: Refuse(MacChangeNotAllowed {{ asked: {mac_b} }})"

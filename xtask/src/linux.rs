@@ -89,6 +89,8 @@ pub const APPLETS: &[&str] = &[
     "ping",
     "wget",
     "timeout",
+    "nc",
+    "kill",
 ];
 
 /// The guest command line with `extra` (like `didvisor.test=nvme`) appended.
