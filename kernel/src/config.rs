@@ -7,6 +7,7 @@
 //! error names the word it is about: bad configuration stops the hypervisor before any guest starts.
 
 use crate::cpuset::{CpuSet, MAX_CPUS};
+use crate::restart::OnStop;
 use core::fmt;
 
 pub const MAX_GUESTS: usize = 16;
@@ -107,6 +108,8 @@ pub struct GuestConfig {
     /// The MAC address of the guest's NIC VF (`mac=`); `None`: a stable derived one
     /// (docs/igb.md). Only with `vf=`.
     pub mac: Option<igb::MacAddr>,
+    /// What a reset or a crash of the guest leads to (`on-reset=`, `on-crash=`, `max-restarts=`).
+    pub restart: crate::restart::RestartPolicy,
 }
 
 /// How interrupts reach the guest (see docs/design.md "Interrupt modes").
@@ -242,7 +245,7 @@ impl fmt::Display for ConfigError<'_> {
             ),
             NoConsoleGuest(n) => write!(f, "console={n}: no guest has that name"),
             UnknownGuestKey { guest, key } => {
-                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline, irq, vf, mac)")
+                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline, irq, vf, mac, on-reset, on-crash, max-restarts)")
             }
             MissingGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` is required"),
             DuplicateGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` given twice"),
@@ -539,6 +542,7 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
         irq: IrqMode::Direct,
         vf: None,
         mac: None,
+        restart: crate::restart::RestartPolicy::default(),
     };
     let mut seen = [false; GUEST_KEYS.len()];
     for field in it {
@@ -585,7 +589,24 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
                         .ok_or(bad("expected a unicast MAC address like 52:54:00:12:34:56"))?,
                 )
             }
-            _ => g.irq = IrqMode::parse(value).ok_or(bad("expected direct, avic or emulated"))?,
+            "irq" => {
+                g.irq = IrqMode::parse(value).ok_or(bad("expected direct, avic or emulated"))?
+            }
+            "on-reset" | "on-crash" => {
+                let on = OnStop::parse(value).ok_or(bad("expected restart or end"))?;
+                if key == "on-reset" {
+                    g.restart.on_reset = on;
+                } else {
+                    g.restart.on_crash = on;
+                }
+            }
+            _ => {
+                g.restart.max_restarts = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n <= MAX_RESTARTS_LIMIT)
+                    .ok_or(bad("expected a number of restarts from 0 to 1000"))?
+            }
         }
     }
     if g.mac.is_some() && g.vf.is_none() {
@@ -603,9 +624,22 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
 }
 
 /// Keys of a guest description; the first three are required.
-const GUEST_KEYS: [&str; 8] = [
-    "cores", "mem", "kernel", "initrd", "cmdline", "irq", "vf", "mac",
+const GUEST_KEYS: [&str; 11] = [
+    "cores",
+    "mem",
+    "kernel",
+    "initrd",
+    "cmdline",
+    "irq",
+    "vf",
+    "on-reset",
+    "on-crash",
+    "max-restarts",
+    "mac",
 ];
+
+/// The highest `max-restarts=` (a guest restarting more is a loop, not a workload).
+const MAX_RESTARTS_LIMIT: u32 = 1000;
 
 fn module_name<'a>(key: &'a str, value: &'a str) -> Result<Name, ConfigError<'a>> {
     Name::new(value)
@@ -754,6 +788,36 @@ mod tests {
             "guest=a,cores=1,mem=2M,kernel=k,vf=00:15.0 guest=b,cores=2,mem=2M,kernel=k,vf=00:15.2"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn restart_policy() {
+        use crate::restart::{OnStop, RestartPolicy};
+        let g = |extra: &str| {
+            let line = format!("guest=a,cores=1,mem=2M,kernel=k{extra}").leak();
+            parse(line).map(|c| c.guests().next().unwrap().restart)
+        };
+        assert_eq!(g("").unwrap(), RestartPolicy::default());
+        let p = g(",on-reset=end,on-crash=restart,max-restarts=3").unwrap();
+        assert_eq!(
+            p,
+            RestartPolicy {
+                on_reset: OnStop::End,
+                on_crash: OnStop::Restart,
+                max_restarts: 3
+            }
+        );
+        for (bad, key) in [
+            (",on-reset=reboot", "on-reset"),
+            (",on-crash=", "on-crash"),
+            (",max-restarts=-1", "max-restarts"),
+            (",max-restarts=1001", "max-restarts"),
+        ] {
+            assert!(
+                matches!(g(bad), Err(ConfigError::BadValue { key: k, .. }) if k == key),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
