@@ -27,6 +27,23 @@
 #   nvme-read  load nvme, drop the page cache, read 16 MiB of /dev/nvme0n1 in 4 KiB blocks, and
 #          print the nvme interrupt count (`didvisor-guest: nvme interrupts N`) — the I/O workload
 #          of `cargo xtask bench`
+#   net    load igbvf (the NIC VF's stock driver), give its interface `didvisor.ip=ADDR/LEN`
+#          (default 10.0.2.15/24, QEMU's user network) and a default route via
+#          `didvisor.gw=ADDR` (default 10.0.2.2), wait for the link, then print
+#          `didvisor-guest: net IF mac MAC`, ping the gateway three times
+#          (`didvisor-guest: net ping ok` or `... ping failed`), fetch
+#          http://GW:`didvisor.port=N`/data with wget (when a port is given) and print
+#          `didvisor-guest: net wget sha256 HASH bytes N` (or `net wget failed`), and last
+#          `didvisor-guest: net interrupts N`, the sum of the interface's /proc/interrupts rows.
+#          With `didvisor.peer=ADDR`: before the count, ping ADDR (another guest) until it
+#          answers, 30 tries at most (`net peer ok` or `net peer failed`), then 3 s more for the
+#          other guest's pings. With `didvisor.spoof=MAC`: then try `ip link set address MAC`
+#          (`net spoof refused` or `net spoof accepted`) and print `net mac-after-spoof MAC`.
+#          TCP between guests: `didvisor.tcp-listen=PORT` receives one connection's bytes
+#          (listening from the start of the step, for 30 s at most after the peer pings) and
+#          prints `net tcp received sha256 HASH bytes N`; `didvisor.tcp-send=ADDR:PORT` sends
+#          the output of `seq 1 50000` there after the peer pings and prints
+#          `net tcp sent sha256 HASH bytes N` (or `net tcp send failed`)
 #   shell  an interactive shell on the console; `exit` continues
 #   input  read one line typed on the console (10 s at most) and print it back as
 #          `didvisor-guest: input <line>`
@@ -56,12 +73,26 @@ seq_n=100000
 pattern=didvisor
 ipi_n=1000
 bench=
+net_ip=10.0.2.15/24
+net_gw=10.0.2.2
+net_port=
+net_peer=
+net_spoof=
+tcp_listen=
+tcp_send=
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	didvisor.test=*) steps="$steps $(echo "${word#didvisor.test=}" | tr , ' ')" ;;
 	didvisor.seq=*) seq_n="${word#didvisor.seq=}" ;;
 	didvisor.pattern=*) pattern="${word#didvisor.pattern=}" ;;
 	didvisor.ipi=*) ipi_n="${word#didvisor.ipi=}" ;;
+	didvisor.ip=*) net_ip="${word#didvisor.ip=}" ;;
+	didvisor.gw=*) net_gw="${word#didvisor.gw=}" ;;
+	didvisor.port=*) net_port="${word#didvisor.port=}" ;;
+	didvisor.peer=*) net_peer="${word#didvisor.peer=}" ;;
+	didvisor.spoof=*) net_spoof="${word#didvisor.spoof=}" ;;
+	didvisor.tcp-listen=*) tcp_listen="${word#didvisor.tcp-listen=}" ;;
+	didvisor.tcp-send=*) tcp_send="${word#didvisor.tcp-send=}" ;;
 	didvisor.bench=*) bench="$(echo "${word#didvisor.bench=}" | tr , ' ')" ;;
 	esac
 done
@@ -142,6 +173,103 @@ nvme_interrupts() {
 	echo $total
 }
 
+# Sum of the /proc/interrupts rows whose names contain $1.
+interrupt_sum() {
+	total=0
+	while read -r label rest; do
+		case "$rest" in
+		*"$1"*)
+			for n in $rest; do
+				case "$n" in *[!0-9]*) break ;; *) total=$((total + n)) ;; esac
+			done
+			;;
+		esac
+	done </proc/interrupts
+	echo $total
+}
+
+step_net() {
+	if ! load_module igbvf; then
+		say "net igbvf failed to load"
+		return
+	fi
+	dev=
+	for i in $(seq 1 50); do
+		for d in /sys/class/net/eth*; do [ -e "$d" ] && dev=$(basename "$d") && break; done
+		[ -n "$dev" ] && break
+		sleep 0.1
+	done
+	if [ -z "$dev" ]; then
+		say "net no interface (igbvf made none in 5 s)"
+		return
+	fi
+	listener=
+	if [ -n "$tcp_listen" ]; then
+		# A stdin that stays open: at EOF nc half-closes, and the sender's nc quits at once.
+		sleep 60 | nc -l -p "$tcp_listen" >/tmp/tcp.recv &
+		listener=$!
+	fi
+	ip link set "$dev" up
+	ip addr add "$net_ip" dev "$dev"
+	ip route add default via "$net_gw"
+	for i in $(seq 1 100); do
+		[ "$(cat /sys/class/net/$dev/carrier 2>/dev/null)" = 1 ] && break
+		sleep 0.1
+	done
+	say "net $dev mac $(cat /sys/class/net/$dev/address) carrier $(cat /sys/class/net/$dev/carrier 2>/dev/null)"
+	if ping -c 3 -W 2 "$net_gw" >/dev/null 2>&1; then say "net ping ok"; else say "net ping failed"; fi
+	if [ -n "$net_port" ]; then
+		# Bounded by `timeout`: busybox 1.35's static wget crashes with its own -T.
+		if timeout 20 wget -q -O /tmp/net.data "http://$net_gw:$net_port/data"; then
+			set -- $(sha256sum </tmp/net.data)
+			say "net wget sha256 $1 bytes $(wc -c </tmp/net.data)"
+		else
+			say "net wget failed"
+		fi
+	fi
+	if [ -n "$net_peer" ]; then
+		result=failed
+		for i in $(seq 1 30); do
+			if ping -c 1 -W 1 "$net_peer" >/dev/null 2>&1; then result=ok; break; fi
+		done
+		say "net peer $result"
+		if [ -n "$tcp_send" ]; then
+			seq 1 50000 >/tmp/tcp.send
+			# Up to 5 tries: the peer's listener may still be starting.
+			sent=failed
+			for i in 1 2 3 4 5; do
+				if timeout 20 nc "${tcp_send%:*}" "${tcp_send#*:}" </tmp/tcp.send; then sent=ok; break; fi
+				sleep 1
+			done
+			if [ $sent = ok ]; then
+				set -- $(sha256sum </tmp/tcp.send)
+				say "net tcp sent sha256 $1 bytes $(wc -c </tmp/tcp.send)"
+			else
+				say "net tcp send failed"
+			fi
+		fi
+		sleep 3
+	fi
+	if [ -n "$listener" ]; then
+		for i in $(seq 1 300); do
+			kill -0 "$listener" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill "$listener" 2>/dev/null
+		set -- $(sha256sum </tmp/tcp.recv)
+		say "net tcp received sha256 $1 bytes $(wc -c </tmp/tcp.recv)"
+	fi
+	if [ -n "$net_spoof" ]; then
+		if ip link set dev "$dev" address "$net_spoof" 2>/dev/null; then
+			say "net spoof accepted"
+		else
+			say "net spoof refused"
+		fi
+		say "net mac-after-spoof $(cat /sys/class/net/$dev/address)"
+	fi
+	say "net interrupts $(interrupt_sum "$dev")"
+}
+
 step_nvme_read() {
 	nvme_disk || return
 	echo 3 >/proc/sys/vm/drop_caches
@@ -219,6 +347,7 @@ for step in $steps; do
 	nvme) step_nvme ;;
 	nvme-write) step_nvme_write ;;
 	nvme-read) step_nvme_read ;;
+	net) step_net ;;
 	ipi) step_ipi ;;
 	bench) step_bench ;;
 	shell)

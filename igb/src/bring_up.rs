@@ -7,7 +7,7 @@
 //! 2. Link: PHY BMCR through MDIC with auto-negotiation enabled and restarted; wait for
 //!    MDIC.READY, then for STATUS.LU (QEMU: about 500 ms of virtual time).
 //! 3. Filters cleared: receive addresses 1-23, MTA, VLVF, VFTA.
-//! 4. Switching: VMDq (MRQC), default pool (VT_CTL), each VF's pool (VMOLR with BAM, its
+//! 4. Switching: VMDq (MRQC), MSI-X mode (GPIE: the VFs' interrupts need it), default pool (VT_CTL), each VF's pool (VMOLR with BAM, its
 //!    address in its receive address entry), the PF pool's enables, loopback and MAC
 //!    anti-spoofing (DTXSWC), the PF's receiver and transmitter (RCTL, TCTL, RLPML).
 //! 5. CTRL_EXT.PFRSTD, last: it lets the VFs start their reset handshake, which the mailbox
@@ -20,8 +20,8 @@
 use crate::config::{PfConfig, MAX_FRAME};
 use crate::pool;
 use crate::regs::{
-    self, mdic, mrqc, phy, tctl, vt_ctl, Ctrl, CtrlExt, Dtxswc, Eecd, Rctl, Registers, Status,
-    Tctl, VtCtl,
+    self, mdic, mrqc, phy, tctl, vt_ctl, Ctrl, CtrlExt, Dtxswc, Eecd, Gpie, Rctl, Registers,
+    Status, Tctl, VtCtl,
 };
 
 /// Least time after CTRL.RST before the device is read again: Linux `igb` sleeps after the
@@ -198,6 +198,9 @@ fn clear_filters(regs: &mut impl Registers) {
 /// Step 4 of the module documentation.
 fn switch(regs: &mut impl Registers, c: &PfConfig) {
     regs.write32(regs::MRQC, mrqc::ENABLE_VMDQ);
+    // The VFs' interrupts are MSI-X vectors of the VFs, raised through the PF's EICR.
+    let gpie = Gpie::MSIX_MODE | Gpie::EIAME | Gpie::PBA | Gpie::NSICR;
+    regs.write32(regs::GPIE, gpie.bits());
     let vt = match c.pf_pool() {
         Some(p) => vt_ctl::default_pool(p),
         None => VtCtl::DIS_DEF_POOL.bits(),

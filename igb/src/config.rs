@@ -6,7 +6,7 @@
 use crate::regs::MAX_POOLS;
 
 /// An Ethernet MAC address, bytes in transmission order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
@@ -81,6 +81,21 @@ impl MacAddr {
         let l = low.to_le_bytes();
         let h = high.to_le_bytes();
         MacAddr([l[0], l[1], l[2], l[3], h[0], h[1]])
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`, what [`MacAddr::parse`] reads back.
+impl core::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+/// The same as Display, so logged decisions read `SetMac(52:54:00:12:34:56)`.
+impl core::fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(self, f)
     }
 }
 
@@ -273,6 +288,8 @@ mod tests {
         let m = MacAddr::parse("52:54:00:Ab:cd:EF").unwrap();
         assert_eq!(m, MacAddr([0x52, 0x54, 0, 0xab, 0xcd, 0xef]));
         assert_eq!(MacAddr::parse("52-54-00-ab-cd-ef"), Ok(m));
+        assert_eq!(m.to_string(), "52:54:00:ab:cd:ef");
+        assert_eq!(MacAddr::parse(&m.to_string()), Ok(m));
         for bad in [
             "",
             "52:54:00:ab:cd",

@@ -21,6 +21,8 @@ pub const MDIC: Reg = 0x0020;
 pub const RCTL: Reg = 0x0100;
 /// TCTL, Transmit Control: [`Tctl`].
 pub const TCTL: Reg = 0x0400;
+/// GPIE, General Purpose Interrupt Enable: [`Gpie`].
+pub const GPIE: Reg = 0x1514;
 /// DTXSWC, DMA TX Switch Control: [`Dtxswc`].
 pub const DTXSWC: Reg = 0x3500;
 /// RLPML, Receive Long Packet Maximum Length, bits 13:0; used while RCTL.LPE is set.
@@ -203,6 +205,21 @@ bitflags::bitflags! {
         const PSP = 1 << 3;
         /// Re-transmit on late collision.
         const RTLC = 1 << 24;
+    }
+
+    /// GPIE, the bits Linux `igb` sets for MSI-X (`igb_configure_msix`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Gpie: u32 {
+        /// Non-selective clear of ICR on read.
+        const NSICR = 1 << 0;
+        /// Extended-interrupt (MSI-X) mode. QEMU routes every EICR cause, the VFs' included,
+        /// to MSI-X vectors only with it; without it a VF's queue and mailbox causes go to
+        /// the PF's own MSI/INTx and the VF never gets an interrupt.
+        const MSIX_MODE = 1 << 4;
+        /// EIAM auto-masks a vector when it fires.
+        const EIAME = 1 << 30;
+        /// PBA support (MSI-X pending bits).
+        const PBA = 1 << 31;
     }
 
     /// DTXSWC.

@@ -6,7 +6,7 @@ use crate::fake::{Fake, AUTONEG_US};
 use crate::mailbox::{Decision, Event, Limits, Mailbox, Refusal};
 use crate::message::{self, encode, id, Request, ACK, CTS, NACK};
 use crate::pool::vf_rar_entry;
-use crate::regs::{self, rah, Dtxswc, Rctl, Tctl, V2p, Vmolr};
+use crate::regs::{self, rah, Dtxswc, Gpie, Rctl, Tctl, V2p, Vmolr};
 use crate::{BringUp, Progress};
 
 fn config(n: usize, pf_traffic: bool) -> PfConfig {
@@ -65,6 +65,7 @@ fn bring_up_programs_what_qemu_checks() {
         "VFs enabled only by their reset handshake"
     );
     assert_ne!(f.get(regs::DTXSWC) & Dtxswc::LOOPBACK.bits(), 0);
+    assert_ne!(f.get(regs::GPIE) & Gpie::MSIX_MODE.bits(), 0);
     assert_ne!(f.get(regs::RCTL) & Rctl::EN.bits(), 0);
     assert_ne!(f.get(regs::TCTL) & Tctl::EN.bits(), 0);
     // PFRSTD came last and released the VFs.

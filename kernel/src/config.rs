@@ -105,6 +105,9 @@ pub struct GuestConfig {
     pub irq: IrqMode,
     /// An SR-IOV virtual function (host bus/device/function) passed through to the guest.
     pub vf: Option<pci::Bdf>,
+    /// The MAC address of the guest's NIC VF (`mac=`); `None`: a stable derived one
+    /// (docs/igb.md). Only with `vf=`.
+    pub mac: Option<igb::MacAddr>,
     /// What a reset or a crash of the guest leads to (`on-reset=`, `on-crash=`, `max-restarts=`).
     pub restart: crate::restart::RestartPolicy,
 }
@@ -207,6 +210,16 @@ pub enum ConfigError<'a> {
         first: Name,
         second: Name,
     },
+    /// `mac=` without `vf=`: there is no NIC for the address.
+    MacWithoutVf {
+        guest: &'a str,
+    },
+    /// Two guests name the same MAC address: frames would reach only one of them.
+    SharedMac {
+        mac: igb::MacAddr,
+        first: Name,
+        second: Name,
+    },
     // Checks against the machine and the boot modules:
     NoSuchCpu {
         guest: &'a str,
@@ -237,7 +250,7 @@ impl fmt::Display for ConfigError<'_> {
             ),
             NoConsoleGuest(n) => write!(f, "console={n}: no guest has that name"),
             UnknownGuestKey { guest, key } => {
-                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline, irq, vf)")
+                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline, irq, vf, mac, on-reset, on-crash, max-restarts)")
             }
             MissingGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` is required"),
             DuplicateGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` given twice"),
@@ -248,6 +261,16 @@ impl fmt::Display for ConfigError<'_> {
             SharedVf { vf, first, second } => write!(
                 f,
                 "guests {} and {} both name `vf={vf}`: a VF belongs to one guest",
+                first.as_str(),
+                second.as_str()
+            ),
+            MacWithoutVf { guest } => write!(
+                f,
+                "guest {guest}: `mac=` names the address of a NIC VF, but there is no `vf=`"
+            ),
+            SharedMac { mac, first, second } => write!(
+                f,
+                "guests {} and {} both name `mac={mac}`: an address belongs to one VF",
                 first.as_str(),
                 second.as_str()
             ),
@@ -442,6 +465,13 @@ pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
                         second: g.name,
                     });
                 }
+                if let (Some(mac), Some(o)) = (g.mac, cfg.guests().find(|o| o.mac == g.mac)) {
+                    return Err(ConfigError::SharedMac {
+                        mac,
+                        first: o.name,
+                        second: g.name,
+                    });
+                }
                 cfg.guests[count] = Some(g);
                 count += 1;
             }
@@ -527,6 +557,7 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
         cmdline: boot_str::Str::empty(),
         irq: IrqMode::Direct,
         vf: None,
+        mac: None,
         restart: crate::restart::RestartPolicy::default(),
     };
     let mut seen = [false; GUEST_KEYS.len()];
@@ -566,6 +597,14 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
                         .ok_or(bad("expected a PCI function like 00:04.1 or 0000:00:04.1"))?,
                 )
             }
+            "mac" => {
+                g.mac = Some(
+                    igb::MacAddr::parse(value)
+                        .ok()
+                        .filter(|m| m.is_unicast())
+                        .ok_or(bad("expected a unicast MAC address like 52:54:00:12:34:56"))?,
+                )
+            }
             "irq" => {
                 g.irq = IrqMode::parse(value).ok_or(bad("expected direct, avic or emulated"))?
             }
@@ -586,6 +625,9 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
             }
         }
     }
+    if g.mac.is_some() && g.vf.is_none() {
+        return Err(ConfigError::MacWithoutVf { guest });
+    }
     for (i, required) in GUEST_KEYS.iter().enumerate().take(3) {
         if !seen[i] {
             return Err(ConfigError::MissingGuestKey {
@@ -598,7 +640,7 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
 }
 
 /// Keys of a guest description; the first three are required.
-const GUEST_KEYS: [&str; 10] = [
+const GUEST_KEYS: [&str; 11] = [
     "cores",
     "mem",
     "kernel",
@@ -609,6 +651,7 @@ const GUEST_KEYS: [&str; 10] = [
     "on-reset",
     "on-crash",
     "max-restarts",
+    "mac",
 ];
 
 /// The highest `max-restarts=` (a guest restarting more is a loop, not a workload).
@@ -722,6 +765,46 @@ mod tests {
             parse("guest=a,cores=1,mem=2M,kernel=k,vf=nvme").unwrap_err(),
             ConfigError::BadValue { key: "vf", .. }
         ));
+    }
+
+    #[test]
+    fn mac_belongs_to_a_vf_and_to_one_guest() {
+        let cfg =
+            parse("guest=a,cores=1,mem=2M,kernel=k,vf=00:15.0,mac=52:54:00:12:34:56").unwrap();
+        let g = cfg.guests().next().unwrap();
+        assert_eq!(g.mac.unwrap().to_string(), "52:54:00:12:34:56");
+        for bad in [
+            "52:54:00:12:34",
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "nic",
+        ] {
+            let line = format!("guest=a,cores=1,mem=2M,kernel=k,vf=00:15.0,mac={bad}");
+            assert!(
+                matches!(
+                    parse(&line).unwrap_err(),
+                    ConfigError::BadValue { key: "mac", .. }
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse("guest=a,cores=1,mem=2M,kernel=k,mac=52:54:00:12:34:56").unwrap_err(),
+            ConfigError::MacWithoutVf { guest: "a" }
+        );
+        let twice = "guest=a,cores=1,mem=2M,kernel=k,vf=00:15.0,mac=52:54:00:12:34:56 \
+                     guest=b,cores=2,mem=2M,kernel=k,vf=00:15.2,mac=52:54:00:12:34:56";
+        let e = parse(twice).unwrap_err();
+        assert!(matches!(e, ConfigError::SharedMac { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "guests a and b both name `mac=52:54:00:12:34:56`: an address belongs to one VF"
+        );
+        // Two guests without `mac=` do not share an address (each gets a derived one).
+        assert!(parse(
+            "guest=a,cores=1,mem=2M,kernel=k,vf=00:15.0 guest=b,cores=2,mem=2M,kernel=k,vf=00:15.2"
+        )
+        .is_ok());
     }
 
     #[test]

@@ -198,6 +198,14 @@ impl Qemu {
         self
     }
 
+    /// QEMU's 82576 (`igb`, SR-IOV with up to 8 VFs) on QEMU's user network ([`igb_sriov_args`]).
+    pub fn igb_sriov(mut self, netdev: &str) -> Self {
+        for a in igb_sriov_args(netdev) {
+            self = self.arg(&a);
+        }
+        self
+    }
+
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
         self
@@ -616,6 +624,27 @@ pub fn nvme_sriov_args(serial: &str, disks: &[&std::path::Path]) -> Vec<String> 
         ));
     }
     args
+}
+
+/// Where [`igb_sriov_args`] puts the 82576 PF; its VF n is at PF + 0x80 + 2 (n - 1) in
+/// routing-id terms: VF 1 at 00:15.0, VF 2 at 00:15.2.
+pub const IGB_PF: &str = "00:05.0";
+
+/// QEMU arguments of the NIC: an 82576 PF at [`IGB_PF`] whose uplink is `-netdev user` with
+/// the options `netdev` (like `restrict=on`; may be empty). QEMU's user network is 10.0.2.0/24
+/// with the gateway 10.0.2.2, which also stands for the host's loopback.
+pub fn igb_sriov_args(netdev: &str) -> Vec<String> {
+    let user = if netdev.is_empty() {
+        "user,id=uplink".to_string()
+    } else {
+        format!("user,id=uplink,{netdev}")
+    };
+    vec![
+        "-netdev".into(),
+        user,
+        "-device".into(),
+        "igb,netdev=uplink,addr=05.0".into(),
+    ]
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@
 //! on-reset = "restart"    # optional: restart | end, when the guest reboots (default restart)
 //! on-crash = "end"        # optional: restart | end, when it triple-faults (default end)
 //! max-restarts = 10       # optional: restarts over its life (default 10)
+//! mac = "52:54:00:12:34:56" # optional: the address of the guest's NIC VF (docs/igb.md)
 //! ```
 //!
 //! Paths are host paths, relative to the layout file's directory; `$BUILD/` at the start stands
@@ -100,6 +101,7 @@ pub struct Guest {
     pub on_crash: Option<String>,
     #[serde(rename = "max-restarts")]
     pub max_restarts: Option<u32>,
+    pub mac: Option<String>,
 }
 
 /// A boot module: the host file and the name the hypervisor knows it by.
@@ -285,6 +287,9 @@ impl Layout {
         if let Some(n) = g.max_restarts {
             w.push_str(&format!(",max-restarts={n}"));
         }
+        if let Some(mac) = &g.mac {
+            w.push_str(&format!(",mac={mac}"));
+        }
         w
     }
 
@@ -313,6 +318,7 @@ impl Layout {
                 .chain(g.irq.as_ref().map(|v| ("irq", v)))
                 .chain(g.on_reset.as_ref().map(|v| ("on-reset", v)))
                 .chain(g.on_crash.as_ref().map(|v| ("on-crash", v)))
+                .chain(g.mac.as_ref().map(|v| ("mac", v)))
                 .chain(g.vfs.iter().map(|v| ("vfs", v)))
             {
                 one_word(v).map_err(|why| format!("guest {name}: {key} = \"{v}\": {why}"))?;
@@ -581,6 +587,25 @@ mod tests {
         assert_eq!(a.vf.unwrap().to_string(), "00:04.1");
         assert_eq!(cfg.console_guest(), Some(1));
         assert_eq!((l.cpus(), l.memory_mib().unwrap()), (4, 1024));
+    }
+
+    #[test]
+    fn a_nic_vf_address_goes_to_the_command_line_and_is_checked() {
+        let with_mac = TWO.replace(
+            "vfs = [\"0000:00:04.1\"]",
+            "vfs = [\"00:15.0\"]\n        mac = \"52:54:00:12:34:56\"",
+        );
+        let l = parse(&with_mac);
+        assert!(l
+            .cmdline(Target::default())
+            .contains(",vf=00:15.0,mac=52:54:00:12:34:56 "));
+        l.check(Target::default()).unwrap();
+        let cfg = config::parse(&l.cmdline(Target::default())).unwrap();
+        let a = cfg.guests().next().unwrap();
+        assert_eq!(a.mac.unwrap().to_string(), "52:54:00:12:34:56");
+        let bad = parse(&with_mac.replace("52:54:00:12:34:56", "01:00:5e:00:00:01"));
+        let e = bad.check(Target::default()).unwrap_err();
+        assert!(e.contains("mac=01:00:5e:00:00:01"), "{e}");
     }
 
     #[test]

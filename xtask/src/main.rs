@@ -41,7 +41,7 @@ commands:
                        acpica-tools, gcc, libc6-dev), then fetch the Debian 12 guest kernel
                        (linux-image-<ver>, the release `apt-cache depends linux-image-amd64`
                        names) into the cache and stage
-                       build/linux/vmlinuz, build/linux/modules/ (nvme, nvme-core and their
+                       build/linux/vmlinuz, build/linux/modules/ (nvme, nvme-core, igbvf and their
                        dependencies, with modules.dep) and build/linux/VERSION
   build [--prebuilt]   deps, then build didvisor and testguest for x86_64-unknown-none and
                        write build/didvisor.elf (Multiboot2, ELF64), build/didvisor-mb1.elf
@@ -259,7 +259,7 @@ fn print_artefacts() {
         (linux::initrd(), "initramfs (busybox, guest/init.sh)".into()),
         (
             linux::modules_dir().join(""),
-            "nvme modules and modules.dep".into(),
+            "nvme and igbvf modules, modules.dep".into(),
         ),
         (linux::version_file(), "guest kernel release".into()),
     ] {

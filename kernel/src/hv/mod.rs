@@ -9,7 +9,7 @@ pub mod world;
 
 use host::shutdown::{self, fatal};
 use host::{acpi, cpu, idt, memory, pci_host, phys, serial, smp, timer, topology, x2apic};
-use passthrough::{iommu_hw, nvme_pf};
+use passthrough::{igb_pf, iommu_hw, nvme_pf, PfDriver};
 use vm::{canary, console_input, guest, vf};
 use world::{avic_selftest, speculation, svm_hw, vcpu};
 
@@ -172,7 +172,7 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
             "didvisor: no guests configured (add guest=NAME,cores=N,mem=SIZE,kernel=MODULE)"
         );
     }
-    let vfs = prepare_vfs(cfg, &machine, boot);
+    let (vfs, mut nics) = prepare_vfs(cfg, &machine, boot);
     // Build every guest first, then start them all: guests run side by side, not one after another.
     let mut built = [false; didvisor::config::MAX_GUESTS];
     for (index, g) in cfg.guests().enumerate() {
@@ -234,6 +234,9 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         serial::drain(SERVICE_DRAIN_BYTES);
         console.poll();
         iommu_hw::take_ga_interrupt(ring_ga_tag);
+        for nic in nics.iter_mut().flatten() {
+            nic.poll();
+        }
         let now = timer::nanos();
         let watch = now >= next_watch;
         if watch {
@@ -271,22 +274,25 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     shutdown::success()
 }
 
-/// Per guest (by index): the VF it gets, or why it cannot have the one it asked for. Brings up
-/// each SR-IOV PF once with as many VFs as the guests need.
-fn prepare_vfs(
-    cfg: &Config,
-    machine: &acpi::Machine,
-    boot: &BootInfo,
-) -> [Result<(pci::sriov::EnabledVfs, pci::sriov::VfFunction), &'static str>;
-       didvisor::config::MAX_GUESTS] {
-    let mut out = [const { Err("no VF requested") }; didvisor::config::MAX_GUESTS];
+/// Per guest (by index): the VF it gets, or why it cannot have the one it asked for.
+type GuestVfs = [Result<(pci::sriov::EnabledVfs, pci::sriov::VfFunction), &'static str>;
+    didvisor::config::MAX_GUESTS];
+/// The 82576 PFs the service loop drives.
+const MAX_NIC_PFS: usize = 2;
+type NicPfs = [Option<igb_pf::IgbPf>; MAX_NIC_PFS];
+
+/// Brings up each SR-IOV PF once with as many VFs as the guests need; returns what each guest
+/// gets and the NIC PFs whose bring-up and mailbox the service loop continues.
+fn prepare_vfs(cfg: &Config, machine: &acpi::Machine, boot: &BootInfo) -> (GuestVfs, NicPfs) {
+    let mut out: GuestVfs = [const { Err("no VF requested") }; didvisor::config::MAX_GUESTS];
+    let mut nics: NicPfs = [const { None }; MAX_NIC_PFS];
     let Some(ecam) = machine.ecam else {
         for (i, g) in cfg.guests().enumerate() {
             if g.vf.is_some() {
                 out[i] = Err("no PCIe ECAM (MCFG), so no device passthrough");
             }
         }
-        return out;
+        return (out, nics);
     };
     let mut ecam = ecam;
     let mut owners = [None; didvisor::config::MAX_GUESTS];
@@ -297,6 +303,9 @@ fn prepare_vfs(
             continue;
         }
         match nvme_pf::owner_of(&ecam, bdf) {
+            Some((pf, ..)) if g.mac.is_some() && PfDriver::of(&ecam, pf) != PfDriver::Igb => {
+                out[i] = Err("mac= is for a NIC VF, and this VF is not an 82576 NIC's");
+            }
             Some(owner) => match behind_driven_iommu(machine, &[owner.0, bdf]) {
                 Ok(()) => owners[i] = Some(owner),
                 Err(why) => out[i] = Err(why),
@@ -305,15 +314,15 @@ fn prepare_vfs(
         }
     }
     if owners.iter().all(|o| o.is_none()) {
-        return out;
+        return (out, nics);
     }
-    let Some(window) = pci_host::free_mmio_window(&mut ecam, boot) else {
+    let Some(mut window) = pci_host::free_mmio_window(&mut ecam, boot) else {
         for (i, o) in owners.iter().enumerate() {
             if o.is_some() {
                 out[i] = Err("no free MMIO below 4 GiB for the VF BARs");
             }
         }
-        return out;
+        return (out, nics);
     };
     // One bring-up per PF, with the highest VF number any guest wants.
     let wanted = owners.map(|o| o.map(|(pf, _, n)| (pf, n)));
@@ -321,7 +330,33 @@ fn prepare_vfs(
         let Some((_, sriov, _)) = owners.iter().flatten().find(|o| o.0 == pf).copied() else {
             continue;
         };
-        let result = nvme_pf::bring_up(&mut ecam, pf, sriov, num_vfs, window);
+        let result = match PfDriver::of(&ecam, pf) {
+            PfDriver::Nvme => nvme_pf::bring_up(&mut ecam, pf, sriov, num_vfs, window),
+            PfDriver::Igb => {
+                // VF n's address: the `mac=` of the guest that has it, if any.
+                let mut macs = [None; pci::sriov::MAX_VFS];
+                for (g, owner) in cfg.guests().zip(&owners) {
+                    if let Some((p, _, n)) = owner {
+                        if *p == pf && usize::from(*n) <= macs.len() {
+                            macs[usize::from(*n) - 1] = g.mac;
+                        }
+                    }
+                }
+                match nics.iter_mut().find(|n| n.is_none()) {
+                    None => Err("more 82576 NIC PFs than the service loop drives"),
+                    Some(slot) => {
+                        igb_pf::enable(&mut ecam, pf, num_vfs, &macs, window).map(|(vfs, nic)| {
+                            *slot = Some(nic);
+                            vfs
+                        })
+                    }
+                }
+            }
+        };
+        // The next PF's VF BARs go above this one's.
+        if let Ok(vfs) = &result {
+            window.start = vfs.window_used_to;
+        }
         for (j, owner) in owners.iter().enumerate() {
             let Some((p, _, n)) = owner else { continue };
             if *p != pf {
@@ -336,7 +371,7 @@ fn prepare_vfs(
             };
         }
     }
-    out
+    (out, nics)
 }
 
 /// Why a VF is refused on a machine without a working AMD-Vi IOMMU.

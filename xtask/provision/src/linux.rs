@@ -4,7 +4,8 @@
 //!
 //! Paths (under `build/`, or `$DIDVISOR_BUILD_DIR`):
 //! - `build/linux/vmlinuz`: the bzImage from the package's `boot/vmlinuz-<ver>`, unmodified.
-//! - `build/linux/modules/`: `kernel/drivers/nvme/host/{nvme,nvme-core}.ko` and their dependency
+//! - `build/linux/modules/`: `kernel/drivers/nvme/host/{nvme,nvme-core}.ko`,
+//!   `kernel/drivers/net/ethernet/intel/igbvf/igbvf.ko` (the NIC VF's driver) and their dependency
 //!   chain (uncompressed, as the package ships them), laid out like `/lib/modules/<ver>/`, with
 //!   a `modules.dep` in depmod's format (the package has none: depmod runs at install time).
 //! - `build/linux/VERSION`: the kernel release, like `6.1.0-56-amd64`.
@@ -32,6 +33,7 @@ pub const KERNEL_META: &str = "linux-image-amd64";
 pub const NEEDED_MODULES: &[&str] = &[
     "kernel/drivers/nvme/host/nvme.ko",
     "kernel/drivers/nvme/host/nvme-core.ko",
+    "kernel/drivers/net/ethernet/intel/igbvf/igbvf.ko",
 ];
 
 /// The guest kernel's command line, the same under the hypervisor and directly in QEMU.
@@ -83,6 +85,12 @@ pub const APPLETS: &[&str] = &[
     "sync",
     "basename",
     "taskset",
+    "ip",
+    "ping",
+    "wget",
+    "timeout",
+    "nc",
+    "kill",
 ];
 
 /// The guest command line with `extra` (like `didvisor.test=nvme`) appended.
@@ -904,14 +912,24 @@ mod tests {
         put("kernel/block/t10-pi.ko", "t10_pi", "crc64", abi);
         put("kernel/lib/crc64.ko", "crc64", "", abi);
         put("kernel/lib/other.ko", "other", "", abi);
+        put(
+            "kernel/drivers/net/ethernet/intel/igbvf/igbvf.ko",
+            "igbvf",
+            "",
+            abi,
+        );
         let info = modinfo(&fs::read(root.join("kernel/block/t10-pi.ko")).unwrap()).unwrap();
         assert!(info.contains(&("depends".into(), "crc64".into())));
         let mods = resolve_modules(&root, NEEDED_MODULES, abi).unwrap();
         let names: Vec<&str> = mods.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["crc64", "t10_pi", "nvme_core", "nvme"]);
+        assert_eq!(names, ["crc64", "t10_pi", "nvme_core", "nvme", "igbvf"]);
         assert_eq!(mods[2].rel, "kernel/drivers/nvme/host/nvme-core.ko");
+        let dep = render_modules_dep(&mods);
+        assert!(dep.contains("kernel/drivers/net/ethernet/intel/igbvf/igbvf.ko:\n"));
         assert_eq!(
-            render_modules_dep(&mods).lines().last().unwrap(),
+            dep.lines()
+                .find(|l| l.starts_with("kernel/drivers/nvme/host/nvme.ko:"))
+                .unwrap(),
             "kernel/drivers/nvme/host/nvme.ko: kernel/drivers/nvme/host/nvme-core.ko \
              kernel/block/t10-pi.ko kernel/lib/crc64.ko"
         );
@@ -981,6 +999,9 @@ mod tests {
             "sha256sum",
             "seq",
             "grep",
+            "ip",
+            "ping",
+            "wget",
         ] {
             assert!(APPLETS.contains(&needed), "{needed}");
             assert!(init.contains(needed), "init.sh does not use {needed}?");
