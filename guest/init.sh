@@ -27,6 +27,10 @@
 #   nvme-read  load nvme, drop the page cache, read 16 MiB of /dev/nvme0n1 in 4 KiB blocks, and
 #          print the nvme interrupt count (`didvisor-guest: nvme interrupts N`) — the I/O workload
 #          of `cargo xtask bench`
+#   memtest  print MemTotal (`didvisor-guest: memtotal-kib N`), then run /bin/didmemtest over
+#          `didvisor.memtest=MIB` (default 64) MiB of locked user memory: it writes and reads
+#          back a pattern on the pages whose physical address is above 4 GiB
+#          (`didvisor-guest: memtest pages N high H bad B max-pa 0xADDR`)
 #   shell  an interactive shell on the console; `exit` continues
 #   input  read one line typed on the console (10 s at most) and print it back as
 #          `didvisor-guest: input <line>`
@@ -53,6 +57,7 @@ steps=
 seq_n=100000
 pattern=didvisor
 ipi_n=1000
+memtest_mib=64
 bench=
 for word in $(cat /proc/cmdline); do
 	case "$word" in
@@ -60,6 +65,7 @@ for word in $(cat /proc/cmdline); do
 	didvisor.seq=*) seq_n="${word#didvisor.seq=}" ;;
 	didvisor.pattern=*) pattern="${word#didvisor.pattern=}" ;;
 	didvisor.ipi=*) ipi_n="${word#didvisor.ipi=}" ;;
+	didvisor.memtest=*) memtest_mib="${word#didvisor.memtest=}" ;;
 	didvisor.bench=*) bench="$(echo "${word#didvisor.bench=}" | tr , ' ')" ;;
 	esac
 done
@@ -219,6 +225,12 @@ for step in $steps; do
 	nvme-read) step_nvme_read ;;
 	ipi) step_ipi ;;
 	bench) step_bench ;;
+	memtest)
+		while read -r key value unit; do
+			[ "$key" = MemTotal: ] && say "memtotal-kib $value"
+		done </proc/meminfo
+		/bin/didmemtest "$memtest_mib" || say "memtest failed"
+		;;
 	shell)
 		say "shell (exit continues)"
 		sh

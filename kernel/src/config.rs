@@ -781,9 +781,17 @@ mod tests {
                 "{mem}"
             );
         }
-        for (mem, bytes) in [("5G", 5u64 << 30), ("256G", 256 << 30), ("3074M", 3074 << 20)] {
+        for (mem, bytes) in [
+            ("5G", 5u64 << 30),
+            ("256G", 256 << 30),
+            ("3074M", 3074 << 20),
+        ] {
             let line = format!("guest=a,cores=1,mem={mem},kernel=k");
-            assert_eq!(parse(&line).unwrap().guests().next().unwrap().mem, bytes, "{mem}");
+            assert_eq!(
+                parse(&line).unwrap().guests().next().unwrap().mem,
+                bytes,
+                "{mem}"
+            );
         }
         assert!(matches!(
             parse("guest=a,cores=3-1,mem=2M,kernel=k").unwrap_err(),
