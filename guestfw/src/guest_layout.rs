@@ -208,14 +208,26 @@ mod tests {
     fn ram_layout_keeps_the_hole() {
         const GIB: u64 = 1 << 30;
         let small = RamLayout::new(256 << 20);
-        assert_eq!(small.low(), RamRegion { gpa: 0, len: 256 << 20 });
+        assert_eq!(
+            small.low(),
+            RamRegion {
+                gpa: 0,
+                len: 256 << 20
+            }
+        );
         assert_eq!(small.high(), None);
         assert_eq!(small.end(), 256 << 20);
         let exact = RamLayout::new(3 * GIB);
         assert_eq!(exact.high(), None);
         assert_eq!(exact.end(), LOW_RAM_MAX);
         let big = RamLayout::new(5 * GIB);
-        assert_eq!(big.low(), RamRegion { gpa: 0, len: 3 * GIB });
+        assert_eq!(
+            big.low(),
+            RamRegion {
+                gpa: 0,
+                len: 3 * GIB
+            }
+        );
         assert_eq!(
             big.high(),
             Some(RamRegion {

@@ -20,8 +20,8 @@
 //! After `unmap` or a permission change the caller must flush the guest's TLB entries
 //! (`TLB_CONTROL` or a new ASID, §15.16) before the guest runs again.
 
-use pagetable::radix::{self, entry_span, Entry, EntryFormat, RadixTable};
 pub use pagetable::radix::LeafCounts;
+use pagetable::radix::{self, entry_span, Entry, EntryFormat, RadixTable};
 
 use crate::addr::{Gpa, Hpa};
 use crate::paging::{FrameSource, PageSize, PageTableEntry, PhysAccess, PteFlags};

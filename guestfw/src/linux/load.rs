@@ -83,7 +83,10 @@ impl LinuxLayout {
         let acpi_end = self.acpi_tables.checked_add(ACPI_TABLES_SIZE);
         let ram = guest_layout::RamLayout::new(self.ram_size);
         let window_ok = self.reserved_window.is_none_or(|(base, len)| {
-            len > 0 && base.checked_add(len).is_some_and(|end| !ram.overlaps(base, end))
+            len > 0
+                && base
+                    .checked_add(len)
+                    .is_some_and(|end| !ram.overlaps(base, end))
         });
         if !page_ok(self.boot_params)
             || !page_ok(self.cmdline)

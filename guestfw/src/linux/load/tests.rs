@@ -374,10 +374,16 @@ fn e820_puts_ram_above_3_gib_at_4_gib() {
     let mut ram = vec![0u8; (32 * MIB) as usize];
     let image = TestImage::default().build();
     assert_eq!(
-        load_linux(&mut ram, &image, None, "", &LinuxLayout {
-            reserved_window: Some((5 * GIB, MIB)),
-            ..LinuxLayout::new(5 * GIB)
-        })
+        load_linux(
+            &mut ram,
+            &image,
+            None,
+            "",
+            &LinuxLayout {
+                reserved_window: Some((5 * GIB, MIB)),
+                ..LinuxLayout::new(5 * GIB)
+            }
+        )
         .unwrap_err(),
         LinuxError::RamSliceTooSmall {
             ram_size: 3 * GIB,
@@ -408,7 +414,14 @@ fn a_5_gib_guest_gets_its_initrd_below_3_gib_and_five_e820_ram_gib() {
     let initrd = initrd_bytes(0x3000);
     // Only low RAM is handed over (3 GiB, zero pages the OS maps lazily).
     let mut ram = vec![0u8; (3 * GIB) as usize];
-    let entry = load_linux(&mut ram, &image, Some(&initrd), "", &LinuxLayout::new(5 * GIB)).unwrap();
+    let entry = load_linux(
+        &mut ram,
+        &image,
+        Some(&initrd),
+        "",
+        &LinuxLayout::new(5 * GIB),
+    )
+    .unwrap();
     let (at, len) = entry.initrd.unwrap();
     assert!(at >= entry.kernel_gpa && at + len <= 3 * GIB, "{at:#x}");
     assert_eq!(&ram[at as usize..(at + len) as usize], &initrd[..]);
