@@ -231,7 +231,7 @@ mod tests {
         let mut npt = guest();
         npt.mem_mut().frames.limit_growth(0);
         assert_eq!(
-            map_bar(&mut npt, &bar(0x80_0000_0000), RAM),
+            map_bar(&mut npt, &bar(0x80_0000_0000), LAYOUT),
             Err(MapError::OutOfFrames)
         );
         assert!(npt.translate(Gpa(0x80_0000_0000)).is_none());
