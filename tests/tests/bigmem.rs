@@ -143,3 +143,19 @@ fn guest_larger_than_the_host_is_refused_with_the_free_memory_named() {
     run.assert_line(" MiB free, the largest free range ");
     run.assert_line("didvisor: halting");
 }
+
+#[test]
+fn without_page1gb_guest_ram_gets_2_mib_nested_pages() {
+    // The bare-metal test guest (it powers off at once); 1 GiB of RAM, 1 GiB-aligned on the host.
+    let run = common::with_testguest(
+        tests::qemu::Boot::Multiboot1,
+        2,
+        "guest=a,cores=1,mem=1G,kernel=testguest",
+    )
+    .cpu("max,-pdpe1gb")
+    .memory_mb(3072)
+    .run("bigmem_no_page1gb");
+    run.assert_line("of 4K (no 1G: the CPU lacks Page1GB)");
+    assert_eq!(nested_pages(&run, "a"), [0, 512, 0]);
+    run.assert_line("guest a: ended: power-off request");
+}
