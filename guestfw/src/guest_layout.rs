@@ -6,6 +6,7 @@
 //! `0x1000` PML4, `0x2000` PDPT, `0x3000..0x7000` four page directories identity-mapping 0..4 GiB with
 //! 2 MiB pages, `0x7000` GDT. `0x8000..0x10_0000` is left to the boot protocol (Linux's boot_params, command line, ACPI tables). The map covers more than guest RAM on purpose: an access past RAM goes
 //! through the guest's tables and faults in the nested page tables, where the hypervisor sees it.
+//! RAM above 4 GiB ([`RamLayout`]) is not in these tables: Linux builds its own before it uses it.
 
 pub const PML4: u64 = 0x1000;
 pub const PDPT: u64 = 0x2000;
