@@ -43,6 +43,29 @@ impl VfResources {
         queues: 2,
         interrupts: 1,
     };
+    /// At most this many queues (admin included) and interrupts per VF: a guest's VF gets one
+    /// MSI-X entry per queue, and its interrupt remapping table has 32 entries.
+    pub const MOST: VfResources = VfResources {
+        queues: 32,
+        interrupts: 32,
+    };
+
+    /// An equal share for each of `vf_count` VFs of the flexible resources the primary does
+    /// not hold (VQFRT − VQRFAP, VIFRT − VIRFAP), capped by the per-VF limits (VQFRSM, VIFRSM)
+    /// and by [`VfResources::MOST`]: several MSI-X vectors per VF where the controller allows
+    /// it. A share below [`VfResources::MINIMAL`] fails [`check_resources`]; the caller then
+    /// falls back to `MINIMAL` (which fails too on a controller that cannot give two VFs any).
+    pub fn share(caps: &PrimaryControllerCapabilities, vf_count: usize) -> VfResources {
+        let count = vf_count.max(1) as u32;
+        let each = |total: u32, primary: u16, per_vf: u16, most: u16| {
+            let pool = total.saturating_sub(u32::from(primary)) / count;
+            pool.min(u32::from(per_vf)).min(u32::from(most)) as u16
+        };
+        VfResources {
+            queues: each(caps.vqfrt, caps.vqrfap, caps.vqfrsm, Self::MOST.queues),
+            interrupts: each(caps.vifrt, caps.virfap, caps.vifrsm, Self::MOST.interrupts),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,11 +125,15 @@ impl CommandPlan {
 /// Checks `resources` for `vf_count` VFs against the primary's capabilities: per-VF limits
 /// (VQFRSM, VIFRSM) and the flexible pool not held by the primary (VQFRT − VQRFAP, VIFRT −
 /// VIRFAP). Resources the secondaries hold now are counted as free, since the plan reassigns them.
+/// Fewer than 2 queues or no interrupt is [`PlanError::TooFewResources`].
 pub fn check_resources(
     caps: &PrimaryControllerCapabilities,
     vf_count: usize,
     resources: VfResources,
 ) -> Result<(), PlanError> {
+    if resources.queues < 2 || resources.interrupts < 1 {
+        return Err(PlanError::TooFewResources);
+    }
     let checks = [
         (
             ResourceType::VirtualQueue,

@@ -489,6 +489,52 @@ fn bring_up_two_vfs_in_the_working_order() {
 }
 
 #[test]
+fn each_vf_gets_an_equal_share_of_the_flexible_resources() {
+    // QEMU's `sriov_vq_flexible=4,sriov_vi_flexible=2`: the minimum.
+    assert_eq!(VfResources::share(&qemu_caps(), 2), VfResources::MINIMAL);
+    // `sriov_vq_flexible=8,sriov_vi_flexible=6` (the tests' machine): 4 queues, 3 vectors.
+    let caps = PrimaryControllerCapabilities {
+        vqfrt: 8,
+        vqfrsm: 4,
+        vifrt: 6,
+        vifrsm: 3,
+        ..qemu_caps()
+    };
+    let share = VfResources::share(&caps, 2);
+    assert_eq!(
+        share,
+        VfResources {
+            queues: 4,
+            interrupts: 3
+        }
+    );
+    assert!(check_resources(&caps, 2, share).is_ok());
+    // Resources the primary holds are not shared; the per-VF limit and MOST cap the share.
+    let held = PrimaryControllerCapabilities {
+        vqrfap: 4,
+        virfap: 6,
+        ..caps
+    };
+    assert_eq!(
+        VfResources::share(&held, 2),
+        VfResources {
+            queues: 2,
+            interrupts: 0
+        }
+    );
+    assert!(check_resources(&held, 2, VfResources::share(&held, 2)).is_err());
+    let big = PrimaryControllerCapabilities {
+        vqfrt: 1000,
+        vqfrsm: 500,
+        vifrt: 1000,
+        vifrsm: 500,
+        ..caps
+    };
+    assert_eq!(VfResources::share(&big, 1), VfResources::MOST);
+    assert_eq!(VfResources::share(&caps, 0), VfResources::share(&caps, 1));
+}
+
+#[test]
 fn bring_up_takes_an_online_vf_offline_first_and_can_skip_the_namespace() {
     let mut page = [0u8; IDENTIFY_SIZE];
     SecondaryControllerList::encode(&[secondary(7, 1, true)], &mut page).unwrap();

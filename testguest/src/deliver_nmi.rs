@@ -118,6 +118,11 @@ pub(super) fn send(target: usize, dest: Dest) {
     wrmsr(msr::ICR, icr | ICR_NMI);
 }
 
+/// NMIs that arrived at `cpu` so far.
+pub(super) fn arrived(cpu: usize) -> u32 {
+    ARRIVED[cpu].load(Acquire)
+}
+
 /// Waits up to `us` microseconds until every vCPU got what was sent to it.
 fn wait_all(run: &Run, us: u64) -> bool {
     let start = rdtsc();
@@ -134,8 +139,13 @@ fn wait_all(run: &Run, us: u64) -> bool {
     }
 }
 
-pub(super) fn check_nmi(run: &mut Run) {
+/// Points the (shared) IDT's NMI gate at this check's handler, which counts arrivals per vCPU.
+pub(super) fn install_gate() {
     crate::traps::set_nmi_gate(deliver_nmi_stub as *const () as u64);
+}
+
+pub(super) fn check_nmi(run: &mut Run) {
+    install_gate();
     let before = snapshot();
     let mut extra = Extra::ok();
     let me = u64::from(APIC_IDS[0].load(Relaxed)) << 32;

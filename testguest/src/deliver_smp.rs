@@ -66,10 +66,12 @@ pub(super) fn claim_remote(cpu: usize, v: u8, l: &mut Ledger) {
     REMOTE_CLAIMED[cpu][i].store(sent.max(claimed), Relaxed);
 }
 
-/// Claims every remote vector's sends (before the books are closed or IRR is compared).
-fn claim_all(cpu: usize) {
+/// Claims every remote vector's sends (before the books are closed or IRR is compared), the
+/// VF's MSI-X vectors aimed at this vCPU included.
+pub(super) fn claim_all(cpu: usize) {
     ledger(|l| {
-        for &v in REMOTE_VECTORS.iter().chain(&[DOORBELL]) {
+        let vf = &super::vf::entries::VECTORS;
+        for &v in REMOTE_VECTORS.iter().chain(&[DOORBELL]).chain(vf) {
             claim_remote(cpu, v, l);
         }
     });
@@ -125,15 +127,34 @@ fn remote_send(target: usize, v: u8, dest: Dest) {
     wrmsr(msr::ICR, icr);
 }
 
+/// Counts one interrupt of vector `v` that a device (the VF) is about to send `target`, so
+/// that `target`'s handler finds it in its books.
+pub(super) fn count_device_send(target: usize, v: u8) {
+    REMOTE_SENT[target][usize::from(v)].fetch_add(1, Release);
+}
+
+/// Sends of `v` to `cpu` not arrived (yet).
+pub(super) fn missing(cpu: usize, v: u8) -> u32 {
+    let i = usize::from(v);
+    REMOTE_SENT[cpu][i]
+        .load(Acquire)
+        .saturating_sub(ARRIVALS[cpu][i].load(Acquire))
+}
+
+/// Arrivals of `v` at `cpu` so far.
+pub(super) fn arrivals(cpu: usize, v: u8) -> u32 {
+    ARRIVALS[cpu][usize::from(v)].load(Acquire)
+}
+
 /// Whether every send of `v` to `target` has arrived.
-fn caught_up(target: usize, v: u8) -> bool {
+pub(super) fn caught_up(target: usize, v: u8) -> bool {
     let i = usize::from(v);
     ARRIVALS[target][i].load(Acquire) >= REMOTE_SENT[target][i].load(Acquire)
 }
 
 /// Waits (interrupts on, spinning) until `v` caught up at `target`; false after `timeout` TSC
 /// ticks.
-fn wait_caught_up(target: usize, v: u8, timeout: u64) -> bool {
+pub(super) fn wait_caught_up(target: usize, v: u8, timeout: u64) -> bool {
     let start = rdtsc();
     while !caught_up(target, v) {
         if rdtsc() - start > timeout {
@@ -212,6 +233,24 @@ extern "C" {
     static ap_entry: u8;
 }
 
+/// Starts every AP the guest has (up to [`MAX_CPUS`]) that is not running yet: (APs running,
+/// APs the guest has).
+pub(super) fn start_aps(clock: &Clock) -> (usize, usize) {
+    let vcpus = (core::arch::x86_64::__cpuid(1).ebx >> 16 & 0xff).max(1) as usize;
+    TSC_PER_US.store(clock.tsc_per_us, Relaxed);
+    let aps = vcpus.min(MAX_CPUS) - 1;
+    let mut started = 0;
+    for (cpu, alive) in ALIVE.iter().enumerate().take(aps + 1).skip(1) {
+        if alive.load(Acquire) != 0 || start_ap(cpu, clock) {
+            started += 1;
+            CPUS.store(1 + started as u32, Release);
+        } else {
+            break;
+        }
+    }
+    (started, aps)
+}
+
 /// Whether each AP reached [`ap_main`].
 static ALIVE: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
@@ -261,10 +300,18 @@ const CMD_SEND: u32 = 3;
 /// Race for the argument's iterations.
 const CMD_RACE: u32 = 4;
 /// Wait for what is outstanding, close the books, publish the counts.
-const CMD_SETTLE: u32 = 5;
+pub(super) const CMD_SETTLE: u32 = 5;
 
 /// Send an NMI to vCPU `arg` (the `nmi` check).
 pub(super) const CMD_NMI: u32 = 6;
+/// `cli; hlt`: parks until an NMI; then `sti` and whatever is pending arrives.
+pub(super) const CMD_PARK: u32 = 7;
+/// Per AP: 1 while it is about to halt with interrupts off ([`CMD_PARK`]), 2 once an NMI woke it.
+static PARK_STATE: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
+pub(super) fn park_state(cpu: usize) -> u32 {
+    PARK_STATE[cpu].load(Acquire)
+}
 static CMD: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(CMD_NONE) }; MAX_CPUS];
 static ARG: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static CMD_SEQ: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
@@ -282,11 +329,22 @@ static AP_BAD: [[AtomicU64; BAD_KEPT]; MAX_CPUS] =
 
 /// Gives `cpu` a command, rings it and waits for it to finish (false after `timeout_us`).
 pub(super) fn command(cpu: usize, cmd: u32, arg: u64, timeout_us: u64) -> bool {
+    post(cpu, cmd, arg);
+    wait_done(cpu, timeout_us)
+}
+
+/// Gives `cpu` a command and rings it, without waiting.
+pub(super) fn post(cpu: usize, cmd: u32, arg: u64) {
     CMD[cpu].store(cmd, Relaxed);
     ARG[cpu].store(arg, Relaxed);
     let seq = CMD_SEQ[cpu].load(Relaxed) + 1;
     CMD_SEQ[cpu].store(seq, Release);
     remote_send(cpu, DOORBELL, Dest::Physical);
+}
+
+/// Waits until `cpu` finished its last command (false after `timeout_us`).
+pub(super) fn wait_done(cpu: usize, timeout_us: u64) -> bool {
+    let seq = CMD_SEQ[cpu].load(Relaxed);
     let t0 = rdtsc();
     let timeout = timeout_us * TSC_PER_US.load(Relaxed);
     while DONE_SEQ[cpu].load(Acquire) != seq {
@@ -324,11 +382,25 @@ extern "C" fn ap_main(cpu: u64) -> ! {
             CMD_RACE => race(arg as u32),
             CMD_SETTLE => settle_and_publish(cpu),
             CMD_NMI => super::nmi::send(arg as usize, Dest::Physical),
+            CMD_PARK => park(cpu),
             _ => {}
         }
         done = seq;
         DONE_SEQ[cpu].store(seq, Release);
     }
+}
+
+/// Halts with interrupts off: the hypervisor parks this vCPU (at once where HLT exits, at its
+/// next once-a-second look otherwise) until an NMI; its handler returns past the HLT, and what
+/// was sent meanwhile arrives after the STI.
+fn park(cpu: usize) {
+    interrupts_off();
+    PARK_STATE[cpu].store(1, Release);
+    // SAFETY: HLT with IF clear: only an NMI (or INIT) ends it; the NMI handler returns here.
+    unsafe { core::arch::asm!("hlt", options(nostack, nomem)) };
+    PARK_STATE[cpu].store(2, Release);
+    interrupts_on();
+    let_deliver();
 }
 
 /// After TPR held some remote sends: IRR must show exactly those of classes at or below TPR;
@@ -463,7 +535,7 @@ fn settle_and_publish(cpu: usize) {
     }
 }
 
-fn ap_counts(cpu: usize) -> (Counts, u64) {
+pub(super) fn ap_counts(cpu: usize) -> (Counts, u64) {
     let a: [u64; 7] = core::array::from_fn(|i| AP_COUNTS[cpu][i].load(Relaxed));
     (
         Counts {
@@ -495,16 +567,7 @@ pub(super) fn check_smp(run: &mut Run) {
     TSC_PER_US.store(run.clock.tsc_per_us, Relaxed);
     let before = snapshot();
     let mut extra = Extra::ok();
-    let aps = vcpus.min(MAX_CPUS) - 1;
-    let mut started = 0;
-    for (cpu, alive) in ALIVE.iter().enumerate().take(aps + 1).skip(1) {
-        if alive.load(Acquire) != 0 || start_ap(cpu, &run.clock) {
-            started += 1;
-            CPUS.store(1 + started as u32, Release);
-        } else {
-            break;
-        }
-    }
+    let (started, aps) = start_aps(&run.clock);
     extra.note(
         started == aps,
         format_args!("{started} of {aps} aps started"),

@@ -5,8 +5,8 @@
 //! only if MSI-X is on when the queue is created) and entry 0 masked, its I/O completion queue
 //! created with interrupts on (IEN = 1, IV = 0; the admin completion queue always signals entry
 //! 0). The bring-up's completions leave a message pending in the PBA, which must come once when
-//! the entry is unmasked. The hypervisor gives each VF one interrupt resource, so QEMU's VF has
-//! one MSI-X entry: the check reprograms it (fixed, physical, edge: address
+//! the entry is unmasked. This check uses entry 0 only (`entries`, the `vfmsix` check, the
+//! others) and reprograms it (fixed, physical, edge: address
 //! `0xFEE00000 | apic_id << 12`, data = vector) to vectors in classes 3, 6 and A in turn, which
 //! also exercises the hypervisor's remapping of a changed entry.
 //!
@@ -29,6 +29,9 @@ use core::sync::atomic::AtomicBool;
 use pci::capability;
 use pci::msix::{self, MsixInfo};
 use testguest::nvme_io::{io_command, nvm_opcode};
+
+#[path = "deliver_vf_entries.rs"]
+pub(super) mod entries;
 
 /// The vectors MSI-X entry 0 carries in turn: classes 3, 6 and A.
 const VF_VECTORS: [u8; 3] = [0x37, 0x67, 0xa7];
@@ -473,7 +476,6 @@ pub(super) fn check_vf(run: &mut Run, ram: u64) {
     settle(run.clock.us(100_000));
     timer_stop();
     m.mask(0, true);
-    m.enable(false);
     VF_VECTOR.store(0, Relaxed);
     let submitted = SUBMITTED.load(Relaxed) - start.0;
     let completed = COMPLETED.load(Relaxed) - start.1;
@@ -490,4 +492,6 @@ pub(super) fn check_vf(run: &mut Run, ram: u64) {
     for e in &more {
         say!("testguest: deliver: vf: {}", e.text.as_str());
     }
+    entries::check_entries(run, &m);
+    m.enable(false);
 }

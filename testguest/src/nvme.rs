@@ -81,7 +81,10 @@ const IO_CQ: usize = 3;
 pub(crate) const IDENTIFY: usize = 4;
 const WRITE_BUF: usize = 5;
 pub(crate) const READ_BUF: usize = 6;
-const PAGES: usize = 7;
+/// Submission and completion queue pages of the further I/O queue pairs ([`add_io_queue`]).
+const EXTRA_IO: usize = 7;
+pub(crate) const EXTRA_IO_QUEUES: u16 = 2;
+const PAGES: usize = EXTRA_IO + 2 * EXTRA_IO_QUEUES as usize;
 
 // SAFETY: only vCPU 0 runs the test guest's code (the others wait for a startup IPI it never
 // sends), and the pages are only accessed through volatile reads and writes by `GuestRam`.
@@ -512,4 +515,28 @@ pub(crate) fn bring_up(ram: u64, bar0: u64, interrupt: Option<u16>) -> Controlle
         io,
         lba_size: format.lba_size,
     }
+}
+
+/// I/O queue pair `qid` (2 ..= 1 + [`EXTRA_IO_QUEUES`]) with its completion queue signalling
+/// MSI-X entry `iv` (IEN = 1), on pages of its own, `entries` long; Reads only (the data goes to
+/// `READ_BUF`).
+pub(crate) fn add_io_queue(c: &mut Controller, qid: u16, iv: u16) -> Result<IoQueue, &'static str> {
+    if !(2..=1 + EXTRA_IO_QUEUES).contains(&qid) {
+        return Err("no pages for that queue");
+    }
+    let sq = page(EXTRA_IO + 2 * usize::from(qid - 2));
+    let cq = sq + PAGE_SIZE;
+    let entries = IO_ENTRIES.min(c.admin.cap().max_queue_entries().min(4096) as u16);
+    c.mem.write(cq, &[0; PAGE_SIZE as usize]);
+    let mut create_cq = admin::create_io_cq(qid, entries, cq);
+    // CDW11: IV 31:16, IEN bit 1, PC bit 0 (NVMe Base 2.0, "Create I/O Completion Queue").
+    create_cq.cdw11 |= u32::from(iv) << 16 | 1 << 1;
+    c.admin
+        .execute(&mut c.regs, &mut c.mem, create_cq, ADMIN_TIMEOUT_MS)
+        .map_err(|_| "create i/o completion queue failed")?;
+    let create_sq = admin::create_io_sq(qid, entries, sq, qid);
+    c.admin
+        .execute(&mut c.regs, &mut c.mem, create_sq, ADMIN_TIMEOUT_MS)
+        .map_err(|_| "create i/o submission queue failed")?;
+    IoQueue::new(qid, sq, cq, entries, c.admin.cap().dstrd()).map_err(|_| "i/o queue")
 }

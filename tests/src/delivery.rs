@@ -37,10 +37,18 @@ pub fn delivery_guest(irq: &str, vcpus: u32) -> String {
     )
 }
 
-/// The command line of the delivery-checking guest `a` running the `vf` check alone on one vCPU
-/// in `irq` mode, with the VF at host address `vf` (e.g. `00:04.1`).
-pub fn delivery_guest_vf(irq: &str, vf: &str) -> String {
-    format!("guest=a,cores=1,mem=16M,kernel=testguest,irq={irq},vf={vf},cmdline=\"deliver=vf\"")
+/// The command line of the delivery-checking guest `a` running the `vf` check alone (it runs
+/// `vfmsix` too) on `vcpus` vCPUs (on CPUs 1 to `vcpus`) in `irq` mode, with the VF at host
+/// address `vf` (e.g. `00:04.1`).
+pub fn delivery_guest_vf(irq: &str, vf: &str, vcpus: u32) -> String {
+    let cores = if vcpus > 1 {
+        format!("1-{vcpus}")
+    } else {
+        "1".into()
+    };
+    format!(
+        "guest=a,cores={cores},mem=16M,kernel=testguest,irq={irq},vf={vf},cmdline=\"deliver=vf\""
+    )
 }
 
 /// The command line of a delivery-checking guest `name` in `irq` mode on host CPUs `cores`
@@ -433,8 +441,8 @@ fn check_counts(lines: &[&str], check: &'static str) -> Result<Counts, String> {
 /// one command in flight, by turns on the class-3, class-6 and class-A vector), 5 bursts of 4
 /// Reads with IF clear came as one interrupt each (exactly 15 merges), 10 were held by TPR, 10
 /// nested in a class-6 handler and 10 of class 3 waited for its EOI; nothing lost, duplicated or
-/// out of order; every command completed.
-pub fn check_delivery_vf(serial: &str, irq: &str) -> Result<Summary, String> {
+/// out of order; every command completed. Then `vfmsix` ([`check_vf_entries`]) with `vcpus`.
+pub fn check_delivery_vf(serial: &str, irq: &str, vcpus: u32) -> Result<Summary, String> {
     let lines = console(serial, "a");
     let mut summary = Summary::default();
     let c = check_counts(&lines, "vf")?;
@@ -462,7 +470,76 @@ pub fn check_delivery_vf(serial: &str, irq: &str) -> Result<Summary, String> {
         "vf",
         "commands 140, completions 140, errors 0, interrupts 125, empty 0",
     )?;
-    check_end(serial, "a", &lines, quirks(irq, 1), summary)
+    check_vf_entries(serial, &lines, irq, vcpus, &mut summary)?;
+    check_end(serial, "a", &lines, quirks(irq, vcpus), summary)
+}
+
+/// The `vfmsix` line: MSI-X entries 1 and 2 (class 5 and B) aimed at two vCPUs at once, 4 rounds
+/// per vCPU; each entry held by its mask and by the function mask, once per vCPU; each AP parked
+/// (HLT with IF clear) while its interrupt completes, then woken by an NMI: every interrupt
+/// exactly once, in the books of the vCPU it was aimed at (the counts include two doorbell IPIs
+/// per AP, the commands to park and to close its books). The hypervisor must have parked and
+/// woken each AP, and in `avic` the IOMMU must have written one GA log entry per parked AP.
+fn check_vf_entries(
+    serial: &str,
+    lines: &[&str],
+    irq: &str,
+    vcpus: u32,
+    summary: &mut Summary,
+) -> Result<(), String> {
+    let c = check_counts(lines, "vfmsix")?;
+    let aps = u64::from(vcpus - 1);
+    let rounds = 4 * u64::from(vcpus);
+    let expected = 2 * rounds + 2 * u64::from(vcpus) + aps;
+    // Plus each AP's doorbell IPIs of the park command and of the final settle command.
+    let sent = expected + 2 * aps;
+    expect((c.sent, c.received, c.coalesced) == (sent, sent, 0), || {
+        format!("vfmsix: not the expected {sent} sent and received, 0 coalesced: {c}")
+    })?;
+    summary.checks.insert("vfmsix", c);
+    has_detail(
+        lines,
+        "vfmsix",
+        &format!("two entries to two vcpus at once {rounds} of {rounds}, {vcpus} vcpus"),
+    )?;
+    has_detail(
+        lines,
+        "vfmsix",
+        &format!(
+            "held by entry and function mask, then once {0} of {0}",
+            2 * vcpus
+        ),
+    )?;
+    has_detail(
+        lines,
+        "vfmsix",
+        &format!(
+            "parked aps: held with IF clear {aps} of {aps}, woken by an nmi and then once {aps} of {aps}"
+        ),
+    )?;
+    has_detail(
+        lines,
+        "vfmsix",
+        &format!("commands {expected}, completions {expected}, errors 0, late 0"),
+    )?;
+    let woken = serial
+        .lines()
+        .filter(|l| l.trim() == "parked (HLT with interrupts disabled) and woken by a guest nmi: 1")
+        .count() as u64;
+    expect(woken == aps, || {
+        format!("vfmsix: the hypervisor parked and woke {woken} vcpus, not the {aps} aps")
+    })?;
+    if irq == "avic" {
+        let ga_log: u64 = serial
+            .lines()
+            .filter_map(|l| l.rsplit_once(", ga-log "))
+            .filter_map(|(_, n)| n.trim().parse::<u64>().ok())
+            .sum();
+        expect(ga_log == aps, || {
+            format!("vfmsix: {ga_log} GA log entries, not one per parked ap ({aps})")
+        })?;
+    }
+    Ok(())
 }
 
 /// The end of a run: arrivals with IF clear (only where [`Quirks`] allows them), totals clean,

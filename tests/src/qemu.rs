@@ -592,7 +592,9 @@ pub fn fresh_disks(name: &str, mib: u64) -> [PathBuf; 2] {
 }
 
 /// QEMU arguments of the NVMe SR-IOV machine ([`Qemu::nvme_sriov`]): a PF with serial `serial`
-/// (00:04.0, its VFs from 00:04.1) and one detached namespace per disk image.
+/// (00:04.0, its VFs from 00:04.1) and one detached namespace per disk image. Two VFs, each
+/// with up to 4 queues (admin and three I/O) and 3 MSI-X vectors of the flexible pools; the PF
+/// keeps 3 queues and 2 vectors of its own.
 pub fn nvme_sriov_args(serial: &str, disks: &[&std::path::Path]) -> Vec<String> {
     let mut args = Vec::new();
     for (i, d) in disks.iter().enumerate() {
@@ -603,8 +605,8 @@ pub fn nvme_sriov_args(serial: &str, disks: &[&std::path::Path]) -> Vec<String> 
     args.push("nvme-subsys,id=subsys0".into());
     args.push("-device".into());
     args.push(format!(
-        "nvme,serial={serial},subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,\
-         sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4"
+        "nvme,serial={serial},subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=8,\
+         sriov_vi_flexible=6,max_ioqpairs=10,msix_qsize=8"
     ));
     for i in 0..disks.len() {
         args.push("-device".into());

@@ -5,8 +5,9 @@
 //! as the model says) and each check's findings. The `avic` mode runs the same checks in
 //! `cargo xtask qemu-avic smoke` (patched QEMU).
 //!
-//! With an NVMe SR-IOV machine and an IOMMU, `deliver_*_mode_vf` run the `vf` check alone: the
-//! passed-through VF's MSI-X interrupts (`tests::delivery::check_delivery_vf`).
+//! With an NVMe SR-IOV machine and an IOMMU, `deliver_*_mode_vf` run the `vf` check alone on
+//! three vCPUs: the passed-through VF's MSI-X interrupts, several entries aimed at every vCPU,
+//! parked ones included (`tests::delivery::check_delivery_vf`).
 //!
 //! `deliver_emulated_mode` failed before the fix of the emulated HLT: the interrupt that woke a
 //! `sti; hlt; cli` waited for the next STI (`hlt woke: ... timer 0/10, pit 0/10`).
@@ -65,14 +66,18 @@ fn deliver_emulated_mode_3_vcpus() {
     delivery("emulated", 3);
 }
 
-/// The `vf` check alone, one vCPU, the VF passed through from 00:04.1 behind the IOMMU.
+/// The VF's MSI-X entries are spread over them, and each AP is parked once.
+const VF_VCPUS: u32 = 3;
+
+/// The `vf` check alone (with `vfmsix`), three vCPUs, the VF passed through from 00:04.1 behind
+/// the IOMMU.
 fn delivery_vf(irq: &str) {
     let test = format!("deliver_{irq}_mode_vf");
     let disks = fresh_disks(&test);
     let run = with_testguest(
         Boot::Multiboot1,
-        2,
-        &tests::delivery::delivery_guest_vf(irq, "00:04.1"),
+        VF_VCPUS + 1,
+        &tests::delivery::delivery_guest_vf(irq, "00:04.1", VF_VCPUS),
     )
     .memory_mb(1024)
     .arg("-device")
@@ -80,7 +85,7 @@ fn delivery_vf(irq: &str) {
     .nvme_sriov("deliver", &[&disks[0], &disks[1]])
     .timeout(Duration::from_secs(240))
     .run(&test);
-    match tests::delivery::check_delivery_vf(&run.serial, irq) {
+    match tests::delivery::check_delivery_vf(&run.serial, irq, VF_VCPUS) {
         Ok(summary) => println!("{test}:\n{summary}"),
         Err(e) => run.fail(&format!("vf delivery in {irq} mode: {e}")),
     }

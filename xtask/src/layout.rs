@@ -21,6 +21,9 @@
 //! cmdline = "console=ttyS0 quiet"          # optional, the guest kernel's command line
 //! irq = "direct"          # optional: direct | emulated | avic
 //! vfs = ["00:04.1"]       # optional: SR-IOV VFs passed through (one per guest today)
+//! on-reset = "restart"    # optional: restart | end, when the guest reboots (default restart)
+//! on-crash = "end"        # optional: restart | end, when it triple-faults (default end)
+//! max-restarts = 10       # optional: restarts over its life (default 10)
 //! ```
 //!
 //! Paths are host paths, relative to the layout file's directory; `$BUILD/` at the start stands
@@ -91,6 +94,12 @@ pub struct Guest {
     pub irq: Option<String>,
     #[serde(default)]
     pub vfs: Vec<String>,
+    #[serde(rename = "on-reset")]
+    pub on_reset: Option<String>,
+    #[serde(rename = "on-crash")]
+    pub on_crash: Option<String>,
+    #[serde(rename = "max-restarts")]
+    pub max_restarts: Option<u32>,
 }
 
 /// A boot module: the host file and the name the hypervisor knows it by.
@@ -268,6 +277,14 @@ impl Layout {
         for vf in &g.vfs {
             w.push_str(&format!(",vf={vf}"));
         }
+        for (key, v) in [("on-reset", &g.on_reset), ("on-crash", &g.on_crash)] {
+            if let Some(v) = v {
+                w.push_str(&format!(",{key}={v}"));
+            }
+        }
+        if let Some(n) = g.max_restarts {
+            w.push_str(&format!(",max-restarts={n}"));
+        }
         w
     }
 
@@ -294,6 +311,8 @@ impl Layout {
             for (key, v) in [("name", name), ("cores", &g.cores), ("memory", &g.memory)]
                 .into_iter()
                 .chain(g.irq.as_ref().map(|v| ("irq", v)))
+                .chain(g.on_reset.as_ref().map(|v| ("on-reset", v)))
+                .chain(g.on_crash.as_ref().map(|v| ("on-crash", v)))
                 .chain(g.vfs.iter().map(|v| ("vfs", v)))
             {
                 one_word(v).map_err(|why| format!("guest {name}: {key} = \"{v}\": {why}"))?;
@@ -513,6 +532,9 @@ mod tests {
         cores = "2-3"
         memory = "16M"
         kernel = "/abs/testguest.elf"
+        on-reset = "end"
+        on-crash = "restart"
+        max-restarts = 3
     "#;
 
     #[test]
@@ -547,7 +569,8 @@ mod tests {
             "debug-exit=0xf4 loglevel=debug console=b serial=com2 \
              guest=a,cores=1,mem=256M,kernel=vmlinuz,initrd=initrd.gz,\
              cmdline=\"console=ttyS0 quiet\",irq=emulated,vf=0000:00:04.1 \
-             guest=b,cores=2-3,mem=16M,kernel=testguest.elf"
+             guest=b,cores=2-3,mem=16M,kernel=testguest.elf,on-reset=end,on-crash=restart,\
+             max-restarts=3"
         );
         l.check(Target::default()).unwrap();
         // The hypervisor's parser reads it back as written.
@@ -678,6 +701,10 @@ mod tests {
         assert_eq!(
             check_err(&ONE.replace("memory", "irq = \"posted\"\nmemory")),
             "guest lin: irq: `irq=posted`: expected direct, avic or emulated"
+        );
+        assert_eq!(
+            check_err(&ONE.replace("memory", "on-crash = \"reboot\"\nmemory")),
+            "guest lin: on-crash: `on-crash=reboot`: expected restart or end"
         );
         assert_eq!(
             check_err(&ONE.replace("memory", "vfs = [\"nvme\"]\nmemory")),

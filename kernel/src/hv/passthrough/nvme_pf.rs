@@ -221,12 +221,28 @@ pub fn bring_up(
             nsid: Some(i as u32 + 1),
         };
     }
-    let plan = nvme::bring_up_vfs(
-        &list,
-        &assignments[..usize::from(num_vfs)],
-        nvme::VfResources::MINIMAL,
-    )
-    .map_err(|_| "planning the secondary controllers failed")?;
+    // Each VF an equal share of the flexible queues and interrupts (one MSI-X entry each),
+    // at least the minimum.
+    let caps = run(
+        nvme::AdminCommand::Identify {
+            cns: nvme::Cns::PrimaryControllerCapabilities,
+            nsid: 0,
+            cntid: 0,
+        },
+        &mut admin,
+    )?;
+    let caps = nvme::identify::PrimaryControllerCapabilities::parse(&caps);
+    let share = nvme::VfResources::share(&caps, usize::from(num_vfs));
+    let resources = match nvme::check_resources(&caps, usize::from(num_vfs), share) {
+        Ok(()) => share,
+        Err(_) => nvme::VfResources::MINIMAL,
+    };
+    println!(
+        "nvme: {pf}: each vf gets {} queues (admin included) and {} msi-x vectors",
+        resources.queues, resources.interrupts
+    );
+    let plan = nvme::bring_up_vfs(&list, &assignments[..usize::from(num_vfs)], resources)
+        .map_err(|_| "planning the secondary controllers failed")?;
     for cmd in plan.iter() {
         run(cmd, &mut admin)?;
     }

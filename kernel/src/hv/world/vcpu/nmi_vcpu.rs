@@ -82,6 +82,7 @@ impl Vcpu {
             raised,
             merged,
             injected: self.nmi.injected(),
+            woke_parked: self.parks_woken,
         }
     }
 }
@@ -90,6 +91,8 @@ pub(super) struct NmiLine {
     raised: u64,
     merged: u64,
     injected: u64,
+    /// Times one woke this vCPU from parked (HLT with interrupts disabled).
+    woke_parked: u64,
 }
 
 impl core::fmt::Display for NmiLine {
@@ -101,6 +104,14 @@ impl core::fmt::Display for NmiLine {
             f,
             "\n  guest nmis: {} sent to this vcpu, {} merged while one was latched, {} injected",
             self.raised, self.merged, self.injected
-        )
+        )?;
+        if self.woke_parked > 0 {
+            write!(
+                f,
+                "\n  parked (HLT with interrupts disabled) and woken by a guest nmi: {}",
+                self.woke_parked
+            )?;
+        }
+        Ok(())
     }
 }
