@@ -44,6 +44,10 @@
 #          prints `net tcp received sha256 HASH bytes N`; `didvisor.tcp-send=ADDR:PORT` sends
 #          the output of `seq 1 50000` there after the peer pings and prints
 #          `net tcp sent sha256 HASH bytes N` (or `net tcp send failed`)
+#   memtest  print MemTotal (`didvisor-guest: memtotal-kib N`), then run /bin/didmemtest over
+#          `didvisor.memtest=MIB` (default 64) MiB of locked user memory: it writes and reads
+#          back a pattern on the pages whose physical address is above 4 GiB
+#          (`didvisor-guest: memtest pages N high H bad B max-pa 0xADDR`)
 #   shell  an interactive shell on the console; `exit` continues
 #   input  read one line typed on the console (10 s at most) and print it back as
 #          `didvisor-guest: input <line>`
@@ -72,6 +76,7 @@ steps=
 seq_n=100000
 pattern=didvisor
 ipi_n=1000
+memtest_mib=64
 bench=
 net_ip=10.0.2.15/24
 net_gw=10.0.2.2
@@ -93,6 +98,7 @@ for word in $(cat /proc/cmdline); do
 	didvisor.spoof=*) net_spoof="${word#didvisor.spoof=}" ;;
 	didvisor.tcp-listen=*) tcp_listen="${word#didvisor.tcp-listen=}" ;;
 	didvisor.tcp-send=*) tcp_send="${word#didvisor.tcp-send=}" ;;
+	didvisor.memtest=*) memtest_mib="${word#didvisor.memtest=}" ;;
 	didvisor.bench=*) bench="$(echo "${word#didvisor.bench=}" | tr , ' ')" ;;
 	esac
 done
@@ -350,6 +356,12 @@ for step in $steps; do
 	net) step_net ;;
 	ipi) step_ipi ;;
 	bench) step_bench ;;
+	memtest)
+		while read -r key value unit; do
+			[ "$key" = MemTotal: ] && say "memtotal-kib $value"
+		done </proc/meminfo
+		/bin/didmemtest "$memtest_mib" || say "memtest failed"
+		;;
 	shell)
 		say "shell (exit continues)"
 		sh

@@ -6,6 +6,7 @@
 //! `0x1000` PML4, `0x2000` PDPT, `0x3000..0x7000` four page directories identity-mapping 0..4 GiB with
 //! 2 MiB pages, `0x7000` GDT. `0x8000..0x10_0000` is left to the boot protocol (Linux's boot_params, command line, ACPI tables). The map covers more than guest RAM on purpose: an access past RAM goes
 //! through the guest's tables and faults in the nested page tables, where the hypervisor sees it.
+//! RAM above 4 GiB ([`RamLayout`]) is not in these tables: Linux builds its own before it uses it.
 
 pub const PML4: u64 = 0x1000;
 pub const PDPT: u64 = 0x2000;
@@ -14,6 +15,103 @@ pub const IDENTITY_GIB: u64 = 4;
 pub const GDT: u64 = 0x7000;
 /// Lowest guest-physical address a guest image may use.
 pub const IMAGE_MIN: u64 = 0x10_0000;
+
+/// Guest RAM below 4 GiB ends here at most: `[LOW_RAM_MAX, 4 GiB)` is the MMIO hole (the VF's BARs
+/// from 0xC000_0000, which QEMU's SR-IOV VFs only decode below 4 GiB, the IOAPIC at 0xFEC0_0000,
+/// the MSI/LAPIC range at 0xFEE0_0000). RAM beyond it continues at [`HIGH_RAM_BASE`].
+pub const LOW_RAM_MAX: u64 = 0xC000_0000;
+/// Where guest RAM above the MMIO hole starts.
+pub const HIGH_RAM_BASE: u64 = 1 << 32;
+/// The most guest RAM a guest can have: its top (`4 GiB + MAX_RAM - 3 GiB`) stays below 2^39, inside
+/// the 40 physical address bits of the smallest CPU models that run guests.
+pub const MAX_RAM: u64 = 256 << 30;
+/// Guest RAM comes in 2 MiB steps (the host allocates and the nested page tables map it in
+/// aligned blocks).
+pub const RAM_GRANULE: u64 = 2 << 20;
+
+/// One range of guest RAM: guest-physical `[gpa, gpa + len)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RamRegion {
+    pub gpa: u64,
+    pub len: u64,
+}
+
+impl RamRegion {
+    pub const fn end(&self) -> u64 {
+        self.gpa + self.len
+    }
+}
+
+/// Where `size` bytes of guest RAM sit in guest-physical space: low RAM from 0 up to
+/// [`LOW_RAM_MAX`], the rest from [`HIGH_RAM_BASE`]. Linux sees this through its e820 map, the
+/// hypervisor maps it in the nested and the I/O page tables, and nothing else is put there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RamLayout {
+    size: u64,
+}
+
+impl RamLayout {
+    /// The layout of `size` bytes (checked against [`MAX_RAM`] and [`RAM_GRANULE`] by the
+    /// configuration parser; here any size is laid out).
+    pub const fn new(size: u64) -> Self {
+        Self { size }
+    }
+
+    /// Total RAM in bytes.
+    pub const fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// RAM from guest-physical 0: everything below the MMIO hole.
+    pub const fn low(&self) -> RamRegion {
+        RamRegion {
+            gpa: 0,
+            len: if self.size < LOW_RAM_MAX {
+                self.size
+            } else {
+                LOW_RAM_MAX
+            },
+        }
+    }
+
+    /// RAM above 4 GiB, if the guest has more than [`LOW_RAM_MAX`].
+    pub const fn high(&self) -> Option<RamRegion> {
+        if self.size > LOW_RAM_MAX {
+            Some(RamRegion {
+                gpa: HIGH_RAM_BASE,
+                len: self.size - LOW_RAM_MAX,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The regions, low first; the second is `None` for a guest of 3 GiB or less.
+    pub const fn regions(&self) -> [Option<RamRegion>; 2] {
+        [Some(self.low()), self.high()]
+    }
+
+    /// One past the highest RAM address.
+    pub const fn end(&self) -> u64 {
+        match self.high() {
+            Some(h) => h.end(),
+            None => self.low().end(),
+        }
+    }
+
+    /// Whether any byte of `[start, end)` is RAM.
+    pub fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.regions()
+            .iter()
+            .flatten()
+            .any(|r| start < r.end() && r.gpa < end)
+    }
+
+    /// Whether `gpa` is RAM.
+    pub fn contains(&self, gpa: u64) -> bool {
+        self.overlaps(gpa, gpa.saturating_add(1))
+    }
+}
 
 /// Selectors as Linux's 64-bit boot protocol requires them (`__BOOT_CS` = 0x10, `__BOOT_DS` = 0x18;
 /// Documentation/arch/x86/boot.rst, "64-bit Boot Protocol").
@@ -105,6 +203,53 @@ mod tests {
             entry(&m, GDT + u64::from(DATA_SELECTOR)),
             0x00cf_9300_0000_ffff
         );
+    }
+
+    #[test]
+    fn ram_layout_keeps_the_hole() {
+        const GIB: u64 = 1 << 30;
+        let small = RamLayout::new(256 << 20);
+        assert_eq!(
+            small.low(),
+            RamRegion {
+                gpa: 0,
+                len: 256 << 20
+            }
+        );
+        assert_eq!(small.high(), None);
+        assert_eq!(small.end(), 256 << 20);
+        let exact = RamLayout::new(3 * GIB);
+        assert_eq!(exact.high(), None);
+        assert_eq!(exact.end(), LOW_RAM_MAX);
+        let big = RamLayout::new(5 * GIB);
+        assert_eq!(
+            big.low(),
+            RamRegion {
+                gpa: 0,
+                len: 3 * GIB
+            }
+        );
+        assert_eq!(
+            big.high(),
+            Some(RamRegion {
+                gpa: 4 * GIB,
+                len: 2 * GIB
+            })
+        );
+        assert_eq!(big.end(), 6 * GIB);
+        let total: u64 = big.regions().iter().flatten().map(|r| r.len).sum();
+        assert_eq!(total, 5 * GIB);
+        for gpa in [0, 3 * GIB - 1, 4 * GIB, 6 * GIB - 1] {
+            assert!(big.contains(gpa), "{gpa:#x}");
+        }
+        // The hole: VF BARs, IOAPIC, LAPIC/MSI; and nothing above the end.
+        for gpa in [3 * GIB, 0xfec0_0000, 0xfee0_0000, 4 * GIB - 1, 6 * GIB] {
+            assert!(!big.contains(gpa), "{gpa:#x}");
+        }
+        assert!(!big.overlaps(3 * GIB, 4 * GIB));
+        assert!(big.overlaps(3 * GIB, 4 * GIB + 1));
+        let top = RamLayout::new(MAX_RAM);
+        assert!(top.end() <= 1 << 39);
     }
 
     #[test]

@@ -269,7 +269,8 @@ impl<M: PhysAccess + FrameSource> IoPageTable<M> {
         if perm.is_empty() {
             return Err(MapError::NoAccess);
         }
-        Ok(self.table.map(iova.0, pa, len, perm)?)
+        self.table.map(iova.0, pa, len, perm)?;
+        Ok(())
     }
 
     /// Unmap `len` bytes at `iova` (4 KiB multiples); holes are fine. Large pages straddling

@@ -2,12 +2,13 @@
 //! part of `hv::passthrough`, generic over the table's memory so host tests drive it.
 //!
 //! A BAR is mapped 4 KiB page by page, minus the page(s) of the MSI-X table, which stay
-//! unmapped so the hypervisor sees every access to them. Only a BAR wholly above the guest's
+//! unmapped so the hypervisor sees every access to them. Only a BAR wholly outside the guest's
 //! RAM is mapped: a BAR the guest places over its RAM (or at 0, unassigned) stays unmapped and
 //! reads as open bus. A move unmaps the old range before mapping the new one; tables emptied by
 //! the unmap give their frames back (`crate::table_frames`).
 
 use core::ops::Range;
+use guestfw::guest_layout::RamLayout;
 use svm::npt::{MapError, NptMapper};
 use svm::paging::{FrameSource, PhysAccess, PteFlags};
 use svm::{Gpa, Hpa};
@@ -25,14 +26,14 @@ pub struct BarPlacement {
 }
 
 impl BarPlacement {
-    /// The guest-physical range to map, if the BAR is mapped at all: above RAM and below the
+    /// The guest-physical range to map, if the BAR is mapped at all: outside RAM and below the
     /// nested page table's reach (`svm::npt::MAX_GPA`; a guest may program a 64-bit BAR
     /// anywhere, and one it placed out of reach is simply unreachable, as on hardware whose
     /// address bus is narrower).
-    pub fn mapped_range(&self, ram_size: u64) -> Option<Range<u64>> {
+    pub fn mapped_range(&self, ram: RamLayout) -> Option<Range<u64>> {
         let size = self.size.checked_next_multiple_of(4096)?;
         let end = self.gpa.checked_add(size)?;
-        let placed = self.gpa != 0 && self.gpa >= ram_size && self.gpa.is_multiple_of(4096);
+        let placed = self.gpa != 0 && !ram.overlaps(self.gpa, end) && self.gpa.is_multiple_of(4096);
         (placed && end <= svm::npt::MAX_GPA).then_some(self.gpa..end)
     }
 }
@@ -42,9 +43,9 @@ impl BarPlacement {
 pub fn map_bar<M: FrameSource + PhysAccess>(
     npt: &mut NptMapper<M>,
     bar: &BarPlacement,
-    ram_size: u64,
+    ram: RamLayout,
 ) -> Result<(), MapError> {
-    let Some(range) = bar.mapped_range(ram_size) else {
+    let Some(range) = bar.mapped_range(ram) else {
         return Ok(());
     };
     let flags = PteFlags::WRITABLE | PteFlags::PCD | PteFlags::PWT;
@@ -53,7 +54,7 @@ pub fn map_bar<M: FrameSource + PhysAccess>(
         let trapped = bar.trapped.contains(&offset);
         if !trapped {
             let gpa = Gpa(range.start + offset);
-            if let Err(e) = npt.map(gpa, Hpa(bar.hpa + offset), 4096, flags) {
+            if let Err(e) = npt.map(gpa, Hpa(bar.hpa + offset), 4096, flags).map(|_| ()) {
                 let _ = npt.unmap(Gpa(range.start), offset);
                 return Err(e);
             }
@@ -67,9 +68,9 @@ pub fn map_bar<M: FrameSource + PhysAccess>(
 pub fn unmap_bar<M: FrameSource + PhysAccess>(
     npt: &mut NptMapper<M>,
     bar: &BarPlacement,
-    ram_size: u64,
+    ram: RamLayout,
 ) -> Result<(), MapError> {
-    match bar.mapped_range(ram_size) {
+    match bar.mapped_range(ram) {
         Some(r) => npt.unmap(Gpa(r.start), r.end - r.start),
         None => Ok(()),
     }
@@ -110,6 +111,7 @@ mod tests {
     }
 
     const RAM: u64 = 64 << 20;
+    const LAYOUT: RamLayout = RamLayout::new(RAM);
 
     fn guest() -> NptMapper<Pooled> {
         let mut npt = NptMapper::new(Pooled {
@@ -136,7 +138,7 @@ mod tests {
     fn a_move_unmaps_the_old_place_and_keeps_the_msix_page_trapped() {
         let mut npt = guest();
         let a = bar(0xc000_0000);
-        map_bar(&mut npt, &a, RAM).unwrap();
+        map_bar(&mut npt, &a, LAYOUT).unwrap();
         assert_eq!(
             npt.translate(Gpa(0xc000_1000)).unwrap().hpa,
             Hpa(0xfe00_1000)
@@ -146,8 +148,8 @@ mod tests {
             "MSI-X page mapped"
         );
         let b = bar(0xd020_0000);
-        unmap_bar(&mut npt, &a, RAM).unwrap();
-        map_bar(&mut npt, &b, RAM).unwrap();
+        unmap_bar(&mut npt, &a, LAYOUT).unwrap();
+        map_bar(&mut npt, &b, LAYOUT).unwrap();
         assert!(
             npt.translate(Gpa(0xc000_0000)).is_none(),
             "old place still mapped"
@@ -165,7 +167,7 @@ mod tests {
     fn a_hundred_thousand_moves_take_no_frames() {
         let mut npt = guest();
         let mut at = bar(0xc000_0000);
-        map_bar(&mut npt, &at, RAM).unwrap();
+        map_bar(&mut npt, &at, LAYOUT).unwrap();
         let after_first = npt.mem().frames.counts().taken;
         let mut x = 0x1234_5678u64;
         for _ in 0..100_000 {
@@ -174,8 +176,8 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let to = bar(0xc000_0000 + (x % 512) * (2 << 20) + (x >> 40 & 0x1f) * 0x4000);
-            unmap_bar(&mut npt, &at, RAM).unwrap();
-            map_bar(&mut npt, &to, RAM).unwrap();
+            unmap_bar(&mut npt, &at, LAYOUT).unwrap();
+            map_bar(&mut npt, &to, LAYOUT).unwrap();
             at = to;
         }
         let c = npt.mem().frames.counts();
@@ -188,16 +190,40 @@ mod tests {
 
     #[test]
     fn bars_over_ram_or_unassigned_or_wrapping_are_not_mapped() {
-        assert_eq!(bar(0).mapped_range(RAM), None);
-        assert_eq!(bar(RAM - 0x1000).mapped_range(RAM), None);
-        assert_eq!(bar(!0xfff).mapped_range(RAM), None);
-        assert_eq!(bar(0xc000_0800).mapped_range(RAM), None);
-        assert_eq!(bar(RAM).mapped_range(RAM), Some(RAM..RAM + 0x4000));
+        assert_eq!(bar(0).mapped_range(LAYOUT), None);
+        assert_eq!(bar(RAM - 0x1000).mapped_range(LAYOUT), None);
+        assert_eq!(bar(!0xfff).mapped_range(LAYOUT), None);
+        assert_eq!(bar(0xc000_0800).mapped_range(LAYOUT), None);
+        assert_eq!(bar(RAM).mapped_range(LAYOUT), Some(RAM..RAM + 0x4000));
         // Found by the fuzzing guest: a 64-bit BAR programmed far beyond the NPT's reach.
-        assert_eq!(bar(0xce66_2ded_025d_4000).mapped_range(RAM), None);
+        assert_eq!(bar(0xce66_2ded_025d_4000).mapped_range(LAYOUT), None);
         let top = svm::npt::MAX_GPA;
-        assert_eq!(bar(top - 0x4000).mapped_range(RAM), Some(top - 0x4000..top));
-        assert_eq!(bar(top - 0x2000).mapped_range(RAM), None);
+        assert_eq!(
+            bar(top - 0x4000).mapped_range(LAYOUT),
+            Some(top - 0x4000..top)
+        );
+        assert_eq!(bar(top - 0x2000).mapped_range(LAYOUT), None);
+    }
+
+    #[test]
+    fn with_ram_above_4_gib_bars_go_in_the_hole_or_above_ram() {
+        const GIB: u64 = 1 << 30;
+        let big = RamLayout::new(5 * GIB);
+        assert_eq!(bar(3 * GIB - 0x1000).mapped_range(big), None);
+        assert_eq!(
+            bar(3 * GIB).mapped_range(big),
+            Some(3 * GIB..3 * GIB + 0x4000)
+        );
+        assert_eq!(
+            bar(4 * GIB - 0x2000).mapped_range(big),
+            None,
+            "runs into high RAM"
+        );
+        assert_eq!(bar(5 * GIB).mapped_range(big), None);
+        assert_eq!(
+            bar(6 * GIB).mapped_range(big),
+            Some(6 * GIB..6 * GIB + 0x4000)
+        );
     }
 
     #[test]
@@ -205,7 +231,7 @@ mod tests {
         let mut npt = guest();
         npt.mem_mut().frames.limit_growth(0);
         assert_eq!(
-            map_bar(&mut npt, &bar(0x80_0000_0000), RAM),
+            map_bar(&mut npt, &bar(0x80_0000_0000), LAYOUT),
             Err(MapError::OutOfFrames)
         );
         assert!(npt.translate(Gpa(0x80_0000_0000)).is_none());

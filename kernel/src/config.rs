@@ -9,6 +9,7 @@
 use crate::cpuset::{CpuSet, MAX_CPUS};
 use crate::restart::OnStop;
 use core::fmt;
+use guestfw::guest_layout::{self, RAM_GRANULE};
 
 pub const MAX_GUESTS: usize = 16;
 pub const MAX_NAME: usize = 16;
@@ -580,9 +581,11 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
             }
             "mem" => {
                 g.mem = parse_size(value)
-                    .filter(|&m| m >= 2 << 20 && m % (2 << 20) == 0)
+                    .filter(|&m| {
+                        m >= RAM_GRANULE && m % RAM_GRANULE == 0 && m <= guest_layout::MAX_RAM
+                    })
                     .ok_or(bad(
-                        "expected a size of at least 2M in 2M steps, like 64M or 1G",
+                        "expected a size from 2M to 256G in 2M steps, like 64M, 1G or 5G",
                     ))?
             }
             "kernel" => g.kernel = module_name(key, value)?,
@@ -933,14 +936,28 @@ mod tests {
                 key: "cores"
             }
         );
-        assert!(matches!(
-            parse("guest=a,cores=1,mem=3M,kernel=k").unwrap_err(),
-            BadValue {
-                key: "mem",
-                value: "3M",
-                ..
-            }
-        ));
+        for mem in ["3M", "0", "1M", "257G", "5G1", "18446744073709551615K"] {
+            let line = format!("guest=a,cores=1,mem={mem},kernel=k");
+            assert!(
+                matches!(
+                    parse(&line).unwrap_err(),
+                    BadValue { key: "mem", value, .. } if value == mem
+                ),
+                "{mem}"
+            );
+        }
+        for (mem, bytes) in [
+            ("5G", 5u64 << 30),
+            ("256G", 256 << 30),
+            ("3074M", 3074 << 20),
+        ] {
+            let line = format!("guest=a,cores=1,mem={mem},kernel=k");
+            assert_eq!(
+                parse(&line).unwrap().guests().next().unwrap().mem,
+                bytes,
+                "{mem}"
+            );
+        }
         assert!(matches!(
             parse("guest=a,cores=3-1,mem=2M,kernel=k").unwrap_err(),
             BadValue { key: "cores", .. }

@@ -113,6 +113,19 @@ impl FrameAllocator {
         self.ranges().iter().map(|r| r.end - r.start).sum()
     }
 
+    /// The largest block [`FrameAllocator::alloc_below`] could hand out with `align` below
+    /// `limit` (for errors that say what would have fitted).
+    pub fn largest_free(&self, align: u64, limit: u64) -> u64 {
+        self.ranges()
+            .iter()
+            .filter_map(|r| {
+                let start = r.start.checked_add(align - 1)? & !(align - 1);
+                r.end.min(limit).checked_sub(start)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn ranges(&self) -> &[Range] {
         &self.free[..self.len]
     }
@@ -182,6 +195,27 @@ mod tests {
             a.free_bytes(),
             0x9e000 + 0x100000 + (0x4000_0000 - 0x281000)
         );
+    }
+
+    #[test]
+    fn aligned_blocks_for_large_pages() {
+        const GIB: u64 = 1 << 30;
+        let mut a = FrameAllocator::new();
+        // A host whose RAM continues above its own MMIO hole.
+        a.add(0x10_0000, 0x8000_0000);
+        a.add(4 * GIB, 10 * GIB);
+        assert_eq!(a.largest_free(GIB, u64::MAX), 6 * GIB);
+        assert_eq!(a.largest_free(GIB, 8 * GIB), 4 * GIB);
+        assert_eq!(
+            a.largest_free(2 << 20, 0x4000_0000),
+            0x4000_0000 - (2 << 20)
+        );
+        let low = a.alloc(3 * GIB, GIB).unwrap();
+        let high = a.alloc(2 * GIB, GIB).unwrap();
+        assert_eq!((low, high), (4 * GIB, 7 * GIB));
+        assert_eq!(a.alloc(2 * GIB, GIB), None);
+        assert_eq!(a.largest_free(GIB, u64::MAX), GIB);
+        assert_eq!(a.free_bytes(), 0x8000_0000 - 0x10_0000 + GIB);
     }
 
     #[test]

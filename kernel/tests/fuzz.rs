@@ -165,6 +165,7 @@ fn cmdline_seeds() -> Vec<Vec<u8>> {
     [
         "guest=a,cores=1,mem=16M,kernel=testguest guest=b,cores=2,mem=16M,kernel=testguest",
         "/boot/didvisor.elf debug-exit=0xf4 loglevel=debug guest=a,cores=1,mem=16M,kernel=testguest guest=b,cores=2-3+5,mem=1G,kernel=vmlinuz,initrd=initrd,cmdline=\"console=ttyS0 quiet\"",
+        "guest=big,cores=1,mem=5G,kernel=linux guest=top,cores=2,mem=256G,kernel=linux",
         "debug-exit=0xf4 guest=lin,cores=1,mem=256M,kernel=linux,initrd=initrd,irq=avic,vf=00:04.1,cmdline=\"console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 didvisor.test=nvme\"",
         r#"console=b guest=a,cores=1,mem=2M,kernel=k,cmdline=\"console=ttyS0 a\\b\" guest=b,cores=2,mem=2M,kernel=k,irq=emulated,vf=0000:00:04.1"#,
         "guest=a,cores=1,mem=2M,kernel=k,on-reset=end,on-crash=restart,max-restarts=3 guest=b,cores=2,mem=2M,kernel=k,max-restarts=1000,on-crash=end",
@@ -203,6 +204,7 @@ fn check_cmdline(line: &str) -> bool {
             );
         }
         assert!(g.mem >= 2 * MIB && g.mem.is_multiple_of(2 * MIB));
+        assert!(g.mem <= guestfw::guest_layout::MAX_RAM);
         assert!(!g.cores.is_empty());
         assert!(!g.kernel.as_str().is_empty() && g.kernel.as_str().len() <= config::MAX_NAME);
         assert!(g.cmdline.as_str().len() <= config::MAX_GUEST_CMDLINE);

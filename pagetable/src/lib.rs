@@ -30,4 +30,4 @@ pub mod testmem;
 
 pub use addr::{Gpa, Gva, Hpa, Iova};
 pub use mem::{FrameSource, PhysAccess};
-pub use radix::{Entry, EntryFormat, Error, Leaf, PageSize, RadixTable, ENTRIES};
+pub use radix::{Entry, EntryFormat, Error, Leaf, LeafCounts, PageSize, RadixTable, ENTRIES};

@@ -84,6 +84,45 @@ impl PageSize {
     }
 }
 
+/// How many leaves of each size a [`RadixTable::map`] wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeafCounts {
+    /// 4 KiB leaves (level 1).
+    pub size_4k: u64,
+    /// 2 MiB leaves (level 2).
+    pub size_2m: u64,
+    /// 1 GiB leaves (level 3).
+    pub size_1g: u64,
+}
+
+impl LeafCounts {
+    /// Both counts added.
+    pub const fn plus(self, other: Self) -> Self {
+        Self {
+            size_4k: self.size_4k + other.size_4k,
+            size_2m: self.size_2m + other.size_2m,
+            size_1g: self.size_1g + other.size_1g,
+        }
+    }
+
+    /// Bytes the leaves map.
+    pub const fn bytes(&self) -> u64 {
+        self.size_4k * PageSize::Size4K.bytes()
+            + self.size_2m * PageSize::Size2M.bytes()
+            + self.size_1g * PageSize::Size1G.bytes()
+    }
+
+    fn count(&mut self, level: u8) {
+        match PageSize::from_level(level) {
+            Some(PageSize::Size4K) => self.size_4k += 1,
+            Some(PageSize::Size2M) => self.size_2m += 1,
+            Some(PageSize::Size1G) => self.size_1g += 1,
+            // `choose_level` picks levels 1..=3 only (MAX_LEAF_LEVEL of both formats is 3).
+            None => {}
+        }
+    }
+}
+
 /// What an entry is, as an [`EntryFormat`] reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entry<A> {
@@ -304,20 +343,28 @@ impl<F: EntryFormat, M: PhysAccess + FrameSource> RadixTable<F, M> {
     /// Map `len` bytes at `addr` to `pa` with leaves carrying `attr`, each the largest the
     /// alignment of both addresses and the remaining length allow (up to the maximum leaf
     /// level). Fails without changes if the arguments are bad ([`Self::check_map`]) or any part
-    /// of the range is already mapped.
-    pub fn map(&mut self, addr: u64, pa: Hpa, len: u64, attr: F::Attr) -> Result<(), Error> {
+    /// of the range is already mapped. Returns how many leaves of each size it wrote.
+    pub fn map(
+        &mut self,
+        addr: u64,
+        pa: Hpa,
+        len: u64,
+        attr: F::Attr,
+    ) -> Result<LeafCounts, Error> {
         self.check_map(addr, pa, len)?;
         if let Some(at) = self.first_mapped(addr, addr + len)? {
             return Err(Error::AlreadyMapped(at));
         }
+        let mut counts = LeafCounts::default();
         let mut off = 0;
         while off < len {
             let (a, p) = (addr + off, pa.0 + off);
             let level = self.choose_level(a, p, len - off);
             self.map_one(a, p, level, attr)?;
+            counts.count(level);
             off += entry_span(level);
         }
-        Ok(())
+        Ok(counts)
     }
 
     /// Unmap `len` bytes at `addr` (4 KiB multiples); holes are fine. Large pages straddling the
@@ -640,7 +687,7 @@ mod tests {
         assert_eq!(t.unmap(0x800, 0x1000), Err(Error::Unaligned));
         assert_eq!(t.unmap(1 << 48, 0x1000), Err(Error::OutOfRange));
         assert_eq!(t.translate(1 << 48), None);
-        assert_eq!(t.map(0, Hpa(0), 0, 0), Ok(()));
+        assert_eq!(t.map(0, Hpa(0), 0, 0), Ok(LeafCounts::default()));
         assert_eq!(t.unmap(0, 0), Ok(()));
         assert_eq!(t.mem().live_frames(), 1);
     }

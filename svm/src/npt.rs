@@ -20,6 +20,7 @@
 //! After `unmap` or a permission change the caller must flush the guest's TLB entries
 //! (`TLB_CONTROL` or a new ASID, §15.16) before the guest runs again.
 
+pub use pagetable::radix::LeafCounts;
 use pagetable::radix::{self, entry_span, Entry, EntryFormat, RadixTable};
 
 use crate::addr::{Gpa, Hpa};
@@ -172,7 +173,14 @@ impl<M: FrameSource + PhysAccess> NptMapper<M> {
     /// Map `len` bytes at `gpa` to `hpa` with the leaf flags `flags` (masked to
     /// [`LEAF_FLAGS`]; `PRESENT` and `USER` are added). All of `gpa`, `hpa`, `len` must be
     /// 4 KiB multiples. Fails without changes if any part of the range is already mapped.
-    pub fn map(&mut self, gpa: Gpa, hpa: Hpa, len: u64, flags: PteFlags) -> Result<(), MapError> {
+    /// Returns how many pages of each size back the range.
+    pub fn map(
+        &mut self,
+        gpa: Gpa,
+        hpa: Hpa,
+        len: u64,
+        flags: PteFlags,
+    ) -> Result<LeafCounts, MapError> {
         let leaf = flags.intersection(LEAF_FLAGS) | PteFlags::PRESENT | PteFlags::USER;
         Ok(self.table.map(gpa.0, hpa, len, leaf)?)
     }
@@ -347,7 +355,7 @@ mod tests {
             Err(MapError::OutOfRange)
         );
         assert_eq!(m.translate(Gpa(MAX_GPA)), None);
-        assert_eq!(m.map(Gpa(0), Hpa(0), 0, RW), Ok(()));
+        assert_eq!(m.map(Gpa(0), Hpa(0), 0, RW), Ok(LeafCounts::default()));
     }
 
     #[test]
@@ -410,6 +418,98 @@ mod tests {
         // The range can be mapped again afterwards.
         m.map(Gpa(0x20_0000), Hpa(0x20_0000), 2 * MIB, RW).unwrap();
         assert_eq!(size_at(&m, 0x20_0000), Some(PageSize::Size2M));
+    }
+
+    /// A 5 GiB guest as the hypervisor maps it: low RAM 0..3 GiB, the MMIO hole, high RAM
+    /// 4..6 GiB; each block backed by one host range.
+    fn map_5g_guest(
+        m: &mut NptMapper<FakeMem>,
+        low_hpa: u64,
+        high_hpa: u64,
+    ) -> (LeafCounts, LeafCounts) {
+        let low = m.map(Gpa(0), Hpa(low_hpa), 3 * GIB, RW).unwrap();
+        let high = m.map(Gpa(4 * GIB), Hpa(high_hpa), 2 * GIB, RW).unwrap();
+        (low, high)
+    }
+
+    fn assert_guest_map(m: &NptMapper<FakeMem>, low_hpa: u64, high_hpa: u64) {
+        for gpa in [0, 0x1234, GIB + 5, 3 * GIB - 1] {
+            assert_eq!(m.translate(Gpa(gpa)).unwrap().hpa, Hpa(low_hpa + gpa));
+        }
+        for gpa in [4 * GIB, 5 * GIB + 0x2_0008, 6 * GIB - 1] {
+            assert_eq!(
+                m.translate(Gpa(gpa)).unwrap().hpa,
+                Hpa(high_hpa + gpa - 4 * GIB)
+            );
+        }
+        // The MMIO hole (VF BARs, IOAPIC, LAPIC) and everything above RAM stay unmapped.
+        for gpa in [3 * GIB, 0xFEC0_0000, 0xFEE0_0000, 4 * GIB - 1, 6 * GIB] {
+            assert_eq!(m.translate(Gpa(gpa)), None, "{gpa:#x}");
+        }
+    }
+
+    #[test]
+    fn guest_ram_gets_1g_pages_where_both_addresses_are_aligned() {
+        let mut m = mapper();
+        let (low, high) = map_5g_guest(&mut m, 8 * GIB, 12 * GIB);
+        assert_eq!(
+            low,
+            LeafCounts {
+                size_1g: 3,
+                ..Default::default()
+            }
+        );
+        assert_eq!(high.size_1g, 2);
+        assert_eq!(low.plus(high).bytes(), 5 * GIB);
+        assert_eq!(size_at(&m, 4 * GIB), Some(PageSize::Size1G));
+        assert_guest_map(&m, 8 * GIB, 12 * GIB);
+        // No overlap: the same RAM, or a BAR inside it, is refused.
+        assert_eq!(
+            m.map(Gpa(5 * GIB), Hpa(0), 0x1000, RW),
+            Err(MapError::AlreadyMapped(Gpa(5 * GIB)))
+        );
+        // A BAR page in the hole is fine, and 4 KiB.
+        m.map(Gpa(0xC000_0000), Hpa(0xFE00_0000), 0x1000, RW)
+            .unwrap();
+        assert_eq!(size_at(&m, 0xC000_0000), Some(PageSize::Size4K));
+    }
+
+    #[test]
+    fn guest_ram_falls_back_to_2m_and_4k_by_alignment() {
+        let mut m = mapper();
+        // Low block only 2 MiB-aligned, high block only 4 KiB-aligned.
+        let (low, high) = map_5g_guest(&mut m, 8 * GIB + 2 * MIB, 12 * GIB + 0x1000);
+        assert_eq!(
+            low,
+            LeafCounts {
+                size_2m: 3 * 512,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            high,
+            LeafCounts {
+                size_4k: 2 * 512 * 512,
+                ..Default::default()
+            }
+        );
+        assert_guest_map(&m, 8 * GIB + 2 * MIB, 12 * GIB + 0x1000);
+    }
+
+    #[test]
+    fn without_page1gb_guest_ram_gets_2m_pages() {
+        let mut m = mapper();
+        m.set_max_page_size(PageSize::Size2M);
+        let (low, high) = map_5g_guest(&mut m, 8 * GIB, 12 * GIB);
+        assert_eq!(
+            low.plus(high),
+            LeafCounts {
+                size_2m: 5 * 512,
+                ..Default::default()
+            }
+        );
+        assert_eq!(size_at(&m, 4 * GIB), Some(PageSize::Size2M));
+        assert_guest_map(&m, 8 * GIB, 12 * GIB);
     }
 
     #[test]

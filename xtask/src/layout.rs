@@ -717,7 +717,7 @@ mod tests {
     fn bad_values_name_the_guest_and_key_in_the_hypervisors_words() {
         assert_eq!(
             check_err(&ONE.replace("256M", "3M")),
-            "guest lin: memory: `mem=3M`: expected a size of at least 2M in 2M steps, like 64M or 1G"
+            "guest lin: memory: `mem=3M`: expected a size from 2M to 256G in 2M steps, like 64M, 1G or 5G"
         );
         assert_eq!(
             check_err(&ONE.replace("\"1\"", "\"3-1\"")),

@@ -58,6 +58,9 @@ pub struct GuestPlatform<'a> {
     /// The PCI host bridge `\_SB.PCI0` with its windows, if the guest gets PCI functions. Without
     /// it Linux does not scan PCI at all.
     pub pci_root: Option<PciRootConfig>,
+    /// The guest's RAM (no table states it — the e820 map does — but the PCI windows must avoid
+    /// it).
+    pub ram: crate::guest_layout::RamLayout,
 }
 
 /// One IOAPIC (MADT type 1).
@@ -119,7 +122,8 @@ pub const SCI_IRQ: u8 = 9;
 
 impl<'a> GuestPlatform<'a> {
     /// The standard guest platform with the given vCPUs: IOAPIC, PM ports 0x600/0x604/0x608,
-    /// SCI on IRQ 9, the standard overrides, an RTC, no ECAM, no PCI host bridge.
+    /// SCI on IRQ 9, the standard overrides, an RTC, no ECAM, no PCI host bridge, no RAM (see
+    /// [`Self::with_ram`]).
     pub const fn standard(vcpu_apic_ids: &'a [u32]) -> Self {
         Self {
             vcpu_apic_ids,
@@ -132,6 +136,15 @@ impl<'a> GuestPlatform<'a> {
             rtc: true,
             ecam: None,
             pci_root: None,
+            ram: crate::guest_layout::RamLayout::new(0),
+        }
+    }
+
+    /// This platform with `ram` bytes of RAM laid out as [`crate::guest_layout::RamLayout`] says.
+    pub const fn with_ram(self, ram: u64) -> Self {
+        Self {
+            ram: crate::guest_layout::RamLayout::new(ram),
+            ..self
         }
     }
 

@@ -113,7 +113,10 @@ impl PciRootConfig {
             let buses = u64::from(e.end_bus.saturating_sub(e.start_bus)) + 1;
             range((e.base, buses << 20))
         });
-        let clashes = |r| taken.iter().flatten().any(|&t| overlaps(r, t));
+        let ram = platform.ram;
+        let clashes = |r: (u64, u64)| {
+            taken.iter().flatten().any(|&t| overlaps(r, t)) || ram.overlaps(r.0, r.1)
+        };
         if clashes(mmio32) {
             return Err(bad(self.mmio32));
         }
@@ -220,5 +223,20 @@ mod tests {
         };
         assert_eq!(over_ecam.check(&with_ecam), e(0xBFF0_0000));
         assert_eq!(ok.check(&with_ecam), Ok(()));
+        // RAM: 3 GiB below the hole leave the 32-bit window free; RAM above 4 GiB moves the
+        // 64-bit window up.
+        let big = std.with_ram(5 << 30);
+        assert_eq!(ok.check(&big), Ok(()));
+        let in_high_ram = PciRootConfig {
+            mmio32: (0xC000_0000, 0x1000),
+            mmio64: Some((0x1_4000_0000, 0x1000)),
+        };
+        assert_eq!(in_high_ram.check(&big), e(0x1_4000_0000));
+        assert_eq!(in_high_ram.check(&std), Ok(()));
+        let below_hole = PciRootConfig {
+            mmio32: (0xB000_0000, 0x1000),
+            mmio64: None,
+        };
+        assert_eq!(below_hole.check(&big), e(0xB000_0000));
     }
 }

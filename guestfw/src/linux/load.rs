@@ -28,14 +28,13 @@ pub const LOW_RESERVED_START: u64 = 0x9_FC00;
 /// `LOAD_PHYSICAL_ADDR` (16 MiB with the default CONFIG_PHYSICAL_START) anyway, loading lower
 /// would only make the decompressor move itself up.
 pub const KERNEL_MIN_LOAD: u64 = 0x100_0000;
-/// Guest RAM is one range from 0 and must end below 3 GiB, leaving the 32-bit MMIO window
-/// (ECAM, VF BARs that QEMU only decodes below 4 GiB, IOAPIC 0xFEC00000, LAPIC 0xFEE00000) free.
-pub const MAX_RAM: u64 = 0xC000_0000;
+/// The most RAM a guest can have ([`guest_layout::MAX_RAM`]): below the MMIO hole up to 3 GiB,
+/// the rest from 4 GiB ([`guest_layout::RamLayout`]).
+pub const MAX_RAM: u64 = guest_layout::MAX_RAM;
 /// The 64-bit entry point is 0x200 past the protected-mode kernel's start (boot.rst).
 pub const ENTRY_64_OFFSET: u64 = 0x200;
 
 const PAGE: u64 = 0x1000;
-const FOUR_GIB: u64 = 1 << 32;
 const BOOT_PARAMS_SIZE: u64 = size_of::<BootParams>() as u64;
 /// End of the page tables and GDT [`guest_layout`] writes (the GDT occupies the page at 0x7000).
 const BOOT_TABLES_END: u64 = guest_layout::GDT + PAGE;
@@ -44,7 +43,8 @@ const BOOT_TABLES_END: u64 = guest_layout::GDT + PAGE;
 /// the fields are public so a caller can see (and log) them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinuxLayout {
-    /// Guest RAM size in bytes: RAM is `0..ram_size` (minus the low reserved hole).
+    /// Guest RAM size in bytes, laid out as [`guest_layout::RamLayout`] says: `0..min(ram_size,
+    /// 3 GiB)` (minus the low reserved hole), the rest from 4 GiB.
     pub ram_size: u64,
     /// Guest-physical address of boot_params (one page).
     pub boot_params: u64,
@@ -55,7 +55,7 @@ pub struct LinuxLayout {
     /// The RSDP to announce in `boot_params.acpi_rsdp_addr`; `None` leaves 0 there and Linux
     /// searches the EBDA and 0xE0000..0x100000 itself.
     pub acpi_rsdp: Option<u64>,
-    /// An extra `(base, length)` range above RAM to list as reserved in the e820 map: the ECAM
+    /// An extra `(base, length)` range outside RAM to list as reserved in the e820 map: the ECAM
     /// window when the guest gets an MCFG (Linux refuses an ECAM window the firmware did not
     /// reserve).
     pub reserved_window: Option<(u64, u64)>,
@@ -75,14 +75,18 @@ impl LinuxLayout {
     }
 
     /// boot_params and the command line must lie between the boot page tables and the reserved
-    /// hole without overlapping, the ACPI tables inside the hole, the extra window above RAM.
+    /// hole without overlapping, the ACPI tables inside the hole, the extra window outside RAM.
     fn check(&self) -> Result<(), LinuxError> {
         let page_ok = |gpa: u64| {
             gpa.is_multiple_of(PAGE) && gpa >= BOOT_TABLES_END && gpa + PAGE <= LOW_RESERVED_START
         };
         let acpi_end = self.acpi_tables.checked_add(ACPI_TABLES_SIZE);
+        let ram = guest_layout::RamLayout::new(self.ram_size);
         let window_ok = self.reserved_window.is_none_or(|(base, len)| {
-            len > 0 && base >= self.ram_size && base.checked_add(len).is_some()
+            len > 0
+                && base
+                    .checked_add(len)
+                    .is_some_and(|end| !ram.overlaps(base, end))
         });
         if !page_ok(self.boot_params)
             || !page_ok(self.cmdline)
@@ -110,10 +114,14 @@ pub struct LinuxEntry {
     pub initrd: Option<(u64, u64)>,
 }
 
+/// Entries [`e820_map`] writes at most: low RAM, the low reserved hole, RAM from 1 MiB, the
+/// reserved window, RAM above 4 GiB.
+const E820_MAP_MAX: usize = 5;
+
 /// The guest's e820 memory map, in ascending order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct E820Map {
-    entries: [E820Entry; 4],
+    entries: [E820Entry; E820_MAP_MAX],
     len: usize,
 }
 
@@ -133,13 +141,16 @@ impl E820Map {
 
 /// The memory map of a guest with `layout`: usable `[0, 0x9FC00)`, reserved `[0x9FC00, 1 MiB)`
 /// (where a PC has its EBDA, VGA memory and BIOS; the guest's ACPI tables live there), usable
-/// `[1 MiB, ram_size)`, and the extra reserved window if any.
+/// `[1 MiB, low RAM end)`, the extra reserved window if any, and usable RAM above 4 GiB if the
+/// guest has more than 3 GiB; sorted by address. The MMIO hole is in no entry (as on a PC, where
+/// Linux takes a gap in the e820 map for PCI windows).
 pub fn e820_map(layout: &LinuxLayout) -> E820Map {
     let mut map = E820Map {
-        entries: [E820Entry::default(); 4],
+        entries: [E820Entry::default(); E820_MAP_MAX],
         len: 0,
     };
-    let ram_end = layout.ram_size;
+    let ram = guest_layout::RamLayout::new(layout.ram_size);
+    let ram_end = ram.low().end();
     map.push(0, LOW_RESERVED_START.min(ram_end), E820_TYPE_RAM);
     map.push(
         LOW_RESERVED_START,
@@ -156,16 +167,21 @@ pub fn e820_map(layout: &LinuxLayout) -> E820Map {
     if let Some((base, len)) = layout.reserved_window {
         map.push(base, len, E820_TYPE_RESERVED);
     }
+    if let Some(high) = ram.high() {
+        map.push(high.gpa, high.len, E820_TYPE_RAM);
+    }
+    map.entries[..map.len].sort_unstable_by_key(|e| e.addr);
     map
 }
 
-/// Loads `image` (a bzImage) with `initrd` and `cmdline` into `ram` (guest-physical 0 is `ram[0]`)
-/// as `layout` says, and returns the entry state. `ram` may be longer than `layout.ram_size`; only
-/// the first `ram_size` bytes are guest RAM.
+/// Loads `image` (a bzImage) with `initrd` and `cmdline` into `ram` (the guest's RAM below the
+/// MMIO hole, guest-physical 0 is `ram[0]`) as `layout` says, and returns the entry state. `ram`
+/// may be longer than the low RAM of `layout.ram_size`; only that much is used. RAM above 4 GiB
+/// is only announced (e820), nothing is loaded there.
 ///
 /// The kernel goes to its `pref_address` when `init_size` bytes fit there; a relocatable kernel
 /// otherwise to the lowest `kernel_alignment`-aligned address from 16 MiB. The initrd goes to the
-/// highest page-aligned place below min(`initrd_addr_max` + 1, RAM end, 4 GiB) above the kernel,
+/// highest page-aligned place below min(`initrd_addr_max` + 1, low RAM end) above the kernel,
 /// or else the highest one below the kernel.
 pub fn load_linux(
     ram: &mut [u8],
@@ -181,23 +197,25 @@ pub fn load_linux(
             max: MAX_RAM,
         });
     }
-    if (ram.len() as u64) < ram_size {
+    // Everything is placed below the MMIO hole.
+    let low_end = guest_layout::RamLayout::new(ram_size).low().end();
+    if (ram.len() as u64) < low_end {
         return Err(LinuxError::RamSliceTooSmall {
-            ram_size,
+            ram_size: low_end,
             slice_len: ram.len(),
         });
     }
     layout.check()?;
     let bz = parse_bzimage(image)?;
     check_cmdline(cmdline, &bz)?;
-    let kernel_gpa = place_kernel(&bz, ram_size)?;
+    let kernel_gpa = place_kernel(&bz, low_end)?;
     let kernel_end = kernel_gpa + bz.init_size;
     let initrd = initrd.filter(|i| !i.is_empty());
     let initrd_gpa = match initrd {
         Some(bytes) => Some(place_initrd(
             bytes.len() as u64,
             &bz,
-            ram_size,
+            low_end,
             kernel_gpa..kernel_end,
         )?),
         None => None,
@@ -241,6 +259,7 @@ fn check_cmdline(cmdline: &str, bz: &BzImage<'_>) -> Result<(), LinuxError> {
     Ok(())
 }
 
+/// `ram_size` is the low RAM's end: the kernel runs from below 4 GiB.
 fn place_kernel(bz: &BzImage<'_>, ram_size: u64) -> Result<u64, LinuxError> {
     let fits = |addr: u64| {
         addr >= guest_layout::IMAGE_MIN
@@ -273,14 +292,10 @@ fn place_kernel(bz: &BzImage<'_>, ram_size: u64) -> Result<u64, LinuxError> {
 fn place_initrd(
     size: u64,
     bz: &BzImage<'_>,
-    ram_size: u64,
+    low_end: u64,
     kernel: core::ops::Range<u64>,
 ) -> Result<u64, LinuxError> {
-    let limit = bz
-        .initrd_addr_max
-        .saturating_add(1)
-        .min(ram_size)
-        .min(FOUR_GIB);
+    let limit = bz.initrd_addr_max.saturating_add(1).min(low_end);
     let highest_below = |top: u64| top.checked_sub(size).map(|start| start & !(PAGE - 1));
     if let Some(start) = highest_below(limit).filter(|&s| s >= kernel.end) {
         return Ok(start);

@@ -15,7 +15,9 @@
 //! | `0x8000..0x9000` | boot_params (zero page) | RAM |
 //! | `0x9000..0xA000` | command line, at most 4095 bytes + NUL | RAM |
 //! | `0x9FC00..0x100000` | "EBDA, VGA, BIOS" hole; guest ACPI tables at `0xE0000` (64 KiB) | reserved |
-//! | `0x100000..` | kernel at `pref_address` (16 MiB for Debian), initrd at the top of RAM | RAM |
+//! | `0x100000..` | kernel at `pref_address` (16 MiB for Debian), initrd at the top of low RAM | RAM |
+//! | `3 GiB..4 GiB` | the MMIO hole (VF BARs, IOAPIC, LAPIC/MSI), for guests above 3 GiB | — |
+//! | `4 GiB..` | the rest of a guest's RAM beyond 3 GiB ([`crate::guest_layout::RamLayout`]) | RAM |
 //!
 //! The zero page and command line sit in RAM the kernel may reuse: Linux copies both early
 //! (`copy_bootdata`) and keeps them out of its way until then (`mem_avoid` in KASLR).

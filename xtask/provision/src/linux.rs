@@ -147,6 +147,18 @@ pub fn bench_binary() -> PathBuf {
 /// Where the initramfs has the workload program.
 pub const BENCH_IN_GUEST: &str = "bin/didbench";
 
+/// The memory test over the guest's RAM above 4 GiB (init step `memtest`), built like the
+/// workload program.
+pub fn memtest_source() -> PathBuf {
+    ::tests::repo_root()
+        .join("guest")
+        .join("memtest")
+        .join("didmemtest.c")
+}
+
+/// Where the initramfs has the memory test.
+pub const MEMTEST_IN_GUEST: &str = "bin/didmemtest";
+
 /// Where downloaded packages are kept between runs (outside the work tree).
 pub fn cache_dir() -> PathBuf {
     let var = |k: &str| env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -665,7 +677,11 @@ pub fn initramfs(
 /// Compiles guest/bench/didbench.c into build/linux/didbench (static: the initramfs has no
 /// dynamic loader) and returns the executable.
 fn build_bench() -> Result<Vec<u8>> {
-    let out = bench_binary();
+    build_static(&bench_source(), &bench_binary())
+}
+
+/// Compiles `source` (C) into the static executable `out` and returns it.
+fn build_static(source: &Path, out: &Path) -> Result<Vec<u8>> {
     mkdirs(&linux_dir())?;
     let tmp = out.with_extension("xtask-tmp");
     let status = Command::new("gcc")
@@ -673,13 +689,13 @@ fn build_bench() -> Result<Vec<u8>> {
             "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o",
         ])
         .arg(&tmp)
-        .arg(bench_source())
+        .arg(source)
         .status()
         .map_err(|e| format!("running gcc (install gcc and libc6-dev: `cargo xtask deps`): {e}"))?;
     if !status.success() {
         return fail(format!(
             "gcc -static {} failed ({status}); static glibc is in libc6-dev",
-            bench_source().display()
+            source.display()
         ));
     }
     let exe = read(&tmp)?;
@@ -690,7 +706,7 @@ fn build_bench() -> Result<Vec<u8>> {
             out.display()
         ));
     }
-    write_if_changed(&out, &exe)?;
+    write_if_changed(out, &exe)?;
     Ok(exe)
 }
 
@@ -752,7 +768,11 @@ pub fn build_initrd() -> Result {
         ));
     }
     let bench = build_bench()?;
-    let programs = [(BENCH_IN_GUEST, bench.as_slice())];
+    let memtest = build_static(&memtest_source(), &linux_dir().join("didmemtest"))?;
+    let programs = [
+        (BENCH_IN_GUEST, bench.as_slice()),
+        (MEMTEST_IN_GUEST, memtest.as_slice()),
+    ];
     let cpio = initramfs(&busybox, APPLETS, &programs, &init, &abi, &modules)?;
     // Read it back: the entries the kernel must find.
     let entries = crate::cpio::parse(&cpio)?;
@@ -762,6 +782,7 @@ pub fn build_initrd() -> Result {
         "bin/busybox",
         "bin/sh",
         BENCH_IN_GUEST,
+        MEMTEST_IN_GUEST,
     ] {
         if !entries.iter().any(|e| e.name == need) {
             return fail(format!("initramfs: {need} missing"));

@@ -248,7 +248,7 @@ fn ram_slice_and_size_limits() {
         load_linux(&mut [], &image, None, "", &LinuxLayout::new(MAX_RAM + 1)).unwrap_err(),
         LinuxError::RamTooLarge {
             ram_size: MAX_RAM + 1,
-            max: 0xC000_0000
+            max: 256 << 30
         }
     );
 }
@@ -361,6 +361,79 @@ fn e820_lists_the_reserved_window() {
             (0xB000_0000, 0x1000_0000, 2)
         ]
     );
+}
+
+#[test]
+fn e820_puts_ram_above_3_gib_at_4_gib() {
+    const GIB: u64 = 1 << 30;
+    let layout = LinuxLayout {
+        reserved_window: Some((0xB000_0000 + GIB, 0x1000_0000)),
+        ..LinuxLayout::new(5 * GIB)
+    };
+    // Into the high RAM: refused.
+    let mut ram = vec![0u8; (32 * MIB) as usize];
+    let image = TestImage::default().build();
+    assert_eq!(
+        load_linux(
+            &mut ram,
+            &image,
+            None,
+            "",
+            &LinuxLayout {
+                reserved_window: Some((5 * GIB, MIB)),
+                ..LinuxLayout::new(5 * GIB)
+            }
+        )
+        .unwrap_err(),
+        LinuxError::RamSliceTooSmall {
+            ram_size: 3 * GIB,
+            slice_len: (32 * MIB) as usize
+        }
+    );
+    let got: Vec<_> = e820_map(&layout)
+        .entries()
+        .iter()
+        .map(|e| ({ e.addr }, { e.size }, { e.kind }))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, 0x9_FC00, 1),
+            (0x9_FC00, 0x6_0400, 2),
+            (0x10_0000, 3 * GIB - MIB, 1),
+            (0xB000_0000 + GIB, 0x1000_0000, 2),
+            (4 * GIB, 2 * GIB, 1),
+        ]
+    );
+}
+
+#[test]
+fn a_5_gib_guest_gets_its_initrd_below_3_gib_and_five_e820_ram_gib() {
+    const GIB: u64 = 1 << 30;
+    let image = TestImage::default().build();
+    let initrd = initrd_bytes(0x3000);
+    // Only low RAM is handed over (3 GiB, zero pages the OS maps lazily).
+    let mut ram = vec![0u8; (3 * GIB) as usize];
+    let entry = load_linux(
+        &mut ram,
+        &image,
+        Some(&initrd),
+        "",
+        &LinuxLayout::new(5 * GIB),
+    )
+    .unwrap();
+    let (at, len) = entry.initrd.unwrap();
+    assert!(at >= entry.kernel_gpa && at + len <= 3 * GIB, "{at:#x}");
+    assert_eq!(&ram[at as usize..(at + len) as usize], &initrd[..]);
+    let zp = BOOT_PARAMS_GPA;
+    let n = ram[(zp + 0x1E8) as usize] as u64;
+    let ram_bytes: u64 = (0..n)
+        .map(|i| e820_at(&ram, i))
+        .filter(|e| e.2 == 1)
+        .map(|e| e.1)
+        .sum();
+    assert_eq!(ram_bytes, 5 * GIB - 0x6_0400);
+    assert_eq!(e820_at(&ram, n - 1), (4 * GIB, 2 * GIB, 1));
 }
 
 /// Loads the Debian kernel named by `DIDVISOR_TEST_VMLINUZ` (xtask downloads it to

@@ -34,6 +34,19 @@ pub fn free_bytes() -> u64 {
     FRAMES.lock().free_bytes()
 }
 
+/// Whether this CPU has 1 GiB pages (CPUID 8000_0001 EDX\[26\] Page1GB), which nested page
+/// tables may use only then (APM vol. 2 §15.25.1).
+pub fn page_1gb() -> bool {
+    let max_ext = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+    max_ext >= 0x8000_0001
+        && svm::features::page_1gb_supported(core::arch::x86_64::__cpuid(0x8000_0001).edx)
+}
+
+/// The largest block aligned to `align` that could still be had (below the identity map's end).
+pub fn largest_free(align: u64) -> u64 {
+    FRAMES.lock().largest_free(align, MAPPED_LIMIT)
+}
+
 /// Zeroed, identity-mapped physical memory; running out is fatal (it happens only while setting up).
 pub fn alloc_zeroed(size: u64, align: u64) -> u64 {
     try_alloc_zeroed(size, align, MAPPED_LIMIT)

@@ -1,6 +1,7 @@
-//! Guest construction: RAM (one contiguous host range per guest, mapped at guest-physical 0 by the
-//! nested page tables), the image from its boot module, the permission maps, and the bookkeeping the
-//! service core uses to see guests end.
+//! Guest construction: RAM (guest-physical 0 up to 3 GiB, the rest from 4 GiB, as
+//! `guest_layout::RamLayout` says; each part one host range aligned for 1 GiB nested pages where
+//! the host has such a range, 2 MiB otherwise), the image from its boot module, the permission
+//! maps, and the bookkeeping the service core uses to see guests end.
 //!
 //! A guest that resets itself or crashes is restarted in place when its policy allows
 //! (`didvisor::restart`): every vCPU leaves the guest (as at its end: an NMI brings back a core
@@ -21,10 +22,11 @@ use didvisor::console::LineBuffer;
 use didvisor::elf;
 use didvisor::rate_limit::RateLimit;
 use didvisor::restart::{Decision, StopKind};
+use guestfw::guest_layout::{RamLayout, RamRegion};
 use guestfw::{acpi_tables, guest_layout, linux};
 use spin::{Mutex, Once};
-use svm::npt::NptMapper;
-use svm::paging::{FrameSource, PhysAccess, PteFlags};
+use svm::npt::{LeafCounts, NptMapper};
+use svm::paging::{FrameSource, PageSize, PhysAccess, PteFlags};
 use svm::permission_map::{IoPermissionMap, MsrPermissionMap, IOPM_SIZE, MSRPM_SIZE};
 use svm::{Gpa, Hpa};
 
@@ -49,9 +51,14 @@ impl GuestBoot {
 
 pub struct Vm {
     pub config: GuestConfig,
-    /// Host-physical base of guest RAM (guest-physical 0).
+    /// Host-physical base of the guest's low RAM (guest-physical 0 up to 3 GiB).
     pub ram_hpa: u64,
+    /// Host-physical base of its RAM above 4 GiB, if it has more than 3 GiB.
+    pub ram_high_hpa: Option<u64>,
+    /// All its RAM in bytes.
     pub ram_size: u64,
+    /// Where that RAM sits in guest-physical space.
+    pub ram_layout: RamLayout,
     pub npt_root: u64,
     pub iopm_pa: u64,
     pub msrpm_pa: u64,
@@ -120,11 +127,32 @@ pub fn ended_count() -> usize {
 }
 
 impl Vm {
-    /// Guest RAM as bytes (guest-physical 0 at index 0).
+    /// Guest RAM below the MMIO hole as bytes (guest-physical 0 at index 0); RAM above 4 GiB is
+    /// reached through [`Vm::ram_bytes`].
     pub fn ram(&self) -> &'static mut [u8] {
         // SAFETY: the range was allocated for this guest alone at build time and stays allocated;
         // the hypervisor touches it only from the guest's own core or before the guest starts.
-        unsafe { phys::slice_mut(self.ram_hpa, self.ram_size) }
+        unsafe { phys::slice_mut(self.ram_hpa, self.ram_layout.low().len) }
+    }
+
+    /// Each RAM region with the host-physical address backing it.
+    pub fn ram_blocks(&self) -> impl Iterator<Item = (RamRegion, u64)> + '_ {
+        let [low, high] = self.ram_layout.regions();
+        let low = low.map(|r| (r, self.ram_hpa));
+        low.into_iter()
+            .chain(high.zip(self.ram_high_hpa))
+            .filter(|(r, _)| r.len > 0)
+    }
+
+    /// `len` bytes of guest RAM at `gpa`, if they lie inside one RAM region.
+    pub fn ram_bytes(&self, gpa: u64, len: u64) -> Option<&'static [u8]> {
+        let end = gpa.checked_add(len)?;
+        let (region, hpa) = self
+            .ram_blocks()
+            .find(|(r, _)| gpa >= r.gpa && end <= r.end())?;
+        // SAFETY: inside this guest's RAM (see `ram`); read only, the guest may change it meanwhile
+        // (callers read bytes, whatever they are).
+        Some(unsafe { phys::slice(hpa + (gpa - region.gpa), len) })
     }
 
     /// Called by each vCPU before its first VMRUN.
@@ -217,12 +245,16 @@ impl Vm {
             vf_reset(self, vf).map_err(BuildError::Vf)?;
         }
         self.platform.reset();
-        crate::hv::vm::canary::check_within(self.ram_hpa, self.ram_size);
-        let ram = self.ram();
-        ram.fill(0);
+        for (region, hpa) in self.ram_blocks() {
+            crate::hv::vm::canary::check_within(hpa, region.len);
+            // SAFETY: this guest's RAM (see `ram`); no vCPU runs and no reference to it lives.
+            unsafe { phys::slice_mut(hpa, region.len) }.fill(0);
+        }
         let line = self.cmdline.lock();
-        load_image(&self.config, self.boot_info, ram, line.as_str())?;
-        crate::hv::vm::canary::refill_within(self.ram_hpa, self.ram_size);
+        load_image(&self.config, self.boot_info, self.ram(), line.as_str())?;
+        for (region, hpa) in self.ram_blocks() {
+            crate::hv::vm::canary::refill_within(hpa, region.len);
+        }
         Ok(())
     }
 
@@ -406,8 +438,12 @@ impl FrameSource for NptMemory {
 
 #[derive(Debug)]
 pub enum BuildError {
+    /// No host range of `wanted` bytes for the RAM `part` ("below 4 GiB" or "above 4 GiB") of a
+    /// guest with `total` bytes.
     NoMemory {
         wanted: u64,
+        part: &'static str,
+        total: u64,
     },
     Image(elf::ElfError),
     Linux(linux::LinuxError),
@@ -421,12 +457,19 @@ pub enum BuildError {
 impl core::fmt::Display for BuildError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            BuildError::NoMemory { wanted } => {
+            BuildError::NoMemory {
+                wanted,
+                part,
+                total,
+            } => {
                 write!(
                     f,
-                    "not enough free memory for {} MiB of guest RAM ({} MiB free)",
+                    "not enough free memory for the {} MiB {part} of its {} MiB of RAM ({} MiB \
+                     free, the largest free range {} MiB; each RAM part needs one range)",
                     wanted >> 20,
-                    memory::free_bytes() >> 20
+                    total >> 20,
+                    memory::free_bytes() >> 20,
+                    memory::largest_free(2 << 20) >> 20
                 )
             }
             BuildError::Image(e) => write!(f, "kernel image: {e}"),
@@ -448,10 +491,16 @@ pub fn build(
     core_apic_id: impl Fn(usize) -> u32,
 ) -> Result<&'static Vm, BuildError> {
     let ram_size = config.mem;
-    let ram_hpa = memory::try_alloc_zeroed(ram_size, 2 << 20, memory::MAPPED_LIMIT)
-        .ok_or(BuildError::NoMemory { wanted: ram_size })?;
+    let ram_layout = RamLayout::new(ram_size);
+    let zero_start = timer::nanos();
+    let ram_hpa = alloc_ram(ram_layout.low(), "below 4 GiB", ram_size)?;
+    let ram_high_hpa = match ram_layout.high() {
+        Some(high) => Some(alloc_ram(high, "above 4 GiB", ram_size)?),
+        None => None,
+    };
+    let zero_ms = (timer::nanos() - zero_start) / 1_000_000;
     // SAFETY: just allocated for this guest; nothing else refers to it.
-    let ram = unsafe { phys::slice_mut(ram_hpa, ram_size) };
+    let ram = unsafe { phys::slice_mut(ram_hpa, ram_layout.low().len) };
 
     let guest_boot = load_image(config, boot, ram, config.cmdline.as_str())?;
     let mut cmdline = CmdlineBuf {
@@ -461,9 +510,18 @@ pub fn build(
     let _ = write!(cmdline, "{}", config.cmdline);
 
     let mut npt = NptMapper::new(NptMemory::default()).map_err(BuildError::Npt)?;
+    if !memory::page_1gb() {
+        npt.set_max_page_size(PageSize::Size2M);
+    }
     let flags = PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::USER;
-    npt.map(Gpa(0), Hpa(ram_hpa), ram_size, flags)
-        .map_err(BuildError::Npt)?;
+    let high = ram_layout.high().zip(ram_high_hpa);
+    let mut pages = LeafCounts::default();
+    for (region, hpa) in [(ram_layout.low(), ram_hpa)].into_iter().chain(high) {
+        let counts = npt
+            .map(Gpa(region.gpa), Hpa(hpa), region.len, flags)
+            .map_err(BuildError::Npt)?;
+        pages = pages.plus(counts);
+    }
     // From here on (BAR mappings at run time) its tables grow by a fixed budget only.
     npt.mem_mut()
         .frames
@@ -497,7 +555,9 @@ pub fn build(
     let vm = VMS[index].call_once(|| Vm {
         config: *config,
         ram_hpa,
+        ram_high_hpa,
         ram_size,
+        ram_layout,
         npt_root,
         iopm_pa,
         msrpm_pa,
@@ -535,7 +595,49 @@ pub fn build(
         config.cores,
         config.irq.name()
     );
+    if let Some(high) = ram_high_hpa {
+        println!(
+            "guest {}: ram below 4 GiB {} MiB, above 4 GiB {} MiB at host {high:#x}",
+            config.name,
+            ram_layout.low().len >> 20,
+            (ram_size - ram_layout.low().len) >> 20
+        );
+    }
+    println!(
+        "guest {}: ram zeroed in {zero_ms} ms, backed by nested pages: {} of 1G, {} of 2M, {} of 4K{}",
+        config.name,
+        pages.size_1g,
+        pages.size_2m,
+        pages.size_4k,
+        if memory::page_1gb() {
+            ""
+        } else {
+            " (no 1G: the CPU lacks Page1GB)"
+        }
+    );
     Ok(vm)
+}
+
+// The VF's BARs go in the MMIO hole, never over RAM.
+const _: () = assert!(crate::hv::vm::vf_host::GUEST_BAR_BASE >= guest_layout::LOW_RAM_MAX);
+
+/// Host memory for one RAM region of a guest with `total` bytes: aligned to 1 GiB where such a
+/// range is free (then the nested page tables can use 1 GiB pages), else to 2 MiB.
+fn alloc_ram(region: RamRegion, part: &'static str, total: u64) -> Result<u64, BuildError> {
+    let giant = PageSize::Size1G.bytes();
+    let aligns: &[u64] = if region.len >= giant {
+        &[giant, PageSize::Size2M.bytes()]
+    } else {
+        &[PageSize::Size2M.bytes()]
+    };
+    aligns
+        .iter()
+        .find_map(|&align| memory::try_alloc_zeroed(region.len, align, memory::MAPPED_LIMIT))
+        .ok_or(BuildError::NoMemory {
+            wanted: region.len,
+            part,
+            total,
+        })
 }
 
 /// Loads the guest's image from its boot module into `ram` (zeroed): an ELF test guest with
@@ -630,7 +732,8 @@ fn load_linux(
     for (i, id) in apic_ids.iter_mut().enumerate().take(vcpus) {
         *id = i as u32;
     }
-    let mut platform = acpi_tables::GuestPlatform::standard(&apic_ids[..vcpus]);
+    let mut platform =
+        acpi_tables::GuestPlatform::standard(&apic_ids[..vcpus]).with_ram(config.mem);
     if config.vf.is_some() {
         // A PCI root for the passed-through function, with the window its BARs go in.
         let base = crate::hv::vm::vf_host::GUEST_BAR_BASE;

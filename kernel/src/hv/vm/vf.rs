@@ -40,16 +40,18 @@ pub fn attach(
     vf: &VfFunction,
 ) -> Result<VfHost, &'static str> {
     let unit = IOMMU.get().ok_or("no IOMMU")?;
-    // DMA: the guest's RAM at guest-physical addresses, nothing else.
+    // DMA: the guest's RAM at guest-physical addresses (above 4 GiB too), nothing else.
     let mut table = IoPageTable::new(HostMemory).map_err(|_| "I/O page table")?;
-    table
-        .map(
-            Iova(0),
-            Hpa(vm.ram_hpa),
-            vm.ram_size,
-            IoPerm::READ | IoPerm::WRITE,
-        )
-        .map_err(|_| "mapping guest RAM for DMA")?;
+    for (region, hpa) in vm.ram_blocks() {
+        table
+            .map(
+                Iova(region.gpa),
+                Hpa(hpa),
+                region.len,
+                IoPerm::READ | IoPerm::WRITE,
+            )
+            .map_err(|_| "mapping guest RAM for DMA")?;
+    }
     let irt_base = crate::hv::host::memory::alloc_zeroed(4096, 4096);
     let irt = InterruptTable::new(Hpa(irt_base), IRT_LOG2, IrteFormat::Bits128)
         .map_err(|_| "interrupt table")?;
@@ -235,9 +237,9 @@ fn map_bars(vm: &Vm, map: bool, only: Option<(u8, u64)>) {
     let mut npt = vm.npt.lock();
     for (index, bar) in bars.iter().flatten() {
         let result = if map {
-            bar_mapping::map_bar(&mut npt, bar, vm.ram_size)
+            bar_mapping::map_bar(&mut npt, bar, vm.ram_layout)
         } else {
-            bar_mapping::unmap_bar(&mut npt, bar, vm.ram_size)
+            bar_mapping::unmap_bar(&mut npt, bar, vm.ram_layout)
         };
         // Overlapping BARs are the guest's own mistake: that BAR stays unmapped (its accesses
         // are still forwarded through `mmio`). Only a spent table budget ends the guest.

@@ -165,9 +165,10 @@ impl Vcpu {
             ds: guest_layout::DATA_SELECTOR,
         });
         match vm.boot {
-            // The boot protocol of test guests: RDI = RAM size, RSI = vCPU id, RDX = command line.
+            // The boot protocol of test guests: RDI = RAM size from 0 (below the MMIO hole),
+            // RSI = vCPU id, RDX = command line.
             GuestBoot::TestGuest { cmdline, .. } => {
-                self.regs.rdi = vm.ram_size;
+                self.regs.rdi = vm.ram_layout.low().len;
                 self.regs.rsi = u64::from(id);
                 self.regs.rdx = cmdline;
             }
@@ -782,7 +783,7 @@ impl Vcpu {
     fn nested_page_fault(&mut self, npf: NpfExit) -> Next {
         let gpa = npf.gpa.as_u64();
         let rip = self.vmcb().rip;
-        if gpa < self.vm.ram_size {
+        if self.vm.ram_layout.contains(gpa) {
             return self.end(format_args!(
                 "nested page fault inside ram at gpa {gpa:#x} (rip {rip:#x}): hypervisor bug"
             ));
@@ -879,12 +880,12 @@ impl Vcpu {
         } else {
             cs_base.wrapping_add(rip)
         };
-        let ram = self.vm.ram();
-        let mem = RamView(ram);
+        let mem = RamView(self.vm);
         for (i, byte) in out.iter_mut().enumerate() {
             let gva = Gva(linear.wrapping_add(i as u64));
-            match svm::walk::walk_guest(cr3, cr0, cr4, efer, gva, &mem) {
-                Ok(Gpa(gpa)) if gpa < ram.len() as u64 => *byte = ram[gpa as usize],
+            let walked = svm::walk::walk_guest(cr3, cr0, cr4, efer, gva, &mem);
+            match walked.map(|gpa| self.vm.ram_bytes(gpa.as_u64(), 1)) {
+                Ok(Some(ram)) => *byte = ram[0],
                 other => {
                     log::debug!(
                         "instruction fetch at {:#x}: {other:?} (cr3 {cr3:#x})",
@@ -946,13 +947,11 @@ fn write_xcr0(value: u64) {
 }
 
 /// Guest RAM for the guest page-table walker.
-struct RamView<'a>(&'a [u8]);
+struct RamView<'a>(&'a Vm);
 
 impl GuestMemory for RamView<'_> {
     fn read_u64(&self, gpa: Gpa) -> Option<u64> {
-        let o = usize::try_from(gpa.as_u64()).ok()?;
-        Some(u64::from_le_bytes(
-            self.0.get(o..o.checked_add(8)?)?.try_into().ok()?,
-        ))
+        let bytes = self.0.ram_bytes(gpa.as_u64(), 8)?;
+        Some(u64::from_le_bytes(bytes.try_into().ok()?))
     }
 }
