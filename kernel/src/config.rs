@@ -925,13 +925,22 @@ mod tests {
     #[test]
     fn disks() {
         use ConfigError::*;
-        let cfg = parse("guest=a,cores=1,mem=2M,kernel=k,disk=d guest=b,cores=2,mem=2M,kernel=k,disk=e:ro").unwrap();
+        let cfg = parse(
+            "guest=a,cores=1,mem=2M,kernel=k,disk=d guest=b,cores=2,mem=2M,kernel=k,disk=e:ro",
+        )
+        .unwrap();
         let g: Vec<_> = cfg.guests().collect();
         assert_eq!(g[0].disk.unwrap().module.as_str(), "d");
         assert!(!g[0].disk.unwrap().read_only);
         assert_eq!(g[1].disk.unwrap().module.as_str(), "e");
         assert!(g[1].disk.unwrap().read_only);
-        for bad in ["disk=", "disk=:ro", "disk=a:b", "disk=a:ro:ro", "disk=seventeen-chars-x"] {
+        for bad in [
+            "disk=",
+            "disk=:ro",
+            "disk=a:b",
+            "disk=a:ro:ro",
+            "disk=seventeen-chars-x",
+        ] {
             let line = format!("guest=a,cores=1,mem=2M,kernel=k,{bad}");
             assert!(
                 matches!(parse(&line).unwrap_err(), BadValue { key: "disk", .. }),
@@ -939,16 +948,26 @@ mod tests {
             );
         }
         // A writable disk belongs to one guest; read-only ones may be shared.
-        let e = parse("guest=a,cores=1,mem=2M,kernel=k,disk=d guest=b,cores=2,mem=2M,kernel=k,disk=d:ro")
-            .unwrap_err();
-        assert!(matches!(e, SharedDisk { first, second, .. } if first.as_str() == "a" && second.as_str() == "b"));
+        let e = parse(
+            "guest=a,cores=1,mem=2M,kernel=k,disk=d guest=b,cores=2,mem=2M,kernel=k,disk=d:ro",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, SharedDisk { first, second, .. } if first.as_str() == "a" && second.as_str() == "b")
+        );
         assert!(e.to_string().contains("both name `disk=d`"), "{e}");
-        parse("guest=a,cores=1,mem=2M,kernel=k,disk=d:ro guest=b,cores=2,mem=2M,kernel=k,disk=d:ro")
-            .unwrap();
+        parse(
+            "guest=a,cores=1,mem=2M,kernel=k,disk=d:ro guest=b,cores=2,mem=2M,kernel=k,disk=d:ro",
+        )
+        .unwrap();
         // Not writable over what a guest boots from.
-        let e = parse("guest=a,cores=1,mem=2M,kernel=k,initrd=i guest=b,cores=2,mem=2M,kernel=k2,disk=i")
-            .unwrap_err();
-        assert!(matches!(e, DiskIsBootImage { guest, module } if guest.as_str() == "b" && module.as_str() == "i"));
+        let e = parse(
+            "guest=a,cores=1,mem=2M,kernel=k,initrd=i guest=b,cores=2,mem=2M,kernel=k2,disk=i",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, DiskIsBootImage { guest, module } if guest.as_str() == "b" && module.as_str() == "i")
+        );
         parse("guest=a,cores=1,mem=2M,kernel=k,disk=k:ro").unwrap();
         // The module must exist.
         let cfg = parse("guest=a,cores=1,mem=2M,kernel=k,disk=nodisk").unwrap();

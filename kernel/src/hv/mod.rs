@@ -202,7 +202,10 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         }
         if let Some(disk) = g.disk {
             if let Err(why) = virtio::attach_disk(index, vm, disk, boot) {
-                fatal(format_args!("guest {}: disk={}: {why}", g.name, disk.module));
+                fatal(format_args!(
+                    "guest {}: disk={}: {why}",
+                    g.name, disk.module
+                ));
             }
         }
         built[index] = true;

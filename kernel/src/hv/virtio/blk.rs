@@ -71,7 +71,10 @@ impl BlkBackend {
     /// A disk of `storage`'s whole sectors (the module `module`).
     pub fn new(storage: ModuleDisk, module: &'static str, read_only: bool) -> Self {
         let mut id = [0u8; blk::ID_BYTES];
-        for (d, s) in id.iter_mut().zip(b"didvisor:".iter().chain(module.as_bytes())) {
+        for (d, s) in id
+            .iter_mut()
+            .zip(b"didvisor:".iter().chain(module.as_bytes()))
+        {
             *d = *s;
         }
         let disk = Disk {
@@ -131,7 +134,11 @@ impl Backend for BlkBackend {
             "disk `{}`: {} sectors{}, fnv1a64 {:016x}",
             self.module,
             self.disk.capacity,
-            if self.disk.read_only { ", read-only" } else { "" },
+            if self.disk.read_only {
+                ", read-only"
+            } else {
+                ""
+            },
             blk::fnv1a64(bytes)
         )
     }

@@ -59,9 +59,8 @@ pub fn attach_disk(
     };
     let backend = BlkBackend::new(storage, module.name.as_str(), disk.read_only);
     let sectors = backend.sectors();
-    let dev = DISKS[index].call_once(|| {
-        VirtioDevice::new(vm, "virtio-blk", VIRTIO_DEVFN, VIRTIO_BAR_GPA, backend)
-    });
+    let dev = DISKS[index]
+        .call_once(|| VirtioDevice::new(vm, "virtio-blk", VIRTIO_DEVFN, VIRTIO_BAR_GPA, backend));
     vm.platform
         .legacy
         .lock()
@@ -102,7 +101,12 @@ pub fn report(index: usize) {
     let Some(d) = DISKS[index].get() else { return };
     let c = &d.counts;
     let name = d.vm.config.name;
-    let at = format_args!("{} 00:{:02x}.{}", d.name, d.devfn.device(), d.devfn.function());
+    let at = format_args!(
+        "{} 00:{:02x}.{}",
+        d.name,
+        d.devfn.device(),
+        d.devfn.function()
+    );
     println!(
         "guest {name}: {at}: device interrupts: {}, of them through exits: {}; {} requests, {} kicks, {} resets",
         c.interrupts.load(Ordering::Relaxed),

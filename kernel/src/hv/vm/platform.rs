@@ -15,12 +15,12 @@
 
 use crate::hv::host::timer;
 use crate::hv::irq::{GuestIrq, MsiPath, MAX_VCPUS};
+use crate::hv::vm::guest_pci::GuestPci;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use devices::{IrqChange, LegacyPlatform, PortEffect};
 use didvisor::config::IrqMode;
 use didvisor::irqchip::{Delivery, DeliveryMode, Ioapic, TriggerMode};
 use didvisor::nmi::NmiLatch;
-use crate::hv::vm::guest_pci::GuestPci;
 use spin::Mutex;
 
 /// Console output bytes buffered between drains.

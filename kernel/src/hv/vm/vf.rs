@@ -109,7 +109,11 @@ pub fn apply_events(vm: &Vm, host: &VfHost) {
     loop {
         let event = {
             let mut legacy = vm.platform.legacy.lock();
-            match legacy.pci_bus_mut().get_mut(GUEST_DEVFN).and_then(GuestPci::vf_mut) {
+            match legacy
+                .pci_bus_mut()
+                .get_mut(GUEST_DEVFN)
+                .and_then(GuestPci::vf_mut)
+            {
                 Some(vf) => vf.pop_event(),
                 None => None,
             }
