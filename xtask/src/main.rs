@@ -299,7 +299,7 @@ fn print_artefacts() {
         (linux::initrd(), "initramfs (busybox, guest/init.sh)".into()),
         (
             linux::modules_dir().join(""),
-            "nvme modules and modules.dep".into(),
+            "nvme and virtio modules, modules.dep".into(),
         ),
         (linux::version_file(), "guest kernel release".into()),
     ] {
