@@ -8,6 +8,8 @@
 use tests::virtio_disk::{check_disk_run, disk_file, disk_image, disk_qemu, DiskCounts};
 use tests::Run;
 
+mod common;
+
 fn disk_run(irq: &str) -> (Run, DiskCounts) {
     let image = disk_image();
     let disk = disk_file(&format!("disk-{irq}"), &image);
@@ -38,4 +40,47 @@ fn virtio_blk_emulated_mode() {
             c.via_exits, c.interrupts
         ));
     }
+}
+
+/// A hostile driver (`testguest end=virtio-bad`) beside a benign test guest: each malformed
+/// ring (a descriptor loop, a buffer outside RAM, an absurd length, an index jump) leaves only
+/// its device DEVICE_NEEDS_RESET; after the driver's reset the device serves again, the other
+/// guest runs to its end, the hypervisor ends cleanly.
+#[test]
+fn virtio_blk_malformed_rings_break_only_their_device() {
+    let disk = disk_file("malformed", &disk_image());
+    let run = common::with_testguest(
+        tests::Boot::Multiboot1,
+        3,
+        "guest=bad,cores=1,mem=16M,kernel=testguest,disk=disk,cmdline=\"end=virtio-bad\" \
+         guest=good,cores=2,mem=16M,kernel=testguest",
+    )
+    .module(&disk, "disk")
+    .run("virtio_blk_malformed_rings");
+    let lines = common::console_lines(&run, "bad");
+    let outcome = |name: &str| -> String {
+        let prefix = format!("testguest: virtio: {name} -> ");
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| run.fail(&format!("no outcome for `{name}`")))
+            .to_string()
+    };
+    assert_eq!(outcome("good read"), "used status 0");
+    for bad in [
+        "descriptor loop",
+        "buffer outside ram",
+        "absurd length",
+        "index jump",
+    ] {
+        assert_eq!(outcome(bad), "needs reset", "{bad}");
+    }
+    assert_eq!(outcome("good read after reset"), "used status 0");
+    assert!(lines.contains(&"testguest: virtio: done"));
+    run.assert_line("guest bad: virtio-blk: a malformed ring or chain: the device needs a reset");
+    run.assert_line("guest good: ended: power-off request (ACPI PM1a SLP_EN)");
+    run.assert_line("guest bad: ended: power-off request (ACPI PM1a SLP_EN)");
+    run.assert_line(
+        "guest bad: virtio-blk 00:02.0: device interrupts: 0, of them through exits: 0; 2 requests",
+    );
 }

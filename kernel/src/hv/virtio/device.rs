@@ -258,7 +258,11 @@ impl<B: Backend> VirtioDevice<B> {
                 let chain = match q.pop(&mem) {
                     Ok(Some(c)) => c,
                     Ok(None) => break,
-                    Err(_) => return self.break_device(st, "a malformed ring or chain"),
+                    Err(e) => {
+                        self.vm
+                            .report(format_args!("{}: queue {index}: {e:?}", self.name));
+                        return self.break_device(st, "a malformed ring or chain");
+                    }
                 };
                 let len = match st.backend.serve(index as u16, &chain, &mut mem, features) {
                     Ok(len) => len,
