@@ -77,6 +77,14 @@ fn virtio_blk_malformed_rings_break_only_their_device() {
     }
     assert_eq!(outcome("good read after reset"), "used status 0");
     assert!(lines.contains(&"testguest: virtio: done"));
+    // The hypervisor names each malformation.
+    for error in [
+        "queue 0: Chain { head: 0, error: Loop",
+        "queue 0: Chain { head: 0, error: OutsideRam { addr: Gpa(0xc0000000)",
+        "queue 0: AvailIndexJump { last: 0, idx: 1000, size: 8 }",
+    ] {
+        run.assert_line(&format!("guest bad: virtio-blk: {error}"));
+    }
     run.assert_line("guest bad: virtio-blk: a malformed ring or chain: the device needs a reset");
     run.assert_line("guest good: ended: power-off request (ACPI PM1a SLP_EN)");
     run.assert_line("guest bad: ended: power-off request (ACPI PM1a SLP_EN)");
