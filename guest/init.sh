@@ -42,6 +42,8 @@
 #          with a rescheduling IPI each time (kick_process). Prints `didvisor-guest: ipi begin`,
 #          pauses a second, plays, then `didvisor-guest: ipi rounds N rescheduling M` (M = the
 #          growth of the RES counts, all CPUs) — the workload of `cargo xtask qemu-avic kvm`
+#   reboot `reboot -f` after printing `didvisor-guest: reboot` (the kernel resets the machine
+#          through the FADT's reset register); the steps after it do not run
 # An unknown step prints `didvisor-guest: test STEP unknown`.
 
 export PATH=/bin
@@ -257,6 +259,12 @@ for step in $steps; do
 	shell)
 		say "shell (exit continues)"
 		sh
+		;;
+	reboot)
+		say "reboot"
+		sync
+		reboot -f
+		say "reboot failed"
 		;;
 	input)
 		line=

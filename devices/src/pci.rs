@@ -201,6 +201,11 @@ impl<D: ConfigSpace> PciConfigPorts<D> {
         }
     }
 
+    /// Clears CONFIG_ADDRESS (a restart of the guest).
+    pub fn reset_address(&mut self) {
+        self.address = ConfigAddress::new(0);
+    }
+
     pub fn bus(&self) -> &PciBus<D> {
         &self.bus
     }

@@ -64,7 +64,7 @@ const fn route(port: u16) -> Target {
         0x3F8..=0x3FF => Target::Uart,
         0x600..=0x605 => Target::Pm1,
         0x608..=0x60B => Target::PmTimer,
-        0xCF9 => Target::Reset,
+        0x64 | 0xCF9 => Target::Reset,
         0xCFC..=0xCFF => Target::Pci,
         _ => Target::Unknown,
     }
@@ -101,6 +101,21 @@ impl<const UART_OUT: usize, D: ConfigSpace> LegacyPlatform<UART_OUT, D> {
             unknown: UnknownPorts::new(),
             uart_level: false,
         }
+    }
+
+    /// A restart of the guest: every device as `new` builds it (the RTC reading `unix_secs` at
+    /// `now`), the PCI functions kept (their owner resets them) with the address latch cleared.
+    /// Console output not yet taken is dropped: take it first. Unknown-port counts are kept
+    /// (they are reported once, at the guest's end).
+    pub fn reset(&mut self, unix_secs: u64, now: Nanos) {
+        self.pic = Pic::new();
+        self.pit = Pit::new();
+        self.rtc = Rtc::new(unix_secs, now);
+        self.uart = Uart::new(COM1_BASE);
+        self.pm1 = Pm1::new();
+        self.reset = ResetControl::new();
+        self.pci.reset_address();
+        self.uart_level = false;
     }
 
     pub fn port_read(&mut self, port: u16, size: u8, now: Nanos) -> (u32, PortEffect) {

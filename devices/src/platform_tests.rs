@@ -24,7 +24,7 @@ fn unknown_ports_read_ones_and_are_counted() {
     for _ in 0..120 {
         assert_eq!(p.port_write(0x80, 1, 0, 0), PortEffect::None);
     }
-    assert_eq!(p.port_read(0x64, 1, 0), (0xFF, PortEffect::None));
+    assert_eq!(p.port_read(0x60, 1, 0), (0xFF, PortEffect::None));
     assert_eq!(p.port_read(0x1F0, 2, 0).0, 0xFFFF);
     assert_eq!(p.port_read(0x1F0, 4, 0).0, 0xFFFF_FFFF);
     // Byte accesses to 0xCF8-0xCFB other than 0xCF9 are not PCI.
@@ -40,7 +40,7 @@ fn unknown_ports_read_ones_and_are_counted() {
         seen,
         [
             (0x80, 0, 120),
-            (0x64, 1, 0),
+            (0x60, 1, 0),
             (0x1F0, 2, 0),
             (0xCFB, 0, 1),
             (0x3F8, 1, 0)
@@ -62,6 +62,31 @@ fn power_off_sleep_and_reset() {
     );
     assert_eq!(p.port_write(0xCF9, 1, 0x02, 0), PortEffect::None);
     assert_eq!(p.port_write(0xCF9, 1, 0x06, 0), PortEffect::Reset);
+    assert_eq!(p.port_read(0x64, 1, 0), (0, PortEffect::None));
+    assert_eq!(p.port_write(0x64, 1, 0xFE, 0), PortEffect::Reset);
+}
+
+#[test]
+fn reset_puts_the_devices_back_as_built() {
+    let mut p = platform();
+    p.port_write(0x43, 1, 0x34, 0);
+    p.port_write(0x40, 1, 0xA5, 0);
+    p.port_write(0x40, 1, 0x12, 0);
+    p.port_write(0x3F9, 1, 0x02, 0);
+    p.port_write(0x3F8, 1, b'x'.into(), 0);
+    p.port_write(0x80, 1, 0, 0);
+    assert!(p.next_timer_deadline().is_some());
+    p.reset(WALL, 10);
+    assert_eq!(p.next_timer_deadline(), None);
+    assert_eq!(
+        p.port_read(0x3F9, 1, 0).0,
+        0,
+        "UART interrupt enables cleared"
+    );
+    assert_eq!(p.take_console_output(&mut [0; 8]), 0);
+    assert_eq!(p.port_read(0xCF9, 1, 0).0, 0);
+    // What the guest did before the reset is still reported at its end.
+    assert_eq!(p.unknown_ports().iter().count(), 1);
 }
 
 #[test]

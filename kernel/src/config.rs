@@ -7,6 +7,7 @@
 //! error names the word it is about: bad configuration stops the hypervisor before any guest starts.
 
 use crate::cpuset::{CpuSet, MAX_CPUS};
+use crate::restart::OnStop;
 use core::fmt;
 
 pub const MAX_GUESTS: usize = 16;
@@ -104,6 +105,8 @@ pub struct GuestConfig {
     pub irq: IrqMode,
     /// An SR-IOV virtual function (host bus/device/function) passed through to the guest.
     pub vf: Option<pci::Bdf>,
+    /// What a reset or a crash of the guest leads to (`on-reset=`, `on-crash=`, `max-restarts=`).
+    pub restart: crate::restart::RestartPolicy,
     /// A boot module served to the guest as a virtio-blk disk (`disk=MODULE[:ro]`).
     pub disk: Option<DiskConfig>,
 }
@@ -267,7 +270,7 @@ impl fmt::Display for ConfigError<'_> {
             ),
             NoConsoleGuest(n) => write!(f, "console={n}: no guest has that name"),
             UnknownGuestKey { guest, key } => {
-                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline, irq, vf, disk)")
+                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline, irq, vf, on-reset, on-crash, max-restarts, disk)")
             }
             MissingGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` is required"),
             DuplicateGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` given twice"),
@@ -592,6 +595,7 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
         irq: IrqMode::Direct,
         vf: None,
         disk: None,
+        restart: crate::restart::RestartPolicy::default(),
     };
     let mut seen = [false; GUEST_KEYS.len()];
     for field in it {
@@ -635,7 +639,24 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
                     "expected a boot module name of at most 16 characters, optionally with `:ro`",
                 ))?)
             }
-            _ => g.irq = IrqMode::parse(value).ok_or(bad("expected direct, avic or emulated"))?,
+            "irq" => {
+                g.irq = IrqMode::parse(value).ok_or(bad("expected direct, avic or emulated"))?
+            }
+            "on-reset" | "on-crash" => {
+                let on = OnStop::parse(value).ok_or(bad("expected restart or end"))?;
+                if key == "on-reset" {
+                    g.restart.on_reset = on;
+                } else {
+                    g.restart.on_crash = on;
+                }
+            }
+            _ => {
+                g.restart.max_restarts = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n <= MAX_RESTARTS_LIMIT)
+                    .ok_or(bad("expected a number of restarts from 0 to 1000"))?
+            }
         }
     }
     for (i, required) in GUEST_KEYS.iter().enumerate().take(3) {
@@ -650,9 +671,22 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
 }
 
 /// Keys of a guest description; the first three are required.
-const GUEST_KEYS: [&str; 8] = [
-    "cores", "mem", "kernel", "initrd", "cmdline", "irq", "vf", "disk",
+const GUEST_KEYS: [&str; 11] = [
+    "cores",
+    "mem",
+    "kernel",
+    "initrd",
+    "cmdline",
+    "irq",
+    "vf",
+    "on-reset",
+    "on-crash",
+    "max-restarts",
+    "disk",
 ];
+
+/// The highest `max-restarts=` (a guest restarting more is a loop, not a workload).
+const MAX_RESTARTS_LIMIT: u32 = 1000;
 
 fn module_name<'a>(key: &'a str, value: &'a str) -> Result<Name, ConfigError<'a>> {
     Name::new(value)
@@ -765,6 +799,36 @@ mod tests {
             parse("guest=a,cores=1,mem=2M,kernel=k,vf=nvme").unwrap_err(),
             ConfigError::BadValue { key: "vf", .. }
         ));
+    }
+
+    #[test]
+    fn restart_policy() {
+        use crate::restart::{OnStop, RestartPolicy};
+        let g = |extra: &str| {
+            let line = format!("guest=a,cores=1,mem=2M,kernel=k{extra}").leak();
+            parse(line).map(|c| c.guests().next().unwrap().restart)
+        };
+        assert_eq!(g("").unwrap(), RestartPolicy::default());
+        let p = g(",on-reset=end,on-crash=restart,max-restarts=3").unwrap();
+        assert_eq!(
+            p,
+            RestartPolicy {
+                on_reset: OnStop::End,
+                on_crash: OnStop::Restart,
+                max_restarts: 3
+            }
+        );
+        for (bad, key) in [
+            (",on-reset=reboot", "on-reset"),
+            (",on-crash=", "on-crash"),
+            (",max-restarts=-1", "max-restarts"),
+            (",max-restarts=1001", "max-restarts"),
+        ] {
+            assert!(
+                matches!(g(bad), Err(ConfigError::BadValue { key: k, .. }) if k == key),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

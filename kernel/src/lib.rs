@@ -5,7 +5,7 @@
 //! (`elf`), the physical frame allocator (`frames`), a guest's page-table frame budget
 //! (`table_frames`) and BAR mappings (`bar_mapping`), the guest debug console (`console`),
 //! the keyboard switch between guests (`console_switch`), the hypervisor's console output queue
-//! (`out_ring`) and the rate limit for guest-caused messages (`rate_limit`), CPU sets (`cpuset`),
+//! (`out_ring`), the rate limit for guest-caused messages (`rate_limit`), the restart policy (`restart`), CPU sets (`cpuset`),
 //! the SMT-sibling rule (`smt`), the speculation-control bookkeeping (`speculation`), guest NMIs
 //! (`nmi`), the exit counters a guest reads (`exit_counters`) and which SR-IOV PFs to bring up
 //! (`vf_plan`). The bare-metal binary (`main.rs`, `hv/`) is thin glue around these; `cargo test -p kernel` runs them on the host.
@@ -32,6 +32,7 @@ pub mod msr;
 pub mod nmi;
 pub mod out_ring;
 pub mod rate_limit;
+pub mod restart;
 pub mod smt;
 pub mod speculation;
 pub mod stats;

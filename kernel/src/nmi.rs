@@ -57,6 +57,11 @@ impl NmiLatch {
         self.pending.swap(false, Ordering::AcqRel)
     }
 
+    /// Drops a latched NMI (the guest restarts; its counts are kept). True if one was latched.
+    pub fn clear(&self) -> bool {
+        self.take()
+    }
+
     /// NMIs raised for this vCPU and of those merged with a latched one.
     pub fn counts(&self) -> (u64, u64) {
         (
@@ -194,6 +199,17 @@ mod tests {
         assert!(e.inject && e.intercept_iret);
         assert_eq!(gate.injected(), 2);
         assert_eq!(latch.counts(), (2, 0));
+    }
+
+    #[test]
+    fn a_restart_drops_the_latched_nmi_and_keeps_the_counts() {
+        let latch = NmiLatch::new();
+        assert!(!latch.clear());
+        latch.raise();
+        assert!(latch.clear());
+        assert!(!latch.is_pending());
+        assert_eq!(latch.counts(), (1, 0));
+        assert!(latch.raise(), "the next NMI latches anew");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use didvisor::config::{self, Config, IrqMode, LogLevel};
 use didvisor::elf;
+use didvisor::restart::{OnStop, RestartPolicy};
 use guestfw::guest_layout::IMAGE_MIN;
 use hostfuzz::proptest;
 use hostfuzz::proptest::prelude::*;
@@ -166,6 +167,7 @@ fn cmdline_seeds() -> Vec<Vec<u8>> {
         "/boot/didvisor.elf debug-exit=0xf4 loglevel=debug guest=a,cores=1,mem=16M,kernel=testguest guest=b,cores=2-3+5,mem=1G,kernel=vmlinuz,initrd=initrd,cmdline=\"console=ttyS0 quiet\"",
         "debug-exit=0xf4 guest=lin,cores=1,mem=256M,kernel=linux,initrd=initrd,irq=avic,vf=00:04.1,cmdline=\"console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 didvisor.test=nvme\"",
         r#"console=b guest=a,cores=1,mem=2M,kernel=k,cmdline=\"console=ttyS0 a\\b\" guest=b,cores=2,mem=2M,kernel=k,irq=emulated,vf=0000:00:04.1"#,
+        "guest=a,cores=1,mem=2M,kernel=k,on-reset=end,on-crash=restart,max-restarts=3 guest=b,cores=2,mem=2M,kernel=k,max-restarts=1000,on-crash=end",
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
@@ -204,6 +206,7 @@ fn check_cmdline(line: &str) -> bool {
         assert!(!g.cores.is_empty());
         assert!(!g.kernel.as_str().is_empty() && g.kernel.as_str().len() <= config::MAX_NAME);
         assert!(g.cmdline.as_str().len() <= config::MAX_GUEST_CMDLINE);
+        assert!(g.restart.max_restarts <= 1000);
         let _ = (
             g.irq.name(),
             g.vf.map(|b| b.to_string()),
@@ -243,6 +246,8 @@ struct Guest {
     cmdline: Option<String>,
     irq: Option<IrqMode>,
     vf: Option<(u8, u8, u8)>,
+    /// `on-reset=`, `on-crash=` (true: restart) and `max-restarts=`.
+    restart: (Option<bool>, Option<bool>, Option<u32>),
 }
 
 /// A generated command line: its parts, and how to write the guest command lines.
@@ -300,6 +305,16 @@ impl Line {
             if let Some((b, d, f)) = g.vf {
                 w += &format!(",vf={b:02x}:{d:02x}.{f}");
             }
+            let word = |restart: bool| if restart { "restart" } else { "end" };
+            if let Some(r) = g.restart.0 {
+                w += &format!(",on-reset={}", word(r));
+            }
+            if let Some(r) = g.restart.1 {
+                w += &format!(",on-crash={}", word(r));
+            }
+            if let Some(n) = g.restart.2 {
+                w += &format!(",max-restarts={n}");
+            }
             if let Some(c) = &g.cmdline {
                 if self.grub {
                     w += &format!(",cmdline=\\\"{}\\\"", c.replace('\\', "\\\\"));
@@ -332,9 +347,14 @@ fn guest() -> impl Strategy<Value = Guest> {
             Just(IrqMode::Emulated)
         ]),
         proptest::option::of((any::<u8>(), 0..32u8, 0..8u8)),
+        (
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(0..=1000u32),
+        ),
     )
         .prop_map(
-            |(name, cores, mem, kernel, initrd, cmdline, irq, vf)| Guest {
+            |(name, cores, mem, kernel, initrd, cmdline, irq, vf, restart)| Guest {
                 name,
                 cores: cores
                     .into_iter()
@@ -346,6 +366,7 @@ fn guest() -> impl Strategy<Value = Guest> {
                 cmdline,
                 irq,
                 vf,
+                restart,
             },
         )
 }
@@ -434,6 +455,20 @@ fn fuzz_cmdline_round_trip() {
                 assert_eq!(got.cmdline.as_str(), want.cmdline.as_deref().unwrap_or(""));
                 assert_eq!(got.irq, want.irq.unwrap_or(IrqMode::Direct));
                 assert_eq!(got.vf.map(|b| (b.bus(), b.device(), b.function())), want.vf);
+                let on = |r: Option<bool>, default: OnStop| match r {
+                    Some(true) => OnStop::Restart,
+                    Some(false) => OnStop::End,
+                    None => default,
+                };
+                let p = RestartPolicy::default();
+                assert_eq!(
+                    got.restart,
+                    RestartPolicy {
+                        on_reset: on(want.restart.0, p.on_reset),
+                        on_crash: on(want.restart.1, p.on_crash),
+                        max_restarts: want.restart.2.unwrap_or(p.max_restarts),
+                    }
+                );
             }
             assert!(check_cmdline(&text));
             true

@@ -34,6 +34,7 @@ use core::fmt;
 pub mod bar;
 pub mod capability;
 pub mod enumerate;
+pub mod flr;
 pub mod header;
 pub mod msi;
 pub mod msix;

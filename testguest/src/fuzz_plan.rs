@@ -4,9 +4,10 @@
 //!
 //! Left out on purpose, because they end or wedge the fuzzing guest itself rather than test the
 //! hypervisor: stores into its own RAM, HLT with interrupts off, string I/O (not emulated: it
-//! ends the guest), the power-off / sleep / reset ports (ACPI PM1a block 600h-60Fh, CF9h), the
-//! debug console E9h and the UART 3F8h-3FFh (they would print the noise), and writes of EFER,
-//! PAT and DEBUGCTL (the guest's own paging, caching and single-stepping).
+//! ends the guest), the power-off / sleep / reset ports (ACPI PM1a block 600h-60Fh, CF9h, the
+//! keyboard controller's 64h), the debug console E9h and the UART 3F8h-3FFh (they would print
+//! the noise), and writes of EFER, PAT and DEBUGCTL (the guest's own paging, caching and
+//! single-stepping).
 
 /// xorshift64* (Vigna): small, fast, and the same sequence on the host and in the guest.
 #[derive(Clone, Debug)]
@@ -172,7 +173,7 @@ pub fn port_excluded(port: u16, size: u8) -> bool {
     let hits = |lo: u16, hi: u16| port <= hi && last >= lo;
     // A dword at CF8h is CONFIG_ADDRESS; anything else covering CF9h reaches the reset register.
     let reset = hits(0xcf9, 0xcf9) && !(port == 0xcf8 && size == 4);
-    hits(0x600, 0x60f) || reset || hits(0xe9, 0xe9) || hits(0x3f8, 0x3ff)
+    hits(0x600, 0x60f) || hits(0x64, 0x64) || reset || hits(0xe9, 0xe9) || hits(0x3f8, 0x3ff)
 }
 
 /// The next action of the stream; `ram` is the guest's RAM size (stores stay above it).
@@ -316,6 +317,8 @@ mod tests {
         assert!(port_excluded(0x604, 2));
         assert!(port_excluded(0x602, 4), "a dword at 602h covers 604h");
         assert!(port_excluded(0xcf9, 1));
+        assert!(port_excluded(0x64, 1));
+        assert!(port_excluded(0x62, 4), "a dword at 62h reaches 64h");
         assert!(
             !port_excluded(0xcf8, 4),
             "a dword at CF8h is CONFIG_ADDRESS"

@@ -191,6 +191,26 @@ fn reset() -> ! {
     halt()
 }
 
+/// What a boot leaves in the last word of RAM (nothing else there is used).
+const BOOT_MARKER: u64 = 0xb007_ed0b_5e55_1011;
+
+/// Before a reset or a triple fault (which the hypervisor may answer with a restart): the last
+/// word of RAM must not hold the marker of an earlier boot — a restart clears RAM — and then
+/// gets this boot's.
+fn boot_marker(ram: u64) {
+    let at = (ram - 8) as *mut u64;
+    // SAFETY: the last word of this guest's RAM, identity-mapped; the image, stack and page
+    // tables lie far below it.
+    let found = unsafe { at.read_volatile() };
+    if found == BOOT_MARKER {
+        say!("testguest: FAILED: ram holds the marker of an earlier boot");
+    } else {
+        say!("testguest: ram is fresh: no marker of an earlier boot");
+    }
+    // SAFETY: as above.
+    unsafe { at.write_volatile(BOOT_MARKER) };
+}
+
 fn halt() -> ! {
     say!("testguest: halting with interrupts disabled");
     loop {
@@ -226,8 +246,14 @@ extern "C" fn guest_main(ram: u64, vcpu: u64, cmdline: u64) -> ! {
         crate::deliver::run(d, ram);
     }
     match command.ending {
-        Ending::TripleFault => triple_fault(),
-        Ending::Reset => reset(),
+        Ending::TripleFault => {
+            boot_marker(ram);
+            triple_fault()
+        }
+        Ending::Reset => {
+            boot_marker(ram);
+            reset()
+        }
         Ending::Halt => halt(),
         Ending::NvmeDma => crate::nvme::run(ram, command.canaries.as_slice()),
         Ending::VirtioBad => crate::virtio_bad::run(ram),

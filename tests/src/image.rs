@@ -252,7 +252,7 @@ pub fn grub_cfg(cmdline: &str, modules: &[(String, String)]) -> String {
     // before booting a Multiboot2 kernel (harmless, but it reads like a failure in the log).
     s.push_str("insmod all_video\n");
     s.push_str("set timeout=0\n");
-    s.push_str("serial --unit=0 --speed=115200\n");
+    s.push_str(&format!("serial {} --speed=115200\n", grub_serial(cmdline)));
     s.push_str("terminal_output serial\n");
     s.push_str("menuentry \"didvisor\" {\n");
     s.push_str(&kernel_line);
@@ -266,6 +266,33 @@ pub fn grub_cfg(cmdline: &str, modules: &[(String, String)]) -> String {
     }
     s.push_str("    boot\n}\n");
     s
+}
+
+/// GRUB's `serial` port option for the UART the hypervisor's last `serial=` word names (COM1
+/// when there is none), so GRUB's menu and the hypervisor's console share one port. The names
+/// and numbers are the hypervisor's (`comN`, or an I/O port in hex or decimal, 1-FFF8h); a value
+/// it would refuse leaves COM1 here, and the hypervisor's own parser says what is wrong.
+fn grub_serial(cmdline: &str) -> String {
+    const COM1: u16 = 0x3f8;
+    let port = cmdline
+        .split_whitespace()
+        .rev()
+        .find_map(|w| w.strip_prefix("serial="))
+        .and_then(|v| match v {
+            "com1" => Some(COM1),
+            "com2" => Some(0x2f8),
+            "com3" => Some(0x3e8),
+            "com4" => Some(0x2e8),
+            _ => match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+                Some(hex) => u16::from_str_radix(hex, 16).ok(),
+                None => v.parse().ok(),
+            }
+            .filter(|p| (1..=0xfff8).contains(p)),
+        });
+    match port {
+        None | Some(COM1) => "--unit=0".to_string(),
+        Some(p) => format!("--port={p:#x}"),
+    }
 }
 
 /// Chooses the file name under /boot for each module: the source's file name; the same
@@ -511,6 +538,23 @@ mod tests {
              boot\n}\n"
         );
         assert!(grub_cfg("", &[]).contains("    multiboot2 /boot/didvisor.elf\n"));
+    }
+
+    #[test]
+    fn grub_uses_the_hypervisors_serial_port() {
+        let line = |cmdline| grub_cfg(cmdline, &[]).lines().nth(2).unwrap().to_string();
+        let port = |p: &str| format!("serial --port={p} --speed=115200");
+        let com1 = "serial --unit=0 --speed=115200";
+        assert_eq!(line("guest=a"), com1);
+        assert_eq!(line("serial=com2 guest=a"), port("0x2f8"));
+        assert_eq!(line("serial=com4"), port("0x2e8"));
+        assert_eq!(line("serial=0x3E8"), port("0x3e8"));
+        assert_eq!(line("serial=760"), port("0x2f8"));
+        // The last word wins, as in the hypervisor.
+        assert_eq!(line("serial=com2 serial=com1"), com1);
+        // Refused by the hypervisor; GRUB keeps COM1.
+        assert_eq!(line("serial=com9"), com1);
+        assert_eq!(line("serial=0xfff9"), com1);
     }
 
     #[test]

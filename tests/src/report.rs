@@ -9,6 +9,7 @@
 //!   x2apic msr exits: eoi 0, timer 0, tpr 0, icr 0, self-ipi 0, other 35
 //!   interrupts: 404 sent to this vcpu by the hypervisor, 0 injected at exits
 //! guest NAME: vf 00:04.1: 26 device interrupts went through exits
+//! guest NAME: device interrupts: 7 from the virtual IOAPIC, 7 sent to the vCPUs' cores as physical IPIs (no exits)
 //! ```
 //!
 //! In `irq=avic` mode one more indented line follows `interrupts:` (see `avic::mode::AvicCounts`):
@@ -151,6 +152,29 @@ pub fn vf_interrupts_via_exits(serial: &str, guest: &str) -> Option<u64> {
         .ok()
 }
 
+/// `guest NAME: device interrupts: N from the virtual IOAPIC, ...`: the IOAPIC messages, and in
+/// direct mode the physical IPIs they became (`M sent to the vCPUs' cores as physical IPIs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceInterrupts {
+    pub ioapic: u64,
+    pub physical_ipis: Option<u64>,
+}
+
+pub fn device_interrupts(serial: &str, guest: &str) -> Option<DeviceInterrupts> {
+    let prefix = format!("guest {guest}: device interrupts: ");
+    let line = serial
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))?;
+    let (ioapic, rest) = line.split_once(" from the virtual IOAPIC, ")?;
+    Some(DeviceInterrupts {
+        ioapic: ioapic.parse().ok()?,
+        physical_ipis: rest
+            .strip_suffix(" sent to the vCPUs' cores as physical IPIs (no exits)")
+            .and_then(|n| n.parse().ok()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +192,8 @@ mod tests {
         "  x2apic msr exits: eoi 1129, timer 44, tpr 2, icr 7, self-ipi 0, other 80\n",
         "  interrupts: 345 sent to this vcpu by the hypervisor, 1129 injected at exits\n",
         "guest lin: vf 00:04.1: 26 device interrupts went through exits\n",
+        "guest lin: device interrupts: 40 from the virtual IOAPIC, injected at exits (see the vCPU lines)\n",
+        "guest dir: device interrupts: 7 from the virtual IOAPIC, 7 sent to the vCPUs' cores as physical IPIs (no exits)\n",
         "guest av: vcpu 0 exits:\n",
         "  exit reason  count  cycles/exit\n",
         "  intr  855  57959\n",
@@ -177,6 +203,25 @@ mod tests {
         "  interrupts: 198 sent to this vcpu by the hypervisor, 0 injected at exits\n",
         "  avic: exits eoi 0, timer 807, apic 39, tmcct 27, gp 0, fixed-ipi 2, start-ipi 4, other-ipi 0, ipi-errors 1; posted timer 902, device 198, doorbells 198\n",
     );
+
+    #[test]
+    fn device_interrupt_line() {
+        assert_eq!(
+            device_interrupts(REPORT, "lin"),
+            Some(DeviceInterrupts {
+                ioapic: 40,
+                physical_ipis: None
+            })
+        );
+        assert_eq!(
+            device_interrupts(REPORT, "dir"),
+            Some(DeviceInterrupts {
+                ioapic: 7,
+                physical_ipis: Some(7)
+            })
+        );
+        assert_eq!(device_interrupts(REPORT, "av"), None);
+    }
 
     #[test]
     fn avic_line() {

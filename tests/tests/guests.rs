@@ -124,12 +124,12 @@ fn guests_end_by_triple_fault_reset_and_power_off_independently() {
         Boot::Multiboot1,
         4,
         "guest=a,cores=1,mem=16M,kernel=testguest,cmdline=\"end=triple-fault\" \
-         guest=b,cores=2,mem=16M,kernel=testguest,cmdline=\"end=reset\" \
+         guest=b,cores=2,mem=16M,kernel=testguest,cmdline=\"end=reset\",on-reset=end \
          guest=c,cores=3,mem=16M,kernel=testguest,irq=emulated",
     )
     .run("guests_end_independently");
     run.assert_line("guest a: ended: triple fault (shutdown) at rip 0x");
-    run.assert_line("guest b: ended: reset request (port 0xCF9)");
+    run.assert_line("guest b: ended: reset request (port 0xCF9");
     check_testguest(&run, "c", 16);
     for name in ["a", "b"] {
         let counts = exit_counts(&run, name, 0);

@@ -143,6 +143,13 @@ fn linux_one_vcpu_direct_takes_timer_interrupts_without_exits() {
         apic.timer
     );
     assert_eq!(apic.injected, 0, "nothing is injected in direct mode");
+    // The virtual UART's and PIT's interrupts: each IOAPIC message became one physical IPI.
+    let device = tests::report::device_interrupts(&run.serial, "lin")
+        .unwrap_or_else(|| run.fail("no device-interrupt line for lin"));
+    assert!(
+        device.ioapic > 0 && device.physical_ipis == Some(device.ioapic),
+        "direct mode: {device:?}"
+    );
 }
 
 #[test]

@@ -110,7 +110,7 @@ pub fn bench(args: &[String]) -> Result {
     deps::deps()?;
     build()?;
     // The `avic` column needs the patched QEMU (built once, about 8 minutes; cached).
-    crate::qemu_avic::qemu_avic(&[])?;
+    qemu_avic::qemu_avic(&[])?;
     let out = match o.quick {
         true => tests::target_dir().join("bench").join("quick"),
         false => tests::target_dir().join("bench"),
@@ -254,7 +254,7 @@ fn qemu_for(c: &Config, sizes: &str, disk: &Path) -> (Qemu, PathBuf) {
             let (iommu, mut q) = match irq {
                 "avic" => (
                     "amd-iommu,intremap=on,xtsup=on,pt=off,ga=on",
-                    Qemu::new().binary(crate::qemu_avic::binary()).cpu(AVIC_CPU),
+                    Qemu::new().binary(qemu_avic::binary()).cpu(AVIC_CPU),
                 ),
                 _ => ("amd-iommu,intremap=on,xtsup=on,pt=off", Qemu::new()),
             };

@@ -21,8 +21,11 @@
 //! cmdline = "console=ttyS0 quiet"          # optional, the guest kernel's command line
 //! irq = "direct"          # optional: direct | emulated | avic
 //! vfs = ["00:04.1"]       # optional: SR-IOV VFs passed through (one per guest today)
+//! on-reset = "restart"    # optional: restart | end, when the guest reboots (default restart)
+//! on-crash = "end"        # optional: restart | end, when it triple-faults (default end)
+//! max-restarts = 10       # optional: restarts over its life (default 10)
 //! disk = "disk.img"       # optional: a file served as the guest's virtio-blk disk (a boot module)
-//! disk_read_only = true   # optional, default false
+//! disk-read-only = true   # optional, default false
 //! ```
 //!
 //! Paths are host paths, relative to the layout file's directory; `$BUILD/` at the start stands
@@ -93,9 +96,15 @@ pub struct Guest {
     pub irq: Option<String>,
     #[serde(default)]
     pub vfs: Vec<String>,
+    #[serde(rename = "on-reset")]
+    pub on_reset: Option<String>,
+    #[serde(rename = "on-crash")]
+    pub on_crash: Option<String>,
+    #[serde(rename = "max-restarts")]
+    pub max_restarts: Option<u32>,
     /// A file the guest gets as its virtio-blk disk (`disk=`).
     pub disk: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, rename = "disk-read-only")]
     pub disk_read_only: bool,
 }
 
@@ -276,6 +285,14 @@ impl Layout {
         for vf in &g.vfs {
             w.push_str(&format!(",vf={vf}"));
         }
+        for (key, v) in [("on-reset", &g.on_reset), ("on-crash", &g.on_crash)] {
+            if let Some(v) = v {
+                w.push_str(&format!(",{key}={v}"));
+            }
+        }
+        if let Some(n) = g.max_restarts {
+            w.push_str(&format!(",max-restarts={n}"));
+        }
         if let Some(d) = &g.disk {
             let ro = if g.disk_read_only { ":ro" } else { "" };
             w.push_str(&format!(",disk={}{ro}", self.module_name(modules, d)));
@@ -306,6 +323,8 @@ impl Layout {
             for (key, v) in [("name", name), ("cores", &g.cores), ("memory", &g.memory)]
                 .into_iter()
                 .chain(g.irq.as_ref().map(|v| ("irq", v)))
+                .chain(g.on_reset.as_ref().map(|v| ("on-reset", v)))
+                .chain(g.on_crash.as_ref().map(|v| ("on-crash", v)))
                 .chain(g.vfs.iter().map(|v| ("vfs", v)))
             {
                 one_word(v).map_err(|why| format!("guest {name}: {key} = \"{v}\": {why}"))?;
@@ -529,13 +548,16 @@ mod tests {
         cores = "2-3"
         memory = "16M"
         kernel = "/abs/testguest.elf"
+        on-reset = "end"
+        on-crash = "restart"
+        max-restarts = 3
     "#;
 
     #[test]
     fn a_disk_is_a_boot_module() {
         let l = parse(&TWO.replace(
             "irq = \"emulated\"",
-            "irq = \"emulated\"\ndisk = \"d/a.img\"\ndisk_read_only = true",
+            "irq = \"emulated\"\ndisk = \"d/a.img\"\ndisk-read-only = true",
         ));
         assert_eq!(l.guests[0].disk.as_deref(), Some(Path::new("/l/d/a.img")));
         assert!(l.modules().iter().any(|m| m.name == "a.img"));
@@ -579,7 +601,8 @@ mod tests {
             "debug-exit=0xf4 loglevel=debug console=b serial=com2 \
              guest=a,cores=1,mem=256M,kernel=vmlinuz,initrd=initrd.gz,\
              cmdline=\"console=ttyS0 quiet\",irq=emulated,vf=0000:00:04.1 \
-             guest=b,cores=2-3,mem=16M,kernel=testguest.elf"
+             guest=b,cores=2-3,mem=16M,kernel=testguest.elf,on-reset=end,on-crash=restart,\
+             max-restarts=3"
         );
         l.check(Target::default()).unwrap();
         // The hypervisor's parser reads it back as written.
@@ -710,6 +733,10 @@ mod tests {
         assert_eq!(
             check_err(&ONE.replace("memory", "irq = \"posted\"\nmemory")),
             "guest lin: irq: `irq=posted`: expected direct, avic or emulated"
+        );
+        assert_eq!(
+            check_err(&ONE.replace("memory", "on-crash = \"reboot\"\nmemory")),
+            "guest lin: on-crash: `on-crash=reboot`: expected restart or end"
         );
         assert_eq!(
             check_err(&ONE.replace("memory", "vfs = [\"nvme\"]\nmemory")),

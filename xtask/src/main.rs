@@ -3,16 +3,10 @@
 mod bench;
 mod bench_plot;
 mod bench_report;
-mod cpio;
-mod deps;
 mod fuzz_guest;
 mod layers;
 mod layout;
-mod linux;
 mod mission;
-mod progress;
-mod qemu_avic;
-mod toolchain;
 
 use std::env;
 use std::fs;
@@ -21,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use provision::{deps, fail, linux, read, run_cmd, toolchain, Error, Result};
 use tests::image::{self, Module};
 use tests::{Boot, BootFiles, Qemu, SerialOut};
 
@@ -144,42 +139,6 @@ The kernel package is cached in $DIDVISOR_CACHE_DIR, else $XDG_CACHE_HOME/didvis
 ~/.cache/didvisor.
 
 environment: DIDVISOR_BUILD_DIR overrides build/, CARGO_TARGET_DIR the target directory.";
-
-/// A failure: the message, and the exit status xtask ends with.
-#[derive(Debug)]
-pub struct Error {
-    pub msg: String,
-    pub code: u8,
-}
-
-impl From<String> for Error {
-    fn from(msg: String) -> Error {
-        Error { msg, code: 1 }
-    }
-}
-
-pub type Result<T = ()> = std::result::Result<T, Error>;
-
-pub fn fail<T>(msg: impl Into<String>) -> Result<T> {
-    Err(Error::from(msg.into()))
-}
-
-/// Runs a command with inherited stdio; a failure carries the command's exit status.
-pub fn run_cmd(c: &mut Command) -> Result {
-    let shown = format!("{c:?}");
-    let status = c.status().map_err(|e| format!("cannot run {shown}: {e}"))?;
-    if status.success() {
-        return Ok(());
-    }
-    Err(Error {
-        msg: format!("{shown} failed: {status}"),
-        code: status
-            .code()
-            .and_then(|c| u8::try_from(c).ok())
-            .filter(|&c| c != 0)
-            .unwrap_or(1),
-    })
-}
 
 fn repo_root() -> PathBuf {
     tests::repo_root()
@@ -305,10 +264,6 @@ fn print_artefacts() {
     ] {
         println!("  {:<40} {what}", p.display());
     }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>> {
-    Ok(fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?)
 }
 
 fn copy(from: &Path, to: &Path) -> Result {

@@ -382,7 +382,7 @@ fn nvme_write(con: &[&str], plan: &Plan) -> Vec<Check> {
         ),
     ));
     if let Some(disk) = disk {
-        match crate::qemu_avic::linux::check_pattern(disk, &plan.pattern) {
+        match qemu_avic::linux::check_pattern(disk, &plan.pattern) {
             Ok(()) => out.push(check(
                 name,
                 true,
@@ -483,8 +483,8 @@ fn machine(layout: &mut Layout, o: &Opts, interactive: bool) -> Result<Machine> 
         .cmdline(&layout.cmdline(target));
     if avic {
         // The distribution's QEMU has no AVIC: the patched build (minutes, once).
-        crate::qemu_avic::qemu_avic(&[])?;
-        q = q.binary(crate::qemu_avic::binary());
+        qemu_avic::qemu_avic(&[])?;
+        q = q.binary(qemu_avic::binary());
     }
     for m in layout.modules() {
         let path = fs::canonicalize(&m.path).unwrap_or(m.path.clone());

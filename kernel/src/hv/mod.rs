@@ -463,10 +463,17 @@ fn core_loop(cpu: usize) -> ! {
         }
         let vm = guest::vm((work >> 32) as usize - 1);
         let host_state = HOST_VMCB[cpu].load(Ordering::SeqCst);
-        // Nothing trained before the guest steers it, nothing it trained steers what follows.
-        speculation::barrier();
-        vcpu::Vcpu::new(vm, work as u32, cpu, host_state).run();
-        speculation::barrier();
+        let (id, vmcb) = (work as u32, vcpu::Vcpu::vmcb_page());
+        loop {
+            // Nothing trained before the guest steers it, nothing it trained steers what follows.
+            speculation::barrier();
+            let stopped = vcpu::Vcpu::new(vm, id, cpu, host_state, vmcb).run();
+            speculation::barrier();
+            // A restart: vCPU 0's core reloads the guest, the others wait; then all run again.
+            if stopped == guest::Stopped::Ended || !vm.restart_rendezvous(id, vf::reset) {
+                break;
+            }
+        }
         BUSY_CORES.fetch_sub(1, Ordering::SeqCst);
     }
 }

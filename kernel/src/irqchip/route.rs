@@ -1,10 +1,11 @@
 //! Where an IPI a guest vCPU sends goes inside its own guest: the targets its shorthand and
 //! destination select (vCPU i has x2APIC id i), the one lowest-priority target, the INIT/SIPI
-//! target. Destinations outside the guest match nothing, so a guest cannot reach another guest's
-//! cores. The hypervisor raises the interrupts or starts the vCPU; this decides only whom.
+//! target; and where the guest's IOAPIC sends a pin's message. Destinations outside the guest
+//! match nothing, so a guest cannot reach another guest's cores. The hypervisor raises the
+//! interrupts or starts the vCPU; this decides only whom.
 
 use super::x2apic::x2apic_dest_matches;
-use super::{DeliveryMode, Ipi, Shorthand};
+use super::{Delivery, DeliveryMode, DestMode, Ipi, Shorthand};
 
 /// Most vCPUs a [`VcpuSet`] holds.
 pub const MAX_TARGETS: usize = 64;
@@ -29,7 +30,7 @@ impl VcpuSet {
     }
 }
 
-/// What an IPI asks of the router.
+/// What a message (an IPI, an IOAPIC pin) asks of the router.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpiRoute {
     /// Raise `vector` (edge) in each of `targets`.
@@ -90,10 +91,75 @@ pub fn route_ipi(ipi: &Ipi, sender: usize, vcpu_count: usize) -> IpiRoute {
     }
 }
 
+/// IOAPIC physical destination FFh: every APIC (the 8-bit broadcast of the redirection entry).
+const IOAPIC_BROADCAST: u8 = 0xff;
+
+/// Where the guest's IOAPIC sends `d` in a guest of `vcpu_count` vCPUs. The redirection entry's
+/// destination is 8 bits: a physical APIC id (FFh = all), or a logical bitmap, which for x2APIC
+/// ids 0-15 (cluster 0) is the same bit per vCPU. Fixed and lowest-priority messages are routed;
+/// any other delivery mode (SMI, NMI, INIT, ExtINT through the IOAPIC) is `Unsupported`.
+pub fn route_ioapic(d: &Delivery, vcpu_count: usize) -> IpiRoute {
+    let mut set = 0u64;
+    for v in 0..vcpu_count.min(MAX_TARGETS) {
+        let hit = if d.dest_logical {
+            x2apic_dest_matches(v as u32, u32::from(d.dest_apic_id), DestMode::Logical)
+        } else {
+            d.dest_apic_id == IOAPIC_BROADCAST || usize::from(d.dest_apic_id) == v
+        };
+        if hit {
+            set |= 1 << v;
+        }
+    }
+    let targets = VcpuSet(set);
+    match d.mode {
+        DeliveryMode::Fixed => IpiRoute::Interrupt {
+            targets,
+            vector: d.vector,
+        },
+        DeliveryMode::LowestPriority => IpiRoute::Interrupt {
+            targets: VcpuSet(targets.first().map_or(0, |v| 1 << v)),
+            vector: d.vector,
+        },
+        other => IpiRoute::Unsupported(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::irqchip::decode_icr;
+
+    fn pin(vector: u8, dest: u8, logical: bool, mode: DeliveryMode) -> Delivery {
+        Delivery {
+            gsi: 4,
+            vector,
+            dest_apic_id: dest,
+            dest_logical: logical,
+            mode,
+            level_triggered: false,
+        }
+    }
+
+    #[test]
+    fn ioapic_messages_reach_the_named_vcpus() {
+        let fixed = |dest, logical| route_ioapic(&pin(0x30, dest, logical, DeliveryMode::Fixed), 3);
+        let to = |vcpus: &[usize]| IpiRoute::Interrupt {
+            targets: set(vcpus),
+            vector: 0x30,
+        };
+        assert_eq!(fixed(1, false), to(&[1]));
+        assert_eq!(fixed(0xff, false), to(&[0, 1, 2]));
+        // Physical id 5 is outside a 3-vCPU guest.
+        assert_eq!(fixed(5, false), to(&[]));
+        // Logical bitmap 0b101: vCPUs 0 and 2.
+        assert_eq!(fixed(0b101, true), to(&[0, 2]));
+        let lowest = route_ioapic(&pin(0x30, 0b110, true, DeliveryMode::LowestPriority), 3);
+        assert_eq!(lowest, to(&[1]));
+        assert_eq!(
+            route_ioapic(&pin(0x30, 0, false, DeliveryMode::ExtInt), 3),
+            IpiRoute::Unsupported(DeliveryMode::ExtInt)
+        );
+    }
 
     /// ICR fields: vector, delivery mode (bits 10:8), logical, shorthand (bits 19:18), dest.
     fn icr(vector: u8, mode: u64, logical: bool, shorthand: u64, dest: u32) -> Ipi {

@@ -14,10 +14,10 @@ const APIC_BASE_ENABLE: u64 = 1 << 11;
 const APIC_BASE_X2APIC: u64 = 1 << 10;
 // The register map is defined once, in the `apic` crate.
 use didvisor::irqchip::x2apic::{
-    MSR_EOI as X2APIC_EOI, MSR_ICR as X2APIC_ICR, MSR_ID as X2APIC_ID,
-    MSR_LVT_TIMER as X2APIC_LVT_TIMER, MSR_SVR as X2APIC_SVR,
+    MSR_EOI as X2APIC_EOI, MSR_ICR as X2APIC_ICR, MSR_ID as X2APIC_ID, MSR_IRR0 as X2APIC_IRR0,
+    MSR_ISR0 as X2APIC_ISR0, MSR_LVT_TIMER as X2APIC_LVT_TIMER, MSR_SVR as X2APIC_SVR,
     MSR_TIMER_CURRENT as X2APIC_TIMER_CURRENT, MSR_TIMER_DIVIDE as X2APIC_TIMER_DIVIDE,
-    MSR_TIMER_INITIAL as X2APIC_TIMER_INITIAL,
+    MSR_TIMER_INITIAL as X2APIC_TIMER_INITIAL, MSR_TPR as X2APIC_TPR,
 };
 /// LVT mask bit (APM vol. 2, 16.4.1).
 const LVT_MASKED: u64 = 1 << 16;
@@ -110,6 +110,33 @@ pub fn irr_pending(vector: u8) -> bool {
     // SAFETY: the IRR MSRs are read-only x2APIC registers; reading has no side effects.
     let word = unsafe { Msr::new(msr).read() };
     word & (1 << (vector % 32)) != 0
+}
+
+/// Whether any bit is set in the eight 32-bit words of a vector set (ISR or IRR) at `first`.
+fn any_vector(first: u32) -> bool {
+    // SAFETY: the ISR and IRR MSRs are read-only x2APIC registers; reading has no side effects.
+    (0..8).any(|i| unsafe { Msr::new(first + i).read() } != 0)
+}
+
+/// After a direct-mode guest's run, before the next boot of the same guest on this core: the
+/// interrupts its handlers left in service are retired (an EOI each, at most 256) and TPR is 0,
+/// as after INIT. Vectors still pending in the IRR stay: only delivery clears an IRR bit, and the
+/// host IDT has no gates for the guest's vectors; the new boot takes them once it enables
+/// interrupts (a guest copes with an interrupt it did not expect, as after any spurious one).
+/// Returns how many were left pending, for the report.
+pub fn flush_guest_vectors() -> u32 {
+    // SAFETY: this core's own task priority; no guest runs on it now.
+    unsafe { Msr::new(X2APIC_TPR).write(0) };
+    for _ in 0..256 {
+        if !any_vector(X2APIC_ISR0) {
+            break;
+        }
+        eoi();
+    }
+    // SAFETY: the IRR MSRs are read-only x2APIC registers; reading has no side effects.
+    (0..8)
+        .map(|i| unsafe { Msr::new(X2APIC_IRR0 + i).read() }.count_ones())
+        .sum()
 }
 
 /// Signals the end of the interrupt being handled on this core.

@@ -109,6 +109,14 @@ impl AvicGuest {
         }
     }
 
+    /// Back to the state of a new guest (a restart; no vCPU runs): backing pages as built,
+    /// every vCPU not running, the hypervisor's APIC views as after INIT.
+    pub fn reset(&self) {
+        self.tables.reset();
+        super::emulated::reset_lapics(&self.lapics);
+        self.posted.reset();
+    }
+
     /// MSI-X entry `index` of the guest's VF as a GuestMode IRTE posting `message` to the vCPU
     /// it names (`enabled`: unmasked and one of the guest's vCPUs; else a disabled entry).
     pub fn post_msix(

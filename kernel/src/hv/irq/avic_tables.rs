@@ -71,16 +71,23 @@ impl AvicTables {
         };
         for (vcpu, &core) in cores.iter().enumerate().take(vcpu_count) {
             let page = memory::alloc_zeroed(PAGE, PAGE);
-            let init = mode::x2apic_backing_page(vcpu as u32);
-            for (i, &word) in init.regs.iter().enumerate() {
-                word_at(page, i * 4).store(word, Ordering::Relaxed);
-            }
+            fill_backing_page(page, vcpu);
             g.backing[vcpu] = page;
             g.cores[vcpu] = core;
             g.entry(vcpu)
                 .store(PhysicalIdEntry::new(Hpa(page), core).0, Ordering::SeqCst);
         }
         g
+    }
+
+    /// A restart (no vCPU of the guest runs): every backing page as `new` wrote it, so nothing
+    /// pending, in service or programmed carries over; IsRunning clear, no timer deadline.
+    pub fn reset(&self) {
+        for vcpu in 0..self.vcpu_count {
+            self.set_running(vcpu, false);
+            fill_backing_page(self.backing[vcpu], vcpu);
+            self.timer_deadline[vcpu].store(mode::NO_DEADLINE, Ordering::Release);
+        }
     }
 
     /// The VMCB fields of vCPU `vcpu` (x2AVIC).
@@ -242,6 +249,15 @@ impl AvicTables {
                 self.ring(vcpu);
             }
         }
+    }
+}
+
+/// Writes vCPU `vcpu`'s initial x2APIC register values over the whole backing page at `page`.
+fn fill_backing_page(page: u64, vcpu: usize) {
+    let init = mode::x2apic_backing_page(vcpu as u32);
+    for i in 0..(PAGE as usize / 4) {
+        let word = init.regs.get(i).copied().unwrap_or(0);
+        word_at(page, i * 4).store(word, Ordering::Relaxed);
     }
 }
 

@@ -76,6 +76,14 @@ impl DirectGuest {
         }
     }
 
+    /// Back to the state of a new guest (a restart): no ICR written yet. The interrupt state
+    /// proper is each core's APIC, emptied when its vCPU left it (`VcpuIrq::leave_core`).
+    pub fn reset(&self) {
+        for icr in &self.icr {
+            icr.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// A physical fixed IPI with the guest's vector to the vCPU's core (if it runs yet).
     pub fn interrupt_vcpu(&self, core: u32, vector: u8) {
         if core != u32::MAX {

@@ -45,11 +45,27 @@ pub fn lapics() -> [Mutex<Lapic>; MAX_VCPUS] {
     core::array::from_fn(|i| Mutex::new(Lapic::new(i as u32, VIRTUAL_APIC_TIMER_HZ)))
 }
 
+/// Puts every virtual local APIC back to its state after INIT (shared with `avic`).
+pub fn reset_lapics(lapics: &[Mutex<Lapic>; MAX_VCPUS]) {
+    for (i, lapic) in lapics.iter().enumerate() {
+        *lapic.lock() = Lapic::new(i as u32, VIRTUAL_APIC_TIMER_HZ);
+    }
+}
+
 impl EmulatedGuest {
     pub fn new() -> Self {
         EmulatedGuest {
             lapics: lapics(),
             vf_vectors: [const { AtomicU8::new(0) }; idt::DEVICE_VECTORS],
+        }
+    }
+
+    /// Back to the state of a new guest (a restart): every virtual APIC as after INIT, no VF
+    /// vector assigned (the guest programs its MSI-X entries again).
+    pub fn reset(&self) {
+        reset_lapics(&self.lapics);
+        for v in &self.vf_vectors {
+            v.store(0, Ordering::Release);
         }
     }
 

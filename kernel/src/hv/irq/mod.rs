@@ -23,6 +23,7 @@ pub mod selftest_verdict;
 pub mod vf_posting;
 
 use crate::hv::passthrough::iommu_hw::VfTable;
+use core::sync::atomic::Ordering;
 use didvisor::config::{GuestConfig, IrqMode};
 use didvisor::irqchip::{AccessFault, TriggerMode, WriteEffect};
 use iommu::ga::PostRefusal;
@@ -211,6 +212,15 @@ impl GuestIrq {
         }
     }
 
+    /// A restart: the mode's state back to that of a new guest (no vCPU of it runs).
+    pub fn reset(&self) {
+        match self {
+            GuestIrq::Direct(g) => g.reset(),
+            GuestIrq::Emulated(g) => g.reset(),
+            GuestIrq::Avic(g) => g.reset(),
+        }
+    }
+
     /// Whether HLT exits (else the guest halts its core for real, and only an NMI makes a vCPU
     /// halted with interrupts off look at itself).
     pub fn hlt_exits(&self) -> bool {
@@ -329,10 +339,19 @@ impl VcpuIrq {
         }
     }
 
-    /// After the vCPU's last exit: leave this core's APIC as the hypervisor keeps it.
+    /// After the vCPU's last exit: leave this core's APIC as the hypervisor keeps it (in direct
+    /// mode nothing of the guest's stays in it, for a restart on this core).
     pub fn leave_core(&self) {
         match self {
-            VcpuIrq::Direct(_) => crate::hv::host::x2apic::quiesce(),
+            VcpuIrq::Direct(_) => {
+                crate::hv::host::x2apic::quiesce();
+                let pending = crate::hv::host::x2apic::flush_guest_vectors();
+                if pending > 0 {
+                    log::debug!(
+                        "direct mode: {pending} guest vectors left pending in this core's IRR"
+                    );
+                }
+            }
             VcpuIrq::Emulated(_) => emulated::stop_host_timer(),
             VcpuIrq::Avic(_) => {}
         }
@@ -342,6 +361,29 @@ impl VcpuIrq {
     /// mode's counters.
     pub fn report(&self) -> VcpuReport<'_> {
         VcpuReport(self)
+    }
+}
+
+/// How this guest's virtual-device interrupts reached its vCPUs, for the end-of-guest report.
+pub struct DeviceReport<'a>(&'a GuestIrq);
+
+impl GuestIrq {
+    pub fn device_report(&self) -> DeviceReport<'_> {
+        DeviceReport(self)
+    }
+}
+
+impl core::fmt::Display for DeviceReport<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            GuestIrq::Direct(g) => write!(
+                f,
+                "{} sent to the vCPUs' cores as physical IPIs (no exits)",
+                g.ipis.load(Ordering::Relaxed)
+            ),
+            GuestIrq::Emulated(_) => write!(f, "injected at exits (see the vCPU lines)"),
+            GuestIrq::Avic(_) => write!(f, "set in the vCPUs' backing pages (no exits)"),
+        }
     }
 }
 

@@ -34,6 +34,11 @@ pub struct Posted {
 }
 
 impl Posted {
+    /// A restart: no entry posted (the VF's remapping table was cleared); counts kept.
+    pub fn reset(&self) {
+        *self.entries.lock() = [None; ENTRIES];
+    }
+
     pub const fn new() -> Self {
         Self {
             entries: Mutex::new([None; ENTRIES]),

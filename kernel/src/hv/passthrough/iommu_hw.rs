@@ -95,6 +95,19 @@ pub fn write_irte(
     }
 }
 
+/// Disables every entry of `device`'s interrupt table and makes the IOMMU drop what it cached of
+/// them (a restart of the guest that owns the device).
+pub fn clear_irt(irt: &InterruptTable, device: DeviceId) -> Result<(), IrteWriteError> {
+    irt.clear(&mut HostMemory);
+    match IOMMU.get() {
+        Some(unit) => unit
+            .lock()
+            .invalidate_interrupt_table(&mut HostMemory, device)
+            .map_err(IrteWriteError::Invalidate),
+        None => Ok(()),
+    }
+}
+
 /// Brings up the IOMMU with all devices blocked. The caller reports failure.
 pub fn init(desc: IommuDescription) -> Result<(), iommu::driver::DriverError> {
     let device_table_pages = 512; // every requester id: 64 Ki entries of 32 bytes

@@ -85,6 +85,8 @@ pub struct VirtioDevice<B> {
     pub vm: &'static Vm,
     pub name: &'static str,
     pub devfn: devices::pci::DevFn,
+    /// Where BAR 0 is at the guest's (re)start.
+    initial_bar0: u64,
     ram: GuestRam,
     state: Mutex<State<B>>,
     pub counts: Counts,
@@ -105,6 +107,7 @@ impl<B: Backend> VirtioDevice<B> {
             vm,
             name,
             devfn,
+            initial_bar0: bar0,
             ram: GuestRam {
                 hpa: vm.ram_hpa,
                 size: vm.ram_size,
@@ -371,6 +374,17 @@ impl<B: Backend> core::fmt::Display for BackendReport<'_, B> {
 }
 
 impl<B: Backend> SharedConfigSpace for VirtioDevice<B> {
+    fn restart(&self) {
+        let mut st = self.state.lock();
+        let bar0 = self.initial_bar0;
+        st.transport = VirtioPci::new(st.backend.info());
+        st.transport.place_bar0(bar0);
+        st.queues = [const { None }; MAX_QUEUES];
+        st.mode = Mode::WaitingForKick;
+        st.kicked = false;
+        st.broken = None;
+    }
+
     fn read(&self, offset: u16) -> u32 {
         self.state.lock().transport.read(offset)
     }

@@ -85,3 +85,30 @@ pub fn check_all() {
         }
     }
 }
+
+/// The guest whose RAM holds `[start, start + len)` restarts and its RAM is about to be cleared:
+/// the canaries in it are checked now (a change before the restart is still reported) and filled
+/// again after the caller cleared the RAM (`refill`).
+pub fn check_within(start: u64, len: u64) {
+    for c in CANARIES.lock().iter().flatten() {
+        if (start..start + len).contains(&c.hpa) {
+            let changed = intact(c.hpa);
+            if changed > 0 {
+                println!(
+                    "canary: guest {} at {:#x}: CHANGED ({changed} of 512 words) before its restart",
+                    c.owner.unwrap_or("?"),
+                    c.hpa
+                );
+            }
+        }
+    }
+}
+
+/// Fills the canaries in `[start, start + len)` again (after their guest's RAM was cleared).
+pub fn refill_within(start: u64, len: u64) {
+    for c in CANARIES.lock().iter().flatten() {
+        if (start..start + len).contains(&c.hpa) {
+            fill(c.hpa);
+        }
+    }
+}

@@ -1,6 +1,13 @@
 //! Guest construction: RAM (one contiguous host range per guest, mapped at guest-physical 0 by the
 //! nested page tables), the image from its boot module, the permission maps, and the bookkeeping the
 //! service core uses to see guests end.
+//!
+//! A guest that resets itself or crashes is restarted in place when its policy allows
+//! (`didvisor::restart`): every vCPU leaves the guest (as at its end: an NMI brings back a core
+//! that sits in the guest), vCPU 0's core waits for the others, clears the RAM, loads the image
+//! from the boot module again (modules are reserved host memory that no guest maps, so they are
+//! as the boot loader left them), resets the virtual platform and the interrupt backend, and all
+//! vCPUs start again on their own cores: vCPU 0 at the entry, the others waiting for INIT-SIPI.
 
 use crate::hv::host::timer;
 use crate::hv::host::{memory, phys};
@@ -8,11 +15,12 @@ use crate::hv::vm::platform::VirtualPlatform;
 use crate::println;
 use boot::BootInfo;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use didvisor::config::{GuestConfig, MAX_GUESTS};
 use didvisor::console::LineBuffer;
 use didvisor::elf;
 use didvisor::rate_limit::RateLimit;
+use didvisor::restart::{Decision, StopKind};
 use guestfw::{acpi_tables, guest_layout, linux};
 use spin::{Mutex, Once};
 use svm::npt::NptMapper;
@@ -65,6 +73,28 @@ pub struct Vm {
     /// TSC when its first vCPU entered it (0 = not yet), for the run interval printed at its end.
     started_tsc: AtomicU64,
     ended: AtomicBool,
+    /// The vCPUs must leave the guest: it ends, or it restarts.
+    stop: AtomicBool,
+    /// Restarts taken so far.
+    restarts: AtomicU32,
+    /// vCPUs other than 0 that left the guest for the restart under way.
+    left_for_restart: AtomicU32,
+    /// Bumped by vCPU 0's core when a restart is done; the other vCPUs wait for it.
+    boots: AtomicU32,
+    /// Where its image came from (loaded again at a restart).
+    boot_info: &'static BootInfo,
+    /// A test guest's command line as written into its RAM (with placed canaries).
+    cmdline: Mutex<CmdlineBuf>,
+}
+
+/// Resets a guest's VF for a restart (`vf::reset`); the error says why it cannot.
+pub type VfReset = fn(&Vm, &crate::hv::vm::vf_host::VfHost) -> Result<(), &'static str>;
+
+/// How a vCPU's run of the guest finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    Ended,
+    Restart,
 }
 
 /// A guest's console lines a second, and at once (a Linux boot prints a few hundred lines).
@@ -107,12 +137,111 @@ impl Vm {
         );
     }
 
+    /// The guest asked for a reset (`StopKind::Reset`) or triple-faulted (`Crash`): restart it in
+    /// place or end it, as its policy and restart count say. The first request wins; the vCPUs
+    /// are called back and the restart itself happens in `restart_rendezvous`.
+    pub fn reset_or_end(&self, kind: StopKind, why: core::fmt::Arguments) {
+        if self.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let policy = self.config.restart;
+        match policy.decide(kind, self.restarts.load(Ordering::SeqCst)) {
+            Decision::Restart { n } => {
+                if self.stop.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+                self.restarts.store(n, Ordering::SeqCst);
+                if let Some(rest) = self.console.lock().flush() {
+                    println!("[{}] {}", self.config.name, rest);
+                }
+                println!(
+                    "guest {}: restart {n} of at most {} ({}: {why})",
+                    self.config.name,
+                    policy.max_restarts,
+                    kind.name()
+                );
+                self.recall_vcpus();
+            }
+            Decision::EndByPolicy => self.end(format_args!("{why} (on-{}=end)", kind.name())),
+            Decision::EndLimitReached { max } => self.end(format_args!(
+                "{why}; restart limit reached ({max} restarts, max-restarts={max})"
+            )),
+        }
+    }
+
+    /// Called by each vCPU's core after its run stopped for a restart; returns whether it runs
+    /// the guest again (false: the guest ended meanwhile). vCPU 0's core does the restart once
+    /// every other vCPU has left; the others wait for it. Bounded: each wait ends when the
+    /// restart is done or the guest ends. `vf_reset` resets the guest's VF (`vf::reset`, which
+    /// this file cannot name: it names `Vm`).
+    pub fn restart_rendezvous(&self, vcpu: u32, vf_reset: VfReset) -> bool {
+        let boots = self.boots.load(Ordering::SeqCst);
+        if vcpu != 0 {
+            self.left_for_restart.fetch_add(1, Ordering::SeqCst);
+            while self.boots.load(Ordering::SeqCst) == boots && !self.has_ended() {
+                core::hint::spin_loop();
+            }
+            return !self.has_ended();
+        }
+        let others = self.platform.vcpu_count as u32 - 1;
+        while self.left_for_restart.load(Ordering::SeqCst) < others && !self.has_ended() {
+            core::hint::spin_loop();
+        }
+        if self.has_ended() {
+            return false;
+        }
+        self.left_for_restart.store(0, Ordering::SeqCst);
+        if let Err(e) = self.reload(vf_reset) {
+            self.end(format_args!("restart failed: {e}"));
+            return false;
+        }
+        println!(
+            "guest {}: restarted: boot {} starts",
+            self.config.name,
+            boots + 2
+        );
+        self.stop.store(false, Ordering::SeqCst);
+        self.boots.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    /// The restart proper (no vCPU runs): devices and interrupt state as at the first boot, RAM
+    /// cleared (nothing of the last boot reaches the next), the image loaded again.
+    fn reload(&self, vf_reset: VfReset) -> Result<(), BuildError> {
+        self.drain_console();
+        if let Some(rest) = self.console.lock().flush() {
+            println!("[{}] {}", self.config.name, rest);
+        }
+        // First the VF: its reset ends any DMA it still does into the RAM cleared below.
+        if let Some(vf) = self.vf.get() {
+            vf_reset(self, vf).map_err(BuildError::Vf)?;
+        }
+        self.platform.reset();
+        crate::hv::vm::canary::check_within(self.ram_hpa, self.ram_size);
+        let ram = self.ram();
+        ram.fill(0);
+        let line = self.cmdline.lock();
+        load_image(&self.config, self.boot_info, ram, line.as_str())?;
+        crate::hv::vm::canary::refill_within(self.ram_hpa, self.ram_size);
+        Ok(())
+    }
+
+    /// Whether the vCPUs must leave the guest (it ends or restarts).
+    pub fn must_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    pub fn stop_flag(&self) -> &AtomicBool {
+        &self.stop
+    }
+
     /// Marks the guest ended (the first reason wins) and prints the line the tests look for, with
     /// the interval it ran in (microseconds since the hypervisor calibrated its clock).
     pub fn end(&self, reason: core::fmt::Arguments) {
         if self.ended.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.stop.store(true, Ordering::SeqCst);
         let end = timer::rdtsc();
         if let Some(rest) = self.console.lock().flush() {
             println!("[{}] {}", self.config.name, rest);
@@ -154,6 +283,12 @@ impl Vm {
                 self.config.name
             );
         }
+        println!(
+            "guest {}: device interrupts: {} from the virtual IOAPIC, {}",
+            self.config.name,
+            self.platform.device_irqs.load(Ordering::Relaxed),
+            self.platform.irq.device_report()
+        );
         let illegal = self.platform.illegal_vectors.load(Ordering::Relaxed);
         if illegal > 0 {
             println!(
@@ -196,10 +331,6 @@ impl Vm {
         if !self.platform.irq.hlt_exits() {
             self.recall_vcpus();
         }
-    }
-
-    pub fn ended_flag(&self) -> &AtomicBool {
-        &self.ended
     }
 
     pub fn has_ended(&self) -> bool {
@@ -275,12 +406,16 @@ impl FrameSource for NptMemory {
 
 #[derive(Debug)]
 pub enum BuildError {
-    NoMemory { wanted: u64 },
+    NoMemory {
+        wanted: u64,
+    },
     Image(elf::ElfError),
     Linux(linux::LinuxError),
     Acpi(acpi_tables::AcpiError),
     Layout(guest_layout::LayoutError),
     Npt(svm::npt::MapError),
+    /// Its VF could not be reset for a restart.
+    Vf(&'static str),
 }
 
 impl core::fmt::Display for BuildError {
@@ -299,6 +434,7 @@ impl core::fmt::Display for BuildError {
             BuildError::Acpi(e) => write!(f, "acpi tables: {e:?}"),
             BuildError::Layout(e) => write!(f, "boot layout: {e:?}"),
             BuildError::Npt(e) => write!(f, "nested page tables: {e:?}"),
+            BuildError::Vf(why) => write!(f, "vf reset: {why}"),
         }
     }
 }
@@ -308,7 +444,7 @@ impl core::fmt::Display for BuildError {
 pub fn build(
     index: usize,
     config: &GuestConfig,
-    boot: &BootInfo,
+    boot: &'static BootInfo,
     core_apic_id: impl Fn(usize) -> u32,
 ) -> Result<&'static Vm, BuildError> {
     let ram_size = config.mem;
@@ -317,23 +453,12 @@ pub fn build(
     // SAFETY: just allocated for this guest; nothing else refers to it.
     let ram = unsafe { phys::slice_mut(ram_hpa, ram_size) };
 
-    let image = module_bytes(boot, config.kernel.as_str());
-    guest_layout::write_long_mode_tables(ram).map_err(BuildError::Layout)?;
-    let guest_boot = if image.starts_with(b"\x7fELF") {
-        let loaded = elf::load(image, ram, guest_layout::IMAGE_MIN).map_err(BuildError::Image)?;
-        // The command line goes where Linux's would, NUL-terminated (the slot is one page).
-        let text = config.cmdline.as_str().as_bytes();
-        let at = linux::CMDLINE_GPA as usize;
-        let len = text.len().min(linux::CMDLINE_MAX);
-        ram[at..at + len].copy_from_slice(&text[..len]);
-        ram[at + len] = 0;
-        GuestBoot::TestGuest {
-            entry: loaded.entry,
-            cmdline: linux::CMDLINE_GPA,
-        }
-    } else {
-        GuestBoot::Linux(load_linux(config, boot, ram)?)
+    let guest_boot = load_image(config, boot, ram, config.cmdline.as_str())?;
+    let mut cmdline = CmdlineBuf {
+        bytes: [0; linux::CMDLINE_MAX],
+        len: 0,
     };
+    let _ = write!(cmdline, "{}", config.cmdline);
 
     let mut npt = NptMapper::new(NptMemory::default()).map_err(BuildError::Npt)?;
     let flags = PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::USER;
@@ -386,6 +511,12 @@ pub fn build(
         stray_accesses: AtomicUsize::new(0),
         started_tsc: AtomicU64::new(0),
         ended: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+        restarts: AtomicU32::new(0),
+        left_for_restart: AtomicU32::new(0),
+        boots: AtomicU32::new(0),
+        boot_info: boot,
+        cmdline: Mutex::new(cmdline),
     });
     // The x2APIC MSRs the interrupt backend leaves to the guest or the processor (no vCPU runs
     // yet).
@@ -405,6 +536,32 @@ pub fn build(
         config.irq.name()
     );
     Ok(vm)
+}
+
+/// Loads the guest's image from its boot module into `ram` (zeroed): an ELF test guest with
+/// `cmdline` (`test_cmdline`), or a Linux bzImage with its initrd, command line and ACPI tables.
+fn load_image(
+    config: &GuestConfig,
+    boot: &BootInfo,
+    ram: &mut [u8],
+    test_cmdline: &str,
+) -> Result<GuestBoot, BuildError> {
+    let image = module_bytes(boot, config.kernel.as_str());
+    guest_layout::write_long_mode_tables(ram).map_err(BuildError::Layout)?;
+    if !image.starts_with(b"\x7fELF") {
+        return Ok(GuestBoot::Linux(load_linux(config, boot, ram)?));
+    }
+    let loaded = elf::load(image, ram, guest_layout::IMAGE_MIN).map_err(BuildError::Image)?;
+    // The command line goes where Linux's would, NUL-terminated (the slot is one page).
+    let text = test_cmdline.as_bytes();
+    let at = linux::CMDLINE_GPA as usize;
+    let len = text.len().min(linux::CMDLINE_MAX);
+    ram[at..at + len].copy_from_slice(&text[..len]);
+    ram[at + len] = 0;
+    Ok(GuestBoot::TestGuest {
+        entry: loaded.entry,
+        cmdline: linux::CMDLINE_GPA,
+    })
 }
 
 /// Guest `name` among the first `guests`: its name (static) and the host-physical address of its RAM.
@@ -447,6 +604,7 @@ pub fn place_canaries(vm: &Vm, guests: usize) {
     let text = line.as_str().as_bytes();
     ram[at..at + text.len()].copy_from_slice(text);
     ram[at + text.len()] = 0;
+    *vm.cmdline.lock() = line;
 }
 
 /// The bytes of boot module `name` (validated to exist with the configuration).

@@ -14,6 +14,8 @@ pub const VIRTIO_DEVFN: DevFn = DevFn(2 << 3);
 pub trait SharedConfigSpace: Sync {
     fn read(&self, offset: u16) -> u32;
     fn write(&self, offset: u16, value: u32, mask: u32);
+    /// The guest restarts (no vCPU runs): back to the state the guest first booted with.
+    fn restart(&self);
 }
 
 /// One function on the guest's bus.

@@ -15,11 +15,12 @@
 
 use crate::hv::host::timer;
 use crate::hv::irq::{GuestIrq, MsiPath, MAX_VCPUS};
-use crate::hv::vm::guest_pci::GuestPci;
+use crate::hv::vm::guest_pci::{GuestPci, VIRTIO_DEVFN};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use devices::{IrqChange, LegacyPlatform, PortEffect};
 use didvisor::config::IrqMode;
-use didvisor::irqchip::{Delivery, DeliveryMode, Ioapic, TriggerMode};
+use didvisor::irqchip::route::{route_ioapic, IpiRoute};
+use didvisor::irqchip::{Delivery, Ioapic, TriggerMode};
 use didvisor::nmi::NmiLatch;
 use spin::Mutex;
 
@@ -75,19 +76,35 @@ impl VcpuSlot {
         );
     }
 
-    /// Waits (on the vCPU's own core) for INIT + SIPI; `None` if the guest ended first.
-    pub fn wait_for_startup(&self, ended: &core::sync::atomic::AtomicBool) -> Option<u8> {
+    /// A restart: not running, waiting for INIT as at first boot, no guest NMI latched.
+    fn reset(&self) {
+        self.core_apic_id.store(u32::MAX, Ordering::Release);
+        self.startup.store(WAIT_INIT, Ordering::SeqCst);
+        self.nmi.clear();
+    }
+
+    /// Waits (on the vCPU's own core) for INIT + SIPI; `None` if the guest is stopping first
+    /// (`stop`: it ends or restarts).
+    pub fn wait_for_startup(&self, stop: &core::sync::atomic::AtomicBool) -> Option<u8> {
         loop {
             let s = self.startup.load(Ordering::SeqCst);
             if s & STARTED != 0 {
                 return Some(s as u8);
             }
-            if ended.load(Ordering::SeqCst) {
+            if stop.load(Ordering::SeqCst) {
                 return None;
             }
             core::hint::spin_loop();
         }
     }
+}
+
+/// What a guest asked of its machine through a port, with the words its log line gives.
+pub enum GuestRequest {
+    /// Power off (or a sleep state it cannot have): the guest ends.
+    End(&'static str),
+    /// Reset: the guest restarts or ends, as its policy says.
+    Reset(&'static str),
 }
 
 pub struct VirtualPlatform {
@@ -138,6 +155,30 @@ impl VirtualPlatform {
         }
     }
 
+    /// A restart (no vCPU of the guest runs): the devices, the IOAPIC, the vCPUs' start-up and
+    /// NMI state and the interrupt backend as at the guest's first boot. The counters
+    /// (`device_irqs`, `illegal_vectors`, `delivered`) are kept: they cover the guest's life.
+    /// Console output not yet taken is dropped (the caller drains it first).
+    pub fn reset(&self) {
+        let now = timer::nanos();
+        {
+            let mut legacy = self.legacy.lock();
+            legacy.reset(RTC_EPOCH, now);
+            // A virtual device forgets the last boot's rings before the RAM holding them is
+            // cleared and reloaded (its backend would otherwise still serve them).
+            if let Some(GuestPci::Virtual(d)) = legacy.pci_bus().get(VIRTIO_DEVFN) {
+                d.restart();
+            }
+        }
+        self.next_tick.store(u64::MAX, Ordering::Release);
+        *self.ioapic.lock() = Ioapic::new();
+        for slot in &self.vcpus[..self.vcpu_count] {
+            slot.reset();
+        }
+        self.parked.store(0, Ordering::SeqCst);
+        self.irq.reset();
+    }
+
     /// The x2APIC id of the physical core that runs `vcpu`.
     pub fn vcpu_core_apic_id(&self, vcpu: usize) -> u32 {
         self.vcpu_cores.get(vcpu).copied().unwrap_or(u32::MAX)
@@ -178,37 +219,22 @@ impl VirtualPlatform {
     /// Routes one IOAPIC message to its destination vCPU(s).
     pub fn deliver(&self, d: Delivery) {
         self.device_irqs.fetch_add(1, Ordering::Relaxed);
-        match d.mode {
-            DeliveryMode::Fixed | DeliveryMode::LowestPriority => {}
-            other => {
-                log::debug!(
-                    "ioapic delivery mode {other:?} (vector {:#x}) is not supported; dropped",
-                    d.vector
-                );
-                return;
-            }
-        }
         let trigger = if d.level_triggered {
             TriggerMode::Level
         } else {
             TriggerMode::Edge
         };
-        for vcpu in 0..self.vcpu_count {
-            let hit = if d.dest_logical {
-                didvisor::irqchip::x2apic::x2apic_dest_matches(
-                    vcpu as u32,
-                    u32::from(d.dest_apic_id),
-                    didvisor::irqchip::DestMode::Logical,
-                )
-            } else {
-                u32::from(d.dest_apic_id) == vcpu as u32 || d.dest_apic_id == 0xff
-            };
-            if hit {
-                self.interrupt_vcpu(vcpu, d.vector, trigger);
-                if d.mode == DeliveryMode::LowestPriority {
-                    break;
+        match route_ioapic(&d, self.vcpu_count) {
+            IpiRoute::Interrupt { targets, vector } => {
+                for vcpu in targets.iter().take_while(|&v| v < self.vcpu_count) {
+                    self.interrupt_vcpu(vcpu, vector, trigger);
                 }
             }
+            other => log::debug!(
+                "ioapic pin {} (vector {:#x}): {other:?} is not supported; dropped",
+                d.gsi,
+                d.vector
+            ),
         }
     }
 
@@ -247,19 +273,21 @@ impl VirtualPlatform {
         Some(self.irq.device_msi(vcpu, core, vector))
     }
 
-    /// Acts on what a port access caused; returns a request to end the guest.
-    pub fn port_effect(&self, effect: PortEffect) -> Option<&'static str> {
+    /// Acts on what a port access caused; returns what the guest asked of its machine.
+    pub fn port_effect(&self, effect: PortEffect) -> Option<GuestRequest> {
         match effect {
             PortEffect::None | PortEffect::TimerReprogrammed => None,
             PortEffect::Irq(change) => {
                 self.irq_change(change);
                 None
             }
-            PortEffect::PowerOff => Some("power-off request (ACPI PM1a SLP_EN)"),
-            PortEffect::Reset => {
-                Some("reset request (port 0xCF9); reboot is not supported, the guest ends")
-            }
-            PortEffect::Sleep(_) => Some("sleep request for a state other than S5 (not supported)"),
+            PortEffect::PowerOff => Some(GuestRequest::End("power-off request (ACPI PM1a SLP_EN)")),
+            PortEffect::Reset => Some(GuestRequest::Reset(
+                "reset request (port 0xCF9 or the keyboard controller's 0x64)",
+            )),
+            PortEffect::Sleep(_) => Some(GuestRequest::End(
+                "sleep request for a state other than S5 (not supported)",
+            )),
         }
     }
 

@@ -82,6 +82,7 @@ pub fn attach(
         irt,
         via_exits: core::sync::atomic::AtomicU64::new(0),
         guest_index: index as u8,
+        setup,
     };
     vm.platform
         .legacy
@@ -102,6 +103,45 @@ pub fn attach(
         irt.entries()
     );
     Ok(host)
+}
+
+/// A restart of the guest (none of its vCPUs runs), before its RAM is cleared: the VF goes back
+/// to its state at `attach`. Its BARs leave the nested page tables (the new boot places them
+/// again); a Function Level Reset stops whatever the device was doing — DMA in flight can only
+/// have reached the guest's own RAM (the IOMMU confines it), which is cleared after this — and
+/// resets its registers, MSI-X included; the hypervisor's memory decode is set again; every
+/// interrupt remapping entry is disabled and the IOMMU's cached copies dropped; the guest's view
+/// of the configuration space is built anew. The DMA mapping stays (the same RAM).
+pub fn reset(vm: &Vm, host: &VfHost) -> Result<(), &'static str> {
+    let mapped = {
+        let legacy = vm.platform.legacy.lock();
+        legacy
+            .pci_bus()
+            .get(GUEST_DEVFN)
+            .and_then(GuestPci::vf)
+            .is_some_and(|v| v.memory_enabled())
+    };
+    if mapped {
+        map_bars(vm, false, None);
+    }
+    let mut ecam = host.ecam;
+    pci::flr::initiate(&mut ecam, host.bdf).map_err(|e| e.reason())?;
+    crate::hv::host::timer::delay_us(pci::flr::WAIT_MS * 1000);
+    let command = header::read_command(&ecam, host.bdf);
+    header::write_command(&mut ecam, host.bdf, command | Command::MEMORY_SPACE);
+    iommu_hw::clear_irt(&host.irt, host.device())
+        .map_err(|_| "its interrupt remapping entries could not be cleared")?;
+    let device = VfPassthrough::new(&host.setup).map_err(|_| "the VF's configuration space")?;
+    let mut legacy = vm.platform.legacy.lock();
+    let bus = legacy.pci_bus_mut();
+    bus.remove(GUEST_DEVFN);
+    bus.add(GUEST_DEVFN, GuestPci::Vf(device))
+        .map_err(|_| "guest PCI slot")?;
+    println!(
+        "guest {}: vf {}: function-level reset, interrupt entries cleared",
+        vm.config.name, host.bdf
+    );
+    Ok(())
 }
 
 /// Applies what the guest's configuration-space and MSI-X accesses asked for.

@@ -10,6 +10,7 @@ use crate::hv::vm::platform::VirtualPlatform;
 use devices::pci::DevFn;
 use iommu::{DeviceId, InterruptTable};
 use pci::msix::MsixInfo;
+use pci::passthrough::PassthroughSetup;
 use pci::Bdf;
 
 /// Where the guest sees the VF: bus 0, device 1, function 0.
@@ -33,6 +34,8 @@ pub struct VfHost {
     pub via_exits: core::sync::atomic::AtomicU64,
     /// The guest's index (its vCPUs' GATags name it).
     pub guest_index: u8,
+    /// What the guest's view of the VF was built from (built again at a restart).
+    pub setup: PassthroughSetup,
 }
 
 impl VfHost {

@@ -8,14 +8,15 @@ use crate::hv::host::timer;
 use crate::hv::host::x2apic;
 use crate::hv::host::{memory, phys};
 use crate::hv::irq::{ExitAction, VcpuIrq};
-use crate::hv::vm::guest::{GuestBoot, Vm};
-use crate::hv::vm::platform::VirtualPlatform;
+use crate::hv::vm::guest::{GuestBoot, Stopped, Vm};
+use crate::hv::vm::platform::{GuestRequest, VirtualPlatform};
 use crate::hv::world::apic::{self, ApicOutcome};
 use crate::hv::world::vmrun::{self, GuestRegs};
 use crate::println;
 use core::sync::atomic::Ordering;
 use didvisor::cpuid::{self, CpuidResult, VcpuView};
 use didvisor::msr::{InjectGp, MsrFile, MsrWrite, UnknownMsrs, VmcbMsrs};
+use didvisor::restart::StopKind;
 use didvisor::stats::{ApicMsrExits, ExitStats};
 use guestfw::guest_layout;
 use svm::event::EventInj;
@@ -74,8 +75,16 @@ enum Next {
 }
 
 impl Vcpu {
-    pub fn new(vm: &'static Vm, id: u32, cpu: usize, host_state_pa: u64) -> Self {
-        let vmcb_pa = memory::alloc_zeroed(4096, 4096);
+    /// A page for a vCPU's VMCB (one per core and guest: a restart uses it again).
+    pub fn vmcb_page() -> u64 {
+        memory::alloc_zeroed(4096, 4096)
+    }
+
+    /// vCPU `id` of `vm` on this core, at its boot state, with its VMCB in `vmcb_pa` (a page from
+    /// `vmcb_page` that no other vCPU uses; cleared here, so a restart starts from nothing).
+    pub fn new(vm: &'static Vm, id: u32, cpu: usize, host_state_pa: u64, vmcb_pa: u64) -> Self {
+        // SAFETY: the page is this vCPU's own VMCB (`vmcb_page`), not in use by VMRUN now.
+        unsafe { phys::slice_mut(vmcb_pa, 4096) }.fill(0);
         let mut v = Vcpu {
             vm,
             id,
@@ -164,8 +173,9 @@ impl Vcpu {
         }
     }
 
-    /// Runs the guest until it ends, then prints this vCPU's exit statistics.
-    pub fn run(&mut self) {
+    /// Runs the guest until it ends or restarts, then prints this vCPU's exit statistics (of this
+    /// boot).
+    pub fn run(&mut self) -> Stopped {
         println!(
             "guest {}: vcpu {} starts on cpu {}",
             self.vm.config.name, self.id, self.cpu
@@ -175,14 +185,14 @@ impl Vcpu {
             .store(x2apic::id(), Ordering::Release);
         if self.id != 0 {
             // Application processors wait, as real ones do, for INIT and a startup IPI.
-            match self.platform().vcpus[self.id as usize].wait_for_startup(self.vm.ended_flag()) {
+            match self.platform().vcpus[self.id as usize].wait_for_startup(self.vm.stop_flag()) {
                 Some(vector) => self.enter_real_mode_at(vector),
                 None => {
                     println!(
                         "guest {}: vcpu {} was never started",
                         self.vm.config.name, self.id
                     );
-                    return;
+                    return self.stopped();
                 }
             }
         }
@@ -220,8 +230,10 @@ impl Vcpu {
             }
         }
         self.irq.set_running(self.vf_table().as_ref(), false);
-        self.irq.leave_core();
         let slot = &self.platform().vcpus[self.id as usize];
+        // No more interrupts for this core: the guest no longer runs on it.
+        slot.core_apic_id.store(u32::MAX, Ordering::Release);
+        self.irq.leave_core();
         for (msr, reads, writes) in self.unknown_msrs.iter() {
             println!(
                 "guest {}: vcpu {}: unknown MSR {msr:#x}: {reads} reads, {writes} writes (#GP)",
@@ -239,6 +251,16 @@ impl Vcpu {
             self.irq.report(),
             self.nmi_line()
         );
+        self.stopped()
+    }
+
+    /// Why this vCPU's run is over: the guest ended, or it stops for a restart.
+    fn stopped(&self) -> Stopped {
+        if self.vm.has_ended() {
+            Stopped::Ended
+        } else {
+            Stopped::Restart
+        }
     }
 
     /// The state a startup IPI leaves an application processor in (AMD APM vol. 2, 14.1.5 and
@@ -294,7 +316,7 @@ impl Vcpu {
     }
 
     fn handle(&mut self, exit: ExitCode) -> Next {
-        if self.vm.has_ended() {
+        if self.vm.must_stop() {
             return Next::End;
         }
         let (info1, info2, rip) = (
@@ -360,7 +382,11 @@ impl Vcpu {
             ExitCode::Vintr | ExitCode::AvicIncompleteIpi | ExitCode::AvicNoAccel => {
                 self.irq_exit(exit, info1, info2, rip)
             }
-            ExitCode::Shutdown => self.end(format_args!("triple fault (shutdown) at rip {rip:#x}")),
+            ExitCode::Shutdown => {
+                let why = format_args!("triple fault (shutdown) at rip {rip:#x}");
+                self.vm.reset_or_end(StopKind::Crash, why);
+                Next::End
+            }
             // The exits of instructions a guest may not run natively, by the table's response.
             other if didvisor::intercepts::response(other).is_some() => {
                 self.intercepted_instruction(other, rip)
@@ -566,8 +592,13 @@ impl Vcpu {
         if let Some(host) = self.vm.vf.get() {
             crate::hv::vm::vf::apply_events(self.vm, host);
         }
-        if let Some(reason) = platform.port_effect(effect) {
-            return self.end(format_args!("{reason}"));
+        match platform.port_effect(effect) {
+            Some(GuestRequest::End(why)) => return self.end(format_args!("{why}")),
+            Some(GuestRequest::Reset(why)) => {
+                self.vm.reset_or_end(StopKind::Reset, format_args!("{why}"));
+                return Next::End;
+            }
+            None => {}
         }
         self.vmcb().rip = io.next_rip;
         Next::Resume
@@ -583,7 +614,7 @@ impl Vcpu {
                 "halted forever (every vcpu in HLT with interrupts disabled; last at rip {rip:#x})"
             ));
         }
-        while !self.vm.has_ended() {
+        while !self.vm.must_stop() {
             core::hint::spin_loop();
         }
         Next::End
@@ -622,7 +653,7 @@ impl Vcpu {
             if self.irq.wake_pending(timer::nanos()) || self.nmi_wakes() {
                 return Next::Resume;
             }
-            if self.vm.has_ended() {
+            if self.vm.must_stop() {
                 return Next::End;
             }
             core::hint::spin_loop();

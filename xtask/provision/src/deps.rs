@@ -145,7 +145,7 @@ pub fn parse_one_line(text: &str) -> Option<Mirror> {
     fallback
 }
 
-pub(crate) fn find_mirror() -> std::result::Result<Mirror, String> {
+pub fn find_mirror() -> std::result::Result<Mirror, String> {
     if let Ok(text) = fs::read_to_string(DEB822_SOURCES) {
         if let Some(m) = parse_deb822(&text) {
             return Ok(m);
@@ -180,7 +180,7 @@ fn qemu_major() -> Option<u32> {
     parse_qemu_major(&String::from_utf8_lossy(&out.stdout))
 }
 
-pub(crate) fn installed(pkg: &str) -> bool {
+pub fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])
         .output()
@@ -188,7 +188,7 @@ pub(crate) fn installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-pub(crate) fn is_root() -> bool {
+pub fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -201,13 +201,13 @@ pub(crate) fn is_root() -> bool {
 
 /// `apt-get ARGS`, with a line every few seconds while it runs (a big download or an
 /// install's unpacking can be quiet for minutes).
-pub(crate) fn apt(args: &[&str]) -> Result {
+pub fn apt(args: &[&str]) -> Result {
     let what = format!("apt-get {}", args.first().copied().unwrap_or(""));
     crate::progress::run_with_heartbeat(&mut apt_command(args), &what, || None)
 }
 
 /// `apt-get ARGS` without questions.
-pub(crate) fn apt_command(args: &[&str]) -> Command {
+pub fn apt_command(args: &[&str]) -> Command {
     let mut c = Command::new("apt-get");
     c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
     c

@@ -1,4 +1,4 @@
-//! `cargo xtask qemu-avic`: build QEMU 10.0.2 (`qemu-system-x86_64`, TCG only) with the
+//! The `qemu-avic` crate, `cargo xtask qemu-avic`: build QEMU 10.0.2 (`qemu-system-x86_64`, TCG only) with the
 //! SVM AVIC / x2AVIC / AMD-Vi GA patch series kept in `tests/qemu-avic/`.
 //!
 //! Everything lives in a cache outside git (`$DIDVISOR_QEMU_CACHE`, else
@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime};
 
-use crate::{deps, fail, run_cmd, Result};
+use provision::{deps, fail, run_cmd, Result};
 
 /// Debian packages the QEMU build needs (besides a C toolchain the Rust build already needs),
 /// and the firmware packages the binary runs with.
@@ -204,7 +204,7 @@ pub fn patched_files(patch: &str) -> BTreeSet<String> {
 }
 
 fn patch_dir() -> PathBuf {
-    crate::repo_root().join("tests").join("qemu-avic")
+    provision::repo_root().join("tests").join("qemu-avic")
 }
 
 /// `tests/qemu-avic/*.patch`, in name order.
@@ -289,7 +289,7 @@ fn series_hash(src: &Source, patches: &[PathBuf]) -> Result<String> {
     for p in patches {
         let name = p.file_name().unwrap_or_default().to_string_lossy();
         buf.extend_from_slice(format!("\n{name}\0").as_bytes());
-        buf.extend_from_slice(&crate::read(p)?);
+        buf.extend_from_slice(&provision::read(p)?);
     }
     Ok(sha256_of(&buf)?[..16].to_string())
 }
@@ -387,7 +387,7 @@ fn fetch_tarball(src: &Source, cache: &Path) -> Result<PathBuf> {
     );
     let watched = dl.clone();
     // Its failure on the .dsc/.debian.tar is expected (see above): judged by the tarball.
-    let status = crate::progress::run_with_heartbeat(
+    let status = provision::progress::run_with_heartbeat(
         deps::apt_command(&[
             "source",
             "--download-only",
@@ -400,7 +400,7 @@ fn fetch_tarball(src: &Source, cache: &Path) -> Result<PathBuf> {
         move || {
             Some(format!(
                 "{} written",
-                crate::progress::bytes(crate::progress::dir_bytes(&watched))
+                provision::progress::bytes(provision::progress::dir_bytes(&watched))
             ))
         },
     )
@@ -456,7 +456,7 @@ fn meson_venv(cache: &Path) -> Result<PathBuf> {
     );
     let _ = fs::remove_dir_all(&venv);
     run_cmd(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    crate::progress::run_with_heartbeat(
+    provision::progress::run_with_heartbeat(
         Command::new(&python)
             .args([
                 "-m",
@@ -497,7 +497,7 @@ fn prepare_source(
     fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
     println!("xtask: qemu-avic: unpacking {}", tarball.display());
     let watched = tmp.clone();
-    crate::progress::run_with_heartbeat(
+    provision::progress::run_with_heartbeat(
         Command::new("tar")
             .args(["--no-same-owner", "-xJf"])
             .arg(tarball)
@@ -509,7 +509,7 @@ fn prepare_source(
         move || {
             Some(format!(
                 "{} unpacked",
-                crate::progress::bytes(crate::progress::dir_bytes(&watched))
+                provision::progress::bytes(provision::progress::dir_bytes(&watched))
             ))
         },
     )?;
@@ -547,7 +547,9 @@ fn prepare_source(
                 .current_dir(&tree),
         )
         .map_err(|e| format!("{} does not apply: {}", p.display(), e.msg))?;
-        now_touched.extend(patched_files(&String::from_utf8_lossy(&crate::read(p)?)));
+        now_touched.extend(patched_files(&String::from_utf8_lossy(&provision::read(
+            p,
+        )?)));
     }
     touched.extend(now_touched.iter().cloned());
     // Files the previous series changed are back to the tarball's (older) mtime: touch them
@@ -613,7 +615,7 @@ fn configure(tree: &Path, build: &Path, python: &Path) -> Result {
     c.current_dir(build)
         .arg(format!("--python={}", python.display()))
         .args(CONFIGURE_ARGS);
-    crate::progress::run_with_heartbeat(&mut c, "qemu-avic: configure", || None)?;
+    provision::progress::run_with_heartbeat(&mut c, "qemu-avic: configure", || None)?;
     fs::write(build.join(CONFIGURED), want).map_err(|e| format!("writing stamp: {e}"))?;
     Ok(())
 }
@@ -653,28 +655,28 @@ pub fn qemu_avic(args: &[String]) -> Result {
         [a] if a == "delivery" => build(false).and_then(|_| delivery()),
         [a, rest @ ..] if a == "kvm" => {
             let modes = if rest.is_empty() {
-                crate::qemu_avic::kvm::DEFAULT_MODES.to_string()
+                crate::kvm::DEFAULT_MODES.to_string()
             } else {
                 rest.join(" ")
             };
             if let Some(bad) = modes
                 .split_whitespace()
-                .find(|m| !crate::qemu_avic::kvm::valid_mode(m))
+                .find(|m| !crate::kvm::valid_mode(m))
             {
                 return fail(format!(
                     "qemu-avic kvm: mode `{bad}` is not 0, 1, 0x or 1x\n\n{USAGE}"
                 ));
             }
             build(false)?;
-            match crate::qemu_avic::kvm::run(&binary(), &modes) {
-                Err(e) if crate::qemu_avic::kvm::is_hang(&e.msg) => {
+            match crate::kvm::run(&binary(), &modes) {
+                Err(e) if crate::kvm::is_hang(&e.msg) => {
                     // Once only: an L2 that hangs twice, or any wrong count, fails the run.
                     println!(
                         "xtask: qemu-avic kvm: an L2 hung ({}); running it once more \
                          (intermittent nested-paging hang under TCG, tests/qemu-avic/NOTES.md)",
                         e.msg
                     );
-                    crate::qemu_avic::kvm::run(&binary(), &modes)
+                    crate::kvm::run(&binary(), &modes)
                 }
                 r => r,
             }
@@ -984,7 +986,7 @@ fn smoke() -> Result {
     }
     // The attack, fuzzing and delivery-checking guests in irq=avic: the same checks the
     // integration tests make in direct and emulated modes (tests::attack, tests::delivery).
-    let guests: [(&str, std::result::Result<String, String>); 3] = [
+    let guests: [(&str, std::result::Result<String, String>); 4] = [
         (
             "attack guest",
             smoke_attack_guest(&bin, &kernel, &guest, &work).map(|()| "contained".into()),
@@ -997,6 +999,10 @@ fn smoke() -> Result {
         (
             "delivery guest",
             smoke_delivery_guest(&bin, &kernel, &guest, &work).map(|t| t.to_string()),
+        ),
+        (
+            "restarting guest",
+            smoke_restarting_guest(&bin, &kernel, &guest, &work),
         ),
     ];
     for (what, result) in guests {
@@ -1020,11 +1026,9 @@ fn smoke() -> Result {
             ));
         }
     }
-    let seq: String = (1..=crate::qemu_avic::linux::SEQ)
-        .map(|i| format!("{i}\n"))
-        .collect();
+    let seq: String = (1..=crate::linux::SEQ).map(|i| format!("{i}\n")).collect();
     let checksum = sha256_of(seq.as_bytes())?;
-    let (p, f) = crate::qemu_avic::linux::smoke(&bin, &checksum);
+    let (p, f) = crate::linux::smoke(&bin, &checksum);
     passed += p;
     failed += f;
     println!("qemu-avic smoke: {passed} passed, {failed} failed");
@@ -1118,6 +1122,48 @@ fn smoke_delivery_guest(
     // The VF's MSI-X interrupts, posted by the IOMMU (GA mode) into the vCPU's backing page.
     total.add(&smoke_delivery_vf(bin, kernel, guest, work)?);
     Ok(total)
+}
+
+/// A two-vCPU delivery-checking guest (`deliver=smp end=reset`, `max-restarts=2`) restarts
+/// twice in irq=avic and ends at its third reset: each boot starts its AP again and counts its
+/// IPIs exactly (backing pages and APIC views reset); beside it the one-vCPU delivery guest must
+/// find nothing amiss (docs/reboot.md).
+fn smoke_restarting_guest(
+    bin: &Path,
+    kernel: &Path,
+    guest: &Path,
+    work: &Path,
+) -> std::result::Result<String, String> {
+    let guests = format!(
+        "{} guest=b,cores=2-3,mem=16M,kernel=testguest,irq=avic,max-restarts=2,\
+         cmdline=\"deliver=smp end=reset\"",
+        ::tests::delivery::delivery_guest("avic", 1)
+    );
+    smoke_boot(
+        bin,
+        kernel,
+        guest,
+        work,
+        "restarting-guest",
+        4,
+        &guests,
+        &[],
+        |serial| {
+            let count = |want: &str| serial.lines().filter(|l| l.contains(want)).count();
+            let ok = count("[b] testguest: delivery: ok");
+            let restarts = count("guest b: restarted: boot ");
+            if ok != 3 || restarts != 2 || count("FAILED") > 0 {
+                return Err(format!(
+                    "{ok} of 3 boots passed their IPI check, {restarts} of 2 restarts"
+                ));
+            }
+            if count("restart limit reached (2 restarts, max-restarts=2)") != 1 {
+                return Err("no end at the restart limit".into());
+            }
+            ::tests::delivery::check_delivery(serial, "avic", 1)
+                .map(|_| "3 boots, IPIs exact in each; the neighbour undisturbed".to_string())
+        },
+    )
 }
 
 /// `testguest deliver=vf` in irq=avic with the NVMe SR-IOV machine behind an IOMMU with guest
@@ -1228,7 +1274,7 @@ fn smoke_attack_guest(
 fn build(clean: bool) -> Result {
     let started = Instant::now();
     let src_path = patch_dir().join("SOURCE");
-    let src = parse_source(&String::from_utf8_lossy(&crate::read(&src_path)?))
+    let src = parse_source(&String::from_utf8_lossy(&provision::read(&src_path)?))
         .map_err(|e| format!("{}: {e}", src_path.display()))?;
     let patches = patches()?;
     let hash = series_hash(&src, &patches)?;
@@ -1265,7 +1311,7 @@ fn build(clean: bool) -> Result {
     // After a fresh configure, remember what this series touched for the next change.
     let now: BTreeSet<String> = patches
         .iter()
-        .map(|p| crate::read(p).map(|b| patched_files(&String::from_utf8_lossy(&b))))
+        .map(|p| provision::read(p).map(|b| patched_files(&String::from_utf8_lossy(&b))))
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .flatten()
@@ -1279,7 +1325,7 @@ fn build(clean: bool) -> Result {
     write_lines(&build.join(TOUCHED), &touched)?;
     let jobs = jobs();
     println!("xtask: qemu-avic: ninja -j{jobs} qemu-system-x86_64");
-    crate::progress::run_ninja(
+    provision::progress::run_ninja(
         Command::new("ninja")
             .arg("-C")
             .arg(&build)

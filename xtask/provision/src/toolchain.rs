@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn reads_the_repository_toolchain_file() {
-        let text = include_str!("../../rust-toolchain.toml");
+        let text = include_str!("../../../rust-toolchain.toml");
         let w = parse_toolchain_file(text).unwrap();
         assert_eq!(w.targets, ["x86_64-unknown-none"]);
         assert_eq!(w.components, ["rustfmt", "clippy"]);

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cpio::Newc;
-use crate::{fail, linux, Result};
+use provision::cpio::Newc;
+use provision::{fail, linux, Result};
 
 /// The L2 VMM inside L1 (Debian's QEMU; only L0 needs the patches).
 const L2_QEMU: &str = "/usr/bin/qemu-system-x86_64";

@@ -9,7 +9,7 @@
 //! refusals: a CPU without AVIC and one with xAVIC only refuse the `irq=avic` guest and run the
 //! other one, and so does an IOMMU without GA mode for an `irq=avic` guest with a VF.
 
-use crate::linux;
+use provision::linux;
 use std::path::Path;
 use std::time::Duration;
 use tests::qemu::Qemu;
