@@ -92,3 +92,52 @@ fn virtio_blk_malformed_rings_break_only_their_device() {
         "guest bad: virtio-blk 00:02.0: device interrupts: 0, of them through exits: 0; 2 requests",
     );
 }
+
+/// A Linux guest with a disk writes to it, reboots, and finds its write there on the second boot:
+/// the restart resets the device (the new driver starts from a fresh device), the disk keeps
+/// its blocks.
+#[test]
+fn virtio_blk_survives_a_guest_reboot() {
+    use sha2::{Digest, Sha256};
+    use tests::virtio_disk::{fnv1a64, written_image, DISK_BYTES, PATTERN};
+    let image = disk_image();
+    let disk = disk_file("reboot", &image);
+    let guest = format!(
+        "guest=lin,cores=1,mem=256M,kernel=linux,initrd=initrd,max-restarts=1,disk=disk,\
+         cmdline=\"console=ttyS0 quiet didvisor.seq=10 didvisor.test=virtio-blk,reboot didvisor.pattern={PATTERN}\""
+    );
+    let run = common::didvisor(tests::Boot::Multiboot1, 2, &guest)
+        .memory_mb(1024)
+        .module(tests::linux_kernel(), "linux")
+        .module(tests::linux_initrd(), "initrd")
+        .module(&disk, "disk")
+        .timeout(std::time::Duration::from_secs(240))
+        .run("virtio_blk_reboot");
+    let lines = common::console_lines(&run, "lin");
+    let shas: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("didvisor-guest: virtio-blk vda sha256 "))
+        .collect();
+    let written = written_image(image.clone());
+    let want = [
+        format!("{:x}", Sha256::digest(&image)),
+        format!("{:x}", Sha256::digest(&written)),
+    ];
+    if shas != want {
+        run.fail(&format!(
+            "disk as the guest read it on each boot: {shas:?}, expected {want:?}"
+        ));
+    }
+    let ok = lines
+        .iter()
+        .filter(|l| **l == "didvisor-guest: virtio-blk write ok")
+        .count();
+    assert_eq!(ok, 2, "a write read back on each boot");
+    run.assert_line("guest lin: restarted: boot 2 starts");
+    run.assert_no_line("guest lin: virtio-blk 00:02.0: needs reset");
+    run.assert_line(&format!(
+        "guest lin: virtio-blk 00:02.0: disk `disk`: {} sectors, fnv1a64 {:016x}",
+        DISK_BYTES / 512,
+        fnv1a64(&written)
+    ));
+}
