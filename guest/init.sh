@@ -48,6 +48,12 @@
 #          `didvisor.memtest=MIB` (default 64) MiB of locked user memory: it writes and reads
 #          back a pattern on the pages whose physical address is above 4 GiB
 #          (`didvisor-guest: memtest pages N high H bad B max-pa 0xADDR`)
+#   virtio-blk  load virtio_pci and virtio_blk, wait for /dev/vda, print its size and the
+#          sha256 of the whole disk (`didvisor-guest: virtio-blk vda sectors N`, `... sha256 H`),
+#          write the 64 KiB pattern of nvme-write at byte offset 1 MiB, drop the page cache, read
+#          it back and compare (`didvisor-guest: virtio-blk write ok` or `... mismatch`), then
+#          print the sum of the virtio rows of /proc/interrupts (`didvisor-guest: virtio-blk
+#          interrupts N`)
 #   shell  an interactive shell on the console; `exit` continues
 #   input  read one line typed on the console (10 s at most) and print it back as
 #          `didvisor-guest: input <line>`
@@ -146,8 +152,9 @@ nvme_disk() {
 	return 1
 }
 
-step_nvme_write() {
-	nvme_disk || return
+# Writes the 64 KiB pattern at byte offset 1 MiB of block device $1, reads it back after
+# dropping the page cache; prints "$2 write ok" or "$2 write mismatch".
+write_pattern() {
 	i=0
 	: >/tmp/pattern.src
 	while [ $i -lt 2048 ]; do
@@ -155,21 +162,48 @@ step_nvme_write() {
 		i=$((i + 1))
 	done
 	dd if=/tmp/pattern.src of=/tmp/pattern bs=65536 count=1 conv=sync 2>/dev/null
-	dd if=/tmp/pattern of=/dev/nvme0n1 bs=65536 seek=16 count=1 conv=fsync 2>/dev/null
+	dd if=/tmp/pattern of="$1" bs=65536 seek=16 count=1 conv=fsync 2>/dev/null
 	echo 3 >/proc/sys/vm/drop_caches
-	set -- $(sha256sum </tmp/pattern)
-	want=$1
-	set -- $(dd if=/dev/nvme0n1 bs=65536 skip=16 count=1 2>/dev/null | sha256sum)
-	if [ "$1" = "$want" ]; then say "nvme write ok"; else say "nvme write mismatch"; fi
+	set -- "$1" "$2" $(sha256sum </tmp/pattern)
+	want=$3
+	set -- "$1" "$2" $(dd if="$1" bs=65536 skip=16 count=1 2>/dev/null | sha256sum)
+	if [ "$3" = "$want" ]; then say "$2 write ok"; else say "$2 write mismatch"; fi
+}
+
+step_nvme_write() {
+	nvme_disk || return
+	write_pattern /dev/nvme0n1 nvme
 	say "nvme interrupts $(nvme_interrupts)"
 }
 
-# Sum of the nvme rows of /proc/interrupts.
+step_virtio_blk() {
+	if load_module virtio_pci && load_module virtio_blk; then
+		say "virtio-blk modules loaded"
+	else
+		say "virtio-blk modules failed to load"
+		return
+	fi
+	for i in $(seq 1 50); do
+		[ -b /dev/vda ] && break
+		sleep 0.1
+	done
+	if [ ! -b /dev/vda ]; then
+		say "virtio-blk no disk (/dev/vda missing after 5 s)"
+		return
+	fi
+	say "virtio-blk vda sectors $(cat /sys/block/vda/size)"
+	set -- $(dd if=/dev/vda bs=65536 2>/dev/null | sha256sum)
+	say "virtio-blk vda sha256 $1"
+	write_pattern /dev/vda virtio-blk
+	say "virtio-blk interrupts $(nvme_interrupts virtio)"
+}
+
+# Sum of the nvme rows of /proc/interrupts (of the rows naming $1, if given).
 nvme_interrupts() {
 	total=0
 	while read -r label rest; do
 		case "$rest" in
-		*nvme*)
+		*${1:-nvme}*)
 			for n in $rest; do
 				case "$n" in *[!0-9]*) break ;; *) total=$((total + n)) ;; esac
 			done
@@ -354,6 +388,7 @@ for step in $steps; do
 	nvme-write) step_nvme_write ;;
 	nvme-read) step_nvme_read ;;
 	net) step_net ;;
+	virtio-blk) step_virtio_blk ;;
 	ipi) step_ipi ;;
 	bench) step_bench ;;
 	memtest)

@@ -111,6 +111,32 @@ pub struct GuestConfig {
     pub mac: Option<igb::MacAddr>,
     /// What a reset or a crash of the guest leads to (`on-reset=`, `on-crash=`, `max-restarts=`).
     pub restart: crate::restart::RestartPolicy,
+    /// A boot module served to the guest as a virtio-blk disk (`disk=MODULE[:ro]`).
+    pub disk: Option<DiskConfig>,
+}
+
+/// A virtio-blk disk backed by a boot module used as a RAM disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub module: Name,
+    pub read_only: bool,
+}
+
+impl DiskConfig {
+    /// `MODULE` or `MODULE:ro`.
+    pub fn parse(value: &str) -> Option<DiskConfig> {
+        let (name, read_only) = match value.strip_suffix(":ro") {
+            Some(name) => (name, true),
+            None => (value, false),
+        };
+        if name.is_empty() || name.contains(':') {
+            return None;
+        }
+        Some(DiskConfig {
+            module: Name::new(name)?,
+            read_only,
+        })
+    }
 }
 
 /// How interrupts reach the guest (see docs/design.md "Interrupt modes").
@@ -221,6 +247,18 @@ pub enum ConfigError<'a> {
         first: Name,
         second: Name,
     },
+    /// Two guests name the same disk module and one of them may write it: the other would see
+    /// its blocks change under it (read-only sharing is fine).
+    SharedDisk {
+        module: Name,
+        first: Name,
+        second: Name,
+    },
+    /// A writable disk on a module some guest boots from (its kernel or initrd).
+    DiskIsBootImage {
+        guest: Name,
+        module: Name,
+    },
     // Checks against the machine and the boot modules:
     NoSuchCpu {
         guest: &'a str,
@@ -251,7 +289,7 @@ impl fmt::Display for ConfigError<'_> {
             ),
             NoConsoleGuest(n) => write!(f, "console={n}: no guest has that name"),
             UnknownGuestKey { guest, key } => {
-                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline, irq, vf, mac, on-reset, on-crash, max-restarts)")
+                write!(f, "guest {guest}: unknown key `{key}` (known: cores, mem, kernel, initrd, cmdline, irq, vf, mac, on-reset, on-crash, max-restarts, disk)")
             }
             MissingGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` is required"),
             DuplicateGuestKey { guest, key } => write!(f, "guest {guest}: `{key}=` given twice"),
@@ -274,6 +312,23 @@ impl fmt::Display for ConfigError<'_> {
                 "guests {} and {} both name `mac={mac}`: an address belongs to one VF",
                 first.as_str(),
                 second.as_str()
+            ),
+            SharedDisk {
+                module,
+                first,
+                second,
+            } => write!(
+                f,
+                "guests {} and {} both name `disk={}` and one may write it: a writable disk belongs to one guest (share it with `:ro` on both)",
+                first.as_str(),
+                second.as_str(),
+                module.as_str()
+            ),
+            DiskIsBootImage { guest, module } => write!(
+                f,
+                "guest {}: `disk={}` is writable but a guest boots from that module (kernel or initrd); give the disk its own module or add `:ro`",
+                guest.as_str(),
+                module.as_str()
             ),
             NoSuchCpu { guest, cpu, cpus } => {
                 write!(
@@ -473,6 +528,20 @@ pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
                         second: g.name,
                     });
                 }
+                if let Some((d, o)) = g.disk.and_then(|d| {
+                    cfg.guests()
+                        .find(|o| o.disk.is_some_and(|od| od.module == d.module))
+                        .map(|o| (d, o))
+                }) {
+                    let other_ro = o.disk.is_some_and(|od| od.read_only);
+                    if !(d.read_only && other_ro) {
+                        return Err(ConfigError::SharedDisk {
+                            module: d.module,
+                            first: o.name,
+                            second: g.name,
+                        });
+                    }
+                }
                 cfg.guests[count] = Some(g);
                 count += 1;
             }
@@ -530,6 +599,20 @@ pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
             _ => return Err(ConfigError::UnknownWord(word)),
         }
     }
+    for g in cfg.guests() {
+        let Some(d) = g.disk.filter(|d| !d.read_only) else {
+            continue;
+        };
+        if cfg
+            .guests()
+            .any(|o| o.kernel == d.module || o.initrd == Some(d.module))
+        {
+            return Err(ConfigError::DiskIsBootImage {
+                guest: g.name,
+                module: d.module,
+            });
+        }
+    }
     Ok(cfg)
 }
 
@@ -559,6 +642,7 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
         irq: IrqMode::Direct,
         vf: None,
         mac: None,
+        disk: None,
         restart: crate::restart::RestartPolicy::default(),
     };
     let mut seen = [false; GUEST_KEYS.len()];
@@ -608,6 +692,11 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
                         .ok_or(bad("expected a unicast MAC address like 52:54:00:12:34:56"))?,
                 )
             }
+            "disk" => {
+                g.disk = Some(DiskConfig::parse(value).ok_or(bad(
+                    "expected a boot module name of at most 16 characters, optionally with `:ro`",
+                ))?)
+            }
             "irq" => {
                 g.irq = IrqMode::parse(value).ok_or(bad("expected direct, avic or emulated"))?
             }
@@ -643,7 +732,7 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
 }
 
 /// Keys of a guest description; the first three are required.
-const GUEST_KEYS: [&str; 11] = [
+const GUEST_KEYS: [&str; 12] = [
     "cores",
     "mem",
     "kernel",
@@ -655,6 +744,7 @@ const GUEST_KEYS: [&str; 11] = [
     "on-crash",
     "max-restarts",
     "mac",
+    "disk",
 ];
 
 /// The highest `max-restarts=` (a guest restarting more is a loop, not a workload).
@@ -696,7 +786,11 @@ pub fn validate<'a>(
                 other: other.name.as_str(),
             });
         }
-        for module in core::iter::once(&g.kernel).chain(g.initrd.iter()) {
+        let disk = g.disk.as_ref().map(|d| &d.module);
+        for module in core::iter::once(&g.kernel)
+            .chain(g.initrd.iter())
+            .chain(disk)
+        {
             if !has_module(module.as_str()) {
                 return Err(ConfigError::NoSuchModule {
                     guest,
@@ -1007,6 +1101,65 @@ mod tests {
             "guest=a,cores=1,mem=2M,kernel=k,vf=00:04.1 guest=b,cores=2,mem=2M,kernel=k,vf=00:04.2",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn disks() {
+        use ConfigError::*;
+        let cfg = parse(
+            "guest=a,cores=1,mem=2M,kernel=k,disk=d guest=b,cores=2,mem=2M,kernel=k,disk=e:ro",
+        )
+        .unwrap();
+        let g: Vec<_> = cfg.guests().collect();
+        assert_eq!(g[0].disk.unwrap().module.as_str(), "d");
+        assert!(!g[0].disk.unwrap().read_only);
+        assert_eq!(g[1].disk.unwrap().module.as_str(), "e");
+        assert!(g[1].disk.unwrap().read_only);
+        for bad in [
+            "disk=",
+            "disk=:ro",
+            "disk=a:b",
+            "disk=a:ro:ro",
+            "disk=seventeen-chars-x",
+        ] {
+            let line = format!("guest=a,cores=1,mem=2M,kernel=k,{bad}");
+            assert!(
+                matches!(parse(&line).unwrap_err(), BadValue { key: "disk", .. }),
+                "{bad}"
+            );
+        }
+        // A writable disk belongs to one guest; read-only ones may be shared.
+        let e = parse(
+            "guest=a,cores=1,mem=2M,kernel=k,disk=d guest=b,cores=2,mem=2M,kernel=k,disk=d:ro",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, SharedDisk { first, second, .. } if first.as_str() == "a" && second.as_str() == "b")
+        );
+        assert!(e.to_string().contains("both name `disk=d`"), "{e}");
+        parse(
+            "guest=a,cores=1,mem=2M,kernel=k,disk=d:ro guest=b,cores=2,mem=2M,kernel=k,disk=d:ro",
+        )
+        .unwrap();
+        // Not writable over what a guest boots from.
+        let e = parse(
+            "guest=a,cores=1,mem=2M,kernel=k,initrd=i guest=b,cores=2,mem=2M,kernel=k2,disk=i",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, DiskIsBootImage { guest, module } if guest.as_str() == "b" && module.as_str() == "i")
+        );
+        parse("guest=a,cores=1,mem=2M,kernel=k,disk=k:ro").unwrap();
+        // The module must exist.
+        let cfg = parse("guest=a,cores=1,mem=2M,kernel=k,disk=nodisk").unwrap();
+        assert_eq!(
+            validate(&cfg, 4, |m| m == "k"),
+            Err(NoSuchModule {
+                guest: "a",
+                module: "nodisk"
+            })
+        );
+        validate(&cfg, 4, |m| m == "k" || m == "nodisk").unwrap();
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The test guest's command line: whitespace-separated words, of which it reads
 //!
-//! - `end=poweroff|triple-fault|reset|halt|nvme-dma`: how the run ends (the first `end=` word
+//! - `end=poweroff|triple-fault|reset|halt|nvme-dma|virtio-bad`: how the run ends (the first `end=` word
 //!   counts; none means `poweroff`, the full check sequence);
 //! - `canary=0xADDR` (up to [`MAX_CANARIES`], hex, `0x` optional): guest-physical addresses outside
 //!   the guest's RAM that `end=nvme-dma` points NVMe data transfers at (and `attack=` at VMSAVE);
@@ -29,6 +29,8 @@ pub enum Ending {
     Halt,
     /// Drive the passed-through NVMe VF at 00:01.0, DMA inside and outside RAM, then power-off.
     NvmeDma,
+    /// Drive the virtio-blk device at 00:02.0 with malformed rings, then power-off.
+    VirtioBad,
 }
 
 /// One attack of the attack guest (`attack=` words), in the order the guest runs them.
@@ -383,6 +385,7 @@ pub fn parse(cmdline: &str) -> Result<Command, CmdlineError<'_>> {
         Some("reset") => Ending::Reset,
         Some("halt") => Ending::Halt,
         Some("nvme-dma") => Ending::NvmeDma,
+        Some("virtio-bad") => Ending::VirtioBad,
         Some(other) => return Err(CmdlineError::UnknownEnding(other)),
     };
     let mut canaries = Canaries::default();
@@ -498,6 +501,7 @@ mod tests {
         assert_eq!(ending("x end=reset y"), Ending::Reset);
         assert_eq!(ending("end=halt"), Ending::Halt);
         assert_eq!(ending("  end=nvme-dma\t"), Ending::NvmeDma);
+        assert_eq!(ending("end=virtio-bad"), Ending::VirtioBad);
         // The first end= counts.
         assert_eq!(ending("end=halt end=reset"), Ending::Halt);
         assert_eq!(parse("end=nvme"), Err(CmdlineError::UnknownEnding("nvme")));

@@ -256,6 +256,7 @@ extern "C" fn guest_main(ram: u64, vcpu: u64, cmdline: u64) -> ! {
         }
         Ending::Halt => halt(),
         Ending::NvmeDma => crate::nvme::run(ram, command.canaries.as_slice()),
+        Ending::VirtioBad => crate::virtio_bad::run(ram),
         Ending::PowerOff => {}
     }
     check_cpuid();

@@ -5,6 +5,7 @@
 //! `end=triple-fault|reset|halt` in the command line makes it end that way right after its greeting
 //! instead of running the checks below and powering off; `end=nvme-dma` (with up to four
 //! `canary=0xADDR` words) drives the NVMe VF passed through at 00:01.0 instead (see `nvme.rs`).
+//! `end=virtio-bad` feeds the virtio-blk device at 00:02.0 malformed rings (`virtio_bad.rs`).
 //! `attack=...`, `fuzz=SEED` and `deliver=...` run the attack, fuzzing and delivery-checking
 //! guests first (`attack.rs`, `fuzz.rs`, `deliver.rs`).
 //! The command line parsing and other pure logic live in the library (`lib.rs`), which
@@ -31,6 +32,8 @@ mod guest;
 mod nvme;
 #[cfg(target_os = "none")]
 mod traps;
+#[cfg(target_os = "none")]
+mod virtio_bad;
 
 #[cfg(not(target_os = "none"))]
 fn main() {}

@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod image;
 pub mod qemu;
 pub mod report;
+pub mod virtio_disk;
 
 pub use image::Module;
 pub use qemu::{

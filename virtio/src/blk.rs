@@ -389,6 +389,14 @@ fn execute(
     Ok(())
 }
 
+/// FNV-1a, 64 bits, of `bytes`: the checksum the hypervisor prints of a RAM disk at the guest's
+/// end (tests recompute it on the host).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 #[path = "blk_tests.rs"]
 mod tests;

@@ -302,3 +302,10 @@ fn ram_disk_bounds() {
     assert_eq!(ram.read(u64::MAX, &mut buf), Err(IoError));
     assert_eq!(ram.read(0, &mut buf), Ok(()));
 }
+
+#[test]
+fn fnv1a64_known_values() {
+    assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
+}

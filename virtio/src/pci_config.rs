@@ -134,6 +134,12 @@ impl VirtioPci {
         first
     }
 
+    /// Places BAR 0 at `gpa` (rounded down to its size) as firmware would before the guest
+    /// boots; the guest may move it.
+    pub fn place_bar0(&mut self, gpa: u64) {
+        self.pci.bar0 = gpa & !(BAR_SIZE - 1);
+    }
+
     /// BAR 0's guest-physical address.
     pub fn bar0(&self) -> u64 {
         self.pci.bar0

@@ -161,3 +161,21 @@ fn event_queue_overflow_is_reported() {
     assert_eq!(events.len(), 4);
     assert_eq!(events[3], ConfigEvent::Overflow);
 }
+
+#[test]
+fn firmware_places_bar0() {
+    let mut t = VirtioPci::new(info());
+    t.place_bar0(0xfe00_1234);
+    assert_eq!(t.bar0(), 0xfe00_0000, "rounded down to the BAR's size");
+    assert_eq!(
+        t.read(0x10),
+        0xfe00_0004,
+        "64-bit memory BAR at the placed address"
+    );
+    assert_eq!(t.read(0x14), 0);
+    assert!(
+        !t.memory_decode(),
+        "decoding stays off until the guest enables it"
+    );
+    assert_eq!(t.pop_event(), None, "placing is not a guest move");
+}

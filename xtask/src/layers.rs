@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// The folders of `hv`, lowest first: each may use only the ones before it (and itself); `hv`'s
 /// own `mod.rs`, the boot flow and the core loops, uses them all.
-pub const LAYERS: [&str; 5] = ["host", "passthrough", "irq", "vm", "world"];
+pub const LAYERS: [&str; 6] = ["host", "passthrough", "irq", "vm", "virtio", "world"];
 
 /// A module: its path below `hv` (`[]` is `hv` itself, `["host", "cpu"]` is `hv/host/cpu.rs`).
 type Module = Vec<String>;

@@ -25,6 +25,8 @@
 //! on-crash = "end"        # optional: restart | end, when it triple-faults (default end)
 //! max-restarts = 10       # optional: restarts over its life (default 10)
 //! mac = "52:54:00:12:34:56" # optional: the address of the guest's NIC VF (docs/igb.md)
+//! disk = "disk.img"       # optional: a file served as the guest's virtio-blk disk (a boot module)
+//! disk-read-only = true   # optional, default false
 //! ```
 //!
 //! Paths are host paths, relative to the layout file's directory; `$BUILD/` at the start stands
@@ -102,6 +104,10 @@ pub struct Guest {
     #[serde(rename = "max-restarts")]
     pub max_restarts: Option<u32>,
     pub mac: Option<String>,
+    /// A file the guest gets as its virtio-blk disk (`disk=`).
+    pub disk: Option<PathBuf>,
+    #[serde(default, rename = "disk-read-only")]
+    pub disk_read_only: bool,
 }
 
 /// A boot module: the host file and the name the hypervisor knows it by.
@@ -137,6 +143,7 @@ impl Layout {
         for g in &mut layout.guests {
             g.kernel = resolve(&g.kernel, base, build);
             g.initrd = g.initrd.as_deref().map(|p| resolve(p, base, build));
+            g.disk = g.disk.as_deref().map(|p| resolve(p, base, build));
         }
         Ok(layout)
     }
@@ -200,14 +207,15 @@ impl Layout {
             .sum()
     }
 
-    /// The boot modules: each distinct kernel/initrd file once, in order, named after its file
+    /// The boot modules: each distinct kernel/initrd/disk file once, in order, named after its file
     /// (a name the hypervisor accepts: at most 16 of `A-Za-z0-9._-`, made unique).
     pub fn modules(&self) -> Vec<BootModule> {
         let mut out: Vec<BootModule> = Vec::new();
-        let files = self
-            .guests
-            .iter()
-            .flat_map(|g| std::iter::once(&g.kernel).chain(g.initrd.as_ref()));
+        let files = self.guests.iter().flat_map(|g| {
+            std::iter::once(&g.kernel)
+                .chain(g.initrd.as_ref())
+                .chain(g.disk.as_ref())
+        });
         for path in files {
             if out.iter().any(|m| &m.path == path) {
                 continue;
@@ -289,6 +297,10 @@ impl Layout {
         }
         if let Some(mac) = &g.mac {
             w.push_str(&format!(",mac={mac}"));
+        }
+        if let Some(d) = &g.disk {
+            let ro = if g.disk_read_only { ":ro" } else { "" };
+            w.push_str(&format!(",disk={}{ro}", self.module_name(modules, d)));
         }
         w
     }
@@ -391,7 +403,11 @@ impl Layout {
     /// hypervisor can load, within its RAM limit for Linux guests.
     pub fn check_files(&self) -> std::result::Result<(), String> {
         for g in &self.guests {
-            for (key, path) in [("kernel", Some(&g.kernel)), ("initrd", g.initrd.as_ref())] {
+            for (key, path) in [
+                ("kernel", Some(&g.kernel)),
+                ("initrd", g.initrd.as_ref()),
+                ("disk", g.disk.as_ref()),
+            ] {
                 let Some(path) = path else { continue };
                 if !path.is_file() {
                     let hint = if path.starts_with(::tests::build_dir()) {
@@ -542,6 +558,22 @@ mod tests {
         on-crash = "restart"
         max-restarts = 3
     "#;
+
+    #[test]
+    fn a_disk_is_a_boot_module() {
+        let l = parse(&TWO.replace(
+            "irq = \"emulated\"",
+            "irq = \"emulated\"\ndisk = \"d/a.img\"\ndisk-read-only = true",
+        ));
+        assert_eq!(l.guests[0].disk.as_deref(), Some(Path::new("/l/d/a.img")));
+        assert!(l.modules().iter().any(|m| m.name == "a.img"));
+        let line = l.cmdline(Target::default());
+        assert!(line.contains(",disk=a.img:ro"), "{line}");
+        l.check(Target::default()).unwrap();
+        let cfg = config::parse(&line).unwrap();
+        let d = cfg.guests().next().unwrap().disk.unwrap();
+        assert_eq!((d.module.as_str(), d.read_only), ("a.img", true));
+    }
 
     #[test]
     fn a_layout_becomes_the_hypervisor_command_line() {

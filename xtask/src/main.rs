@@ -259,7 +259,7 @@ fn print_artefacts() {
         (linux::initrd(), "initramfs (busybox, guest/init.sh)".into()),
         (
             linux::modules_dir().join(""),
-            "nvme and igbvf modules, modules.dep".into(),
+            "nvme, igbvf and virtio modules, modules.dep".into(),
         ),
         (linux::version_file(), "guest kernel release".into()),
     ] {

@@ -4,6 +4,7 @@
 pub mod host;
 pub mod irq;
 pub mod passthrough;
+pub mod virtio;
 pub mod vm;
 pub mod world;
 
@@ -208,6 +209,14 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
                 Err(why) => fatal(format_args!("guest {}: vf {}: {why}", g.name, vf.bdf)),
             }
         }
+        if let Some(disk) = g.disk {
+            if let Err(why) = virtio::attach_disk(index, vm, disk, boot) {
+                fatal(format_args!(
+                    "guest {}: disk={}: {why}",
+                    g.name, disk.module
+                ));
+            }
+        }
         built[index] = true;
     }
     let running = built.iter().filter(|&&b| b).count();
@@ -249,9 +258,12 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
             let vm = guest::vm(index);
             if !vm.has_ended() {
                 vm.platform.service_tick(now);
+                virtio::service(index, now);
                 if watch {
                     vm.watchdog();
                 }
+            } else {
+                virtio::report(index);
             }
         }
         core::hint::spin_loop();
@@ -260,6 +272,9 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     while BUSY_CORES.load(Ordering::SeqCst) != 0 {
         serial::drain(SERVICE_DRAIN_BYTES);
         core::hint::spin_loop();
+    }
+    for index in (0..cfg.guest_count()).filter(|&i| built[i]) {
+        virtio::report(index);
     }
     crate::println!(
         "service core: {passes} passes, longest {} us",

@@ -375,6 +375,40 @@ pub fn smoke(bin: &Path, checksum: &str) -> (u32, u32) {
         );
     }
     {
+        // virtio-blk completions posted into the backing page with a doorbell: no exits.
+        use tests::virtio_disk::{check_disk_run, disk_file, disk_image, disk_qemu};
+        let name = "qemu-avic-smoke-linux-avic-virtio-blk";
+        let image = disk_image();
+        let disk = disk_file(name, &image);
+        let run = disk_qemu("avic", &disk)
+            .binary(bin)
+            .cpu("max,+avic,+x2avic")
+            .timeout(Duration::from_secs(300))
+            .run_unchecked(name);
+        let result = match (run.timed_out, run.exit_code) {
+            (false, Some(33)) => check_disk_run(&run.serial, &image).and_then(|c| {
+                if c.via_exits == 0 {
+                    Ok(format!(
+                        "{} requests, {} device interrupts, 0 through exits, {} kicks",
+                        c.requests, c.interrupts, c.kicks
+                    ))
+                } else {
+                    Err(format!(
+                        "{} of {} device interrupts went through exits",
+                        c.via_exits, c.interrupts
+                    ))
+                }
+            }),
+            (true, _) => Err("QEMU timed out".into()),
+            (_, code) => Err(format!("QEMU exit {code:?}")),
+        };
+        verdict(
+            "linux irq=avic with a virtio-blk disk (completions posted, no exits)",
+            result,
+            &run.log_path,
+        );
+    }
+    {
         let name = "qemu-avic-smoke-refusal-vf-noga";
         let [disk, spare] = fresh_disks(name);
         let q = Qemu::new()

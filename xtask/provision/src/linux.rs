@@ -5,7 +5,8 @@
 //! Paths (under `build/`, or `$DIDVISOR_BUILD_DIR`):
 //! - `build/linux/vmlinuz`: the bzImage from the package's `boot/vmlinuz-<ver>`, unmodified.
 //! - `build/linux/modules/`: `kernel/drivers/nvme/host/{nvme,nvme-core}.ko`,
-//!   `kernel/drivers/net/ethernet/intel/igbvf/igbvf.ko` (the NIC VF's driver) and their dependency
+//!   `kernel/drivers/net/ethernet/intel/igbvf/igbvf.ko` (the NIC VF's driver),
+//!   `kernel/drivers/virtio/virtio_pci.ko`, `kernel/drivers/block/virtio_blk.ko` and their dependency
 //!   chain (uncompressed, as the package ships them), laid out like `/lib/modules/<ver>/`, with
 //!   a `modules.dep` in depmod's format (the package has none: depmod runs at install time).
 //! - `build/linux/VERSION`: the kernel release, like `6.1.0-56-amd64`.
@@ -34,6 +35,9 @@ pub const NEEDED_MODULES: &[&str] = &[
     "kernel/drivers/nvme/host/nvme.ko",
     "kernel/drivers/nvme/host/nvme-core.ko",
     "kernel/drivers/net/ethernet/intel/igbvf/igbvf.ko",
+    // The Debian kernel builds virtio, virtio_ring, virtio_pci and virtio_blk as modules.
+    "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/drivers/block/virtio_blk.ko",
 ];
 
 /// The guest kernel's command line, the same under the hypervisor and directly in QEMU.
@@ -941,7 +945,11 @@ mod tests {
         );
         let info = modinfo(&fs::read(root.join("kernel/block/t10-pi.ko")).unwrap()).unwrap();
         assert!(info.contains(&("depends".into(), "crc64".into())));
-        let mods = resolve_modules(&root, NEEDED_MODULES, abi).unwrap();
+        let wanted = [
+            "kernel/drivers/nvme/host/nvme.ko",
+            "kernel/drivers/nvme/host/nvme-core.ko",
+        ];
+        let mods = resolve_modules(&root, &wanted, abi).unwrap();
         let names: Vec<&str> = mods.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["crc64", "t10_pi", "nvme_core", "nvme", "igbvf"]);
         assert_eq!(mods[2].rel, "kernel/drivers/nvme/host/nvme-core.ko");
@@ -955,11 +963,11 @@ mod tests {
              kernel/block/t10-pi.ko kernel/lib/crc64.ko"
         );
         put("kernel/lib/crc64.ko", "crc64", "", "6.1.0-2-amd64");
-        let e = resolve_modules(&root, NEEDED_MODULES, abi).unwrap_err();
+        let e = resolve_modules(&root, &wanted, abi).unwrap_err();
         assert!(e.msg.contains("vermagic"), "{}", e.msg);
         fs::remove_file(root.join("kernel/lib/crc64.ko")).unwrap();
         fs::write(root.join("kernel/lib/crc64.ko.xz"), b"").unwrap();
-        let e = resolve_modules(&root, NEEDED_MODULES, abi).unwrap_err();
+        let e = resolve_modules(&root, &wanted, abi).unwrap_err();
         assert!(e.msg.contains("compressed"), "{}", e.msg);
         let _ = fs::remove_dir_all(&root);
     }

@@ -82,6 +82,15 @@ pub enum HostVector {
     Stray,
 }
 
+/// How a virtual device's interrupt reached the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MsiPath {
+    /// Taken by the guest without an exit (a physical IPI or a posted IRR bit).
+    Exitless,
+    /// Injected at an exit of the vCPU (the baseline).
+    AtExit,
+}
+
 /// What one MSI-X entry of a passed-through VF becomes.
 pub enum MsixRoute {
     /// A remapped (not posted) entry: this host vector on the target vCPU's core.
@@ -171,6 +180,27 @@ impl GuestIrq {
             GuestIrq::Avic(g) => g
                 .tables
                 .post_device(vcpu, vector, trigger == TriggerMode::Level),
+        }
+    }
+
+    /// A virtual device's message interrupt (edge, legal `vector`) for vCPU `vcpu` on the core
+    /// with x2APIC id `core`, sent from the service core: `direct` — a physical IPI with the
+    /// guest's vector; `avic` — the vector in the backing page's IRR and a doorbell; `emulated` —
+    /// set in the virtual APIC, injected at the exit the kick IPI forces.
+    pub fn device_msi(&self, vcpu: usize, core: u32, vector: u8) -> MsiPath {
+        match self {
+            GuestIrq::Direct(g) => {
+                g.interrupt_vcpu(core, vector);
+                MsiPath::Exitless
+            }
+            GuestIrq::Emulated(g) => {
+                g.interrupt_vcpu(vcpu, core, vector, TriggerMode::Edge);
+                MsiPath::AtExit
+            }
+            GuestIrq::Avic(g) => {
+                g.tables.post_device(vcpu, vector, false);
+                MsiPath::Exitless
+            }
         }
     }
 

@@ -734,8 +734,9 @@ fn load_linux(
     }
     let mut platform =
         acpi_tables::GuestPlatform::standard(&apic_ids[..vcpus]).with_ram(config.mem);
-    if config.vf.is_some() {
-        // A PCI root for the passed-through function, with the window its BARs go in.
+    if config.vf.is_some() || config.disk.is_some() {
+        // A PCI root for the passed-through function and the virtio device, with the window
+        // their BARs go in.
         let base = crate::hv::vm::vf_host::GUEST_BAR_BASE;
         platform = platform.with_pci_root(acpi_tables::PciRootConfig {
             mmio32: (base, 0xfec0_0000 - base),

@@ -5,6 +5,7 @@
 pub mod canary;
 pub mod console_input;
 pub mod guest;
+pub mod guest_pci;
 pub mod platform;
 pub mod vf;
 pub mod vf_host;

@@ -14,14 +14,14 @@
 //! Lock order: legacy devices, then IOAPIC, then a local APIC. No lock is held across VMRUN.
 
 use crate::hv::host::timer;
-use crate::hv::irq::{GuestIrq, MAX_VCPUS};
+use crate::hv::irq::{GuestIrq, MsiPath, MAX_VCPUS};
+use crate::hv::vm::guest_pci::{GuestPci, VIRTIO_DEVFN};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use devices::{IrqChange, LegacyPlatform, PortEffect};
 use didvisor::config::IrqMode;
 use didvisor::irqchip::route::{route_ioapic, IpiRoute};
 use didvisor::irqchip::{Delivery, Ioapic, TriggerMode};
 use didvisor::nmi::NmiLatch;
-use pci::passthrough::VfPassthrough;
 use spin::Mutex;
 
 /// Console output bytes buffered between drains.
@@ -110,7 +110,7 @@ pub enum GuestRequest {
 pub struct VirtualPlatform {
     /// How interrupts reach the vCPUs (and the state that takes).
     pub irq: GuestIrq,
-    pub legacy: Mutex<LegacyPlatform<CONSOLE_RING, VfPassthrough>>,
+    pub legacy: Mutex<LegacyPlatform<CONSOLE_RING, GuestPci>>,
     pub ioapic: Mutex<Ioapic>,
     pub vcpus: [VcpuSlot; MAX_VCPUS],
     pub vcpu_count: usize,
@@ -161,7 +161,15 @@ impl VirtualPlatform {
     /// Console output not yet taken is dropped (the caller drains it first).
     pub fn reset(&self) {
         let now = timer::nanos();
-        self.legacy.lock().reset(RTC_EPOCH, now);
+        {
+            let mut legacy = self.legacy.lock();
+            legacy.reset(RTC_EPOCH, now);
+            // A virtual device forgets the last boot's rings before the RAM holding them is
+            // cleared and reloaded (its backend would otherwise still serve them).
+            if let Some(GuestPci::Virtual(d)) = legacy.pci_bus().get(VIRTIO_DEVFN) {
+                d.restart();
+            }
+        }
         self.next_tick.store(u64::MAX, Ordering::Release);
         *self.ioapic.lock() = Ioapic::new();
         for slot in &self.vcpus[..self.vcpu_count] {
@@ -255,6 +263,26 @@ impl VirtualPlatform {
         self.irq.interrupt_vcpu(vcpu, core, vector, trigger);
     }
 
+    /// A virtual device's MSI `message`: to the vCPU its destination names, the way the
+    /// interrupt mode does it. `None` if it names no vCPU or an illegal vector (dropped; the
+    /// latter counted).
+    pub fn device_msi(&self, message: iommu::MsiMessage) -> Option<MsiPath> {
+        let vcpu = usize::from(message.dest_id());
+        let vector = message.vector();
+        if vcpu >= self.vcpu_count || !message.is_interrupt_address() {
+            return None;
+        }
+        if vector < didvisor::irqchip::MIN_VECTOR {
+            self.illegal_vectors.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.device_irqs.fetch_add(1, Ordering::Relaxed);
+        let slot = &self.vcpus[vcpu];
+        slot.delivered.fetch_add(1, Ordering::Relaxed);
+        let core = slot.core_apic_id.load(Ordering::Acquire);
+        Some(self.irq.device_msi(vcpu, core, vector))
+    }
+
     /// Acts on what a port access caused; returns what the guest asked of its machine.
     pub fn port_effect(&self, effect: PortEffect) -> Option<GuestRequest> {
         match effect {
@@ -293,7 +321,7 @@ impl VirtualPlatform {
 
     /// Records when the devices next need a tick; call with the devices locked after any access
     /// that may have reprogrammed a timer.
-    pub fn note_deadline(&self, legacy: &LegacyPlatform<CONSOLE_RING, VfPassthrough>) {
+    pub fn note_deadline(&self, legacy: &LegacyPlatform<CONSOLE_RING, GuestPci>) {
         let deadline = legacy.next_timer_deadline().unwrap_or(u64::MAX);
         self.next_tick.store(deadline, Ordering::Release);
     }

@@ -12,6 +12,7 @@ use crate::hv::host::phys;
 use crate::hv::irq::MsixRoute;
 use crate::hv::passthrough::iommu_hw::{self, HostMemory, IOMMU};
 use crate::hv::vm::guest::Vm;
+use crate::hv::vm::guest_pci::GuestPci;
 use crate::hv::vm::vf_host::{VfHost, GUEST_BAR_BASE, GUEST_DEVFN, IRT_LOG2};
 use crate::println;
 use didvisor::bar_mapping::{self, BarPlacement};
@@ -27,7 +28,7 @@ use pci::{header, Command};
 /// Host-physical address of the VF's MSI-X table.
 fn table_hpa(host: &VfHost, vm: &Vm) -> Option<u64> {
     let legacy = vm.platform.legacy.lock();
-    let vf = legacy.pci_bus().get(GUEST_DEVFN)?;
+    let vf = legacy.pci_bus().get(GUEST_DEVFN)?.vf()?;
     Some(vf.bar(host.msix.table.bir)?.hpa + u64::from(host.msix.table.offset))
 }
 
@@ -89,7 +90,7 @@ pub fn attach(
         .legacy
         .lock()
         .pci_bus_mut()
-        .add(GUEST_DEVFN, device)
+        .add(GUEST_DEVFN, GuestPci::Vf(device))
         .map_err(|_| "guest PCI slot")?;
     // The VF itself always decodes (the guest's Memory Space bit only maps it into the guest).
     let mut ecam_rw = *ecam;
@@ -119,6 +120,7 @@ pub fn reset(vm: &Vm, host: &VfHost) -> Result<(), &'static str> {
         legacy
             .pci_bus()
             .get(GUEST_DEVFN)
+            .and_then(GuestPci::vf)
             .is_some_and(|v| v.memory_enabled())
     };
     if mapped {
@@ -135,7 +137,8 @@ pub fn reset(vm: &Vm, host: &VfHost) -> Result<(), &'static str> {
     let mut legacy = vm.platform.legacy.lock();
     let bus = legacy.pci_bus_mut();
     bus.remove(GUEST_DEVFN);
-    bus.add(GUEST_DEVFN, device).map_err(|_| "guest PCI slot")?;
+    bus.add(GUEST_DEVFN, GuestPci::Vf(device))
+        .map_err(|_| "guest PCI slot")?;
     println!(
         "guest {}: vf {}: function-level reset, interrupt entries cleared",
         vm.config.name, host.bdf
@@ -148,7 +151,11 @@ pub fn apply_events(vm: &Vm, host: &VfHost) {
     loop {
         let event = {
             let mut legacy = vm.platform.legacy.lock();
-            match legacy.pci_bus_mut().get_mut(GUEST_DEVFN) {
+            match legacy
+                .pci_bus_mut()
+                .get_mut(GUEST_DEVFN)
+                .and_then(GuestPci::vf_mut)
+            {
                 Some(vf) => vf.pop_event(),
                 None => None,
             }
@@ -190,6 +197,7 @@ pub fn apply_events(vm: &Vm, host: &VfHost) {
                         .lock()
                         .pci_bus()
                         .get(GUEST_DEVFN)
+                        .and_then(GuestPci::vf)
                         .and_then(|v| v.msix_entry(i));
                     if let Some(entry) = entry {
                         program_vector(vm, host, i, entry);
@@ -207,7 +215,7 @@ pub fn apply_events(vm: &Vm, host: &VfHost) {
 fn map_bars(vm: &Vm, map: bool, only: Option<(u8, u64)>) {
     let bars = {
         let legacy = vm.platform.legacy.lock();
-        let Some(vf) = legacy.pci_bus().get(GUEST_DEVFN) else {
+        let Some(vf) = legacy.pci_bus().get(GUEST_DEVFN).and_then(GuestPci::vf) else {
             return;
         };
         let (table_bir, table) = vf.msix_table_range();
@@ -367,14 +375,14 @@ fn program_remapped(
 pub fn mmio(vm: &Vm, host: &VfHost, gpa: u64, size: u8, write: Option<u64>) -> Option<u64> {
     let (index, bar_offset, hpa, table_bir) = {
         let legacy = vm.platform.legacy.lock();
-        let vf = legacy.pci_bus().get(GUEST_DEVFN)?;
+        let vf = legacy.pci_bus().get(GUEST_DEVFN)?.vf()?;
         // The whole access inside one BAR with decoding on, or it is not the VF's.
         let (index, offset) = vf.bar_access(gpa, size)?;
         (index, offset, vf.bar(index)?.hpa, vf.msix_table_range().0)
     };
     let result = if index == table_bir {
         let mut legacy = vm.platform.legacy.lock();
-        let vf = legacy.pci_bus_mut().get_mut(GUEST_DEVFN)?;
+        let vf = legacy.pci_bus_mut().get_mut(GUEST_DEVFN)?.vf_mut()?;
         match write {
             Some(value) => vf.msix_write(bar_offset, size, value).then_some(0),
             None => vf.msix_read(bar_offset, size),

@@ -813,6 +813,16 @@ impl Vcpu {
                 return Next::Resume;
             }
         }
+        let write = decoded.store_value(&gpr);
+        if let Some(value) = crate::hv::virtio::mmio(self.vm, gpa, size, write) {
+            if write.is_none() {
+                if let Some((reg, v)) = decoded.load_result(&gpr, value) {
+                    self.set_gpr(reg, v);
+                }
+            }
+            self.vmcb().rip = rip + u64::from(decoded.len);
+            return Next::Resume;
+        }
         if IOAPIC_PAGE.contains(&gpa) {
             let offset = gpa - IOAPIC_PAGE.start;
             let platform = self.platform();
