@@ -948,6 +948,7 @@ mod tests {
         let wanted = [
             "kernel/drivers/nvme/host/nvme.ko",
             "kernel/drivers/nvme/host/nvme-core.ko",
+            "kernel/drivers/net/ethernet/intel/igbvf/igbvf.ko",
         ];
         let mods = resolve_modules(&root, &wanted, abi).unwrap();
         let names: Vec<&str> = mods.iter().map(|m| m.name.as_str()).collect();
