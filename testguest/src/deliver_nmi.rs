@@ -53,6 +53,7 @@ deliver_nmi_stub:
     pushq %r9
     pushq %r10
     pushq %r11
+    leaq 72(%rsp), %rdi
     call deliver_nmi
     popq %r11
     popq %r10
@@ -70,13 +71,17 @@ deliver_nmi_stub:
 
 extern "C" {
     /// The NMI entry: saves the caller-saved registers (the 40-byte frame and nine registers
-    /// keep the stack aligned to 16 for the call) and calls [`deliver_nmi`].
+    /// keep the stack aligned to 16 for the call) and calls [`deliver_nmi`] with the address of
+    /// the interrupted RIP in the frame.
     fn deliver_nmi_stub();
 }
 
 #[no_mangle]
-extern "C" fn deliver_nmi() {
+extern "C" fn deliver_nmi(rip: *mut u64) {
     let cpu = this_cpu();
+    // SAFETY: `rip` is the RIP slot of this NMI's own interrupt frame (the stub passes it);
+    // moving it ends a park loop the NMI interrupted (`smp::park_exit`).
+    unsafe { rip.write(smp::park_exit(rip.read())) };
     if IN_HANDLER[cpu].swap(true, Relaxed) {
         NESTED[cpu].fetch_add(1, Relaxed);
     }

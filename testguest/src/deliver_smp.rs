@@ -390,14 +390,48 @@ extern "C" fn ap_main(cpu: u64) -> ! {
     }
 }
 
+global_asm!(
+    r#"
+    .section .text.deliver, "ax"
+    .global deliver_park_loop, deliver_park_resume
+deliver_park_loop:
+    hlt
+    jmp deliver_park_loop
+deliver_park_resume:
+    ret
+"#,
+    options(att_syntax)
+);
+
+extern "C" {
+    /// `1: hlt; jmp 1b` with interrupts off, the way an OS parks a processor for good (and the
+    /// shape the hypervisor recognises as halted: a HLT it cannot tell from the last byte of
+    /// another instruction is not taken for one). Returns only when the NMI handler moves the
+    /// interrupted RIP to `deliver_park_resume` ([`park_exit`]).
+    fn deliver_park_loop();
+    fn deliver_park_resume();
+}
+
+/// Where an NMI that interrupted the park loop at `rip` returns to: past the loop, or `rip`.
+pub(super) fn park_exit(rip: u64) -> u64 {
+    let start = deliver_park_loop as *const () as u64;
+    let end = deliver_park_resume as *const () as u64;
+    if (start..end).contains(&rip) {
+        end
+    } else {
+        rip
+    }
+}
+
 /// Halts with interrupts off: the hypervisor parks this vCPU (at once where HLT exits, at its
-/// next once-a-second look otherwise) until an NMI; its handler returns past the HLT, and what
-/// was sent meanwhile arrives after the STI.
+/// next once-a-second look otherwise) until an NMI, whose handler ends the loop; what was sent
+/// meanwhile arrives after the STI.
 fn park(cpu: usize) {
     interrupts_off();
     PARK_STATE[cpu].store(1, Release);
-    // SAFETY: HLT with IF clear: only an NMI (or INIT) ends it; the NMI handler returns here.
-    unsafe { core::arch::asm!("hlt", options(nostack, nomem)) };
+    // SAFETY: a HLT loop with IF clear touching no memory and no register; only an NMI (its
+    // handler moves RIP to the `ret`) or INIT ends it.
+    unsafe { deliver_park_loop() };
     PARK_STATE[cpu].store(2, Release);
     interrupts_on();
     let_deliver();

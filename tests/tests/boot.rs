@@ -151,7 +151,7 @@ fn bad_configuration_stops_before_any_guest() {
         ),
         (
             "guest=a,cores=1,mem=1G,kernel=testguest",
-            "guest a: not enough free memory for 1024 MiB of guest RAM",
+            "guest a: not enough free memory for the 1024 MiB below 4 GiB of its 1024 MiB of RAM",
         ),
         ("colour=blue", "command line: unknown word `colour=blue`"),
         (
