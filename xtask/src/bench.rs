@@ -495,9 +495,20 @@ fn run_kvm(
 }
 
 /// Adds KVM's exit counters of each workload's window (from the L1's snapshots) to `runs`.
-fn add_kvm_counters(c: &Config, avic: &str, serial: &str, runs: &mut [WorkloadRun]) -> Result {
-    let l1 = qemu_avic::kvm_bench::parse(serial, avic)
-        .ok_or_else(|| format!("{}: no avic={avic} section in the L1's console", c.name))?;
+fn add_kvm_counters(
+    c: &Config,
+    avic: &str,
+    log: &Path,
+    serial: &str,
+    runs: &mut [WorkloadRun],
+) -> Result {
+    let l1 = qemu_avic::kvm_bench::parse(serial, avic).ok_or_else(|| {
+        format!(
+            "{}: no avic={avic} section in the L1's console; log {}",
+            c.name,
+            log.display()
+        )
+    })?;
     for r in runs {
         let counters =
             qemu_avic::kvm_bench::window_counters(&l1, &r.workload).ok_or_else(|| {
@@ -538,7 +549,7 @@ fn measure(c: &Config, sizes: &str, log: &Path) -> Result<Round> {
     let mut runs = WorkloadRun::all_in(&serial)
         .map_err(|e| format!("{}: {e}; log {}", c.name, log.display()))?;
     if let Setup::Kvm(avic) = c.setup {
-        add_kvm_counters(c, avic, &serial, &mut runs)?;
+        add_kvm_counters(c, avic, log, &serial, &mut runs)?;
     }
     Ok(Round {
         to_init_s: to_init.as_secs_f64(),
