@@ -3,7 +3,9 @@
 //! in each interrupt mode; in each boot the guest runs the workloads of guest/bench/didbench.c
 //! (idle, timer, ipi, cpu, and QD1 random and sequential reads of an NVMe disk: the VF under
 //! didvisor), each reporting its own latencies and the hypervisor's exit counters
-//! for exactly its window. The report (median of the rounds with the spread, ratios to `bare`)
+//! for exactly its window; `kvm` and `kvm-avic` run the same guest as the L2 of a Debian L1
+//! with kvm_amd avic=0/1, its exits counted by the L1 between the guest's window marks (not in
+//! `--quick` unless named). The report (median of the rounds with the spread, ratios to `bare`)
 //! goes to the terminal and to target/bench/ as Markdown, JSON and SVG plots. `--quick`: one
 //! round of small sizes into target/bench/quick/, the interrupt-path invariants asserted (never
 //! speeds). Timing under QEMU TCG says how much the hypervisor adds on this machine, not what
