@@ -5,7 +5,7 @@
  * with `didvisor-bench: workload=NAME` (one record per workload, in this order):
  *
  *   ops=N ns=T [p50_ns=.. p99_ns=..] [sum=..]
- *   irqs=I loc=L res=R hv=didvisor|none
+ *   irqs=I loc=L res=R hv=didvisor|kvm|none
  *   exits=E cpuid=.. intr=.. eoi=.. timer=..            (under didvisor only)
  *   ipi=.. injected=.. hlt=.. msr=.. npf=.. ioio=..     (under didvisor only)
  *
@@ -21,6 +21,11 @@
  * Exit counters: CPUID leaf 4000_0002h, ECX = counter index (kernel/src/exit_counters.rs), read
  * on the vCPU being counted. `exits` is the total minus CPUID exits (the reads themselves).
  * Interrupts: the rows of /proc/interrupts for the CPUs involved; read inside the exit window.
+ *
+ * Under KVM (signature KVMKVMKVM at 4000_0000h: the `kvm` columns, an L2 whose L1 counts its
+ * exits) the window is marked on the console instead: `didvisor-bench-mark: NAME begin` before
+ * it and `... end` after it, each followed by MARK_SETTLE_MS of sleep, in which the L1 reading
+ * the console snapshots KVM's exit statistics (tests/qemu-avic/kvm-l1-init.sh).
  *
  * Built static by xtask (gcc -static, glibc): the initramfs has no dynamic loader.
  */
@@ -57,6 +62,28 @@ static int have_didvisor(void)
 	unsigned a, b, c, d;
 	__cpuid(HV_BASE, a, b, c, d);
 	return b == 0x76646964 /* "didv" */ && c == 0x726f7369 /* "isor" */ && a >= COUNTER_LEAF;
+}
+
+#define MARK_SETTLE_MS 300
+
+static int have_kvm(void)
+{
+	unsigned a, b, c, d;
+	__cpuid(HV_BASE, a, b, c, d);
+	(void)a;
+	return b == 0x4b4d564b /* "KVMK" */ && c == 0x564b4d56 /* "VMKV" */ && d == 0x4d /* "M" */;
+}
+
+static void sleep_ms(unsigned ms);
+
+/* Under KVM: tells the L1 where a window begins or ends and gives it time to snapshot. */
+static void mark(const char *name, const char *edge)
+{
+	if (!have_kvm())
+		return;
+	printf("didvisor-bench-mark: %s %s\n", name, edge);
+	fflush(stdout);
+	sleep_ms(MARK_SETTLE_MS);
 }
 
 /* This vCPU's counters (the caller is pinned). */
@@ -145,6 +172,7 @@ static int cmp_u64(const void *a, const void *b)
 /* A window: counters first and last, interrupts inside them (every interrupt the guest counts
  * falls inside the exit window). */
 struct window {
+	const char *name;
 	int hv, ncpu, both;
 	struct counters c0, c0_cpu1;
 	struct irqs i0;
@@ -159,9 +187,12 @@ static void read_counters_cpu1(struct counters *out)
 	pin(0);
 }
 
-static void begin(struct window *w, int ncpu)
+static void begin(struct window *w, int ncpu, const char *name)
 {
+	w->name = name;
 	w->hv = have_didvisor();
+	if (!w->hv)
+		mark(name, "begin");
 	w->ncpu = ncpu;
 	w->both = 0;
 	if (w->hv)
@@ -176,6 +207,8 @@ static void report(struct window *w, const char *name, uint64_t ops, const struc
 {
 	uint64_t ns = now_ns() - w->t0;
 	struct irqs i1 = read_irqs(w->ncpu);
+	if (!w->hv)
+		mark(name, "end");
 	struct counters c1, d;
 	memset(&d, 0, sizeof(d));
 	if (w->hv) {
@@ -194,7 +227,8 @@ static void report(struct window *w, const char *name, uint64_t ops, const struc
 	       (unsigned long long)ns, tail);
 	printf("didvisor-bench: workload=%s irqs=%llu loc=%llu res=%llu hv=%s\n", name,
 	       (unsigned long long)(i1.all - w->i0.all), (unsigned long long)(i1.loc - w->i0.loc),
-	       (unsigned long long)(i1.res - w->i0.res), w->hv ? "didvisor" : "none");
+	       (unsigned long long)(i1.res - w->i0.res),
+	       w->hv ? "didvisor" : have_kvm() ? "kvm" : "none");
 	if (w->hv) {
 		printf("didvisor-bench: workload=%s exits=%llu", name,
 		       (unsigned long long)(d.v[0] - d.v[1]));
@@ -206,6 +240,13 @@ static void report(struct window *w, const char *name, uint64_t ops, const struc
 		printf("\n");
 	}
 	fflush(stdout);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec t = {(time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L};
+	while (clock_nanosleep(CLOCK_MONOTONIC, 0, &t, &t) != 0)
+		;
 }
 
 static void sleep_ns(uint64_t ns)
@@ -226,7 +267,7 @@ static void idle(uint64_t ms)
 {
 	struct window w;
 	pin(0);
-	begin(&w, 1);
+	begin(&w, 1, "idle");
 	sleep_ns(ms * 1000000u);
 	report(&w, "idle", 1, NULL, "");
 }
@@ -239,7 +280,7 @@ static void timer(uint64_t n)
 	if (!lat)
 		die("calloc");
 	pin(0);
-	begin(&w, 1);
+	begin(&w, 1, "timer");
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t t = now_ns();
 		sleep_ns(1000000u);
@@ -309,7 +350,7 @@ static void ipi(uint64_t n)
 	while (!atomic_load(&ready))
 		sched_yield();
 	usleep(10000); /* let CPU 1 go idle */
-	begin(&w, 2);
+	begin(&w, 2, "ipi");
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t t0 = now_ns();
 		atomic_store(&flag, 1);
@@ -336,7 +377,7 @@ static void cpu(uint64_t n)
 	char tail[64];
 	uint64_t x = 0x9e3779b97f4a7c15u;
 	pin(0);
-	begin(&w, 1);
+	begin(&w, 1, "cpu");
 	for (uint64_t i = 0; i < n * 1000000u; i++) {
 		x ^= x >> 31;
 		x *= 0xbf58476d1ce4e5b9u;
@@ -360,12 +401,12 @@ static int open_disk(uint64_t *size, void **buf, size_t len)
 }
 
 /* Both vCPUs' counters, all CPUs' interrupts. */
-static void begin_both(struct window *w)
+static void begin_both(struct window *w, const char *name)
 {
 	pin(0);
 	if (have_didvisor())
 		read_counters_cpu1(&w->c0_cpu1);
-	begin(w, 2);
+	begin(w, 2, name);
 	w->both = w->hv;
 }
 
@@ -379,7 +420,7 @@ static void nvme_rand(uint64_t n)
 	uint64_t blocks = (size < (64u << 20) ? size : (64u << 20)) / 4096;
 	if (!lat || blocks == 0)
 		die("nvme-rand: no memory or an empty disk");
-	begin_both(&w);
+	begin_both(&w, "nvme-rand");
 	for (uint64_t i = 0; i < n; i++) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		uint64_t t = now_ns();
@@ -403,7 +444,7 @@ static void nvme_seq(uint64_t mib)
 	int fd = open_disk(&size, &buf, chunk);
 	if (mib << 20 > size)
 		die("nvme-seq: the disk is smaller than the read");
-	begin_both(&w);
+	begin_both(&w, "nvme-seq");
 	for (uint64_t off = 0; off < mib << 20; off += chunk)
 		if (pread(fd, buf, chunk, (off_t)off) != (ssize_t)chunk)
 			die("nvme-seq: pread");

@@ -18,7 +18,11 @@
 #                                stood when the L2 printed its `ipi begin` (PHASE ipi-begin)
 #                                and its `ipi rounds` line (ipi-end), each group followed by
 #   === l2 resume avic=N         (the L2's console goes on)
+#                                The bench L2 (didbench, `cargo xtask bench --config kvm`)
+#                                marks each workload window with `didvisor-bench-mark: NAME
+#                                begin|end`: the same snapshots, PHASE NAME-begin / NAME-end.
 #   === done
+# /l2/disk-mb (bench): a sparse disk of that many MiB for the L2's drive (in /l2/machine).
 export PATH=/bin:/usr/bin
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -35,6 +39,9 @@ L2_MACHINE_XAPIC="-machine q35 -global kvm-pit.lost_tick_policy=discard"
 for m in $(cat /m/order 2>/dev/null || echo irqbypass kvm ccp kvm_amd); do
     [ $m = kvm_amd ] || insmod /m/$m.ko
 done
+if [ -f /l2/disk-mb ]; then
+    dd if=/dev/zero of=/tmp/disk.img bs=1M count=0 seek=$(cat /l2/disk-mb) 2>/dev/null
+fi
 modes=$(cat /l2/avic-modes 2>/dev/null || echo "0 1")
 secs=$(cat /l2/timeout 2>/dev/null || echo 600)
 ev() { [ -d $T/events/kvm/$1 ]; }
@@ -42,7 +49,7 @@ ev() { [ -d $T/events/kvm/$1 ]; }
 snap() {
     phase=$1
     for h in "exit kvm_exit" "msr kvm_msr" "avic_ipi kvm_avic_incomplete_ipi" \
-             "avic_unacc kvm_avic_unaccelerated_access"; do
+             "avic_unacc kvm_avic_unaccelerated_access" "inj kvm_inj_virq"; do
         set -- $h
         echo "=== hist $1@$phase avic=$a"
         ev $2 && grep -v '^#' $T/events/kvm/$2/hist | grep -v '^$'
@@ -74,6 +81,7 @@ for a in $modes; do
     hist_on kvm_apicv_inhibit_changed reason,set 2>/dev/null
     hist_on kvm_avic_incomplete_ipi index
     hist_on kvm_avic_unaccelerated_access offset,rw
+    hist_on kvm_inj_virq common_pid
     echo "=== l2 begin avic=$a"
     t0=$(cut -d. -f1 /proc/uptime)
     ( while sleep 30; do
@@ -94,6 +102,9 @@ for a in $modes; do
         case "$line" in
         *"didvisor-guest: ipi begin"*) snap ipi-begin ;;
         *"didvisor-guest: ipi rounds"*) snap ipi-end ;;
+        *"didvisor-bench-mark: "*)
+            set -- $(echo "${line#*didvisor-bench-mark: }" | tr -d '\r')
+            snap "$1-$2" ;;
         esac
     done
     rc=$(cat /tmp/l2rc 2>/dev/null || echo 255)
@@ -111,6 +122,7 @@ for a in $modes; do
     hist_off kvm_apicv_inhibit_changed reason,set 2>/dev/null
     hist_off kvm_avic_incomplete_ipi index
     hist_off kvm_avic_unaccelerated_access offset,rw
+    hist_off kvm_inj_virq common_pid
     rmmod kvm_amd
 done
 echo "=== done"

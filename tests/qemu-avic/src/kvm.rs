@@ -83,8 +83,17 @@ fn add_file(a: &mut Newc, dirs: &mut Vec<String>, path: &str, perm: u32, data: &
     Ok(())
 }
 
+/// What the L1 runs as L2: `kvm_amd avic=` modes, the L2's command line, its deadline, and
+/// extra files for kvm-l1-init.sh (`/l2/machine`, `/l2/disk-mb`).
+pub(crate) struct L2Spec<'a> {
+    pub modes: &'a str,
+    pub append: String,
+    pub timeout_secs: u64,
+    pub extra: Vec<(&'static str, String)>,
+}
+
 /// The L1 initramfs (uncompressed newc).
-fn l1_initramfs(kernel_tree: &Path, abi: &str, modes: &str) -> Result<Vec<u8>> {
+pub(crate) fn l1_initramfs(kernel_tree: &Path, abi: &str, l2: &L2Spec) -> Result<Vec<u8>> {
     let mut a = Newc::new();
     let mut dirs: Vec<String> = Vec::new();
     for d in ["dev", "proc", "sys", "tmp", "bin"] {
@@ -156,22 +165,25 @@ fn l1_initramfs(kernel_tree: &Path, abi: &str, modes: &str) -> Result<Vec<u8>> {
         0o644,
         &read(&linux::initrd())?,
     )?;
-    add_file(&mut a, &mut dirs, "/l2/avic-modes", 0o644, modes.as_bytes())?;
+    add_file(
+        &mut a,
+        &mut dirs,
+        "/l2/avic-modes",
+        0o644,
+        l2.modes.as_bytes(),
+    )?;
     // A normal L2 run takes 25-40 s (100 s on a loaded host); a hung one is cut off here.
     add_file(
         &mut a,
         &mut dirs,
         "/l2/timeout",
         0o644,
-        L2_TIMEOUT_SECS.to_string().as_bytes(),
+        l2.timeout_secs.to_string().as_bytes(),
     )?;
-    add_file(
-        &mut a,
-        &mut dirs,
-        "/l2/append",
-        0o644,
-        l2_cmdline().as_bytes(),
-    )?;
+    add_file(&mut a, &mut dirs, "/l2/append", 0o644, l2.append.as_bytes())?;
+    for (path, text) in &l2.extra {
+        add_file(&mut a, &mut dirs, path, 0o644, text.as_bytes())?;
+    }
     let init = ::tests::repo_root()
         .join("tests")
         .join("qemu-avic")
@@ -417,7 +429,7 @@ pub struct IpiSummary {
 /// no snapshot for that phase.
 pub fn phase_run(run: &Run, phase: &str) -> Option<Run> {
     let mut out = Run::default();
-    for name in ["exit", "msr", "avic_ipi", "avic_unacc"] {
+    for name in ["exit", "msr", "avic_ipi", "avic_unacc", "inj"] {
         let end = run.hist.get(&format!("{name}@{phase}-end"));
         let begin = run.hist.get(&format!("{name}@{phase}-begin"));
         if name == "exit" && (end.is_none() || begin.is_none()) {
@@ -576,7 +588,7 @@ pub fn valid_mode(m: &str) -> bool {
 }
 
 /// Runs `cmd`, its stdout appended to `log`, with a deadline.
-fn run_logged(cmd: &mut Command, log: &Path, secs: u64) -> Result<Option<i32>> {
+pub(crate) fn run_logged(cmd: &mut Command, log: &Path, secs: u64) -> Result<Option<i32>> {
     let f = fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
     let mut child = cmd
         .stdin(Stdio::null())
@@ -597,9 +609,9 @@ fn run_logged(cmd: &mut Command, log: &Path, secs: u64) -> Result<Option<i32>> {
     }
 }
 
-/// `cargo xtask qemu-avic kvm [MODES]` (after the build): MODES is the list of avic values,
-/// default "0 1".
-pub fn run(qemu: &Path, modes: &str) -> Result {
+/// The L1 kernel's ABI and package tree, the L1 kernel, and an L1 initramfs for `l2` written
+/// to `initrd` (gzip); fails with what to run when the build is missing.
+pub(crate) fn prepare_l1(l2: &L2Spec, initrd: &Path) -> Result<(String, PathBuf)> {
     let abi = fs::read_to_string(linux::version_file())
         .map_err(|e| {
             format!(
@@ -619,12 +631,41 @@ pub fn run(qemu: &Path, modes: &str) -> Result {
             ));
         }
     }
-    let work = ::tests::target_dir().join("qemu-avic");
-    fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
-    let cpio = l1_initramfs(&tree, &abi, modes)?;
-    let initrd = work.join("kvm-l1-initrd.cpio.gz");
-    fs::write(&initrd, linux::gzip(&cpio)?)
+    if let Some(dir) = initrd.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let cpio = l1_initramfs(&tree, &abi, l2)?;
+    fs::write(initrd, linux::gzip(&cpio)?)
         .map_err(|e| format!("writing {}: {e}", initrd.display()))?;
+    Ok((abi, l1_kernel))
+}
+
+/// The L1: the Debian kernel under the patched QEMU with AVIC and x2AVIC, 2 vCPUs, 4 GiB.
+pub(crate) fn l1_command(qemu: &Path, l1_kernel: &Path, initrd: &Path) -> Command {
+    let mut c = Command::new(qemu);
+    c.args(["-machine", "q35", "-cpu", "max,+avic,+x2avic", "-smp", "2"])
+        .args(["-m", "4G", "-nographic", "-no-reboot", "-nic", "none"])
+        .arg("-kernel")
+        .arg(l1_kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", "console=ttyS0 quiet panic=-1"]);
+    c
+}
+
+/// `cargo xtask qemu-avic kvm [MODES]` (after the build): MODES is the list of avic values,
+/// default "0 1".
+pub fn run(qemu: &Path, modes: &str) -> Result {
+    let spec = L2Spec {
+        modes,
+        append: l2_cmdline(),
+        timeout_secs: L2_TIMEOUT_SECS,
+        extra: Vec::new(),
+    };
+    let initrd = ::tests::target_dir()
+        .join("qemu-avic")
+        .join("kvm-l1-initrd.cpio.gz");
+    let (abi, l1_kernel) = prepare_l1(&spec, &initrd)?;
     let logs = ::tests::target_dir().join("test-logs");
     fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
     let log = logs.join("qemu-avic-kvm.log");
@@ -636,14 +677,7 @@ pub fn run(qemu: &Path, modes: &str) -> Result {
     );
     let t0 = Instant::now();
     let code = run_logged(
-        Command::new(qemu)
-            .args(["-machine", "q35", "-cpu", "max,+avic,+x2avic", "-smp", "2"])
-            .args(["-m", "4G", "-nographic", "-no-reboot", "-nic", "none"])
-            .arg("-kernel")
-            .arg(&l1_kernel)
-            .arg("-initrd")
-            .arg(&initrd)
-            .args(["-append", "console=ttyS0 quiet panic=-1"]),
+        &mut l1_command(qemu, &l1_kernel, &initrd),
         &log,
         L1_TIMEOUT_SECS,
     )?;

@@ -17,6 +17,7 @@
 //! a fresh mtime, so ninja rebuilds exactly what the change affects.
 
 pub mod kvm;
+pub mod kvm_bench;
 pub mod linux;
 
 use std::collections::BTreeSet;
