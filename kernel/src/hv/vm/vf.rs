@@ -79,7 +79,7 @@ pub fn attach(
         .map_err(|_| "interrupt table")?;
     irt.clear(&mut HostMemory);
     // Domain 1 is the host's (`nvme_pf`); each VF has its own page table, so its own domain.
-    let domain = DomainId(2 + (index * GUEST_DEVFNS.len() + slot) as u16);
+    let domain = DomainId(2 + (index + slot * didvisor::config::MAX_GUESTS) as u16);
     let dte = Dte::translated(domain, table.root(), table.levels(), Some(irt.remap()))
         .map_err(|_| "device table entry")?;
     unit.lock()
