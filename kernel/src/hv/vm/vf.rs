@@ -95,7 +95,7 @@ pub fn attach(
         next += size;
     }
     // The guest's PCI window (its DSDT) ends at the virtio BAR.
-    if next > crate::hv::virtio::VIRTIO_BAR_GPA {
+    if next > vf_host::GUEST_BAR_END {
         return Err("the guest's PCI window cannot hold the BARs of all its VFs");
     }
     let setup = PassthroughSetup::read(ecam, vfs, vf, guest_bases).map_err(|_| "reading the VF")?;

@@ -22,6 +22,8 @@ pub const GUEST_DEVFNS: [DevFn; MAX_VFS_PER_GUEST] =
 /// The guest-physical window for passed-through BARs (the DSDT's PCI0 window starts here); the
 /// VFs' BARs are placed one after another from here, below the virtio BAR.
 pub const GUEST_BAR_BASE: u64 = 0xc000_0000;
+/// Where the VFs' BARs must end: the virtio BAR sits here (asserted in `hv::virtio`).
+pub const GUEST_BAR_END: u64 = 0xfe00_0000;
 /// log2 of the interrupt remapping table size per VF (32 entries, one host vector each in
 /// emulated mode).
 pub const IRT_LOG2: u8 = 5;
