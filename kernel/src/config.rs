@@ -104,15 +104,70 @@ pub struct GuestConfig {
     pub initrd: Option<Name>,
     pub cmdline: boot_str::Str<MAX_GUEST_CMDLINE>,
     pub irq: IrqMode,
-    /// An SR-IOV virtual function (host bus/device/function) passed through to the guest.
-    pub vf: Option<pci::Bdf>,
-    /// The MAC address of the guest's NIC VF (`mac=`); `None`: a stable derived one
+    /// The SR-IOV virtual functions (host bus/device/function) passed through to the guest
+    /// (`vf=00:04.1+00:15.0`), at most `MAX_VFS_PER_GUEST`.
+    pub vfs: VfList,
+    /// The MAC address of the guest's NIC VF (`mac=`; with several VFs, the one that is an 82576
+    /// NIC's, of which there must then be exactly one); `None`: a stable derived one
     /// (docs/igb.md). Only with `vf=`.
     pub mac: Option<igb::MacAddr>,
     /// What a reset or a crash of the guest leads to (`on-reset=`, `on-crash=`, `max-restarts=`).
     pub restart: crate::restart::RestartPolicy,
     /// A boot module served to the guest as a virtio-blk disk (`disk=MODULE[:ro]`).
     pub disk: Option<DiskConfig>,
+}
+
+/// The most VFs one guest takes: each gets its own guest PCI slot and IOMMU tables, and in
+/// emulated mode they share the guest cores' 32 device vectors.
+pub const MAX_VFS_PER_GUEST: usize = 4;
+const _: () = assert!(
+    MAX_VFS_PER_GUEST == 4,
+    "the `vf=` error text names the limit"
+);
+
+/// A guest's VFs in the order `vf=` names them (`+`-separated), no function twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VfList {
+    bdfs: [Option<pci::Bdf>; MAX_VFS_PER_GUEST],
+}
+
+/// Why a `vf=` list is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VfListError {
+    BadFunction,
+    TooMany,
+    Twice(pci::Bdf),
+}
+
+impl VfList {
+    /// `00:04.1` or `00:04.1+0000:00:15.0`.
+    pub fn parse(value: &str) -> Result<VfList, VfListError> {
+        let mut list = VfList::default();
+        for (i, part) in value.split('+').enumerate() {
+            let bdf = pci::Bdf::parse(part).ok_or(VfListError::BadFunction)?;
+            if list.contains(bdf) {
+                return Err(VfListError::Twice(bdf));
+            }
+            *list.bdfs.get_mut(i).ok_or(VfListError::TooMany)? = Some(bdf);
+        }
+        Ok(list)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = pci::Bdf> + '_ {
+        self.bdfs.iter().map_while(|b| *b)
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bdfs[0].is_none()
+    }
+
+    pub fn contains(&self, bdf: pci::Bdf) -> bool {
+        self.iter().any(|b| b == bdf)
+    }
 }
 
 /// A virtio-blk disk backed by a boot module used as a RAM disk.
@@ -297,6 +352,11 @@ impl fmt::Display for ConfigError<'_> {
             UnterminatedQuote => f.write_str("unterminated double quote"),
             TooManyGuests => write!(f, "more than {MAX_GUESTS} guests"),
             DuplicateGuestName(n) => write!(f, "two guests are named `{n}`"),
+            SharedVf { vf, first, second } if first == second => write!(
+                f,
+                "guest {}: `vf=` names {vf} twice: a VF is one device",
+                first.as_str()
+            ),
             SharedVf { vf, first, second } => write!(
                 f,
                 "guests {} and {} both name `vf={vf}`: a VF belongs to one guest",
@@ -514,12 +574,14 @@ pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
                         value.split(',').next().unwrap_or(value),
                     ));
                 }
-                if let (Some(vf), Some(o)) = (g.vf, cfg.guests().find(|o| o.vf == g.vf)) {
-                    return Err(ConfigError::SharedVf {
-                        vf,
-                        first: o.name,
-                        second: g.name,
-                    });
+                for vf in g.vfs.iter() {
+                    if let Some(o) = cfg.guests().find(|o| o.vfs.contains(vf)) {
+                        return Err(ConfigError::SharedVf {
+                            vf,
+                            first: o.name,
+                            second: g.name,
+                        });
+                    }
                 }
                 if let (Some(mac), Some(o)) = (g.mac, cfg.guests().find(|o| o.mac == g.mac)) {
                     return Err(ConfigError::SharedMac {
@@ -640,7 +702,7 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
         initrd: None,
         cmdline: boot_str::Str::empty(),
         irq: IrqMode::Direct,
-        vf: None,
+        vfs: VfList::default(),
         mac: None,
         disk: None,
         restart: crate::restart::RestartPolicy::default(),
@@ -679,10 +741,18 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
                     boot_str::Str::unescaped(value).ok_or(bad("guest command line too long"))?
             }
             "vf" => {
-                g.vf = Some(
-                    pci::Bdf::parse(value)
-                        .ok_or(bad("expected a PCI function like 00:04.1 or 0000:00:04.1"))?,
-                )
+                g.vfs = VfList::parse(value).map_err(|e| match e {
+                    VfListError::BadFunction => bad(
+                        "expected PCI functions like 00:04.1 or 0000:00:04.1, several joined by +",
+                    ),
+                    // The number in the text is MAX_VFS_PER_GUEST (asserted next to it).
+                    VfListError::TooMany => bad("at most 4 VFs per guest"),
+                    VfListError::Twice(vf) => ConfigError::SharedVf {
+                        vf,
+                        first: name,
+                        second: name,
+                    },
+                })?
             }
             "mac" => {
                 g.mac = Some(
@@ -717,7 +787,7 @@ fn parse_guest(desc: &str) -> Result<GuestConfig, ConfigError<'_>> {
             }
         }
     }
-    if g.mac.is_some() && g.vf.is_none() {
+    if g.mac.is_some() && g.vfs.is_empty() {
         return Err(ConfigError::MacWithoutVf { guest });
     }
     for (i, required) in GUEST_KEYS.iter().enumerate().take(3) {
@@ -854,14 +924,58 @@ mod tests {
     #[test]
     fn vf_is_a_pci_function() {
         let cfg = parse("guest=a,cores=1,mem=2M,kernel=k,vf=0000:00:04.1").unwrap();
-        assert_eq!(
-            cfg.guests().next().unwrap().vf.unwrap().to_string(),
-            "00:04.1"
+        let vfs = cfg.guests().next().unwrap().vfs;
+        assert_eq!(vfs.len(), 1);
+        assert_eq!(vfs.iter().next().unwrap().to_string(), "00:04.1");
+        for bad in ["nvme", "00:04.1+", "+00:04.1", "00:04.1+nic"] {
+            let line = format!("guest=a,cores=1,mem=2M,kernel=k,vf={bad}");
+            assert!(
+                matches!(
+                    parse(&line).unwrap_err(),
+                    ConfigError::BadValue { key: "vf", .. }
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_guest_takes_up_to_four_vfs_each_once() {
+        let cfg = parse("guest=a,cores=1,mem=2M,kernel=k,vf=00:04.1+0000:00:15.0").unwrap();
+        let vfs: std::vec::Vec<_> = cfg
+            .guests()
+            .next()
+            .unwrap()
+            .vfs
+            .iter()
+            .map(|b| b.to_string())
+            .collect();
+        assert_eq!(vfs, ["00:04.1", "00:15.0"]);
+        let four = "guest=a,cores=1,mem=2M,kernel=k,vf=00:04.1+00:04.2+00:04.3+00:04.4";
+        assert_eq!(parse(four).unwrap().guests().next().unwrap().vfs.len(), 4);
+        let five = "guest=a,cores=1,mem=2M,kernel=k,vf=00:04.1+00:04.2+00:04.3+00:04.4+00:04.5";
+        let e = parse(five).unwrap_err();
+        assert!(
+            matches!(e, ConfigError::BadValue { key: "vf", .. }),
+            "{e:?}"
         );
-        assert!(matches!(
-            parse("guest=a,cores=1,mem=2M,kernel=k,vf=nvme").unwrap_err(),
-            ConfigError::BadValue { key: "vf", .. }
-        ));
+        assert!(e.to_string().contains("at most 4 VFs per guest"), "{e}");
+        let twice = parse("guest=a,cores=1,mem=2M,kernel=k,vf=00:04.1+0000:00:04.1").unwrap_err();
+        assert!(matches!(twice, ConfigError::SharedVf { .. }), "{twice:?}");
+        assert_eq!(
+            twice.to_string(),
+            "guest a: `vf=` names 00:04.1 twice: a VF is one device"
+        );
+        // The second VF of one guest is the first of another.
+        let shared = parse(
+            "guest=a,cores=1,mem=2M,kernel=k,vf=00:04.1+00:15.0 \
+             guest=b,cores=2,mem=2M,kernel=k,vf=00:15.2+00:15.0",
+        )
+        .unwrap_err();
+        assert_eq!(
+            shared.to_string(),
+            "guests a and b both name `vf=00:15.0`: a VF belongs to one guest"
+        );
     }
 
     #[test]

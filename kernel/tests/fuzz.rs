@@ -169,6 +169,7 @@ fn cmdline_seeds() -> Vec<Vec<u8>> {
         "debug-exit=0xf4 guest=lin,cores=1,mem=256M,kernel=linux,initrd=initrd,irq=avic,vf=00:04.1,cmdline=\"console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 didvisor.test=nvme\"",
         r#"console=b guest=a,cores=1,mem=2M,kernel=k,cmdline=\"console=ttyS0 a\\b\" guest=b,cores=2,mem=2M,kernel=k,irq=emulated,vf=0000:00:04.1"#,
         "guest=a,cores=1,mem=2M,kernel=k,on-reset=end,on-crash=restart,max-restarts=3 guest=b,cores=2,mem=2M,kernel=k,max-restarts=1000,on-crash=end",
+        "guest=lin,cores=1,mem=256M,kernel=linux,vf=00:04.1+0000:00:15.0,mac=52:54:00:12:34:56 guest=b,cores=2,mem=2M,kernel=k,vf=00:04.2+00:04.3+00:04.4+00:15.2",
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
@@ -197,11 +198,13 @@ fn check_cmdline(line: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert!(!names[..i].contains(&name), "duplicate guest {name}");
-        if g.vf.is_some() {
+        assert!(g.vfs.len() <= config::MAX_VFS_PER_GUEST);
+        for (j, vf) in g.vfs.iter().enumerate() {
             assert!(
-                !cfg.guests().take(i).any(|o| o.vf == g.vf),
+                !cfg.guests().take(i).any(|o| o.vfs.contains(vf)),
                 "a VF on two guests"
             );
+            assert!(!g.vfs.iter().take(j).any(|o| o == vf), "a VF twice");
         }
         assert!(g.mem >= 2 * MIB && g.mem.is_multiple_of(2 * MIB));
         assert!(g.mem <= guestfw::guest_layout::MAX_RAM);
@@ -211,7 +214,7 @@ fn check_cmdline(line: &str) -> bool {
         assert!(g.restart.max_restarts <= 1000);
         let _ = (
             g.irq.name(),
-            g.vf.map(|b| b.to_string()),
+            g.vfs.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
             g.cores.to_string(),
         );
     }
@@ -247,7 +250,8 @@ struct Guest {
     initrd: Option<String>,
     cmdline: Option<String>,
     irq: Option<IrqMode>,
-    vf: Option<(u8, u8, u8)>,
+    /// `vf=` (joined by `+`), at most `MAX_VFS_PER_GUEST`.
+    vfs: Vec<(u8, u8, u8)>,
     /// `on-reset=`, `on-crash=` (true: restart) and `max-restarts=`.
     restart: (Option<bool>, Option<bool>, Option<u32>),
 }
@@ -304,8 +308,13 @@ impl Line {
             if let Some(irq) = g.irq {
                 w += &format!(",irq={}", irq.name());
             }
-            if let Some((b, d, f)) = g.vf {
-                w += &format!(",vf={b:02x}:{d:02x}.{f}");
+            if !g.vfs.is_empty() {
+                let vfs: Vec<_> = g
+                    .vfs
+                    .iter()
+                    .map(|(b, d, f)| format!("{b:02x}:{d:02x}.{f}"))
+                    .collect();
+                w += &format!(",vf={}", vfs.join("+"));
             }
             let word = |restart: bool| if restart { "restart" } else { "end" };
             if let Some(r) = g.restart.0 {
@@ -348,7 +357,10 @@ fn guest() -> impl Strategy<Value = Guest> {
             Just(IrqMode::Avic),
             Just(IrqMode::Emulated)
         ]),
-        proptest::option::of((any::<u8>(), 0..32u8, 0..8u8)),
+        proptest::collection::vec(
+            (any::<u8>(), 0..32u8, 0..8u8),
+            0..=config::MAX_VFS_PER_GUEST,
+        ),
         (
             proptest::option::of(any::<bool>()),
             proptest::option::of(any::<bool>()),
@@ -356,7 +368,7 @@ fn guest() -> impl Strategy<Value = Guest> {
         ),
     )
         .prop_map(
-            |(name, cores, mem, kernel, initrd, cmdline, irq, vf, restart)| Guest {
+            |(name, cores, mem, kernel, initrd, cmdline, irq, vfs, restart)| Guest {
                 name,
                 cores: cores
                     .into_iter()
@@ -367,7 +379,7 @@ fn guest() -> impl Strategy<Value = Guest> {
                 initrd,
                 cmdline,
                 irq,
-                vf,
+                vfs,
                 restart,
             },
         )
@@ -396,13 +408,12 @@ fn line() -> impl Strategy<Value = Line> {
                     // Names must differ: make them so.
                     g.name.truncate(13);
                     g.name += &format!("-{i}");
-                    // So must VFs (a VF belongs to one guest): drop a repeated one.
-                    if let Some(vf) = g.vf {
-                        if vfs.contains(&vf) {
-                            g.vf = None;
-                        }
-                        vfs.push(vf);
-                    }
+                    // So must VFs (a VF belongs to one guest, once): drop a repeated one.
+                    g.vfs.retain(|vf| {
+                        let new = !vfs.contains(vf);
+                        vfs.push(*vf);
+                        new
+                    });
                     // Only the GRUB form escapes backslashes (the plain form has no escapes).
                     if !grub {
                         if let Some(c) = &mut g.cmdline {
@@ -456,7 +467,12 @@ fn fuzz_cmdline_round_trip() {
                 assert_eq!(got.initrd.map(|i| i.as_str().to_string()), want.initrd);
                 assert_eq!(got.cmdline.as_str(), want.cmdline.as_deref().unwrap_or(""));
                 assert_eq!(got.irq, want.irq.unwrap_or(IrqMode::Direct));
-                assert_eq!(got.vf.map(|b| (b.bus(), b.device(), b.function())), want.vf);
+                let vfs: Vec<_> = got
+                    .vfs
+                    .iter()
+                    .map(|b| (b.bus(), b.device(), b.function()))
+                    .collect();
+                assert_eq!(vfs, want.vfs);
                 let on = |r: Option<bool>, default: OnStop| match r {
                     Some(true) => OnStop::Restart,
                     Some(false) => OnStop::End,

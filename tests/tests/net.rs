@@ -258,3 +258,108 @@ fn a_missing_nic_vf_or_no_iommu_stops_only_that_guest() {
         run.assert_line("didvisor: all guests ended");
     }
 }
+
+/// The 64 KiB the guest's `nvme-write` step wrote at byte offset 1 MiB of `disk`.
+fn nvme_block_written(disk: &std::path::Path, pattern: &str) -> bool {
+    let mut want: Vec<u8> = (0..2048)
+        .flat_map(|i| format!("{pattern}-{i}\n").into_bytes())
+        .collect();
+    want.resize(65536, 0);
+    let data = std::fs::read(disk).expect("reading the disk image back");
+    data.get(1 << 20..(1 << 20) + 65536) == Some(want.as_slice())
+}
+
+/// `guest NAME: vf BDF: N device interrupts went through exits`: N for that VF.
+fn vf_exits(run: &Run, guest: &str, vf: &str) -> u64 {
+    let prefix = format!("guest {guest}: vf {vf}: ");
+    run.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|l| l.strip_suffix(" device interrupts went through exits"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| run.fail(&format!("guest {guest}: no exit count for vf {vf}")))
+}
+
+/// Several VFs per guest: guests `a` (direct mode) and `b` (emulated) each get an NVMe VF and a
+/// NIC VF of one machine (`vf=NVME+NIC`). Each guest's stock nvme and igbvf drivers bind; the
+/// NVMe write lands in its namespace and the NIC reaches the gateway and the host. In direct
+/// mode neither VF's interrupts exit; in emulated mode each VF's interrupts went through exits
+/// on host vectors of their own (a collision would hand one device's interrupts to the other).
+#[test]
+fn a_guest_with_an_nvme_vf_and_a_nic_vf_drives_both() {
+    let data = payload();
+    let want = format!("{:x}", Sha256::digest(&data));
+    let (port, served) = serve(data.clone());
+    let disks = tests::qemu::fresh_disks("net_multivf", 64);
+    let guest = |name: &str, core: u32, vfs: &str, mac: &str, irq: &str, extra: &str| {
+        format!(
+            "guest={name},cores={core},mem=256M,kernel=linux,initrd=initrd,irq={irq},vf={vfs},mac={mac},cmdline=\"console=ttyS0 quiet didvisor.test=nvme-write,net didvisor.pattern={name}-multi didvisor.port={port} {extra}\""
+        )
+    };
+    let guests = [
+        guest("a", 1, "00:03.1+00:15.0", "52:54:00:00:01:0a", "direct", ""),
+        guest(
+            "b",
+            2,
+            "00:03.2+00:15.2",
+            "52:54:00:00:01:0b",
+            "emulated",
+            "didvisor.ip=10.0.2.16/24",
+        ),
+    ];
+    // The NVMe PF lands at 00:03.0 (after the IOMMU), its VFs at 00:03.1 and 00:03.2.
+    let run = boot(&guests, 3)
+        .nvme_sriov("didvisor", &[&disks[0], &disks[1]])
+        .run("net_multivf");
+    // Each VF at its own guest slot, in its own DMA domain, with its own device vectors.
+    run.assert_line("guest a: vf 00:03.1 as 00:01.0, dma domain 2 ");
+    run.assert_line("guest a: vf 00:15.0 as 00:03.0, dma domain 18 ");
+    run.assert_line("guest b: vf 00:03.2 as 00:01.0, dma domain 3 ");
+    run.assert_line("guest b: vf 00:15.2 as 00:03.0, dma domain 19 ");
+    run.assert_line("guest b: vf 00:03.2 as 00:01.0, dma domain 3 onto its 256 MiB of ram, 32 interrupt entries, device vectors 0..3");
+    run.assert_line("guest b: vf 00:15.2 as 00:03.0, dma domain 19 onto its 256 MiB of ram, 32 interrupt entries, device vectors 3..6");
+    for (name, nvme, nic, disk) in [
+        ("a", "00:03.1", "00:15.0", &disks[0]),
+        ("b", "00:03.2", "00:15.2", &disks[1]),
+    ] {
+        let lines = common::console_lines(&run, name);
+        assert!(
+            lines.contains(&"didvisor-guest: nvme write ok"),
+            "guest {name}: {lines:#?}"
+        );
+        if !nvme_block_written(disk, &format!("{name}-multi")) {
+            run.fail(&format!("{} lacks guest {name}'s block", disk.display()));
+        }
+        let nvme_irqs: u64 = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("didvisor-guest: nvme interrupts "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| run.fail(&format!("guest {name}: no nvme interrupt count")));
+        net_line(&run, name, "ping ok");
+        assert_eq!(
+            net_line(&run, name, "wget sha256 "),
+            format!("{want} bytes {}", data.len())
+        );
+        let nic_irqs: u64 = net_line(&run, name, "interrupts ")
+            .parse()
+            .unwrap_or_else(|_| run.fail("the interrupt count is not a number"));
+        assert!(
+            nvme_irqs > 0 && nic_irqs > 0,
+            "guest {name}: nvme {nvme_irqs}, nic {nic_irqs} interrupts"
+        );
+        let (nvme_exits, nic_exits) = (vf_exits(&run, name, nvme), vf_exits(&run, name, nic));
+        if name == "a" {
+            assert_eq!((nvme_exits, nic_exits), (0, 0), "direct mode: no exits");
+        } else {
+            assert!(
+                nvme_exits >= nvme_irqs && nic_exits >= nic_irqs,
+                "emulated mode: nvme {nvme_irqs} interrupts, {nvme_exits} through exits; \
+                 nic {nic_irqs} interrupts, {nic_exits} through exits"
+            );
+        }
+        run.assert_line(&format!("guest {name}: ended: power-off request"));
+    }
+    assert!(
+        served.load(Ordering::SeqCst) >= 2,
+        "the server saw fewer than two requests"
+    );
+}

@@ -20,7 +20,7 @@
 //! initrd = "$BUILD/linux/initrd.cpio.gz"   # optional
 //! cmdline = "console=ttyS0 quiet"          # optional, the guest kernel's command line
 //! irq = "direct"          # optional: direct | emulated | avic
-//! vfs = ["00:04.1"]       # optional: SR-IOV VFs passed through (one per guest today)
+//! vfs = ["00:04.1"]       # optional: SR-IOV VFs passed through (up to 4 per guest)
 //! on-reset = "restart"    # optional: restart | end, when the guest reboots (default restart)
 //! on-crash = "end"        # optional: restart | end, when it triple-faults (default end)
 //! max-restarts = 10       # optional: restarts over its life (default 10)
@@ -284,8 +284,8 @@ impl Layout {
         if let Some(irq) = &g.irq {
             w.push_str(&format!(",irq={irq}"));
         }
-        for vf in &g.vfs {
-            w.push_str(&format!(",vf={vf}"));
+        if !g.vfs.is_empty() {
+            w.push_str(&format!(",vf={}", g.vfs.join("+")));
         }
         for (key, v) in [("on-reset", &g.on_reset), ("on-crash", &g.on_crash)] {
             if let Some(v) = v {
@@ -372,8 +372,8 @@ impl Layout {
                 ));
             }
         }
-        // The hypervisor's parser refuses one VF on two guests' `vf=`; a `vfs` list may also
-        // name a VF twice, or VFs the command line does not carry yet (a NIC's, issue #14).
+        // The hypervisor's parser refuses one VF on two guests' `vf=` (and twice in one); this
+        // names the layout's key.
         let mut owners: BTreeMap<String, &str> = BTreeMap::new();
         for g in &self.guests {
             for vf in &g.vfs {
@@ -452,10 +452,6 @@ impl Layout {
 fn guest_error(name: &str, e: &ConfigError<'_>) -> String {
     match e {
         ConfigError::BadValue { key, .. } => format!("guest {name}: {}: {e}", layout_key(key)),
-        ConfigError::DuplicateGuestKey { key: "vf", .. } => format!(
-            "{e} (from vfs: the hypervisor takes one VF per guest for now; several come with \
-             the NIC VFs of issue 14)"
-        ),
         // These name the guest themselves.
         e => e.to_string(),
     }
@@ -616,7 +612,7 @@ mod tests {
         let cfg = config::parse(&line).unwrap();
         let a = cfg.guests().next().unwrap();
         assert_eq!(a.cmdline.as_str(), "console=ttyS0 quiet");
-        assert_eq!(a.vf.unwrap().to_string(), "00:04.1");
+        assert_eq!(a.vfs.iter().next().unwrap().to_string(), "00:04.1");
         assert_eq!(cfg.console_guest(), Some(1));
         assert_eq!((l.cpus(), l.memory_mib().unwrap()), (4, 1024));
     }
@@ -765,7 +761,7 @@ mod tests {
         );
         assert_eq!(
             check_err(&ONE.replace("memory", "vfs = [\"nvme\"]\nmemory")),
-            "guest lin: vfs: `vf=nvme`: expected a PCI function like 00:04.1 or 0000:00:04.1"
+            "guest lin: vfs: `vf=nvme`: expected PCI functions like 00:04.1 or 0000:00:04.1, several joined by +"
         );
         assert!(check_err(&ONE.replace("\"lin\"", "\"l.n\""))
             .starts_with("guest l.n: name: `guest=l.n`: a guest description starts"));
@@ -786,11 +782,22 @@ mod tests {
     }
 
     #[test]
-    fn a_second_vf_is_refused_as_the_hypervisor_refuses_it() {
-        let e = check_err(&ONE.replace("memory", "vfs = [\"00:04.1\", \"00:04.2\"]\nmemory"));
-        assert!(
-            e.starts_with("guest lin: `vf=` given twice (from vfs: the hypervisor takes one VF"),
-            "{e}"
+    fn several_vfs_go_into_one_vf_list_up_to_the_hypervisor_limit() {
+        let two = parse(&ONE.replace("memory", "vfs = [\"00:04.1\", \"00:15.0\"]\nmemory"));
+        two.check(Target::default()).unwrap();
+        let line = two.cmdline(Target::default());
+        assert!(line.contains(",vf=00:04.1+00:15.0"), "{line}");
+        let cfg = config::parse(&line).unwrap();
+        assert_eq!(cfg.guests().next().unwrap().vfs.len(), 2);
+        let five = r#"vfs = ["00:04.1", "00:04.2", "00:04.3", "00:04.4", "00:04.5"]"#;
+        let e = check_err(&ONE.replace("memory", &format!("{five}\nmemory")));
+        assert!(e.starts_with("guest lin: vfs: "), "{e}");
+        assert!(e.ends_with("at most 4 VFs per guest"), "{e}");
+        let twice =
+            check_err(&ONE.replace("memory", "vfs = [\"00:04.1\", \"0000:00:04.1\"]\nmemory"));
+        assert_eq!(
+            twice,
+            "guest lin: `vf=` names 00:04.1 twice: a VF is one device"
         );
     }
 

@@ -16,7 +16,7 @@ use world::{avic_selftest, speculation, svm_hw, vcpu};
 
 use boot::{BootInfo, MemoryKind};
 use core::sync::atomic::Ordering;
-use didvisor::config::{self, Config};
+use didvisor::config::{self, Config, GuestConfig, MAX_VFS_PER_GUEST};
 use didvisor::cpuset::MAX_CPUS;
 use spin::Once;
 
@@ -188,23 +188,36 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
         if !irq::admit(g, g.cores.iter().map(|c| cpus.ids[c])) {
             continue;
         }
-        let vf = match (g.vf, vfs.get(index)) {
-            (Some(bdf), Some(Err(why))) => {
-                log::error!(
-                    "guest {}: vf={bdf}: {why}; the guest does not start",
-                    g.name
-                );
-                continue;
+        // Each VF the guest asked for, in `vf=` order, or why one of them cannot be had.
+        let mut wanted = [None; MAX_VFS_PER_GUEST];
+        let mut refused = false;
+        for (slot, bdf) in g.vfs.iter().enumerate() {
+            match &vfs[index * MAX_VFS_PER_GUEST + slot] {
+                Ok(vf) => wanted[slot] = Some(*vf),
+                Err(why) => {
+                    log::error!(
+                        "guest {}: vf={bdf}: {why}; the guest does not start",
+                        g.name
+                    );
+                    refused = true;
+                }
             }
-            (Some(_), Some(Ok(vf))) => Some(*vf),
-            _ => None,
-        };
+        }
+        if refused {
+            continue;
+        }
         let vm = guest::build(index, g, boot, |cpu| cpus.ids[cpu])
             .unwrap_or_else(|e| fatal(format_args!("guest {}: {e}", g.name)));
-        if let (Some((vfs, vf)), Some(ecam)) = (vf, &machine.ecam) {
-            match vf::attach(vm, index, ecam, &vfs, &vf) {
+        let mut taken = vf::Taken::NONE;
+        for (slot, (vfs, vf)) in wanted
+            .iter()
+            .enumerate()
+            .filter_map(|(s, w)| Some((s, (*w)?)))
+        {
+            let Some(ecam) = &machine.ecam else { break };
+            match vf::attach(vm, index, slot, &mut taken, ecam, &vfs, &vf) {
                 Ok(host) => {
-                    vm.vf.call_once(|| host);
+                    vm.vf[slot].call_once(|| host);
                 }
                 Err(why) => fatal(format_args!("guest {}: vf {}: {why}", g.name, vf.bdf)),
             }
@@ -289,37 +302,57 @@ extern "C" fn boot_main(magic: u32, info: u32) -> ! {
     shutdown::success()
 }
 
-/// Per guest (by index): the VF it gets, or why it cannot have the one it asked for.
-type GuestVfs = [Result<(pci::sriov::EnabledVfs, pci::sriov::VfFunction), &'static str>;
-    didvisor::config::MAX_GUESTS];
+/// Per guest and VF slot (`guest * MAX_VFS_PER_GUEST + slot`): the VF it gets, or why it
+/// cannot have the one it asked for.
+type GuestVfs = [Result<(pci::sriov::EnabledVfs, pci::sriov::VfFunction), &'static str>; VF_SLOTS];
+const VF_SLOTS: usize = didvisor::config::MAX_GUESTS * MAX_VFS_PER_GUEST;
 /// The 82576 PFs the service loop drives.
 const MAX_NIC_PFS: usize = 2;
 type NicPfs = [Option<igb_pf::IgbPf>; MAX_NIC_PFS];
 
+/// Every VF of every guest with its slot index (`GuestVfs`).
+fn vf_slots(cfg: &Config) -> impl Iterator<Item = (usize, &GuestConfig, pci::Bdf)> {
+    cfg.guests().enumerate().flat_map(|(i, g)| {
+        g.vfs
+            .iter()
+            .enumerate()
+            .map(move |(s, bdf)| (i * MAX_VFS_PER_GUEST + s, g, bdf))
+    })
+}
+
 /// Brings up each SR-IOV PF once with as many VFs as the guests need; returns what each guest
 /// gets and the NIC PFs whose bring-up and mailbox the service loop continues.
 fn prepare_vfs(cfg: &Config, machine: &acpi::Machine, boot: &BootInfo) -> (GuestVfs, NicPfs) {
-    let mut out: GuestVfs = [const { Err("no VF requested") }; didvisor::config::MAX_GUESTS];
+    let mut out: GuestVfs = [const { Err("no VF requested") }; VF_SLOTS];
     let mut nics: NicPfs = [const { None }; MAX_NIC_PFS];
     let Some(ecam) = machine.ecam else {
-        for (i, g) in cfg.guests().enumerate() {
-            if g.vf.is_some() {
-                out[i] = Err("no PCIe ECAM (MCFG), so no device passthrough");
-            }
+        for (i, ..) in vf_slots(cfg) {
+            out[i] = Err("no PCIe ECAM (MCFG), so no device passthrough");
         }
         return (out, nics);
     };
     let mut ecam = ecam;
-    let mut owners = [None; didvisor::config::MAX_GUESTS];
-    for (i, g) in cfg.guests().enumerate() {
-        let Some(bdf) = g.vf else { continue };
+    let mut owners = [None; VF_SLOTS];
+    for (i, g, bdf) in vf_slots(cfg) {
         if iommu_hw::IOMMU.get().is_none() {
             out[i] = Err(NO_IOMMU);
             continue;
         }
+        // `mac=` names the address of the guest's one NIC VF.
+        let nic_vfs = g
+            .vfs
+            .iter()
+            .filter(|&b| {
+                nvme_pf::owner_of(&ecam, b)
+                    .is_some_and(|o| PfDriver::of(&ecam, o.0) == PfDriver::Igb)
+            })
+            .count();
         match nvme_pf::owner_of(&ecam, bdf) {
-            Some((pf, ..)) if g.mac.is_some() && PfDriver::of(&ecam, pf) != PfDriver::Igb => {
-                out[i] = Err("mac= is for a NIC VF, and this VF is not an 82576 NIC's");
+            Some(_) if g.mac.is_some() && nic_vfs == 0 => {
+                out[i] = Err("mac= is for a NIC VF, and no VF of this guest is an 82576 NIC's");
+            }
+            Some(_) if g.mac.is_some() && nic_vfs > 1 => {
+                out[i] = Err("mac= is for one NIC VF, and this guest has several");
             }
             Some(owner) => match behind_driven_iommu(machine, &[owner.0, bdf]) {
                 Ok(()) => owners[i] = Some(owner),
@@ -350,10 +383,10 @@ fn prepare_vfs(cfg: &Config, machine: &acpi::Machine, boot: &BootInfo) -> (Guest
             PfDriver::Igb => {
                 // VF n's address: the `mac=` of the guest that has it, if any.
                 let mut macs = [None; pci::sriov::MAX_VFS];
-                for (g, owner) in cfg.guests().zip(&owners) {
-                    if let Some((p, _, n)) = owner {
-                        if *p == pf && usize::from(*n) <= macs.len() {
-                            macs[usize::from(*n) - 1] = g.mac;
+                for (i, g, _) in vf_slots(cfg) {
+                    if let Some((p, _, n)) = owners[i] {
+                        if p == pf && usize::from(n) <= macs.len() {
+                            macs[usize::from(n) - 1] = g.mac;
                         }
                     }
                 }

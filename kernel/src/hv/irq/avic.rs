@@ -66,7 +66,7 @@ pub fn admit(g: &GuestConfig, cores: impl Iterator<Item = u32>) -> bool {
         Verdict::Passed(m) => mode::SelfTest::Passed(m),
         _ => mode::SelfTest::NotPassed,
     };
-    let vf = match (g.vf.is_some(), iommu_hw::ga_enabled()) {
+    let vf = match (!g.vfs.is_empty(), iommu_hw::ga_enabled()) {
         (false, _) => mode::VfPosting::NoVf,
         (true, true) => mode::VfPosting::Ga,
         (true, false) => mode::VfPosting::NoGa,
@@ -130,11 +130,12 @@ impl AvicGuest {
         self.posted.program(&self.tables, vf, index, target)
     }
 
-    /// MSI-X entries written as GuestMode IRTEs, and refused.
-    pub fn posted_counts(&self) -> (u64, u64) {
+    /// MSI-X entries of the VF in `slot` written as GuestMode IRTEs, and refused.
+    pub fn posted_counts(&self, slot: u8) -> (u64, u64) {
+        let slot = usize::from(slot);
         (
-            self.posted.posted.load(Ordering::Relaxed),
-            self.posted.refused.load(Ordering::Relaxed),
+            self.posted.posted[slot].load(Ordering::Relaxed),
+            self.posted.refused[slot].load(Ordering::Relaxed),
         )
     }
 }
@@ -265,13 +266,9 @@ impl AvicVcpu {
 
     /// IsRunning in the physical APIC-ID table, and with a VF IsRun in its posted IRTEs
     /// (`vf_posting`).
-    pub fn set_running(&self, vf: Option<&VfTable>, running: bool) {
-        match vf {
-            Some(vf) => self
-                .guest
-                .posted
-                .set_running(&self.guest.tables, vf, self.vcpu, running),
-            None => self.guest.tables.set_running(self.vcpu, running),
-        }
+    pub fn set_running(&self, vfs: &[Option<VfTable>], running: bool) {
+        self.guest
+            .posted
+            .set_running(&self.guest.tables, vfs, self.vcpu, running)
     }
 }

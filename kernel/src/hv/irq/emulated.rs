@@ -26,8 +26,8 @@ const RFLAGS_IF: u64 = 1 << 9;
 pub struct EmulatedGuest {
     /// The virtual local APIC of each vCPU (x2APIC id = vCPU index).
     pub lapics: [Mutex<Lapic>; MAX_VCPUS],
-    /// The guest vector of each VF MSI-X entry, for the host vector that stands in for it (0 =
-    /// none).
+    /// Per device-vector slot (each of the guest's VFs has its range, `VfHost::vectors`): the
+    /// guest vector of the MSI-X entry the host vector stands in for (0 = none).
     vf_vectors: [AtomicU8; idt::DEVICE_VECTORS],
 }
 
@@ -78,13 +78,14 @@ impl EmulatedGuest {
         }
     }
 
-    /// MSI-X entry `index` gets a host vector on the vCPU's core that stands for the guest's
-    /// vector (the exit it causes injects the guest's vector: `host_vector`).
-    pub fn remap_msix(&self, index: u16, message: &MsiMessage, enabled: bool) -> u8 {
+    /// The MSI-X entry of device-vector `slot` (below `DEVICE_VECTORS`, `VfHost::vector_slot`)
+    /// gets the host vector of that slot on the vCPU's core, standing for the guest's vector (the
+    /// exit it causes injects the guest's vector: `host_vector`).
+    pub fn remap_msix(&self, slot: u8, message: &MsiMessage, enabled: bool) -> u8 {
         if enabled && message.vector() >= MIN_VECTOR {
-            self.vf_vectors[usize::from(index)].store(message.vector(), Ordering::Release);
+            self.vf_vectors[usize::from(slot)].store(message.vector(), Ordering::Release);
         }
-        idt::VECTOR_DEVICE_BASE + index as u8
+        idt::VECTOR_DEVICE_BASE + slot
     }
 
     pub fn host_vector(&self, index: usize) -> HostVector {

@@ -97,6 +97,8 @@ pub enum MsixRoute {
     Remapped { vector: u8 },
     /// The backend wrote a posted entry (or a disabled one), or refused the message.
     Posted(Result<(), PostRefusal>),
+    /// Emulated mode, and no device vector is left for this entry (the guest's VFs took them).
+    NoHostVector,
 }
 
 /// Whether guest `g` may start on the cores with x2APIC ids `cores` in its mode; logs why not.
@@ -230,11 +232,13 @@ impl GuestIrq {
         }
     }
 
-    /// What MSI-X entry `index` of the guest's VF becomes for the guest's `message`; `enabled`:
-    /// the entry is unmasked and names one of the guest's vCPUs.
+    /// What MSI-X entry `index` of the guest's VF `vf` becomes for the guest's `message`;
+    /// `enabled`: the entry is unmasked and names one of the guest's vCPUs; `slot`: the device
+    /// vector the VF has for it (`VfHost::vector_slot`, used in emulated mode).
     pub fn remap_msix(
         &self,
         vf: &VfTable,
+        slot: Option<u8>,
         index: u16,
         message: &MsiMessage,
         enabled: bool,
@@ -243,14 +247,18 @@ impl GuestIrq {
             GuestIrq::Direct(_) => MsixRoute::Remapped {
                 vector: message.vector(),
             },
-            GuestIrq::Emulated(g) => MsixRoute::Remapped {
-                vector: g.remap_msix(index, message, enabled),
+            GuestIrq::Emulated(g) => match slot {
+                Some(slot) => MsixRoute::Remapped {
+                    vector: g.remap_msix(slot, message, enabled),
+                },
+                None => MsixRoute::NoHostVector,
             },
             GuestIrq::Avic(g) => MsixRoute::Posted(g.post_msix(vf, index, message, enabled)),
         }
     }
 
-    /// What host vector `VECTOR_DEVICE_BASE + index`, taken on a guest core, stands for.
+    /// What host vector `VECTOR_DEVICE_BASE + index`, taken on a guest core, stands for (`index`:
+    /// a device-vector slot of one of the guest's VFs).
     pub fn host_vector(&self, index: usize) -> HostVector {
         match self {
             // The guest's own vector on the guest's core: it never reaches the hypervisor.
@@ -269,11 +277,12 @@ impl GuestIrq {
         }
     }
 
-    /// MSI-X entries posted and refused (posting modes only), for the guest's end report.
-    pub fn posted_msix(&self) -> Option<(u64, u64)> {
+    /// MSI-X entries of the VF in `slot` posted and refused (posting modes only), for the
+    /// guest's end report.
+    pub fn posted_msix(&self, slot: u8) -> Option<(u64, u64)> {
         match self {
             GuestIrq::Direct(_) | GuestIrq::Emulated(_) => None,
-            GuestIrq::Avic(g) => Some(g.posted_counts()),
+            GuestIrq::Avic(g) => Some(g.posted_counts(slot)),
         }
     }
 }
@@ -331,11 +340,12 @@ impl VcpuIrq {
         }
     }
 
-    /// The vCPU starts running (first VMRUN) or stops (parked, ended); `vf`: the guest's VF.
-    pub fn set_running(&self, vf: Option<&VfTable>, running: bool) {
+    /// The vCPU starts running (first VMRUN) or stops (parked, ended); `vfs`: the guest's VFs'
+    /// tables by slot.
+    pub fn set_running(&self, vfs: &[Option<VfTable>], running: bool) {
         match self {
             VcpuIrq::Direct(_) | VcpuIrq::Emulated(_) => {}
-            VcpuIrq::Avic(v) => v.set_running(vf, running),
+            VcpuIrq::Avic(v) => v.set_running(vfs, running),
         }
     }
 

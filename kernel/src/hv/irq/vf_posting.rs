@@ -16,21 +16,27 @@ use crate::hv::irq::avic_tables::AvicTables;
 use crate::hv::passthrough::iommu_hw;
 use crate::hv::passthrough::iommu_hw::VfTable;
 use core::sync::atomic::{AtomicU64, Ordering};
+use didvisor::config::MAX_VFS_PER_GUEST;
 use iommu::ga::{self, GaTag, PostRefusal, PostTarget};
 use iommu::ga_running;
 use iommu::{DeviceId, Hpa, InterruptTable, Irte, Irte128, MsiMessage};
 use spin::Mutex;
 
-const ENTRIES: usize = crate::hv::host::idt::DEVICE_VECTORS;
+/// MSI-X entries per VF (its interrupt remapping table).
+const PER_VF: usize = crate::hv::host::idt::DEVICE_VECTORS;
+const ENTRIES: usize = PER_VF * MAX_VFS_PER_GUEST;
 
-/// The posted entries of a guest's VF (the guest's AVIC backend, `irq::avic`, owns them).
+/// The posted entries of a guest's VFs (the guest's AVIC backend, `irq::avic`, owns them).
 pub struct Posted {
-    /// Per MSI-X entry: the vCPU it posts to and the IRTE written.
+    /// Per VF slot and MSI-X entry (`slot * PER_VF + index`): the vCPU it posts to and the IRTE
+    /// written. One array under one lock, so a running transition changes every VF's entries
+    /// with IsRunning in the order `ga_running` checks.
     entries: Mutex<[Option<(usize, Irte128)>; ENTRIES]>,
-    /// MSI-X entries written as GuestMode IRTEs.
-    pub posted: AtomicU64,
-    /// MSI-X entries the guest programmed that cannot be posted (left disabled and masked).
-    pub refused: AtomicU64,
+    /// Per VF slot: MSI-X entries written as GuestMode IRTEs.
+    pub posted: [AtomicU64; MAX_VFS_PER_GUEST],
+    /// Per VF slot: MSI-X entries the guest programmed that cannot be posted (left disabled and
+    /// masked).
+    pub refused: [AtomicU64; MAX_VFS_PER_GUEST],
 }
 
 impl Posted {
@@ -42,8 +48,8 @@ impl Posted {
     pub const fn new() -> Self {
         Self {
             entries: Mutex::new([None; ENTRIES]),
-            posted: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
+            posted: [const { AtomicU64::new(0) }; MAX_VFS_PER_GUEST],
+            refused: [const { AtomicU64::new(0) }; MAX_VFS_PER_GUEST],
         }
     }
 
@@ -77,17 +83,27 @@ impl Posted {
             Ok(x) => x,
             Err(_) => (0, Irte128::DISABLED),
         };
-        let slot = usize::from(index);
-        entries[slot] = irte.remap_enabled().then_some((vcpu, irte));
+        let slot = usize::from(vf.slot) * PER_VF + usize::from(index);
+        let Some(entry) = entries
+            .get_mut(slot)
+            .filter(|_| usize::from(index) < PER_VF)
+        else {
+            // `vf::program_vector` keeps `index` within the VF's table, `attach` the slot.
+            panic!(
+                "vf_posting: entry {index} of VF slot {} out of range",
+                vf.slot
+            );
+        };
+        *entry = irte.remap_enabled().then_some((vcpu, irte));
         write(vf.irt, vf.device, index, irte);
         match result {
             Ok(_) if irte.remap_enabled() => {
-                self.posted.fetch_add(1, Ordering::Relaxed);
+                self.posted[usize::from(vf.slot)].fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Ok(_) => Ok(()),
             Err(why) => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
+                self.refused[usize::from(vf.slot)].fetch_add(1, Ordering::Relaxed);
                 Err(why)
             }
         }
@@ -96,9 +112,15 @@ impl Posted {
     /// vCPU `vcpu` starts running (first VMRUN) or stops (parked, ended): IsRunning in the
     /// physical table and IsRun in every IRTE posting to it, in the order that never leaves
     /// IsRun = 1 for a vCPU that is not running.
-    pub fn set_running(&self, avic: &AvicTables, vf: &VfTable, vcpu: usize, running: bool) {
+    pub fn set_running(
+        &self,
+        avic: &AvicTables,
+        vfs: &[Option<VfTable>],
+        vcpu: usize,
+        running: bool,
+    ) {
         let mut entries = self.entries.lock();
-        let mut writes = HardwareWrites { avic, vf, vcpu };
+        let mut writes = HardwareWrites { avic, vfs, vcpu };
         ga_running::switch_running(&mut *entries, vcpu, running, avic.core(vcpu), &mut writes);
     }
 }
@@ -106,7 +128,7 @@ impl Posted {
 /// The writes of a running transition (`iommu::ga_running`, host-tested order) on this machine.
 struct HardwareWrites<'a> {
     avic: &'a AvicTables,
-    vf: &'a VfTable<'a>,
+    vfs: &'a [Option<VfTable<'a>>],
     vcpu: usize,
 }
 
@@ -114,8 +136,18 @@ impl ga_running::RunningWrites for HardwareWrites<'_> {
     fn set_is_running(&mut self, running: bool) {
         self.avic.set_running(self.vcpu, running);
     }
+    /// `index` is `slot * PER_VF + entry` (`Posted::entries`).
     fn write_irte(&mut self, index: u16, irte: Irte128) {
-        write(self.vf.irt, self.vf.device, index, irte);
+        let (slot, entry) = (usize::from(index) / PER_VF, usize::from(index) % PER_VF);
+        match self
+            .vfs
+            .iter()
+            .flatten()
+            .find(|vf| usize::from(vf.slot) == slot)
+        {
+            Some(vf) => write(vf.irt, vf.device, entry as u16, irte),
+            None => log::error!("vf_posting: no VF in slot {slot} for a posted entry"),
+        }
     }
 }
 

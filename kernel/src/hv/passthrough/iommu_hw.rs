@@ -56,6 +56,8 @@ pub struct VfTable<'a> {
     pub irt: &'a InterruptTable,
     pub device: DeviceId,
     pub guest: u8,
+    /// The VF's place among the guest's VFs.
+    pub slot: u8,
 }
 
 /// Why an interrupt remapping entry did not take effect.

@@ -26,6 +26,7 @@ use virtio::blk::RamDisk;
 /// Where BAR 0 of a guest's virtio device starts out: in the guest's PCI window (its DSDT's
 /// PCI0 `_CRS`), above the passed-through VF's BARs.
 pub const VIRTIO_BAR_GPA: u64 = 0xfe00_0000;
+const _: () = assert!(VIRTIO_BAR_GPA >= crate::hv::vm::vf_host::GUEST_BAR_END);
 
 /// Per guest (by index): its disk.
 static DISKS: [Once<VirtioDevice<BlkBackend>>; MAX_GUESTS] = [const { Once::new() }; MAX_GUESTS];

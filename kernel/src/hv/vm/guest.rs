@@ -17,7 +17,7 @@ use crate::println;
 use boot::BootInfo;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use didvisor::config::{GuestConfig, MAX_GUESTS};
+use didvisor::config::{GuestConfig, MAX_GUESTS, MAX_VFS_PER_GUEST};
 use didvisor::console::LineBuffer;
 use didvisor::elf;
 use didvisor::rate_limit::RateLimit;
@@ -68,8 +68,8 @@ pub struct Vm {
     pub platform: VirtualPlatform,
     /// Its nested page tables (changed after start for passed-through BARs).
     pub npt: Mutex<NptMapper<NptMemory>>,
-    /// The VF passed through to it, if any.
-    pub vf: Once<crate::hv::vm::vf_host::VfHost>,
+    /// The VFs passed through to it, in `vf=` order (`vfs()`).
+    pub vf: [Once<crate::hv::vm::vf_host::VfHost>; MAX_VFS_PER_GUEST],
     pub console: Mutex<LineBuffer>,
     /// Its console lines: bursts of `CONSOLE_BURST`, then `CONSOLE_RATE` a second.
     pub console_rate: Mutex<RateLimit>,
@@ -240,8 +240,8 @@ impl Vm {
         if let Some(rest) = self.console.lock().flush() {
             println!("[{}] {}", self.config.name, rest);
         }
-        // First the VF: its reset ends any DMA it still does into the RAM cleared below.
-        if let Some(vf) = self.vf.get() {
+        // First the VFs: their reset ends any DMA they still do into the RAM cleared below.
+        for vf in self.vfs() {
             vf_reset(self, vf).map_err(BuildError::Vf)?;
         }
         self.platform.reset();
@@ -279,8 +279,8 @@ impl Vm {
             println!("[{}] {}", self.config.name, rest);
         }
         let start = self.started_tsc.load(Ordering::SeqCst);
-        if let Some(vf) = self.vf.get() {
-            // Its BAR mappings changed the nested page tables at run time: what they took.
+        if self.vfs().next().is_some() {
+            // Its VFs' BAR mappings changed the nested page tables at run time: what they took.
             if let Some(npt) = self.npt.try_lock() {
                 let f = npt.mem().frames.counts();
                 println!(
@@ -288,13 +288,15 @@ impl Vm {
                     self.config.name, f.taken, f.in_use, f.free
                 );
             }
+        }
+        for vf in self.vfs() {
             println!(
                 "guest {}: vf {}: {} device interrupts went through exits",
                 self.config.name,
                 vf.bdf,
                 vf.via_exits.load(Ordering::Relaxed)
             );
-            if let Some((posted, refused)) = self.platform.irq.posted_msix() {
+            if let Some((posted, refused)) = self.platform.irq.posted_msix(vf.slot) {
                 println!(
                     "guest {}: vf {}: {posted} MSI-X entries posted (GA), {refused} refused",
                     self.config.name, vf.bdf
@@ -363,6 +365,11 @@ impl Vm {
         if !self.platform.irq.hlt_exits() {
             self.recall_vcpus();
         }
+    }
+
+    /// The VFs attached to it, in `vf=` order.
+    pub fn vfs(&self) -> impl Iterator<Item = &crate::hv::vm::vf_host::VfHost> {
+        self.vf.iter().map_while(Once::get)
     }
 
     pub fn has_ended(&self) -> bool {
@@ -564,7 +571,7 @@ pub fn build(
         boot: guest_boot,
         platform: VirtualPlatform::new(config.irq, &cores[..config.cores.len()]),
         npt: Mutex::new(npt),
-        vf: Once::new(),
+        vf: [const { Once::new() }; MAX_VFS_PER_GUEST],
         console: Mutex::new(LineBuffer::new()),
         console_rate: Mutex::new(RateLimit::new(CONSOLE_RATE, CONSOLE_BURST)),
         diag_rate: Mutex::new(RateLimit::new(DIAG_RATE, DIAG_BURST)),
@@ -734,7 +741,7 @@ fn load_linux(
     }
     let mut platform =
         acpi_tables::GuestPlatform::standard(&apic_ids[..vcpus]).with_ram(config.mem);
-    if config.vf.is_some() || config.disk.is_some() {
+    if !config.vfs.is_empty() || config.disk.is_some() {
         // A PCI root for the passed-through function and the virtio device, with the window
         // their BARs go in.
         let base = crate::hv::vm::vf_host::GUEST_BAR_BASE;

@@ -13,7 +13,7 @@ use crate::hv::irq::MsixRoute;
 use crate::hv::passthrough::iommu_hw::{self, HostMemory, IOMMU};
 use crate::hv::vm::guest::Vm;
 use crate::hv::vm::guest_pci::GuestPci;
-use crate::hv::vm::vf_host::{VfHost, GUEST_BAR_BASE, GUEST_DEVFN, IRT_LOG2};
+use crate::hv::vm::vf_host::{self, VfHost, GUEST_BAR_BASE, GUEST_DEVFNS, IRT_LOG2};
 use crate::println;
 use didvisor::bar_mapping::{self, BarPlacement};
 use iommu::{
@@ -28,18 +28,39 @@ use pci::{header, Command};
 /// Host-physical address of the VF's MSI-X table.
 fn table_hpa(host: &VfHost, vm: &Vm) -> Option<u64> {
     let legacy = vm.platform.legacy.lock();
-    let vf = legacy.pci_bus().get(GUEST_DEVFN)?.vf()?;
+    let vf = legacy.pci_bus().get(host.devfn)?.vf()?;
     Some(vf.bar(host.msix.table.bir)?.hpa + u64::from(host.msix.table.offset))
 }
 
-/// Gives VF `vf` of `vfs` to `vm`: IOMMU domain and interrupt table, guest config space, BARs.
+/// What a guest's earlier VFs took: guest-physical BAR space up to `bar_end`, `vectors` device
+/// vectors.
+#[derive(Clone, Copy)]
+pub struct Taken {
+    pub bar_end: u64,
+    pub vectors: u8,
+}
+
+impl Taken {
+    pub const NONE: Taken = Taken {
+        bar_end: GUEST_BAR_BASE,
+        vectors: 0,
+    };
+}
+
+/// Gives VF `vf` of `vfs` to `vm` as its VF number `slot` (`vf=` order; `taken`: what the
+/// earlier ones took, updated): IOMMU domain and interrupt table, guest config space, BARs.
 pub fn attach(
     vm: &Vm,
     index: usize,
+    slot: usize,
+    taken: &mut Taken,
     ecam: &Ecam,
     vfs: &EnabledVfs,
     vf: &VfFunction,
 ) -> Result<VfHost, &'static str> {
+    let devfn = *GUEST_DEVFNS
+        .get(slot)
+        .ok_or("more VFs than guest PCI slots")?;
     let unit = IOMMU.get().ok_or("no IOMMU")?;
     // DMA: the guest's RAM at guest-physical addresses (above 4 GiB too), nothing else.
     let mut table = IoPageTable::new(HostMemory).map_err(|_| "I/O page table")?;
@@ -57,7 +78,8 @@ pub fn attach(
     let irt = InterruptTable::new(Hpa(irt_base), IRT_LOG2, IrteFormat::Bits128)
         .map_err(|_| "interrupt table")?;
     irt.clear(&mut HostMemory);
-    let domain = DomainId(2 + index as u16);
+    // Domain 1 is the host's (`nvme_pf`); each VF has its own page table, so its own domain.
+    let domain = DomainId(2 + (index + slot * didvisor::config::MAX_GUESTS) as u16);
     let dte = Dte::translated(domain, table.root(), table.levels(), Some(irt.remap()))
         .map_err(|_| "device table entry")?;
     unit.lock()
@@ -65,19 +87,27 @@ pub fn attach(
         .map_err(|_| "device table entry")?;
 
     let mut guest_bases = [None; 6];
-    let mut next = GUEST_BAR_BASE;
+    let mut next = taken.bar_end;
     for bar in vf.bars.iter().flatten() {
         let size = bar.size.max(4096);
         next = next.next_multiple_of(size);
         guest_bases[usize::from(bar.index)] = Some(next);
         next += size;
     }
+    // The guest's PCI window (its DSDT) ends at the virtio BAR.
+    if next > vf_host::GUEST_BAR_END {
+        return Err("the guest's PCI window cannot hold the BARs of all its VFs");
+    }
     let setup = PassthroughSetup::read(ecam, vfs, vf, guest_bases).map_err(|_| "reading the VF")?;
     let device = VfPassthrough::new(&setup).map_err(|_| "the VF's configuration space")?;
     let msix_cap = pci::capability::find_capability(ecam, vf.bdf, pci::capability::id::MSIX)
         .ok_or("the VF has no MSI-X capability")?;
+    let vectors = vf_host::share_vectors(taken.vectors, setup.msix.table_size);
     let host = VfHost {
         bdf: vf.bdf,
+        slot: slot as u8,
+        devfn,
+        vectors: vectors.clone(),
         ecam: *ecam,
         msix_cap,
         msix: setup.msix,
@@ -90,19 +120,26 @@ pub fn attach(
         .legacy
         .lock()
         .pci_bus_mut()
-        .add(GUEST_DEVFN, GuestPci::Vf(device))
+        .add(devfn, GuestPci::Vf(device))
         .map_err(|_| "guest PCI slot")?;
+    *taken = Taken {
+        bar_end: next,
+        vectors: vectors.end,
+    };
     // The VF itself always decodes (the guest's Memory Space bit only maps it into the guest).
     let mut ecam_rw = *ecam;
     let command = header::read_command(&ecam_rw, vf.bdf);
     header::write_command(&mut ecam_rw, vf.bdf, command | Command::MEMORY_SPACE);
     println!(
-        "guest {}: vf {} as 00:01.0, dma domain {} onto its {} MiB of ram, {} interrupt entries",
+        "guest {}: vf {} as 00:{:02x}.0, dma domain {} onto its {} MiB of ram, {} interrupt entries, device vectors {}..{}",
         vm.config.name,
         vf.bdf,
+        devfn.0 >> 3,
         domain.0,
         vm.ram_size >> 20,
-        irt.entries()
+        irt.entries(),
+        vectors.start,
+        vectors.end
     );
     Ok(host)
 }
@@ -119,12 +156,12 @@ pub fn reset(vm: &Vm, host: &VfHost) -> Result<(), &'static str> {
         let legacy = vm.platform.legacy.lock();
         legacy
             .pci_bus()
-            .get(GUEST_DEVFN)
+            .get(host.devfn)
             .and_then(GuestPci::vf)
             .is_some_and(|v| v.memory_enabled())
     };
     if mapped {
-        map_bars(vm, false, None);
+        map_bars(vm, host, false, None);
     }
     let mut ecam = host.ecam;
     pci::flr::initiate(&mut ecam, host.bdf).map_err(|e| e.reason())?;
@@ -136,8 +173,8 @@ pub fn reset(vm: &Vm, host: &VfHost) -> Result<(), &'static str> {
     let device = VfPassthrough::new(&host.setup).map_err(|_| "the VF's configuration space")?;
     let mut legacy = vm.platform.legacy.lock();
     let bus = legacy.pci_bus_mut();
-    bus.remove(GUEST_DEVFN);
-    bus.add(GUEST_DEVFN, GuestPci::Vf(device))
+    bus.remove(host.devfn);
+    bus.add(host.devfn, GuestPci::Vf(device))
         .map_err(|_| "guest PCI slot")?;
     println!(
         "guest {}: vf {}: function-level reset, interrupt entries cleared",
@@ -153,7 +190,7 @@ pub fn apply_events(vm: &Vm, host: &VfHost) {
             let mut legacy = vm.platform.legacy.lock();
             match legacy
                 .pci_bus_mut()
-                .get_mut(GUEST_DEVFN)
+                .get_mut(host.devfn)
                 .and_then(GuestPci::vf_mut)
             {
                 Some(vf) => vf.pop_event(),
@@ -162,10 +199,10 @@ pub fn apply_events(vm: &Vm, host: &VfHost) {
         };
         let Some(event) = event else { return };
         match event {
-            PassthroughEvent::MemoryDecode { enabled } => map_bars(vm, enabled, None),
+            PassthroughEvent::MemoryDecode { enabled } => map_bars(vm, host, enabled, None),
             PassthroughEvent::BarMoved { index, from, to } => {
-                map_bars(vm, false, Some((index, from)));
-                map_bars(vm, true, Some((index, to)));
+                map_bars(vm, host, false, Some((index, from)));
+                map_bars(vm, host, true, Some((index, to)));
             }
             PassthroughEvent::BusMaster { enabled } => {
                 let mut ecam = host.ecam;
@@ -196,7 +233,7 @@ pub fn apply_events(vm: &Vm, host: &VfHost) {
                         .legacy
                         .lock()
                         .pci_bus()
-                        .get(GUEST_DEVFN)
+                        .get(host.devfn)
                         .and_then(GuestPci::vf)
                         .and_then(|v| v.msix_entry(i));
                     if let Some(entry) = entry {
@@ -212,10 +249,10 @@ pub fn apply_events(vm: &Vm, host: &VfHost) {
 /// (`didvisor::bar_mapping`). `only` = (BAR, GPA): just that BAR, at that GPA (a move: its old
 /// place is unmapped, then its new one mapped). A mapping that fails (the guest's table budget
 /// spent, or an overlap) ends this guest only.
-fn map_bars(vm: &Vm, map: bool, only: Option<(u8, u64)>) {
+fn map_bars(vm: &Vm, host: &VfHost, map: bool, only: Option<(u8, u64)>) {
     let bars = {
         let legacy = vm.platform.legacy.lock();
-        let Some(vf) = legacy.pci_bus().get(GUEST_DEVFN).and_then(GuestPci::vf) else {
+        let Some(vf) = legacy.pci_bus().get(host.devfn).and_then(GuestPci::vf) else {
             return;
         };
         let (table_bir, table) = vf.msix_table_range();
@@ -295,15 +332,30 @@ fn program_vector(vm: &Vm, host: &VfHost, index: u16, entry: msix::MsixTableEntr
     let vcpu = usize::from(message.dest_id());
     let platform = &vm.platform;
     let enabled = !entry.masked() && vcpu < platform.vcpu_count;
-    let refused = match platform
-        .irq
-        .remap_msix(&host.table(), index, &message, enabled)
-    {
+    let refused = match platform.irq.remap_msix(
+        &host.table(),
+        host.vector_slot(index),
+        index,
+        &message,
+        enabled,
+    ) {
         MsixRoute::Remapped { vector } => {
             program_remapped(vm, host, index, &entry, &message, vector);
             false
         }
         MsixRoute::Posted(Ok(())) => false,
+        MsixRoute::NoHostVector => {
+            vm.report(format_args!(
+                "vf {} MSI-X vector {index}: the guest's {} device vectors are all taken by its VFs; left masked",
+                host.bdf,
+                crate::hv::host::idt::DEVICE_VECTORS
+            ));
+            let off = Irte::Bits128(iommu::Irte128::DISABLED);
+            if let Err(e) = iommu_hw::write_irte(&host.irt, host.device(), index, off) {
+                vm.report(format_args!("vf MSI-X vector {index}: {e}"));
+            }
+            true
+        }
         MsixRoute::Posted(Err(why)) => {
             vm.report(format_args!(
                 "vf MSI-X vector {index} (address {:#x}, data {:#x}) cannot be posted: {why}; left masked",
@@ -375,14 +427,14 @@ fn program_remapped(
 pub fn mmio(vm: &Vm, host: &VfHost, gpa: u64, size: u8, write: Option<u64>) -> Option<u64> {
     let (index, bar_offset, hpa, table_bir) = {
         let legacy = vm.platform.legacy.lock();
-        let vf = legacy.pci_bus().get(GUEST_DEVFN)?.vf()?;
+        let vf = legacy.pci_bus().get(host.devfn)?.vf()?;
         // The whole access inside one BAR with decoding on, or it is not the VF's.
         let (index, offset) = vf.bar_access(gpa, size)?;
         (index, offset, vf.bar(index)?.hpa, vf.msix_table_range().0)
     };
     let result = if index == table_bir {
         let mut legacy = vm.platform.legacy.lock();
-        let vf = legacy.pci_bus_mut().get_mut(GUEST_DEVFN)?.vf_mut()?;
+        let vf = legacy.pci_bus_mut().get_mut(host.devfn)?.vf_mut()?;
         match write {
             Some(value) => vf.msix_write(bar_offset, size, value).then_some(0),
             None => vf.msix_read(bar_offset, size),

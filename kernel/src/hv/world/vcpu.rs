@@ -122,9 +122,11 @@ impl Vcpu {
         (&mut self.irq, vmcb)
     }
 
-    /// The guest's VF remapping table, if it has a VF.
-    fn vf_table(&self) -> Option<crate::hv::passthrough::iommu_hw::VfTable<'static>> {
-        self.vm.vf.get().map(|vf| vf.table())
+    /// The vCPU starts or stops running: its interrupt backend, with the guest's VFs' remapping
+    /// tables.
+    fn set_running(&self, running: bool) {
+        let tables = self.vm.vf.each_ref().map(|vf| vf.get().map(|v| v.table()));
+        self.irq.set_running(&tables, running);
     }
 
     fn platform(&self) -> &'static VirtualPlatform {
@@ -201,7 +203,7 @@ impl Vcpu {
             }
         }
         self.vm.mark_started();
-        self.irq.set_running(self.vf_table().as_ref(), true);
+        self.set_running(true);
         loop {
             // First: an injected NMI takes EVENTINJ before an emulated interrupt would.
             self.prepare_nmi_entry();
@@ -233,7 +235,7 @@ impl Vcpu {
                 break;
             }
         }
-        self.irq.set_running(self.vf_table().as_ref(), false);
+        self.set_running(false);
         let slot = &self.platform().vcpus[self.id as usize];
         // No more interrupts for this core: the guest no longer runs on it.
         slot.core_apic_id.store(u32::MAX, Ordering::Release);
@@ -303,7 +305,7 @@ impl Vcpu {
         if pending == 0 {
             return;
         }
-        if let Some(host) = self.vm.vf.get() {
+        for host in self.vm.vfs() {
             host.take_host_vectors(self.platform(), self.id as usize, pending);
         }
     }
@@ -601,7 +603,7 @@ impl Vcpu {
             }
         };
         self.vm.drain_console();
-        if let Some(host) = self.vm.vf.get() {
+        for host in self.vm.vfs() {
             crate::hv::vm::vf::apply_events(self.vm, host);
         }
         match platform.port_effect(effect) {
@@ -623,7 +625,7 @@ impl Vcpu {
     /// interrupt for it makes a GA log entry and waits in its IRR). A guest NMI sent to it
     /// later wakes it: the next entry injects the NMI, whose IRET returns past the HLT.
     fn park(&mut self, rip: u64) -> Next {
-        self.irq.set_running(self.vf_table().as_ref(), false);
+        self.set_running(false);
         self.vm.report(format_args!(
             "vcpu {} halted with interrupts disabled at rip {rip:#x}: parked",
             self.id
@@ -641,7 +643,7 @@ impl Vcpu {
             if self.nmi_wakes() {
                 self.platform().unpark();
                 self.parks_woken += 1;
-                self.irq.set_running(self.vf_table().as_ref(), true);
+                self.set_running(true);
                 return Next::Resume;
             }
             core::hint::spin_loop();
@@ -801,7 +803,7 @@ impl Vcpu {
         };
         let size = decoded.access.size();
         let gpr = self.gprs();
-        if let Some(host) = self.vm.vf.get() {
+        for host in self.vm.vfs() {
             let write = decoded.store_value(&gpr);
             if let Some(value) = crate::hv::vm::vf::mmio(self.vm, host, gpa, size, write) {
                 if write.is_none() {
