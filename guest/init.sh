@@ -109,6 +109,15 @@ for word in $(cat /proc/cmdline); do
 	esac
 done
 
+# Waits up to 5 s for block device $1 to appear; false when it does not.
+wait_block() {
+	for i in $(seq 1 50); do
+		[ -b "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # Loads module $1 after its dependencies (modules.dep lists them last-to-load first).
 load_module() {
 	dir=/lib/modules/$(uname -r)
@@ -128,11 +137,7 @@ step_nvme() {
 		say "nvme modules failed to load"
 		return
 	fi
-	for i in $(seq 1 50); do
-		[ -b /dev/nvme0n1 ] && break
-		sleep 0.1
-	done
-	if [ ! -b /dev/nvme0n1 ]; then
+	if ! wait_block /dev/nvme0n1; then
 		say "nvme no namespace (/dev/nvme0n1 missing after 5 s)"
 		return
 	fi
@@ -144,10 +149,7 @@ step_nvme() {
 # Waits for the first NVMe namespace after loading the driver; false when it never appears.
 nvme_disk() {
 	load_module nvme || { say "nvme modules failed to load"; return 1; }
-	for i in $(seq 1 50); do
-		[ -b /dev/nvme0n1 ] && return 0
-		sleep 0.1
-	done
+	wait_block /dev/nvme0n1 && return 0
 	say "nvme no namespace (/dev/nvme0n1 missing after 5 s)"
 	return 1
 }
@@ -183,11 +185,7 @@ step_virtio_blk() {
 		say "virtio-blk modules failed to load"
 		return
 	fi
-	for i in $(seq 1 50); do
-		[ -b /dev/vda ] && break
-		sleep 0.1
-	done
-	if [ ! -b /dev/vda ]; then
+	if ! wait_block /dev/vda; then
 		say "virtio-blk no disk (/dev/vda missing after 5 s)"
 		return
 	fi

@@ -88,19 +88,18 @@ pub fn write_irte(
 ) -> Result<(), IrteWriteError> {
     irt.set(&mut HostMemory, index, irte)
         .map_err(IrteWriteError::Write)?;
-    match IOMMU.get() {
-        Some(unit) => unit
-            .lock()
-            .invalidate_interrupt_table(&mut HostMemory, device)
-            .map_err(IrteWriteError::Invalidate),
-        None => Ok(()),
-    }
+    invalidate_irt(device)
 }
 
 /// Disables every entry of `device`'s interrupt table and makes the IOMMU drop what it cached of
 /// them (a restart of the guest that owns the device).
 pub fn clear_irt(irt: &InterruptTable, device: DeviceId) -> Result<(), IrteWriteError> {
     irt.clear(&mut HostMemory);
+    invalidate_irt(device)
+}
+
+/// Makes the IOMMU drop what it cached of `device`'s interrupt table (nothing to do without one).
+fn invalidate_irt(device: DeviceId) -> Result<(), IrteWriteError> {
     match IOMMU.get() {
         Some(unit) => unit
             .lock()
