@@ -198,17 +198,7 @@ step_virtio_blk() {
 
 # Sum of the nvme rows of /proc/interrupts (of the rows naming $1, if given).
 nvme_interrupts() {
-	total=0
-	while read -r label rest; do
-		case "$rest" in
-		*${1:-nvme}*)
-			for n in $rest; do
-				case "$n" in *[!0-9]*) break ;; *) total=$((total + n)) ;; esac
-			done
-			;;
-		esac
-	done </proc/interrupts
-	echo $total
+	interrupt_sum "${1:-nvme}"
 }
 
 # Sum of the /proc/interrupts rows whose names contain $1.

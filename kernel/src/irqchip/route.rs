@@ -48,19 +48,21 @@ pub enum IpiRoute {
 /// The vCPUs `ipi`'s shorthand and destination select among `vcpu_count` (at most
 /// [`MAX_TARGETS`]), `sender` being the one that wrote the ICR.
 pub fn selected(ipi: &Ipi, sender: usize, vcpu_count: usize) -> VcpuSet {
-    let mut set = 0u64;
-    for v in 0..vcpu_count.min(MAX_TARGETS) {
-        let hit = match ipi.shorthand {
-            Shorthand::SelfOnly => v == sender,
-            Shorthand::AllIncludingSelf => true,
-            Shorthand::AllExcludingSelf => v != sender,
-            Shorthand::Destination => x2apic_dest_matches(v as u32, ipi.dest, ipi.dest_mode),
-        };
-        if hit {
-            set |= 1 << v;
-        }
-    }
-    VcpuSet(set)
+    members(vcpu_count, |v| match ipi.shorthand {
+        Shorthand::SelfOnly => v == sender,
+        Shorthand::AllIncludingSelf => true,
+        Shorthand::AllExcludingSelf => v != sender,
+        Shorthand::Destination => x2apic_dest_matches(v as u32, ipi.dest, ipi.dest_mode),
+    })
+}
+
+/// The vCPUs among the first `vcpu_count` (at most [`MAX_TARGETS`]) that `hit` selects.
+fn members(vcpu_count: usize, hit: impl Fn(usize) -> bool) -> VcpuSet {
+    VcpuSet(
+        (0..vcpu_count.min(MAX_TARGETS))
+            .filter(|&v| hit(v))
+            .fold(0, |set, v| set | 1 << v),
+    )
 }
 
 /// Where `ipi` from vCPU `sender` goes in a guest of `vcpu_count` vCPUs. A lowest-priority IPI
@@ -99,18 +101,13 @@ const IOAPIC_BROADCAST: u8 = 0xff;
 /// ids 0-15 (cluster 0) is the same bit per vCPU. Fixed and lowest-priority messages are routed;
 /// any other delivery mode (SMI, NMI, INIT, ExtINT through the IOAPIC) is `Unsupported`.
 pub fn route_ioapic(d: &Delivery, vcpu_count: usize) -> IpiRoute {
-    let mut set = 0u64;
-    for v in 0..vcpu_count.min(MAX_TARGETS) {
-        let hit = if d.dest_logical {
+    let targets = members(vcpu_count, |v| {
+        if d.dest_logical {
             x2apic_dest_matches(v as u32, u32::from(d.dest_apic_id), DestMode::Logical)
         } else {
             d.dest_apic_id == IOAPIC_BROADCAST || usize::from(d.dest_apic_id) == v
-        };
-        if hit {
-            set |= 1 << v;
         }
-    }
-    let targets = VcpuSet(set);
+    });
     match d.mode {
         DeliveryMode::Fixed => IpiRoute::Interrupt {
             targets,
